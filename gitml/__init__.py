@@ -1,0 +1,52 @@
+"""gitml: ML experiment tracking, models and registry with your git repository as the database.
+
+``import gitml as mlflow`` gives MLflow's fluent API names. Importing this
+package is cheap: the API is loaded on first use (PEP 562), so
+``gitml --help`` and ``import gitml`` never pay for pygit2 or pandas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_FLUENT = (
+    "set_tracking_uri get_tracking_uri set_experiment create_experiment get_experiment "
+    "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
+    "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
+    "delete_run search_runs"
+).split()
+
+_LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
+_LAZY.update(
+    {
+        "Client": ("gitml.tracking.client", "Client"),
+        "MlflowClient": ("gitml.tracking.client", "Client"),
+        "ActiveRun": ("gitml.tracking.entities", "ActiveRun"),
+        "Run": ("gitml.tracking.entities", "Run"),
+        "RunStatus": ("gitml.tracking.entities", "RunStatus"),
+        "ViewType": ("gitml.tracking.entities", "ViewType"),
+        "Metric": ("gitml.tracking.entities", "Metric"),
+        "Param": ("gitml.tracking.entities", "Param"),
+        "RunTag": ("gitml.tracking.entities", "RunTag"),
+        "GitmlError": ("gitml.errors", "GitmlError"),
+    }
+)
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'gitml' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), name if name != "MlflowClient" else "Client")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

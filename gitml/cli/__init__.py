@@ -1,0 +1,76 @@
+"""The ``gitml`` command. Commands are thin: one domain call plus formatting.
+
+Heavy modules (pygit2, pandas) are imported inside commands so that
+``gitml --help`` and ``gitml --version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from gitml import __version__
+
+
+class GitmlGroup(click.Group):
+    """Maps gitml errors to ``Error: ...`` and their exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from gitml.errors import GitmlError
+
+        try:
+            return super().invoke(ctx)
+        except GitmlError as e:
+            if ctx.meta.get("gitml.traceback"):
+                raise
+            click.echo(f"Error: {e.message}", err=True)
+            sys.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if ctx.meta.get("gitml.traceback"):
+                raise
+            click.echo(f"Error: unexpected {type(e).__name__}: {e} (rerun with --traceback for details)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=GitmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="gitml", message="%(prog)s %(version)s")
+@click.option(
+    "-C",
+    "--repo",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="GITML_REPO",
+    help="Run as if gitml was started in this repository (default: the one around the cwd).",
+)
+@click.option("--traceback", is_flag=True, help="Show the full Python traceback on errors.")
+@click.pass_context
+def main(ctx: click.Context, repo: str | None, traceback: bool) -> None:
+    """gitml: experiment tracking, models and registry stored in your git repository."""
+    ctx.ensure_object(dict)
+    ctx.obj["repo_path"] = repo
+    ctx.meta["gitml.traceback"] = traceback
+
+
+def repo_from(ctx: click.Context) -> Any:
+    """The repository the command works on, with dead runs recovered first."""
+    from gitml.tracking import runs, writer
+
+    repo = runs.open_repo(ctx.find_root().obj.get("repo_path"))
+    writer.recover(repo)
+    return repo
+
+
+def _register() -> None:
+    from gitml.cli import experiments, log, runs
+
+    main.add_command(runs.runs)
+    main.add_command(experiments.experiments)
+    main.add_command(log.log)
+    main.add_command(runs.reindex)
+
+
+_register()

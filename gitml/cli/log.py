@@ -1,0 +1,31 @@
+"""``gitml log``: commits with the runs made from them, like ``git log``."""
+
+from __future__ import annotations
+
+import click
+
+from gitml.cli import repo_from
+from gitml.cli.output import echo_json, fmt_num
+
+
+@click.command()
+@click.argument("rev", default="HEAD")
+@click.option("-n", "--max-count", type=int, default=20, show_default=True, help="Show at most this many commits.")
+@click.option("--runs-only", is_flag=True, help="Skip commits that have no runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def log(ctx: click.Context, rev: str, max_count: int, runs_only: bool, as_json: bool) -> None:
+    """Show commits reachable from REV with the runs started from each."""
+    from gitml.tracking import history
+
+    entries = history.commit_log(repo_from(ctx), rev, max_count, runs_only)
+    if as_json:
+        echo_json([{"commit": vars(c), "runs": [r.to_dictionary() for r in rs]} for c, rs in entries])
+        return
+    for commit, runs in entries:
+        subject = commit.message.splitlines()[0] if commit.message else ""
+        click.echo(click.style(f"commit {commit.oid[:10]}", fg="yellow") + f" {subject}")
+        for r in runs:
+            metrics = " ".join(f"{k}={fmt_num(v)}" for k, v in sorted(r.data.metrics.items())[:6])
+            dirty = " (dirty)" if r.source.get("dirty") else ""
+            click.echo(f"    run {r.info.run_id[:12]} {r.info.status:<8} {r.info.run_name}{dirty}  {metrics}")

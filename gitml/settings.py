@@ -1,0 +1,56 @@
+"""gitml's settings in one table: name, default, help.
+
+Precedence: explicit argument > ``GITML_<NAME>`` environment variable >
+repository config (``git config gitml.<name>``) > default. Nothing is read
+at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    type: type
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "GITML_" + self.name.upper().replace("-", "_")
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("flush_interval", 5.0, float, "Seconds between background commits of a live run."),
+        Setting(
+            "snapshot_max_file_size",
+            10 * 1024 * 1024,
+            int,
+            "Files larger than this (bytes) are left out of dirty-tree snapshots.",
+        ),
+        Setting("repo", "", str, "Repository gitml tracks into (default: the one around the cwd)."),
+        Setting("note_metrics", 8, int, "How many metrics a run shows in its git note."),
+    )
+}
+
+
+def get(name: str, repo_config: dict[str, str] | None = None) -> Any:
+    """The value of setting ``name`` after env and repo config are applied."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(setting.env)
+    if raw is None and repo_config is not None:
+        raw = repo_config.get(f"gitml.{name.replace('_', '')}")
+    if raw is None or raw == "":
+        return setting.default
+    try:
+        return setting.type(raw)
+    except ValueError as e:
+        from gitml.errors import InvalidValue
+
+        raise InvalidValue(f"Setting {setting.env}={raw!r} is not a valid {setting.type.__name__}") from e

@@ -1,0 +1,151 @@
+"""Live run logs: the write-ahead log of a running run.
+
+Each writer (one process logging to one run) appends to its own file
+``.git/gitml/live/<run_id>/<writer_id>.log`` and holds an exclusive ``flock``
+on it for as long as it lives. The kernel drops that lock when the process
+dies, however it dies, so a log whose lock can be taken belongs to a dead
+writer and is ready for recovery.
+
+Lines are appended with one ``write(2)`` each, so a SIGKILL loses nothing the
+call returned from; only a half-written last line (power loss) is dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class LiveLog:
+    """An append-only log file owned (locked) by this process."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.pid = os.getpid()
+
+    @classmethod
+    def create(cls, path: Path, header: bytes) -> LiveLog:
+        """Create and lock a new log at ``path`` starting with ``header``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, header)
+        return cls(path, fd)
+
+    def append(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self, remove: bool) -> None:
+        """Release the log; ``remove`` deletes it first (its data is in git)."""
+        if self.fd < 0:
+            return
+        if remove:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            try:
+                self.path.parent.rmdir()  # the run's directory, if now empty
+            except OSError:
+                pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+class OrphanLog:
+    """A log whose writer is gone, locked by us while we recover it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    def read_lines(self) -> list[bytes]:
+        """Complete lines of the log (a torn last line is dropped)."""
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        return lines[:-1]  # the piece after the last newline is incomplete or empty
+
+    def discard(self) -> None:
+        """Delete the log (its content is now in git) and release it."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def live_writers(live_dir: Path, run_id: str) -> list[Path]:
+    """Paths of the live logs of ``run_id`` (alive or not)."""
+    d = live_dir / run_id
+    try:
+        return sorted(p for p in d.iterdir() if p.suffix == ".log")
+    except FileNotFoundError:
+        return []
+
+
+def is_locked(path: Path) -> bool:
+    """True if some live process holds the lock on the log at ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+
+
+def orphan_logs(live_dir: Path) -> Iterator[OrphanLog]:
+    """Yield each log whose writer has died, exclusively locked by us.
+
+    The caller must ``discard()`` or ``release()`` each one. A log another
+    recoverer already handled (unlinked while we waited) is skipped.
+    """
+    try:
+        runs = list(live_dir.iterdir())
+    except FileNotFoundError:
+        return
+    for run_dir in runs:
+        try:
+            logs = [p for p in run_dir.iterdir() if p.suffix == ".log"]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for path in logs:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # its writer is alive, or another recoverer has it
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            yield OrphanLog(path, fd)

@@ -1,0 +1,53 @@
+"""The names gitml owns inside git: ref and note namespaces, paths under .git.
+
+One module so every layer agrees. Each name is a template plus a parse
+function; tests round-trip them.
+"""
+
+from __future__ import annotations
+
+import re
+
+RUNS_PREFIX = "refs/gitml/runs/"
+EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
+NOTES_REF = "refs/notes/gitml"
+REGISTRY_NOTES_REF = "refs/notes/gitml-registry"
+
+#: Everything `gitml push` / `git fetch` moves besides registry tags.
+SYNC_REFSPECS = ("refs/gitml/*", "refs/notes/gitml*")
+
+#: Directory under the git dir for derived and live state (never committed).
+STATE_DIR = "gitml"
+LIVE_DIR = "gitml/live"
+INDEX_FILE = "gitml/index.sqlite"
+
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,20}$")
+
+
+def run_ref(run_id: str) -> str:
+    """The ref that points at the run commit of ``run_id``."""
+    return RUNS_PREFIX + run_id
+
+
+def parse_run_ref(name: str) -> str | None:
+    """The run id in a run ref name, or None if ``name`` is not a run ref."""
+    if name.startswith(RUNS_PREFIX):
+        run_id = name[len(RUNS_PREFIX) :]
+        if RUN_ID_RE.match(run_id):
+            return run_id
+    return None
+
+
+def experiment_ref(experiment_id: str) -> str:
+    """The ref that points at the commit holding an experiment's definition."""
+    return EXPERIMENTS_PREFIX + experiment_id
+
+
+def parse_experiment_ref(name: str) -> str | None:
+    """The experiment id in an experiment ref name, or None."""
+    if name.startswith(EXPERIMENTS_PREFIX):
+        experiment_id = name[len(EXPERIMENTS_PREFIX) :]
+        if EXPERIMENT_ID_RE.match(experiment_id):
+            return experiment_id
+    return None

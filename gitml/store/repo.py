@@ -1,0 +1,359 @@
+"""Git access for gitml: refs with compare-and-swap, trees, commits, notes.
+
+This is one of the two modules that import pygit2 (with ``snapshot``). Object
+ids cross this boundary as 40-char hex strings so the domain layers never see
+pygit2 types.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import ObjectType
+
+from gitml.errors import ConcurrentUpdate, NotARepository
+from gitml.store import names
+
+BLOB_MODE = pygit2.GIT_FILEMODE_BLOB
+TREE_MODE = pygit2.GIT_FILEMODE_TREE
+CAS_RETRIES = 200
+
+_FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What gitml reads of a commit."""
+
+    oid: str
+    tree: str
+    parents: tuple[str, ...]
+    message: str
+    author_name: str
+    author_email: str
+    time: int  # seconds since epoch (committer time)
+
+
+class GitRepo:
+    """A git repository opened for gitml's reads and compare-and-swap writes."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self._repo = repo
+        self.git_dir = Path(repo.path).resolve()
+        self.workdir = Path(repo.workdir).resolve() if repo.workdir else None
+        self.state_dir = self.git_dir / names.STATE_DIR
+        # pygit2 objects are not safe to share between threads mid-call.
+        self.lock = threading.RLock()
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def discover(cls, path: str | os.PathLike[str] | None = None) -> GitRepo:
+        """Open the repository containing ``path`` (default: the current directory).
+
+        Raises:
+            NotARepository: no git repository at or above ``path``.
+        """
+        start = os.fspath(path) if path is not None else os.getcwd()
+        if not os.path.exists(start):
+            raise NotARepository(f"Not a git repository: {start!r} does not exist")
+        found = pygit2.discover_repository(start)
+        if found is None:
+            raise NotARepository(
+                f"Not a git repository (or any parent up to the root): {start!r}. "
+                "Run 'git init' first or pass --repo."
+            )
+        return cls(pygit2.Repository(found))
+
+    @property
+    def raw(self) -> pygit2.Repository:
+        """The pygit2 repository, for other modules of the store layer only."""
+        return self._repo
+
+    def signature(self) -> pygit2.Signature:
+        try:
+            return self._repo.default_signature
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature(*_FALLBACK_SIGNATURE)
+
+    def user_name(self) -> str | None:
+        try:
+            return self._repo.config["user.name"]
+        except KeyError:
+            return None
+
+    # -- refs ------------------------------------------------------------
+
+    def ref_target(self, name: str) -> str | None:
+        """The oid a ref points at, or None if the ref does not exist."""
+        with self.lock:
+            ref = self._repo.references.get(name)
+            if ref is None:
+                return None
+            return str(ref.resolve().target)
+
+    def iter_refs(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(name, oid) of every ref whose name starts with ``prefix``."""
+        with self.lock:
+            found = [
+                (ref.name, str(ref.target))
+                for ref in self._repo.references.iterator()
+                if ref.name.startswith(prefix)
+            ]
+        return iter(found)
+
+    def cas_ref(self, name: str, new: str | None, old: str | None) -> bool:
+        """Set ref ``name`` to ``new`` only if it still points at ``old``.
+
+        ``old=None`` means the ref must not exist yet; ``new=None`` deletes it.
+        Returns False when another writer got there first: the caller re-reads
+        and retries.
+        """
+        with self.lock:
+            refs = self._repo.references
+            try:
+                if old is None:
+                    if new is None:
+                        return refs.get(name) is None
+                    refs.create(name, new, force=False)
+                    return True
+                ref = refs.get(name)
+                if ref is None or str(ref.target) != old:
+                    return False
+                if new is None:
+                    ref.delete()
+                else:
+                    # libgit2 checks the old value under the ref lock.
+                    ref.set_target(new)
+                return True
+            except (pygit2.AlreadyExistsError, pygit2.GitError, ValueError):
+                return False
+
+    def pack_refs(self) -> None:
+        """Pack loose refs into packed-refs (what `git pack-refs --all` does)."""
+        with self.lock:
+            self._repo.compress_references()
+
+    # -- objects ---------------------------------------------------------
+
+    def has_object(self, oid: str) -> bool:
+        with self.lock:
+            return oid in self._repo
+
+    def write_blob(self, data: bytes) -> str:
+        with self.lock:
+            return str(self._repo.create_blob(data))
+
+    def read_blob(self, oid: str) -> bytes:
+        with self.lock:
+            return self._repo[oid].data
+
+    def commit_info(self, oid: str) -> CommitInfo:
+        with self.lock:
+            c = self._repo[oid].peel(pygit2.Commit)
+            return CommitInfo(
+                oid=str(c.id),
+                tree=str(c.tree_id),
+                parents=tuple(str(p) for p in c.parent_ids),
+                message=c.message,
+                author_name=c.author.name,
+                author_email=c.author.email,
+                time=c.commit_time,
+            )
+
+    def resolve_rev(self, rev: str) -> str | None:
+        """The commit a revision (branch, tag, oid, HEAD~2...) names, or None."""
+        with self.lock:
+            try:
+                return str(self._repo.revparse_single(rev).peel(pygit2.Commit).id)
+            except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+                return None
+
+    def read_path(self, tree: str, path: str) -> bytes | None:
+        """The content of the blob at ``path`` inside tree ``tree``, or None."""
+        with self.lock:
+            try:
+                entry = self._repo[tree][path]
+            except KeyError:
+                return None
+            if entry.type != ObjectType.BLOB:
+                return None
+            return self._repo[entry.id].data
+
+    def list_dir(self, tree: str, path: str = "") -> list[tuple[str, str, bool]]:
+        """(name, oid, is_tree) of the entries of the subtree at ``path``."""
+        with self.lock:
+            obj = self._repo[tree]
+            if path:
+                try:
+                    entry = obj[path]
+                except KeyError:
+                    return []
+                if entry.type != ObjectType.TREE:
+                    return []
+                obj = self._repo[entry.id]
+            return [(e.name, str(e.id), e.type == ObjectType.TREE) for e in obj]
+
+    def walk_blobs(self, tree: str, path: str = "") -> Iterator[tuple[str, str]]:
+        """(relative path, blob oid) of every blob under ``path``, depth first."""
+        stack = [("", tree if not path else self._subtree(tree, path))]
+        while stack:
+            prefix, oid = stack.pop()
+            if oid is None:
+                continue
+            for name, child, is_tree in self.list_dir(oid):
+                rel = f"{prefix}{name}"
+                if is_tree:
+                    stack.append((rel + "/", child))
+                else:
+                    yield rel, child
+
+    def _subtree(self, tree: str, path: str) -> str | None:
+        with self.lock:
+            try:
+                entry = self._repo[tree][path]
+            except KeyError:
+                return None
+            return str(entry.id) if entry.type == ObjectType.TREE else None
+
+    def update_tree(self, base: str | None, changes: dict[str, bytes | None]) -> str:
+        """Write a tree equal to ``base`` with ``changes`` applied; return its oid.
+
+        ``changes`` maps slash-separated paths to new content (bytes) or None
+        to delete. Only the subtrees on changed paths are rewritten; empty
+        subtrees are dropped, as git does.
+        """
+        with self.lock:
+            base_tree = self._repo[base] if base else None
+            return str(self._update(base_tree, changes))
+
+    def _update(self, tree: pygit2.Tree | None, changes: dict[str, bytes | None]) -> pygit2.Oid:
+        repo = self._repo
+        builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+        nested: dict[str, dict[str, bytes | None]] = {}
+        for path, data in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = data
+            elif data is None:
+                if builder.get(head) is not None:
+                    builder.remove(head)
+            else:
+                builder.insert(head, repo.create_blob(data), BLOB_MODE)
+        for head, sub in nested.items():
+            existing = builder.get(head)
+            subtree = None
+            if existing is not None and existing.type == ObjectType.TREE:
+                subtree = repo[existing.id]
+            oid = self._update(subtree, sub)
+            if len(repo[oid]) == 0:
+                if existing is not None:
+                    builder.remove(head)
+            else:
+                builder.insert(head, oid, TREE_MODE)
+        return builder.write()
+
+    def write_commit(self, tree: str, parents: list[str], message: str) -> str:
+        """Write a commit object (no ref is moved) and return its oid."""
+        with self.lock:
+            sig = self.signature()
+            return str(self._repo.create_commit(None, sig, sig, message, tree, parents))
+
+    # -- history ---------------------------------------------------------
+
+    def head(self) -> tuple[str | None, str | None]:
+        """(HEAD commit or None if unborn, branch name or None if detached)."""
+        with self.lock:
+            repo = self._repo
+            branch = None
+            try:
+                if not repo.head_is_detached:
+                    branch = repo.references["HEAD"].target
+                    if isinstance(branch, str) and branch.startswith("refs/heads/"):
+                        branch = branch[len("refs/heads/") :]
+            except (KeyError, pygit2.GitError):
+                branch = None
+            if repo.head_is_unborn:
+                return None, branch
+            return str(repo.head.target), branch
+
+    def walk(self, start: str, limit: int | None = None) -> Iterator[CommitInfo]:
+        """Commits reachable from ``start``, newest first (topological + time order)."""
+        with self.lock:
+            walker = self._repo.walk(start, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+            out = []
+            for i, c in enumerate(walker):
+                if limit is not None and i >= limit:
+                    break
+                out.append(
+                    CommitInfo(
+                        oid=str(c.id),
+                        tree=str(c.tree_id),
+                        parents=tuple(str(p) for p in c.parent_ids),
+                        message=c.message,
+                        author_name=c.author.name,
+                        author_email=c.author.email,
+                        time=c.commit_time,
+                    )
+                )
+        return iter(out)
+
+    # -- notes -----------------------------------------------------------
+
+    def read_note(self, notes_ref: str, target: str) -> str | None:
+        """The note attached to ``target`` in ``notes_ref``, or None."""
+        with self.lock:
+            try:
+                return self._repo.lookup_note(target, notes_ref).message
+            except KeyError:
+                return None
+
+    def update_note(
+        self, notes_ref: str, target: str, edit: Callable[[str | None], str | None], message: str
+    ) -> None:
+        """Rewrite the note on ``target`` as ``edit(old_text)``, compare-and-swap.
+
+        ``edit`` may run several times (once per lost race); it must be a pure
+        function of the old text. Returning None removes the note.
+
+        Raises:
+            ConcurrentUpdate: the notes ref kept moving for CAS_RETRIES attempts.
+        """
+        for _ in range(CAS_RETRIES):
+            old = self.ref_target(notes_ref)
+            base_tree = self.commit_info(old).tree if old else None
+            path = self._note_path(base_tree, target)
+            current = self.read_path(base_tree, path) if base_tree else None
+            text = edit(current.decode("utf-8", "replace") if current is not None else None)
+            if text is not None and current is not None and text == current.decode("utf-8", "replace"):
+                return
+            if text is None and current is None:
+                return
+            tree = self.update_tree(base_tree, {path: None if text is None else text.encode()})
+            commit = self.write_commit(tree, [old] if old else [], message)
+            if self.cas_ref(notes_ref, commit, old):
+                return
+        raise ConcurrentUpdate(f"Gave up updating {notes_ref} for {target} after {CAS_RETRIES} attempts")
+
+    def _note_path(self, tree: str | None, target: str) -> str:
+        # git switches to 2/38 fan-out directories once a notes tree grows;
+        # write where a reader following the existing layout will look.
+        if tree is not None:
+            for name, _, is_tree in self.list_dir(tree):
+                if is_tree and len(name) == 2:
+                    return f"{target[:2]}/{target[2:]}"
+        return target
+
+    def note_targets(self, notes_ref: str) -> Iterator[tuple[str, str]]:
+        """(annotated object id, note text) for every note in ``notes_ref``."""
+        with self.lock:
+            try:
+                notes = list(self._repo.notes(notes_ref))
+            except (KeyError, pygit2.GitError):
+                return iter(())
+            return iter([(str(n.annotated_id), n.message) for n in notes])

@@ -1,0 +1,143 @@
+"""``gitml.Client``: MLflow's ``MlflowClient`` over a git repository.
+
+Every method names its run explicitly; nothing depends on an active run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gitml.tracking import experiments as _experiments
+from gitml.tracking import runs as _runs
+from gitml.tracking import writer as _wr
+from gitml.tracking.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
+
+
+class Client:
+    """Low-level tracking API over the repository at ``tracking_uri`` (default: cwd's)."""
+
+    def __init__(self, tracking_uri: str | os.PathLike[str] | None = None) -> None:
+        if tracking_uri is not None:
+            text = os.fspath(tracking_uri)
+            tracking_uri = text[len("file://") :] if text.startswith("file://") else text
+        self._uri = tracking_uri
+
+    @property
+    def repo(self) -> Any:
+        return _runs.open_repo(self._uri)
+
+    # experiments
+    def create_experiment(self, name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None) -> str:
+        return _experiments.create_experiment(self.repo, name, {k: str(v) for k, v in (tags or {}).items()})
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return _experiments.get_experiment(self.repo, str(experiment_id))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        return _experiments.get_experiment_by_name(self.repo, name)
+
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, **_: Any) -> list[Experiment]:
+        return _experiments.list_experiments(self.repo, view_type)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        from gitml.tracking.validation import validate_experiment_name
+
+        _experiments.update_experiment(self.repo, experiment_id, name=validate_experiment_name(new_name))
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        _experiments.update_experiment(self.repo, experiment_id, tags={key: str(value)})
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        _experiments.update_experiment(self.repo, experiment_id, lifecycle_stage="deleted")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        _experiments.update_experiment(self.repo, experiment_id, lifecycle_stage="active")
+
+    # runs
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Run:
+        w = _runs.start_new_run(self.repo, str(experiment_id), run_name, tags, start_time=start_time,
+                                parent_run_id=(tags or {}).get("mlflow.parentRunId"))
+        return w.state().to_run()
+
+    def get_run(self, run_id: str) -> Run:
+        return _runs.get_run(self.repo, run_id)
+
+    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None, **_: Any) -> None:
+        _runs.writer_for_existing(self.repo, run_id).log_metric(key, value, step, timestamp)
+
+    def log_param(self, run_id: str, key: str, value: Any, **_: Any) -> Any:
+        _runs.writer_for_existing(self.repo, run_id).log_param(key, value)
+        return value
+
+    def set_tag(self, run_id: str, key: str, value: Any, **_: Any) -> None:
+        _runs.writer_for_existing(self.repo, run_id).set_tag(key, value)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        _runs.writer_for_existing(self.repo, run_id).delete_tag(key)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: list[Metric] = (),  # type: ignore[assignment]
+        params: list[Param] = (),  # type: ignore[assignment]
+        tags: list[RunTag] = (),  # type: ignore[assignment]
+        **_: Any,
+    ) -> None:
+        from gitml.tracking.validation import validate_batch_limits
+
+        validate_batch_limits(len(metrics), len(params), len(tags))
+        w = _runs.writer_for_existing(self.repo, run_id)
+        for p in params:
+            w.log_param(p.key, p.value)
+        for t in tags:
+            w.set_tag(t.key, t.value)
+        for m in metrics:
+            w.log_metric(m.key, m.value, m.step, m.timestamp)
+
+    def set_terminated(self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
+        _runs.end_run(self.repo, _runs.resolve_run_id(self.repo, run_id), status or RunStatus.FINISHED, end_time)
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        w = _runs.writer_for_existing(self.repo, run_id)
+        if name:
+            w.set_tag("mlflow.runName", name)
+        if status:
+            self.set_terminated(run_id, status)
+        else:
+            w.flush()
+
+    def delete_run(self, run_id: str) -> None:
+        _runs.set_lifecycle(self.repo, run_id, "deleted")
+
+    def restore_run(self, run_id: str) -> None:
+        _runs.set_lifecycle(self.repo, run_id, "active")
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return _runs.metric_history(self.repo, run_id, key)
+
+    def search_runs(
+        self,
+        experiment_ids: list[str] | str | None = None,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        **_: Any,
+    ) -> list[Run]:
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        return _runs.search_runs(self.repo, experiment_ids, filter_string, run_view_type, max_results, order_by)
+
+    def flush(self) -> None:
+        """Commit everything this process logged to git now."""
+        _wr.flush_all(self.repo)
+
+
+MlflowClient = Client

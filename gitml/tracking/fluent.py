@@ -1,0 +1,322 @@
+"""The fluent tracking API with MLflow's names: ``import gitml as mlflow``.
+
+The active run is a per-thread stack, as in MLflow; ``start_run(nested=True)``
+pushes a child run linked to its parent. Logging with no active run starts
+one, as MLflow does. At interpreter exit the runs still active are ended:
+FINISHED, or FAILED if the program is dying of an uncaught exception.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from gitml.errors import InvalidValue, NoActiveRun
+from gitml.tracking import experiments as _experiments
+from gitml.tracking import runs as _runs
+from gitml.tracking import writer as _wr
+from gitml.tracking.entities import ActiveRun, Experiment, Run, RunStatus, ViewType
+
+if TYPE_CHECKING:
+    import pandas
+
+_local = threading.local()
+_tracking_uri: str | None = None
+_experiment_id: str | None = None
+_last_run_id: str | None = None
+
+
+class _Entry:
+    __slots__ = ("run", "writer")
+
+    def __init__(self, run: ActiveRun, writer: _wr.RunWriter) -> None:
+        self.run = run
+        self.writer = writer
+
+
+def _stack() -> list[_Entry]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def _repo() -> Any:
+    return _runs.open_repo(_tracking_uri)
+
+
+# -- tracking location and experiments ------------------------------------------------
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """Track into the git repository at ``uri`` (a path or ``file://`` URI)."""
+    global _tracking_uri
+    text = os.fspath(uri) if uri is not None else None
+    if text and text.startswith("file://"):
+        text = text[len("file://") :]
+    _tracking_uri = text or None
+
+
+def get_tracking_uri() -> str:
+    return str(_repo().workdir or _repo().git_dir)
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+    """Make an experiment active, creating it by name if needed."""
+    global _experiment_id
+    repo = _repo()
+    if (experiment_name is None) == (experiment_id is None):
+        raise InvalidValue("set_experiment takes exactly one of experiment_name and experiment_id")
+    if experiment_id is not None:
+        exp = _experiments.get_experiment(repo, str(experiment_id))
+    else:
+        exp = _experiments.get_or_create(repo, experiment_name)  # type: ignore[arg-type]
+    _experiment_id = exp.experiment_id
+    return exp
+
+
+def _active_experiment_id() -> str:
+    if _experiment_id is not None:
+        return _experiment_id
+    env_id = os.environ.get("GITML_EXPERIMENT_ID")
+    if env_id:
+        return env_id
+    env_name = os.environ.get("GITML_EXPERIMENT_NAME")
+    if env_name:
+        return _experiments.get_or_create(_repo(), env_name).experiment_id
+    return _experiments.DEFAULT_ID
+
+
+def create_experiment(name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None) -> str:
+    return _experiments.create_experiment(_repo(), name, {k: str(v) for k, v in (tags or {}).items()})
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    return _experiments.get_experiment(_repo(), str(experiment_id))
+
+
+def get_experiment_by_name(name: str) -> Experiment | None:
+    return _experiments.get_experiment_by_name(_repo(), name)
+
+
+def search_experiments(view_type: int = ViewType.ACTIVE_ONLY, **_: Any) -> list[Experiment]:
+    return _experiments.list_experiments(_repo(), view_type)
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    description: str | None = None,
+    log_system_metrics: bool | None = None,
+) -> ActiveRun:
+    """Start a new run (or resume ``run_id``) and make it the active run.
+
+    Raises:
+        InvalidValue: a run is already active and ``nested`` is False.
+    """
+    global _last_run_id
+    _install_exit_hooks()
+    stack = _stack()
+    repo = _repo()
+    run_id = run_id or os.environ.get("GITML_RUN_ID") or None
+    if stack and not nested and not (run_id and stack[-1].run.info.run_id == run_id):
+        raise InvalidValue(
+            f"Run with UUID {stack[-1].run.info.run_id} is already active. To start a nested run, "
+            "call start_run with nested=True"
+        )
+    if run_id:
+        w = _runs.resume_run(repo, run_id)
+        if tags:
+            for k, v in tags.items():
+                w.set_tag(str(k), v)
+    else:
+        parent = parent_run_id or (stack[-1].run.info.run_id if stack and nested else None)
+        exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id()
+        w = _runs.start_new_run(repo, exp_id, run_name, tags, parent, description=description)
+    run = ActiveRun(w.state().to_run())
+    stack.append(_Entry(run, w))
+    _last_run_id = w.run_id
+    return run
+
+
+def active_run() -> ActiveRun | None:
+    stack = _stack()
+    return stack[-1].run if stack else None
+
+
+def last_active_run() -> Run | None:
+    if _stack():
+        return _stack()[-1].run
+    return get_run(_last_run_id) if _last_run_id else None
+
+
+def end_run(status: str = RunStatus.FINISHED, _run_id: str | None = None) -> None:
+    """End the active run (or, inside ``with``, that block's run) with ``status``."""
+    stack = _stack()
+    if not stack:
+        return
+    pos = len(stack) - 1
+    if _run_id is not None:
+        pos = next((i for i in range(len(stack) - 1, -1, -1) if stack[i].run.info.run_id == _run_id), -1)
+        if pos < 0:
+            return
+    entry = stack.pop(pos)
+    _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)
+
+
+def _writer() -> _wr.RunWriter:
+    stack = _stack()
+    if stack:
+        w = stack[-1].writer
+        if not w.closed:
+            return w
+        stack[-1].writer = w = _runs.writer_for_existing(w.repo, w.run_id)
+        return w
+    start_run()
+    return _stack()[-1].writer
+
+
+def _writer_for(run_id: str | None) -> _wr.RunWriter:
+    if run_id is None:
+        return _writer()
+    return _runs.writer_for_existing(_repo(), run_id)
+
+
+def log_metric(
+    key: str,
+    value: float,
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+    **_: Any,
+) -> None:
+    """Log a metric point; costs a few microseconds (no git write)."""
+    w = _writer() if run_id is None else _writer_for(run_id)
+    w.log_metric(key, value, step, timestamp)
+    if synchronous:
+        w.flush()
+
+
+def log_metrics(
+    metrics: dict[str, float],
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+    **_: Any,
+) -> None:
+    w = _writer_for(run_id)
+    for key, value in metrics.items():
+        w.log_metric(key, value, step, timestamp)
+    if synchronous:
+        w.flush()
+
+
+def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
+    """Log a param (write-once: the same value again is fine, another is an error)."""
+    _writer().log_param(key, value)
+    return value
+
+
+def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+    w = _writer_for(run_id)
+    for key, value in params.items():
+        w.log_param(key, value)
+
+
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+    _writer().set_tag(key, value)
+
+
+def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
+    w = _writer()
+    for key, value in tags.items():
+        w.set_tag(key, value)
+
+
+def delete_tag(key: str) -> None:
+    _writer().delete_tag(key)
+
+
+def flush() -> None:
+    """Commit everything logged so far in this process to git now."""
+    _wr.flush_all()
+
+
+def get_run(run_id: str) -> Run:
+    return _runs.get_run(_repo(), run_id)
+
+
+def delete_run(run_id: str) -> None:
+    _runs.set_lifecycle(_repo(), run_id, "deleted")
+
+
+def search_runs(
+    experiment_ids: list[str] | None = None,
+    filter_string: str = "",
+    run_view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int = 100000,
+    order_by: list[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: list[str] | None = None,
+) -> pandas.DataFrame | list[Run]:
+    """Search runs with MLflow's filter syntax; a DataFrame (default) or a list of Runs."""
+    repo = _repo()
+    ids: list[str] | None
+    if experiment_names:
+        ids = list(experiment_ids or [])
+        for name in experiment_names:
+            exp = _experiments.get_experiment_by_name(repo, name)
+            if exp is not None:
+                ids.append(exp.experiment_id)
+    elif experiment_ids:
+        ids = [str(e) for e in experiment_ids]
+    elif search_all_experiments:
+        ids = None
+    else:
+        ids = [_active_experiment_id()]
+    runs = _runs.search_runs(repo, ids, filter_string, run_view_type, max_results, order_by)
+    if output_format == "list":
+        return runs
+    if output_format != "pandas":
+        raise InvalidValue(f"Unsupported output_format {output_format!r}; use 'pandas' or 'list'")
+    return _runs.runs_to_dataframe(runs)
+
+
+# -- exit handling -------------------------------------------------------------------------
+
+_hooks_installed = False
+_uncaught = False
+
+
+def _install_exit_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    previous = sys.excepthook
+
+    def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+        global _uncaught
+        _uncaught = True
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    _wr.on_exit(_end_active_runs)
+
+
+def _end_active_runs() -> None:
+    status = RunStatus.FAILED if _uncaught else RunStatus.FINISHED
+    while _stack():
+        end_run(status)

@@ -1,0 +1,30 @@
+"""Commits and the runs started from them (``gitml log``)."""
+
+from __future__ import annotations
+
+from gitml.errors import GitmlError
+from gitml.store.repo import CommitInfo, GitRepo
+from gitml.tracking import runs as _runs
+from gitml.tracking.entities import Run
+
+
+class RevisionNotFound(GitmlError):
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+def commit_log(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) -> list[tuple[CommitInfo, list[Run]]]:
+    """Commits reachable from ``rev``, newest first, each with its runs.
+
+    Raises:
+        RevisionNotFound: ``rev`` names no commit.
+    """
+    start = repo.resolve_rev(rev)
+    if start is None:
+        raise RevisionNotFound(f"Unknown revision {rev!r} in {repo.workdir or repo.git_dir}")
+    commits = list(repo.walk(start, None if runs_only else max_count))
+    by_commit = _runs.runs_of_commits(repo, [c.oid for c in commits])
+    out = [(c, by_commit.get(c.oid, [])) for c in commits]
+    if runs_only:
+        out = [e for e in out if e[1]][:max_count]
+    return out

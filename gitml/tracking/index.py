@@ -1,0 +1,242 @@
+"""The query index: SQLite at ``.git/gitml/index.sqlite``, derived from run refs.
+
+Refs are the truth; the index is a cache that any process may rebuild. Before
+each query ``refresh()`` checks a cheap stamp of the run refs (the mtime of
+``refs/gitml/runs`` and of ``packed-refs``). When it moved, every run ref is
+listed and only the runs whose commit changed are read again. A stamp taken
+within a second of the last ref change is not trusted (file times are
+coarse), so a write in the same clock tick cannot hide from the next query.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+
+from gitml.store import names
+from gitml.store.repo import GitRepo
+from gitml.tracking.entities import Run, RunData, RunInfo
+from gitml.tracking.runfiles import RunState, artifact_uri, read_state
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL, run_name TEXT, status TEXT,
+  start_time INTEGER, end_time INTEGER, lifecycle_stage TEXT, user_id TEXT, artifact_uri TEXT,
+  source_commit TEXT, commit_oid TEXT, parent_run_id TEXT, source TEXT);
+CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
+  timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
+CREATE INDEX IF NOT EXISTS params_kv ON params (key, value);
+CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
+CREATE INDEX IF NOT EXISTS metrics_kv ON latest_metrics (key, value);
+CREATE INDEX IF NOT EXISTS runs_exp ON runs (experiment_id, lifecycle_stage, start_time);
+CREATE INDEX IF NOT EXISTS runs_source ON runs (source_commit);
+"""
+
+RACY_SECONDS = 1.0
+
+
+class RunIndex:
+    """SQLite index of the runs of one repository."""
+
+    def __init__(self, repo: GitRepo) -> None:
+        self.repo = repo
+        path = repo.git_dir / names.INDEX_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        version = self._meta("schema_version")
+        if version != str(SCHEMA_VERSION):
+            self._reset()
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def _reset(self) -> None:
+        # executescript commits on its own, so this runs outside _write(); a
+        # concurrent reset in another process at worst repeats the same work.
+        drops = "".join(f"DROP TABLE IF EXISTS {t};" for t in ("meta", "runs", "params", "tags", "latest_metrics"))
+        self.db.executescript(drops + SCHEMA)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *_: object) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _write(self) -> RunIndex._Tx:
+        return RunIndex._Tx(self.db)
+
+    # -- freshness -----------------------------------------------------------
+
+    def _stamp(self) -> tuple[str, float]:
+        parts = []
+        newest = 0.0
+        for p in (self.repo.git_dir / names.RUNS_PREFIX.rstrip("/"), self.repo.git_dir / "packed-refs"):
+            try:
+                st = os.stat(p)
+                parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+                newest = max(newest, st.st_mtime)
+            except FileNotFoundError:
+                parts.append("-")
+        return "|".join(parts), newest
+
+    def refresh(self, force: bool = False) -> int:
+        """Bring the index up to date with the run refs; return runs re-read."""
+        stamp, newest = self._stamp()
+        if not force and self._meta("stamp") == stamp:
+            return 0
+        refs = {}
+        for ref, oid in self.repo.iter_refs(names.RUNS_PREFIX):
+            run_id = names.parse_run_ref(ref)
+            if run_id is not None:
+                refs[run_id] = oid
+        known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs"))
+        changed = [(r, oid) for r, oid in refs.items() if known.get(r) != oid]
+        gone = [r for r in known if r not in refs]
+        states = [(r, oid, read_state(self.repo, oid)[0]) for r, oid in changed]
+        trusted = time.time() - newest > RACY_SECONDS
+        with self._write():
+            self._delete(gone + [r for r, _ in changed])
+            for run_id, oid, state in states:
+                self._insert(run_id, oid, state)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", (stamp if trusted else "",)
+            )
+        return len(changed)
+
+    def rebuild(self) -> int:
+        """Drop everything and re-read every run ref."""
+        self._reset()
+        return self.refresh(force=True)
+
+    def _delete(self, run_ids: list[str]) -> None:
+        for table in ("runs", "params", "tags", "latest_metrics"):
+            self.db.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in run_ids])
+
+    def _insert(self, run_id: str, oid: str, state: RunState) -> None:
+        info = state.info
+        source = info.get("source") or {}
+        self.db.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                info.get("experiment_id", "0"),
+                info.get("run_name"),
+                info.get("status"),
+                info.get("start_time"),
+                info.get("end_time"),
+                info.get("lifecycle_stage", "active"),
+                info.get("user_id"),
+                artifact_uri(run_id),
+                source.get("head") or source.get("commit"),
+                oid,
+                info.get("parent_run_id"),
+                json.dumps(source),
+            ),
+        )
+        self.db.executemany(
+            "INSERT INTO params VALUES (?,?,?)", [(run_id, k, v) for k, v in state.params.items()]
+        )
+        self.db.executemany(
+            "INSERT INTO tags VALUES (?,?,?)", [(run_id, k, v) for k, v in state.tags.items()]
+        )
+        self.db.executemany(
+            "INSERT INTO latest_metrics VALUES (?,?,?,?,?,?)",
+            [
+                (run_id, k, None if math.isnan(v) else v, s, t, int(math.isnan(v)))
+                for k, (v, s, t) in state.summary.items()
+            ],
+        )
+
+    # -- queries ---------------------------------------------------------------
+
+    def query_ids(self, sql: str, params: list) -> list[str]:
+        return [row[0] for row in self.db.execute(sql, params)]
+
+    def run_ids_with_prefix(self, prefix: str) -> list[str]:
+        return self.query_ids(
+            "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id",
+            [prefix, prefix + "g"],
+        )
+
+    def runs_for_commits(self, commits: Iterable[str]) -> dict[str, list[str]]:
+        """Run ids by source commit, for the given commits."""
+        out: dict[str, list[str]] = {}
+        commits = list(commits)
+        for i in range(0, len(commits), 500):
+            chunk = commits[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for commit, run_id in self.db.execute(
+                f"SELECT source_commit, run_id FROM runs WHERE source_commit IN ({marks}) "
+                "ORDER BY start_time",
+                chunk,
+            ):
+                out.setdefault(commit, []).append(run_id)
+        return out
+
+    def load(self, run_ids: list[str]) -> list[Run]:
+        """Runs from the index, in the order of ``run_ids``."""
+        if not run_ids:
+            return []
+        db = self.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (run_id TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM wanted")
+        db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(r,) for r in run_ids])
+        rows = {
+            r[0]: r
+            for r in db.execute(
+                "SELECT run_id, experiment_id, run_name, status, start_time, end_time, "
+                "lifecycle_stage, user_id, artifact_uri, commit_oid, parent_run_id, source "
+                "FROM runs JOIN wanted USING (run_id)"
+            )
+        }
+        data: dict[str, RunData] = {r: RunData() for r in rows}
+        for run_id, key, value in db.execute("SELECT run_id, key, value FROM params JOIN wanted USING (run_id)"):
+            data[run_id].params[key] = value
+        for run_id, key, value in db.execute("SELECT run_id, key, value FROM tags JOIN wanted USING (run_id)"):
+            data[run_id].tags[key] = value
+        for run_id, key, value, is_nan in db.execute(
+            "SELECT run_id, key, value, is_nan FROM latest_metrics JOIN wanted USING (run_id)"
+        ):
+            data[run_id].metrics[key] = math.nan if is_nan else value
+        out = []
+        for run_id in run_ids:
+            r = rows.get(run_id)
+            if r is None:
+                continue
+            info = RunInfo(
+                run_id=r[0],
+                experiment_id=r[1],
+                run_name=r[2] or "",
+                user_id=r[7] or "",
+                status=r[3],
+                start_time=r[4],
+                end_time=r[5],
+                lifecycle_stage=r[6],
+                artifact_uri=r[8],
+            )
+            out.append(Run(info, data[run_id], json.loads(r[11] or "{}"), r[10], r[9]))
+        return out
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,225 @@
+"""The run tree: how one run is laid out as files in its run commit.
+
+```
+run.json                   identity, status, times, source, summary of metrics
+params.json                {"alpha": "0.5"}
+tags.json                  {"mlflow.runName": "..."}
+metrics/<key>/000000.tsv   "step<TAB>timestamp_ms<TAB>value" lines, chunks of
+                           CHUNK_LINES; only the last chunk is ever rewritten
+writers.json               {writer_id: events applied}, only while live
+                           writers exist (see tracking/writer.py)
+```
+Everything is sorted, indented JSON or TSV so ``git diff`` of two runs reads
+as a diff of two runs. Events (from a live log or an API call) are applied to
+a ``RunState`` and the changed files written with one ``update_tree``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitml.store.repo import GitRepo
+from gitml.tracking.entities import Metric, Run, RunData, RunInfo
+
+RUN_FILE = "run.json"
+PARAMS_FILE = "params.json"
+TAGS_FILE = "tags.json"
+WRITERS_FILE = "writers.json"
+METRICS_DIR = "metrics"
+CHUNK_LINES = 1000
+CHUNK_FORMAT = "{:06d}.tsv"
+
+# Event kinds, one letter each: they start every live-log line.
+METRIC, PARAM, TAG, DELETE_TAG, INFO = "M", "P", "T", "D", "I"
+
+
+def encode_float(value: float) -> float | str:
+    """JSON has no NaN/inf: write them as strings a reader turns back."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def decode_float(value: float | str) -> float:
+    return float(value)
+
+
+@dataclass
+class RunState:
+    """Everything in a run tree except the metric histories."""
+
+    info: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    # key -> (value, step, timestamp) of the latest point, MLflow's ordering
+    summary: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.info["run_id"]
+
+    def copy(self) -> RunState:
+        return RunState(
+            info=json.loads(json.dumps(self.info)),
+            params=dict(self.params),
+            tags=dict(self.tags),
+            summary=dict(self.summary),
+            writers=dict(self.writers),
+        )
+
+    def files(self) -> dict[str, bytes | None]:
+        """The JSON files of this state, ready for ``GitRepo.update_tree``."""
+        run = dict(self.info)
+        run["summary"] = {
+            k: {"value": encode_float(v), "step": s, "timestamp": t}
+            for k, (v, s, t) in sorted(self.summary.items())
+        }
+        return {
+            RUN_FILE: _dump(run),
+            PARAMS_FILE: _dump(self.params),
+            TAGS_FILE: _dump(self.tags),
+            WRITERS_FILE: _dump(self.writers) if self.writers else None,
+        }
+
+    def to_run(self, commit: str | None = None) -> Run:
+        info = self.info
+        return Run(
+            info=RunInfo(
+                run_id=info["run_id"],
+                experiment_id=info["experiment_id"],
+                run_name=info.get("run_name") or "",
+                user_id=info.get("user_id") or "",
+                status=info["status"],
+                start_time=info["start_time"],
+                end_time=info.get("end_time"),
+                lifecycle_stage=info.get("lifecycle_stage", "active"),
+                artifact_uri=artifact_uri(info["run_id"]),
+            ),
+            data=RunData(
+                metrics={k: v for k, (v, _, _) in self.summary.items()},
+                params=dict(self.params),
+                tags=dict(self.tags),
+            ),
+            source=dict(info.get("source") or {}),
+            parent_run_id=info.get("parent_run_id"),
+            commit=commit,
+        )
+
+
+def artifact_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/"
+
+
+def _dump(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def read_state(repo: GitRepo, commit: str) -> tuple[RunState, str]:
+    """The state stored in run commit ``commit``, and that commit's tree."""
+    tree = repo.commit_info(commit).tree
+    return state_from_tree(repo, tree), tree
+
+
+def state_from_tree(repo: GitRepo, tree: str) -> RunState:
+    run = json.loads(repo.read_path(tree, RUN_FILE) or b"{}")
+    summary = {
+        k: (decode_float(d["value"]), int(d["step"]), int(d["timestamp"]))
+        for k, d in run.pop("summary", {}).items()
+    }
+    params = json.loads(repo.read_path(tree, PARAMS_FILE) or b"{}")
+    tags = json.loads(repo.read_path(tree, TAGS_FILE) or b"{}")
+    writers_raw = repo.read_path(tree, WRITERS_FILE)
+    writers = json.loads(writers_raw) if writers_raw else {}
+    return RunState(info=run, params=params, tags=tags, summary=summary, writers=writers)
+
+
+def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None) -> bool:
+    """MLflow's 'latest metric' order: larger step, then timestamp, then value."""
+    if than is None:
+        return True
+    value, step, ts = point
+    old_value, old_step, old_ts = than
+    if step != old_step:
+        return step > old_step
+    if ts != old_ts:
+        return ts > old_ts
+    if math.isnan(old_value):
+        return not math.isnan(value)
+    return not math.isnan(value) and value >= old_value
+
+
+def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[tuple[float, int, int]]]:
+    """Apply events to ``state`` in place; return new metric points by key.
+
+    A param that already holds a different value keeps its first value
+    (params are write-once; the logging process has already refused the
+    second value, this only guards races between processes).
+    """
+    points: dict[str, list[tuple[float, int, int]]] = {}
+    summary = state.summary
+    for ev in events:
+        kind = ev[0]
+        if kind == METRIC:
+            _, key, value, ts, step = ev
+            point = (value, step, ts)
+            points.setdefault(key, []).append(point)
+            if is_newer(point, summary.get(key)):
+                summary[key] = point
+        elif kind == PARAM:
+            state.params.setdefault(ev[1], ev[2])
+        elif kind == TAG:
+            state.tags[ev[1]] = ev[2]
+            if ev[1] == "mlflow.runName":
+                state.info["run_name"] = ev[2]
+        elif kind == DELETE_TAG:
+            state.tags.pop(ev[1], None)
+        elif kind == INFO:
+            state.info.update(ev[1])
+            if "run_name" in ev[1] and ev[1]["run_name"]:
+                state.tags["mlflow.runName"] = ev[1]["run_name"]
+    return points
+
+
+def metric_chunk_changes(
+    repo: GitRepo, base_tree: str | None, points: dict[str, list[tuple[float, int, int]]]
+) -> dict[str, bytes]:
+    """New content of the metric chunk files that ``points`` extend."""
+    changes: dict[str, bytes] = {}
+    for key, new in points.items():
+        directory = f"{METRICS_DIR}/{key}"
+        chunks = (
+            sorted(n for n, _, is_tree in repo.list_dir(base_tree, directory) if not is_tree)
+            if base_tree
+            else []
+        )
+        if chunks:
+            index = int(chunks[-1].split(".", 1)[0])
+            tail = repo.read_path(base_tree, f"{directory}/{chunks[-1]}") or b""  # type: ignore[arg-type]
+            count = tail.count(b"\n")
+        else:
+            index, tail, count = 0, b"", 0
+        buf = [tail.decode()] if tail else []
+        for value, step, ts in new:
+            if count >= CHUNK_LINES:
+                changes[f"{directory}/{CHUNK_FORMAT.format(index)}"] = "".join(buf).encode()
+                index, buf, count = index + 1, [], 0
+            buf.append(f"{step}\t{ts}\t{value!r}\n")
+            count += 1
+        changes[f"{directory}/{CHUNK_FORMAT.format(index)}"] = "".join(buf).encode()
+    return changes
+
+
+def read_metric_history(repo: GitRepo, tree: str, key: str) -> list[Metric]:
+    """Every logged point of metric ``key`` in the order it was logged."""
+    directory = f"{METRICS_DIR}/{key}"
+    out: list[Metric] = []
+    for name in sorted(n for n, _, is_tree in repo.list_dir(tree, directory) if not is_tree):
+        data = repo.read_path(tree, f"{directory}/{name}") or b""
+        for line in data.decode().splitlines():
+            step, ts, value = line.split("\t")
+            out.append(Metric(key=key, value=float(value), timestamp=int(ts), step=int(step)))
+    return out

@@ -1,0 +1,301 @@
+"""The tracking domain: create, end, read, search, delete runs in a repository.
+
+The fluent API (``gitml.start_run`` ...), ``gitml.Client`` and the CLI are all
+thin shells over these functions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitml import settings
+from gitml.errors import AmbiguousRunId, RunNotActive, RunNotFound
+from gitml.store import names
+from gitml.store.repo import GitRepo
+from gitml.tracking import experiments, search, writer
+from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
+from gitml.tracking.index import RunIndex
+from gitml.tracking.runfiles import INFO, read_metric_history, read_state
+
+if TYPE_CHECKING:
+    import pandas
+
+_repos: dict[tuple[str, int], GitRepo] = {}
+_indexes: dict[tuple[str, int], RunIndex] = {}
+_lock = threading.Lock()
+
+
+def open_repo(path: str | os.PathLike[str] | None = None) -> GitRepo:
+    """The repository gitml tracks into: ``path``, else $GITML_REPO, else the cwd's.
+
+    Raises:
+        NotARepository: no git repository there.
+    """
+    if path is None:
+        path = settings.get("repo") or None
+    start = str(Path(path).resolve()) if path is not None else os.getcwd()
+    key = (start, os.getpid())
+    repo = _repos.get(key)
+    if repo is None:
+        with _lock:
+            repo = _repos.get(key) or GitRepo.discover(start)
+            _repos[key] = repo
+    return repo
+
+
+def index_for(repo: GitRepo) -> RunIndex:
+    key = (str(repo.git_dir), os.getpid())
+    idx = _indexes.get(key)
+    if idx is None:
+        with _lock:
+            idx = _indexes.get(key) or RunIndex(repo)
+            _indexes[key] = idx
+    return idx
+
+
+def sync_index(repo: GitRepo) -> RunIndex:
+    """Commit this process's pending events, recover dead runs, refresh the index."""
+    writer.flush_all(repo)
+    writer.recover(repo)
+    idx = index_for(repo)
+    idx.refresh()
+    return idx
+
+
+# -- creating and ending runs -------------------------------------------------------
+
+_ADJECTIVES = "amber bold brave calm clever eager fast gentle keen lucky merry noble quick quiet rare shy swift vivid warm wise".split()
+_NOUNS = "ant bat bear crab deer dove eel fox frog hawk lark lynx moth newt owl seal slug swan toad wolf".split()
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+def _source_tags(repo: GitRepo, snap: Any) -> dict[str, str]:
+    tags = {
+        "mlflow.user": _user(repo),
+        "mlflow.source.name": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "<console>",
+        "mlflow.source.type": "LOCAL",
+    }
+    if snap.head:
+        tags["mlflow.source.git.commit"] = snap.head
+    if snap.branch:
+        tags["mlflow.source.git.branch"] = snap.branch
+    tags["mlflow.source.git.dirty"] = "true" if snap.dirty else "false"
+    if snap.commit:
+        tags["gitml.source.snapshot"] = snap.commit
+    return tags
+
+
+def _user(repo: GitRepo) -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return repo.user_name() or "unknown"
+
+
+def start_new_run(
+    repo: GitRepo,
+    experiment_id: str,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    start_time: int | None = None,
+    description: str | None = None,
+) -> writer.RunWriter:
+    """Create a run (status RUNNING) and return this process's writer for it."""
+    from gitml.store.snapshot import take_snapshot
+
+    experiments.get_experiment(repo, experiment_id)
+    snap = take_snapshot(repo, settings.get("snapshot_max_file_size"))
+    run_id = uuid.uuid4().hex
+    user_tags = {str(k): v for k, v in (tags or {}).items()}
+    run_name = run_name or user_tags.get("mlflow.runName") or generate_run_name()
+    all_tags: dict[str, Any] = _source_tags(repo, snap)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    if description:
+        all_tags["mlflow.note.content"] = description
+    all_tags.update(user_tags)
+    all_tags["mlflow.runName"] = run_name
+    info = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "run_name": run_name,
+        "status": RunStatus.RUNNING,
+        "lifecycle_stage": LifecycleStage.ACTIVE,
+        "user_id": all_tags["mlflow.user"],
+        "start_time": start_time if start_time is not None else int(time.time() * 1000),
+        "end_time": None,
+        "parent_run_id": parent_run_id,
+        "source": {
+            "commit": snap.commit,
+            "head": snap.head,
+            "branch": snap.branch,
+            "dirty": snap.dirty,
+            "skipped": snap.skipped,
+            "entry_point": all_tags["mlflow.source.name"],
+        },
+    }
+    return writer.create_run(repo, info, {}, all_tags)
+
+
+def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
+    """Reopen an existing run for logging (status back to RUNNING, as MLflow does).
+
+    Raises:
+        RunNotFound, RunNotActive (the run is deleted).
+    """
+    run = get_run(repo, run_id)
+    if run.info.lifecycle_stage == LifecycleStage.DELETED:
+        raise RunNotActive(f"Run {run_id} is deleted; restore it before logging to it")
+    w = writer.get_writer(repo, run_id)
+    if run.info.status != RunStatus.RUNNING:
+        w.set_info(status=RunStatus.RUNNING, end_time=None)
+        w.flush()
+    return w
+
+
+def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
+    """Set a run's final status and commit everything this process logged to it."""
+    if status not in RunStatus.ALL:
+        from gitml.errors import InvalidValue
+
+        raise InvalidValue(f"Invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}")
+    w = writer.get_writer(repo, run_id)
+    end = end_time if end_time is not None else int(time.time() * 1000)
+    w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
+    writer.close_writer(repo, run_id)
+
+
+def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
+    """This process's writer for a run that must already exist and not be deleted."""
+    run = get_run(repo, run_id)
+    if run.info.lifecycle_stage == LifecycleStage.DELETED:
+        raise RunNotActive(f"Run {run_id} is deleted; restore it before logging to it")
+    return writer.get_writer(repo, run_id)
+
+
+def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
+    """Soft-delete (``deleted``) or restore (``active``) a run, as MLflow does."""
+    run_id = resolve_run_id(repo, run_id)
+    writer.flush_all(repo)
+    writer.commit_events(repo, run_id, [(INFO, {"lifecycle_stage": stage})])
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def resolve_run_id(repo: GitRepo, run_id: str) -> str:
+    """The full run id for ``run_id`` or a unique prefix of it (at least 4 chars).
+
+    Raises:
+        RunNotFound, AmbiguousRunId.
+    """
+    run_id = str(run_id).strip().lower()
+    if names.RUN_ID_RE.match(run_id):
+        if repo.ref_target(names.run_ref(run_id)) is None:
+            writer.recover(repo)
+            if repo.ref_target(names.run_ref(run_id)) is None:
+                raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
+        return run_id
+    if len(run_id) < 4 or any(c not in "0123456789abcdef" for c in run_id):
+        raise RunNotFound(f"Run {run_id!r} not found: a run id is 32 hex digits (or a unique prefix of 4+)")
+    matches = sync_index(repo).run_ids_with_prefix(run_id)
+    if not matches:
+        raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
+    if len(matches) > 1:
+        raise AmbiguousRunId(f"Run id prefix {run_id!r} matches {len(matches)} runs: {', '.join(m[:12] for m in matches[:5])}...")
+    return matches[0]
+
+
+def get_run(repo: GitRepo, run_id: str) -> Run:
+    """The run as stored in git, including what this process has not flushed yet.
+
+    Raises:
+        RunNotFound, AmbiguousRunId.
+    """
+    run_id = resolve_run_id(repo, run_id)
+    w = writer._writers.get((str(repo.git_dir), run_id))
+    if w is not None and not w.closed:
+        w.flush()
+    commit = repo.ref_target(names.run_ref(run_id))
+    if commit is None:
+        raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
+    return read_state(repo, commit)[0].to_run(commit)
+
+
+def metric_history(repo: GitRepo, run_id: str, key: str) -> list[Metric]:
+    """Every point logged for metric ``key`` of the run."""
+    run = get_run(repo, run_id)
+    return read_metric_history(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+
+
+def search_runs(
+    repo: GitRepo,
+    experiment_ids: list[str] | None = None,
+    filter_string: str | None = None,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+) -> list[Run]:
+    """Runs matching an MLflow filter string, in ``order_by`` order.
+
+    Raises:
+        InvalidFilter: the filter or order_by does not parse.
+    """
+    sql, params = search.compile_search(
+        filter_string,
+        order_by,
+        experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
+        lifecycle_stages=ViewType.stages(view_type),
+    )
+    if max_results is not None:
+        sql += " LIMIT ?"
+        params = [*params, int(max_results)]
+    idx = sync_index(repo)
+    return idx.load(idx.query_ids(sql, params))
+
+
+def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
+    """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
+    import pandas as pd
+
+    metric_keys = sorted({k for r in runs for k in r.data.metrics})
+    param_keys = sorted({k for r in runs for k in r.data.params})
+    tag_keys = sorted({k for r in runs for k in r.data.tags})
+    columns: dict[str, list[Any]] = {
+        "run_id": [r.info.run_id for r in runs],
+        "experiment_id": [r.info.experiment_id for r in runs],
+        "status": [r.info.status for r in runs],
+        "artifact_uri": [r.info.artifact_uri for r in runs],
+        "start_time": pd.to_datetime([r.info.start_time for r in runs], unit="ms", utc=True),
+        "end_time": pd.to_datetime([r.info.end_time for r in runs], unit="ms", utc=True),
+    }
+    for k in metric_keys:
+        columns[f"metrics.{k}"] = [r.data.metrics.get(k) for r in runs]
+    for k in param_keys:
+        columns[f"params.{k}"] = [r.data.params.get(k) for r in runs]
+    for k in tag_keys:
+        columns[f"tags.{k}"] = [r.data.tags.get(k) for r in runs]
+    return pd.DataFrame(columns)
+
+
+def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:
+    """Active runs whose source is each commit (HEAD-based, dirty or not)."""
+    idx = sync_index(repo)
+    ids = idx.runs_for_commits(commits)
+    loaded = {r.info.run_id: r for r in idx.load([r for v in ids.values() for r in v])}
+    return {
+        c: [loaded[r] for r in rs if r in loaded and loaded[r].info.lifecycle_stage == LifecycleStage.ACTIVE]
+        for c, rs in ids.items()
+    }

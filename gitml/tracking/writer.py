@@ -1,0 +1,444 @@
+"""Live runs: logging appends to a live log; git is written on flush.
+
+A ``RunWriter`` is one process logging to one run. Each call validates,
+appends one line to the writer's live log (one ``write(2)``, so a SIGKILL
+right after the call loses nothing) and queues the event in memory. The run
+commit is rewritten from the queue on ``flush()``: at ``end_run``, on
+explicit flushes, before this process reads runs, and every
+``flush_interval`` seconds from a background thread.
+
+Several writers may log to one run (two processes, or a process and its
+forked child). Each flush is a compare-and-swap of the run ref; a lost race
+re-reads the run and re-applies the queued events. The run tree records in
+``writers.json`` how many events of each live writer it holds, which makes
+recovery of a dead writer's log exact: the events after that count are the
+ones git does not have yet.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from gitml import settings
+from gitml.errors import ConcurrentUpdate, ParamAlreadyLogged, RunNotFound
+from gitml.store import livelog, names
+from gitml.store.repo import CAS_RETRIES, GitRepo
+from gitml.tracking import notes, validation
+from gitml.tracking.entities import RunStatus
+from gitml.tracking.runfiles import (
+    DELETE_TAG,
+    INFO,
+    METRIC,
+    PARAM,
+    TAG,
+    RunState,
+    apply_events,
+    metric_chunk_changes,
+    read_state,
+)
+
+log = logging.getLogger("gitml")
+
+LOG_MAGIC = "gitml-live 1"
+
+Event = tuple
+
+
+# -- event encoding (one line each in the live log) ---------------------------
+
+
+def encode_event(ev: Event) -> bytes:
+    kind = ev[0]
+    if kind == METRIC:
+        _, key, value, ts, step = ev
+        return f"M{key}\t{value!r}\t{ts}\t{step}\n".encode()
+    return (kind + json.dumps(list(ev[1:]), ensure_ascii=False) + "\n").encode()
+
+
+def decode_event(line: bytes) -> Event | None:
+    """The event a live-log line holds, or None if the line is damaged."""
+    try:
+        text = line.decode()
+        kind = text[:1]
+        if kind == METRIC:
+            key, value, ts, step = text[1:].split("\t")
+            return (METRIC, key, float(value), int(ts), int(step))
+        if kind in (PARAM, TAG, DELETE_TAG, INFO):
+            return (kind, *json.loads(text[1:]))
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return None
+
+
+# -- applying events to the run ref --------------------------------------------
+
+
+def commit_events(
+    repo: GitRepo,
+    run_id: str,
+    events: list[Event],
+    *,
+    writer: tuple[str, int, bool] | None = None,
+    finalize: Callable[[RunState], None] | None = None,
+    cache: tuple[str, RunState, str] | None = None,
+) -> tuple[str, RunState, str]:
+    """Apply ``events`` to run ``run_id`` and move its ref, compare-and-swap.
+
+    ``writer`` is (writer_id, events of that writer now applied, closing).
+    ``finalize`` may adjust the state after the events (recovery sets the
+    final status there). ``cache`` is the (commit, state, tree) this process
+    last wrote; it saves re-reading git when nobody else wrote since.
+    Returns the new (commit, state, tree).
+
+    Raises:
+        RunNotFound: the run does not exist and ``events`` do not create it.
+        ConcurrentUpdate: the ref kept moving for every retry.
+    """
+    ref = names.run_ref(run_id)
+    for _ in range(CAS_RETRIES):
+        old = repo.ref_target(ref)
+        if old is None:
+            if not events or events[0][0] != INFO or "run_id" not in events[0][1]:
+                raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
+            state, base_tree = RunState(info={}), None
+        elif cache is not None and cache[0] == old:
+            state, base_tree = cache[1].copy(), cache[2]
+        else:
+            state, base_tree = read_state(repo, old)
+        was = (state.info.get("status"), state.info.get("lifecycle_stage"))
+        points = apply_events(state, events)
+        if finalize is not None:
+            finalize(state)
+        if writer is not None:
+            writer_id, applied, closing = writer
+            if closing:
+                state.writers.pop(writer_id, None)
+            else:
+                state.writers[writer_id] = applied
+        changes: dict[str, bytes | None] = dict(state.files())
+        changes.update(metric_chunk_changes(repo, base_tree, points))
+        tree = repo.update_tree(base_tree, changes)
+        source = state.info.get("source") or {}
+        parents = [source["commit"]] if source.get("commit") else []
+        message = f"gitml run {run_id}: {state.info.get('status')}\n"
+        commit = repo.write_commit(tree, parents, message)
+        if repo.cas_ref(ref, commit, old):
+            now = (state.info.get("status"), state.info.get("lifecycle_stage"))
+            if now != was and RunStatus.is_terminated(str(now[0])) or (
+                now[1] != was[1] and was[1] is not None
+            ):
+                _refresh_note(repo, state)
+            return commit, state, tree
+    raise ConcurrentUpdate(f"Gave up updating run {run_id} after {CAS_RETRIES} attempts")
+
+
+def _refresh_note(repo: GitRepo, state: RunState) -> None:
+    # The note is derived data: a failure here must not fail the logging call.
+    try:
+        notes.update_run_note(repo, state, settings.get("note_metrics"))
+    except Exception as e:  # noqa: BLE001 - derived data, rebuilt by reindex
+        log.warning("gitml: could not update the git note for run %s: %s", state.run_id, e)
+
+
+# -- the writer ----------------------------------------------------------------
+
+
+def live_dir(repo: GitRepo) -> Path:
+    return repo.git_dir / names.LIVE_DIR
+
+
+class RunWriter:
+    """This process's handle for logging into one run."""
+
+    def __init__(self, repo: GitRepo, run_id: str) -> None:
+        self.repo = repo
+        self.run_id = run_id
+        self.writer_id = uuid.uuid4().hex[:16]
+        header = f"{LOG_MAGIC}\t{run_id}\t{self.writer_id}\t{os.getpid()}\n".encode()
+        self.log = livelog.LiveLog.create(live_dir(repo) / run_id / f"{self.writer_id}.log", header)
+        self._fd = self.log.fd
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._metrics: list[Event] = []
+        self._events: list[Event] = []
+        self._seq = 0
+        self._committed_seq = 0
+        self._metric_keys: set[str] = set()
+        self._params: dict[str, str] = {}
+        self._cache: tuple[str, RunState, str] | None = None
+        self.closed = False
+
+    # logging ---------------------------------------------------------------
+
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+        if key not in self._metric_keys:
+            validation.validate_metric_key(key)
+            self._metric_keys.add(key)
+        if type(value) is not float:
+            value = validation.validate_metric_value(key, value)
+        if step is None:
+            step = 0
+        elif type(step) is not int:
+            step = validation.validate_metric_step(step)
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        elif type(timestamp) is not int:
+            timestamp = validation.validate_timestamp(timestamp)
+        line = f"M{key}\t{value!r}\t{timestamp}\t{step}\n".encode()
+        with self._lock:
+            os.write(self._fd, line)
+            self._metrics.append((METRIC, key, value, timestamp, step))
+            self._seq += 1
+
+    def log_param(self, key: str, value: object) -> str:
+        validation.validate_param_key(key)
+        text = validation.validate_param_value(key, value)
+        old = self._known_param(key)
+        if old is not None:
+            validation.validate_param_rewrite(key, old, text)
+            return text
+        self._params[key] = text
+        self.append((PARAM, key, text))
+        return text
+
+    def set_tag(self, key: str, value: object) -> None:
+        validation.validate_tag_key(key)
+        self.append((TAG, key, validation.validate_tag_value(key, value)))
+
+    def delete_tag(self, key: str) -> None:
+        validation.validate_tag_key(key)
+        self.append((DELETE_TAG, key))
+
+    def set_info(self, **fields: object) -> None:
+        self.append((INFO, fields))
+
+    def append(self, ev: Event) -> None:
+        """Queue one event and write it to the live log."""
+        line = encode_event(ev)
+        with self._lock:
+            os.write(self._fd, line)
+            self._events.append(ev)
+            self._seq += 1
+
+    def _known_param(self, key: str) -> str | None:
+        if key in self._params:
+            return self._params[key]
+        if self._cache is None and self.repo.ref_target(names.run_ref(self.run_id)) is not None:
+            self.flush()
+        if self._cache is not None:
+            value = self._cache[1].params.get(key)
+            if value is not None:
+                self._params[key] = value
+            return value
+        return None
+
+    # committing ------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        return self._seq != self._committed_seq
+
+    def flush(self, *, close: bool = False, sync: bool = False) -> RunState | None:
+        """Commit queued events to the run ref; ``close`` also retires the writer."""
+        with self._flush_lock:
+            if self.closed:
+                return self._cache[1] if self._cache else None
+            with self._lock:
+                metrics, self._metrics = self._metrics, []
+                events, self._events = self._events, []
+                seq = self._seq
+            if seq == self._committed_seq and not close and self._cache is not None:
+                return self._cache[1]
+            try:
+                self._cache = commit_events(
+                    self.repo,
+                    self.run_id,
+                    events + metrics,
+                    writer=(self.writer_id, seq, close),
+                    cache=self._cache,
+                )
+            except BaseException:
+                with self._lock:
+                    self._metrics[:0] = metrics
+                    self._events[:0] = events
+                raise
+            self._committed_seq = seq
+            if sync or close:
+                self.log.sync()
+            if close:
+                self.log.close(remove=True)
+                self.closed = True
+            return self._cache[1]
+
+    def state(self) -> RunState:
+        """The run as this process sees it now (flushes first)."""
+        state = self.flush()
+        assert state is not None
+        return state
+
+
+# -- this process's writers ------------------------------------------------------
+
+_writers: dict[tuple[str, str], RunWriter] = {}
+_registry_lock = threading.Lock()
+_flusher: threading.Thread | None = None
+_pid = os.getpid()
+
+
+def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
+    """This process's writer for ``run_id`` (created on first use)."""
+    key = (str(repo.git_dir), run_id)
+    w = _writers.get(key)
+    if w is not None and not w.closed:
+        return w
+    with _registry_lock:
+        w = _writers.get(key)
+        if w is None or w.closed:
+            w = RunWriter(repo, run_id)
+            _writers[key] = w
+            _start_flusher()
+        return w
+
+
+def create_run(repo: GitRepo, info: dict, params: dict[str, str], tags: dict[str, str]) -> RunWriter:
+    """Create a run from its info and first tags, committed at once."""
+    w = get_writer(repo, info["run_id"])
+    w.append((INFO, info))
+    for k, v in tags.items():
+        w.set_tag(k, v)
+    for k, v in params.items():
+        w.log_param(k, v)
+    w.flush()
+    return w
+
+
+def close_writer(repo: GitRepo, run_id: str) -> RunState | None:
+    """Flush and retire this process's writer for ``run_id``, if any."""
+    w = _writers.pop((str(repo.git_dir), run_id), None)
+    if w is None or w.closed:
+        return None
+    return w.flush(close=True, sync=True)
+
+
+def flush_all(repo: GitRepo | None = None) -> None:
+    """Commit every pending event of this process (of one repo, or all)."""
+    for (git_dir, _), w in list(_writers.items()):
+        if repo is None or git_dir == str(repo.git_dir):
+            if w.pending:
+                w.flush()
+
+
+def _start_flusher() -> None:
+    global _flusher
+    if _flusher is not None and _flusher.is_alive():
+        return
+    interval = settings.get("flush_interval")
+    if interval <= 0:
+        return
+    _flusher = threading.Thread(target=_flush_loop, args=(interval,), name="gitml-flush", daemon=True)
+    _flusher.start()
+
+
+def _flush_loop(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        for w in list(_writers.values()):
+            if w.pending and not w.closed:
+                try:
+                    w.flush()
+                except Exception as e:  # noqa: BLE001 - keep flushing others; data is in the live log
+                    log.warning("gitml: background flush of run %s failed: %s", w.run_id, e)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's writers, locks and flusher are not ours: their log files
+    # and fds belong to the parent. The child gets fresh writers on demand.
+    global _flusher, _registry_lock, _pid
+    _writers.clear()
+    _flusher = None
+    _registry_lock = threading.Lock()
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def on_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at interpreter exit before the writers are closed."""
+    _exit_hooks.append(hook)
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    if os.getpid() != _pid:
+        return
+    for hook in _exit_hooks:
+        try:
+            hook()
+        except Exception as e:  # noqa: BLE001 - exiting; the live logs keep the data
+            log.warning("gitml: %s", e)
+    for (git_dir, run_id), w in list(_writers.items()):
+        try:
+            if not w.closed:
+                w.flush(close=True, sync=True)
+        except Exception as e:  # noqa: BLE001 - the live log stays for recovery
+            log.warning("gitml: could not commit run %s at exit (%s); its live log is kept", run_id, e)
+
+
+# -- recovery of dead writers ------------------------------------------------------
+
+
+def recover(repo: GitRepo) -> list[str]:
+    """Turn the live logs of dead writers into commits; return the run ids.
+
+    A run left RUNNING with no other live writer is marked KILLED, its
+    end time the last event it logged.
+    """
+    recovered: list[str] = []
+    for orphan in livelog.orphan_logs(live_dir(repo)):
+        try:
+            lines = orphan.read_lines()
+            header = lines[0].decode(errors="replace").split("\t") if lines else []
+            if len(header) < 3 or header[0] != LOG_MAGIC:
+                log.warning("gitml: skipping unreadable live log %s", orphan.path)
+                orphan.release()
+                continue
+            run_id, writer_id = header[1], header[2]
+            events = [decode_event(ln) for ln in lines[1:]]
+            _recover_one(repo, run_id, writer_id, events, orphan.path)
+            orphan.discard()
+            recovered.append(run_id)
+        except BaseException:
+            orphan.release()
+            raise
+    return recovered
+
+
+def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event | None], path: Path) -> None:
+    ref = names.run_ref(run_id)
+    old = repo.ref_target(ref)
+    applied = read_state(repo, old)[0].writers.get(writer_id, 0) if old else 0
+    todo = [ev for ev in events[applied:] if ev is not None]
+    if old is None and not todo:
+        return  # the writer died before logging anything
+    last_ts = max((ev[3] for ev in events if ev is not None and ev[0] == METRIC), default=None)
+    end_time = last_ts or int(path.stat().st_mtime * 1000)
+    others = [p for p in livelog.live_writers(live_dir(repo), run_id) if p != path]
+
+    def finalize(state: RunState) -> None:
+        alive = any(livelog.is_locked(p) for p in others)
+        if state.info.get("status") == RunStatus.RUNNING and not alive:
+            state.info["status"] = RunStatus.KILLED
+            state.info["end_time"] = max(end_time, state.info.get("start_time") or 0)
+
+    commit_events(repo, run_id, todo, writer=(writer_id, len(events), True), finalize=finalize)
