@@ -62,9 +62,9 @@ class Client:
         tags: dict[str, Any] | None = None,
         run_name: str | None = None,
     ) -> Run:
-        w = _runs.start_new_run(self.repo, str(experiment_id), run_name, tags, start_time=start_time,
-                                parent_run_id=(tags or {}).get("mlflow.parentRunId"))
-        return w.state().to_run()
+        _, state = _runs.start_new_run(self.repo, str(experiment_id), run_name, tags, start_time=start_time,
+                                       parent_run_id=(tags or {}).get("mlflow.parentRunId"))
+        return state.to_run()
 
     def get_run(self, run_id: str) -> Run:
         return _runs.get_run(self.repo, run_id)

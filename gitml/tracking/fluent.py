@@ -138,11 +138,12 @@ def start_run(
         if tags:
             for k, v in tags.items():
                 w.set_tag(str(k), v)
+        state = w.state()
     else:
         parent = parent_run_id or (stack[-1].run.info.run_id if stack and nested else None)
         exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id()
-        w = _runs.start_new_run(repo, exp_id, run_name, tags, parent, description=description)
-    run = ActiveRun(w.state().to_run())
+        w, state = _runs.start_new_run(repo, exp_id, run_name, tags, parent, description=description)
+    run = ActiveRun(state.to_run())
     stack.append(_Entry(run, w))
     _last_run_id = w.run_id
     return run

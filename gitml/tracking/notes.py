@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 from gitml.store import names
 from gitml.store.repo import GitRepo
@@ -39,12 +40,24 @@ def run_line(state: RunState, max_metrics: int) -> str:
     return " ".join(parts)
 
 
-def merge_line(old: str | None, run_id: str, line: str | None) -> str | None:
-    """Note text with the line of ``run_id`` replaced (None removes it)."""
-    lines = [ln for ln in (old or "").splitlines() if ln.strip()]
-    kept = [ln for ln in lines if not (m := _LINE_RE.match(ln)) or m.group(1) != run_id]
-    if line is not None:
-        kept.append(line)
+def merge_lines(old: str | None, new_lines: dict[str, str | None]) -> str | None:
+    """Note text with the lines of the given runs replaced (None removes one).
+
+    Lines of other runs keep their place; new runs are appended.
+    """
+    pending = dict(new_lines)
+    kept: list[str] = []
+    for ln in (old or "").splitlines():
+        if not ln.strip():
+            continue
+        m = _LINE_RE.match(ln)
+        if m and m.group(1) in pending:
+            line = pending.pop(m.group(1))
+            if line is not None:
+                kept.append(line)
+        else:
+            kept.append(ln)
+    kept.extend(line for line in pending.values() if line is not None)
     return "\n".join(kept) + "\n" if kept else None
 
 
@@ -53,16 +66,20 @@ def note_runs(text: str) -> list[str]:
     return [m.group(1) for ln in text.splitlines() if (m := _LINE_RE.match(ln))]
 
 
-def update_run_note(repo: GitRepo, state: RunState, max_metrics: int) -> None:
-    """Write (or refresh) the run's line in the note on its source commit."""
-    source = state.info.get("source") or {}
-    target = source.get("head") or source.get("commit")
-    if not target:
+def update_run_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> None:
+    """Write (or refresh) the lines of these runs in the notes on their source commits."""
+    lines: dict[str, dict[str, str | None]] = {}
+    for state in states:
+        source = state.info.get("source") or {}
+        target = source.get("head") or source.get("commit")
+        if target:
+            lines.setdefault(target, {})[state.run_id] = run_line(state, max_metrics)
+    if not lines:
         return
-    line = run_line(state, max_metrics)
-    repo.update_note(
+
+    count = sum(len(v) for v in lines.values())
+    repo.update_notes(
         names.NOTES_REF,
-        target,
-        lambda old: merge_line(old, state.run_id, line),
-        f"gitml: note for run {state.run_id}\n",
+        {target: partial(merge_lines, new_lines=new_lines) for target, new_lines in lines.items()},
+        f"gitml: notes for {count} run{'s' if count != 1 else ''}\n",
     )

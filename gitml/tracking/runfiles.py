@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,8 @@ class RunState:
         }
         return {
             RUN_FILE: _dump(run),
-            PARAMS_FILE: _dump(self.params),
-            TAGS_FILE: _dump(self.tags),
+            PARAMS_FILE: _dump_flat(self.params),
+            TAGS_FILE: _dump_flat(self.tags),
             WRITERS_FILE: _dump(self.writers) if self.writers else None,
         }
 
@@ -118,6 +119,19 @@ def _dump(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def _dump_flat(obj: dict[str, str]) -> bytes:
+    """``_dump`` for a flat str -> str dict, byte for byte, but on the C encoder.
+
+    (``json.dumps`` with ``indent`` falls back to the pure-Python encoder;
+    params and tags are written on every flush.)
+    """
+    if not obj:
+        return b"{}\n"
+    enc = json.JSONEncoder(ensure_ascii=False).encode
+    body = ",\n".join(f"  {enc(k)}: {enc(v)}" for k, v in sorted(obj.items()))
+    return ("{\n" + body + "\n}\n").encode()
+
+
 def read_state(repo: GitRepo, commit: str) -> tuple[RunState, str]:
     """The state stored in run commit ``commit``, and that commit's tree."""
     tree = repo.commit_info(commit).tree
@@ -152,23 +166,23 @@ def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None)
     return not math.isnan(value) and value >= old_value
 
 
-def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[tuple[float, int, int]]]:
-    """Apply events to ``state`` in place; return new metric points by key.
+def metric_event(key: str, value: float, step: int, ts: int) -> tuple:
+    """A metric event; its last item is the chunk-file line, formatted once."""
+    return (METRIC, key, value, ts, step, f"{step}\t{ts}\t{value!r}\n")
+
+
+def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
+    """Apply events to ``state`` in place; return new metric chunk lines by key.
 
     A param that already holds a different value keeps its first value
     (params are write-once; the logging process has already refused the
     second value, this only guards races between processes).
     """
-    points: dict[str, list[tuple[float, int, int]]] = {}
-    summary = state.summary
+    by_key: dict[str, list[tuple]] = {}
     for ev in events:
         kind = ev[0]
         if kind == METRIC:
-            _, key, value, ts, step = ev
-            point = (value, step, ts)
-            points.setdefault(key, []).append(point)
-            if is_newer(point, summary.get(key)):
-                summary[key] = point
+            by_key.setdefault(ev[1], []).append(ev[2:])
         elif kind == PARAM:
             state.params.setdefault(ev[1], ev[2])
         elif kind == TAG:
@@ -181,15 +195,40 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[tuple[f
             state.info.update(ev[1])
             if "run_name" in ev[1] and ev[1]["run_name"]:
                 state.tags["mlflow.runName"] = ev[1]["run_name"]
-    return points
+    return apply_metrics(state, by_key)
 
 
-def metric_chunk_changes(
-    repo: GitRepo, base_tree: str | None, points: dict[str, list[tuple[float, int, int]]]
-) -> dict[str, bytes]:
-    """New content of the metric chunk files that ``points`` extend."""
+# A pending point is (value, timestamp, step, line): a metric event minus kind and key.
+_ORDER = operator.itemgetter(2, 1, 0)  # step, timestamp, value
+
+
+def apply_metrics(state: RunState, by_key: dict[str, list[tuple]]) -> dict[str, list[str]]:
+    """Fold pending points (by key) into the summary; return chunk lines by key.
+
+    This runs over every logged point at flush time, so it stays in C-level
+    loops (a list comprehension, max with itemgetter).
+    """
+    lines: dict[str, list[str]] = {}
+    summary = state.summary
+    for key, points in by_key.items():
+        if not points:
+            continue
+        lines[key] = [p[3] for p in points]
+        best = max(points, key=_ORDER)
+        point = (best[0], best[2], best[1])
+        if is_newer(point, summary.get(key)):
+            summary[key] = point
+    return lines
+
+
+def metric_chunk_changes(repo: GitRepo, base_tree: str | None, lines: dict[str, list[str]]) -> dict[str, bytes]:
+    """New content of the metric chunk files that ``lines`` extend.
+
+    Chunks hold CHUNK_LINES lines; only the last one is rewritten, so a
+    flush costs the new points plus at most one chunk, whatever the history.
+    """
     changes: dict[str, bytes] = {}
-    for key, new in points.items():
+    for key, new in lines.items():
         directory = f"{METRICS_DIR}/{key}"
         chunks = (
             sorted(n for n, _, is_tree in repo.list_dir(base_tree, directory) if not is_tree)
@@ -198,18 +237,23 @@ def metric_chunk_changes(
         )
         if chunks:
             index = int(chunks[-1].split(".", 1)[0])
-            tail = repo.read_path(base_tree, f"{directory}/{chunks[-1]}") or b""  # type: ignore[arg-type]
-            count = tail.count(b"\n")
+            tail = (repo.read_path(base_tree, f"{directory}/{chunks[-1]}") or b"").decode()  # type: ignore[arg-type]
+            count = tail.count("\n")
         else:
-            index, tail, count = 0, b"", 0
-        buf = [tail.decode()] if tail else []
-        for value, step, ts in new:
-            if count >= CHUNK_LINES:
-                changes[f"{directory}/{CHUNK_FORMAT.format(index)}"] = "".join(buf).encode()
-                index, buf, count = index + 1, [], 0
-            buf.append(f"{step}\t{ts}\t{value!r}\n")
-            count += 1
-        changes[f"{directory}/{CHUNK_FORMAT.format(index)}"] = "".join(buf).encode()
+            index, tail, count = 0, "", 0
+        pos = 0
+        while pos < len(new):
+            room = CHUNK_LINES - count
+            if room <= 0:
+                index, tail, count = index + 1, "", 0
+                continue
+            take = new[pos : pos + room]
+            changes[f"{directory}/{CHUNK_FORMAT.format(index)}"] = (tail + "".join(take)).encode()
+            pos += len(take)
+            count += len(take)
+            tail = ""
+            if count >= CHUNK_LINES and pos < len(new):
+                index, count = index + 1, 0
     return changes
 
 

@@ -23,7 +23,7 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, search, writer
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
-from gitml.tracking.runfiles import INFO, read_metric_history, read_state
+from gitml.tracking.runfiles import INFO, RunState, read_metric_history, read_state
 
 if TYPE_CHECKING:
     import pandas
@@ -111,8 +111,8 @@ def start_new_run(
     parent_run_id: str | None = None,
     start_time: int | None = None,
     description: str | None = None,
-) -> writer.RunWriter:
-    """Create a run (status RUNNING) and return this process's writer for it."""
+) -> tuple[writer.RunWriter, RunState]:
+    """Create a run (status RUNNING); return this process's writer for it and its state."""
     from gitml.store.snapshot import take_snapshot
 
     experiments.get_experiment(repo, experiment_id)
@@ -146,7 +146,7 @@ def start_new_run(
             "entry_point": all_tags["mlflow.source.name"],
         },
     }
-    return writer.create_run(repo, info, {}, all_tags)
+    return writer.create_run(repo, info, all_tags)
 
 
 def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:

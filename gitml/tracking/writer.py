@@ -41,7 +41,9 @@ from gitml.tracking.runfiles import (
     TAG,
     RunState,
     apply_events,
+    apply_metrics,
     metric_chunk_changes,
+    metric_event,
     read_state,
 )
 
@@ -56,11 +58,9 @@ Event = tuple
 
 
 def encode_event(ev: Event) -> bytes:
-    kind = ev[0]
-    if kind == METRIC:
-        _, key, value, ts, step = ev
-        return f"M{key}\t{value!r}\t{ts}\t{step}\n".encode()
-    return (kind + json.dumps(list(ev[1:]), ensure_ascii=False) + "\n").encode()
+    if ev[0] == METRIC:
+        return f"M{ev[1]}\t{ev[5]}".encode()
+    return (ev[0] + json.dumps(list(ev[1:]), ensure_ascii=False) + "\n").encode()
 
 
 def decode_event(line: bytes) -> Event | None:
@@ -69,8 +69,8 @@ def decode_event(line: bytes) -> Event | None:
         text = line.decode()
         kind = text[:1]
         if kind == METRIC:
-            key, value, ts, step = text[1:].split("\t")
-            return (METRIC, key, float(value), int(ts), int(step))
+            key, step, ts, value = text[1:].split("\t")
+            return metric_event(key, float(value), int(step), int(ts))
         if kind in (PARAM, TAG, DELETE_TAG, INFO):
             return (kind, *json.loads(text[1:]))
     except (ValueError, UnicodeDecodeError):
@@ -86,12 +86,16 @@ def commit_events(
     run_id: str,
     events: list[Event],
     *,
+    metrics: dict[str, list[tuple]] | None = None,
     writer: tuple[str, int, bool] | None = None,
     finalize: Callable[[RunState], None] | None = None,
     cache: tuple[str, RunState, str] | None = None,
 ) -> tuple[str, RunState, str]:
     """Apply ``events`` to run ``run_id`` and move its ref, compare-and-swap.
 
+    ``metrics`` are more metric points by key, (value, timestamp, step,
+    line) each, kept apart by the writer so that many points take the fast
+    path.
     ``writer`` is (writer_id, events of that writer now applied, closing).
     ``finalize`` may adjust the state after the events (recovery sets the
     final status there). ``cache`` is the (commit, state, tree) this process
@@ -115,6 +119,9 @@ def commit_events(
             state, base_tree = read_state(repo, old)
         was = (state.info.get("status"), state.info.get("lifecycle_stage"))
         points = apply_events(state, events)
+        if metrics:
+            for key, new in apply_metrics(state, metrics).items():
+                points.setdefault(key, []).extend(new)
         if finalize is not None:
             finalize(state)
         if writer is not None:
@@ -140,12 +147,30 @@ def commit_events(
     raise ConcurrentUpdate(f"Gave up updating run {run_id} after {CAS_RETRIES} attempts")
 
 
+_note_queue: dict[str, tuple[GitRepo, dict[str, RunState]]] = {}
+_note_lock = threading.Lock()
+
+
 def _refresh_note(repo: GitRepo, state: RunState) -> None:
-    # The note is derived data: a failure here must not fail the logging call.
-    try:
-        notes.update_run_note(repo, state, settings.get("note_metrics"))
-    except Exception as e:  # noqa: BLE001 - derived data, rebuilt by reindex
-        log.warning("gitml: could not update the git note for run %s: %s", state.run_id, e)
+    """Queue the run's line for the note on its source commit.
+
+    Notes are written in batches (by the background flusher, ``flush_all``
+    and at exit): one notes commit for many runs instead of one per run.
+    """
+    with _note_lock:
+        _note_queue.setdefault(str(repo.git_dir), (repo, {}))[1][state.run_id] = state.copy()
+
+
+def write_notes(repo: GitRepo | None = None) -> None:
+    """Write the queued note lines (of one repo, or all) in one commit each."""
+    with _note_lock:
+        keys = [k for k in _note_queue if repo is None or k == str(repo.git_dir)]
+        batches = [_note_queue.pop(k) for k in keys]
+    for target_repo, states in batches:
+        try:
+            notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics"))
+        except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
+            log.warning("gitml: could not update git notes in %s: %s", target_repo.git_dir, e)
 
 
 # -- the writer ----------------------------------------------------------------
@@ -167,7 +192,7 @@ class RunWriter:
         self._fd = self.log.fd
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._metrics: list[Event] = []
+        self._metrics: dict[str, list[tuple]] = {}  # key -> pending points
         self._events: list[Event] = []
         self._seq = 0
         self._committed_seq = 0
@@ -192,10 +217,14 @@ class RunWriter:
             timestamp = time.time_ns() // 1_000_000
         elif type(timestamp) is not int:
             timestamp = validation.validate_timestamp(timestamp)
-        line = f"M{key}\t{value!r}\t{timestamp}\t{step}\n".encode()
+        line = f"{step}\t{timestamp}\t{value!r}\n"
+        data = f"M{key}\t{line}".encode()
         with self._lock:
-            os.write(self._fd, line)
-            self._metrics.append((METRIC, key, value, timestamp, step))
+            os.write(self._fd, data)
+            bucket = self._metrics.get(key)
+            if bucket is None:
+                bucket = self._metrics[key] = []
+            bucket.append((value, timestamp, step, line))
             self._seq += 1
 
     def log_param(self, key: str, value: object) -> str:
@@ -252,7 +281,7 @@ class RunWriter:
             if self.closed:
                 return self._cache[1] if self._cache else None
             with self._lock:
-                metrics, self._metrics = self._metrics, []
+                metrics, self._metrics = self._metrics, {}
                 events, self._events = self._events, []
                 seq = self._seq
             if seq == self._committed_seq and not close and self._cache is not None:
@@ -261,17 +290,20 @@ class RunWriter:
                 self._cache = commit_events(
                     self.repo,
                     self.run_id,
-                    events + metrics,
+                    events,
+                    metrics=metrics,
                     writer=(self.writer_id, seq, close),
                     cache=self._cache,
                 )
             except BaseException:
                 with self._lock:
-                    self._metrics[:0] = metrics
+                    for key, points in self._metrics.items():
+                        metrics.setdefault(key, []).extend(points)
+                    self._metrics = metrics
                     self._events[:0] = events
                 raise
             self._committed_seq = seq
-            if sync or close:
+            if sync:
                 self.log.sync()
             if close:
                 self.log.close(remove=True)
@@ -308,16 +340,20 @@ def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
         return w
 
 
-def create_run(repo: GitRepo, info: dict, params: dict[str, str], tags: dict[str, str]) -> RunWriter:
-    """Create a run from its info and first tags, committed at once."""
+def create_run(repo: GitRepo, info: dict, tags: dict[str, str]) -> tuple[RunWriter, RunState]:
+    """Start a run from its info and first tags.
+
+    The run exists in its writer's live log at once and in git at the first
+    flush (end_run, a read from this process, the background flusher, or a
+    fork). Returns the writer and the run's state as created.
+    """
     w = get_writer(repo, info["run_id"])
     w.append((INFO, info))
     for k, v in tags.items():
         w.set_tag(k, v)
-    for k, v in params.items():
-        w.log_param(k, v)
-    w.flush()
-    return w
+    state = RunState(info=dict(info))
+    apply_events(state, list(w._events))
+    return w, state
 
 
 def close_writer(repo: GitRepo, run_id: str) -> RunState | None:
@@ -325,7 +361,7 @@ def close_writer(repo: GitRepo, run_id: str) -> RunState | None:
     w = _writers.pop((str(repo.git_dir), run_id), None)
     if w is None or w.closed:
         return None
-    return w.flush(close=True, sync=True)
+    return w.flush(close=True)
 
 
 def flush_all(repo: GitRepo | None = None) -> None:
@@ -334,6 +370,7 @@ def flush_all(repo: GitRepo | None = None) -> None:
         if repo is None or git_dir == str(repo.git_dir):
             if w.pending:
                 w.flush()
+    write_notes(repo)
 
 
 def _start_flusher() -> None:
@@ -356,19 +393,41 @@ def _flush_loop(interval: float) -> None:
                     w.flush()
                 except Exception as e:  # noqa: BLE001 - keep flushing others; data is in the live log
                     log.warning("gitml: background flush of run %s failed: %s", w.run_id, e)
+        write_notes()
+
+
+def _before_fork() -> None:
+    # A forked child may log to the parent's runs: commit them first, so the
+    # child (which gets writers of its own) finds them in git.
+    for w in list(_writers.values()):
+        if w.pending and not w.closed:
+            try:
+                w.flush()
+            except Exception as e:  # noqa: BLE001 - the live log keeps the data
+                log.warning("gitml: flush before fork failed for run %s: %s", w.run_id, e)
 
 
 def _after_fork_in_child() -> None:
-    # The parent's writers, locks and flusher are not ours: their log files
-    # and fds belong to the parent. The child gets fresh writers on demand.
-    global _flusher, _registry_lock, _pid
+    # The parent's writers, locks and flusher are not ours. Close our copies
+    # of their log fds (so the parent's death is still seen as death) and
+    # mark them closed; the child gets fresh writers on demand.
+    global _flusher, _registry_lock, _pid, _note_lock
+    for w in _writers.values():
+        try:
+            os.close(w.log.fd)
+        except OSError:
+            pass
+        w.log.fd = -1
+        w.closed = True
     _writers.clear()
+    _note_queue.clear()
     _flusher = None
     _registry_lock = threading.Lock()
+    _note_lock = threading.Lock()
     _pid = os.getpid()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 _exit_hooks: list[Callable[[], None]] = []
 
@@ -390,9 +449,10 @@ def _close_all_at_exit() -> None:
     for (git_dir, run_id), w in list(_writers.items()):
         try:
             if not w.closed:
-                w.flush(close=True, sync=True)
+                w.flush(close=True)
         except Exception as e:  # noqa: BLE001 - the live log stays for recovery
             log.warning("gitml: could not commit run %s at exit (%s); its live log is kept", run_id, e)
+    write_notes()
 
 
 # -- recovery of dead writers ------------------------------------------------------
@@ -421,6 +481,7 @@ def recover(repo: GitRepo) -> list[str]:
         except BaseException:
             orphan.release()
             raise
+    write_notes(repo)
     return recovered
 
 
