@@ -59,11 +59,12 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tracking(repo: Path):
+def tracking(repo: Path, monkeypatch: pytest.MonkeyPatch):
     """The fluent API pointed at ``repo``; active runs and caches reset after the test."""
     import gitml
     from gitml.tracking import fluent, runs, writer
 
+    monkeypatch.setenv("GITML_REPO", str(repo))
     gitml.set_tracking_uri(repo)
     fluent._experiment_id = None
     yield gitml

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import pandas
 
 _local = threading.local()
-_tracking_uri: str | None = None
 _experiment_id: str | None = None
 _last_run_id: str | None = None
 
@@ -44,7 +43,7 @@ def _stack() -> list[_Entry]:
 
 
 def _repo() -> Any:
-    return _runs.open_repo(_tracking_uri)
+    return _runs.open_repo()
 
 
 # -- tracking location and experiments ------------------------------------------------
@@ -52,11 +51,10 @@ def _repo() -> Any:
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
     """Track into the git repository at ``uri`` (a path or ``file://`` URI)."""
-    global _tracking_uri
     text = os.fspath(uri) if uri is not None else None
     if text and text.startswith("file://"):
         text = text[len("file://") :]
-    _tracking_uri = text or None
+    _runs.set_default_location(text or None)
 
 
 def get_tracking_uri() -> str:

@@ -33,14 +33,26 @@ _indexes: dict[tuple[str, int], RunIndex] = {}
 _lock = threading.Lock()
 
 
+_default_location: str | None = None
+
+
+def set_default_location(path: str | None) -> None:
+    """Where ``open_repo()`` looks when given no path (``set_tracking_uri``)."""
+    global _default_location
+    _default_location = path
+
+
 def open_repo(path: str | os.PathLike[str] | None = None) -> GitRepo:
-    """The repository gitml tracks into: ``path``, else $GITML_REPO, else the cwd's.
+    """The repository gitml tracks into.
+
+    ``path``, else the tracking URI set in this process, else $GITML_REPO,
+    else the repository around the current directory.
 
     Raises:
         NotARepository: no git repository there.
     """
     if path is None:
-        path = settings.get("repo") or None
+        path = _default_location or settings.get("repo") or None
     start = str(Path(path).resolve()) if path is not None else os.getcwd()
     key = (start, os.getpid())
     repo = _repos.get(key)
@@ -190,6 +202,7 @@ def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
     run_id = resolve_run_id(repo, run_id)
     writer.flush_all(repo)
     writer.commit_events(repo, run_id, [(INFO, {"lifecycle_stage": stage})])
+    writer.write_notes(repo)
 
 
 # -- reading -------------------------------------------------------------------------
@@ -203,6 +216,9 @@ def resolve_run_id(repo: GitRepo, run_id: str) -> str:
     """
     run_id = str(run_id).strip().lower()
     if names.RUN_ID_RE.match(run_id):
+        local = writer.local_writer(repo, run_id)
+        if local is not None:
+            local.flush()  # a run this process started may not be in git yet
         if repo.ref_target(names.run_ref(run_id)) is None:
             writer.recover(repo)
             if repo.ref_target(names.run_ref(run_id)) is None:
@@ -225,9 +241,6 @@ def get_run(repo: GitRepo, run_id: str) -> Run:
         RunNotFound, AmbiguousRunId.
     """
     run_id = resolve_run_id(repo, run_id)
-    w = writer._writers.get((str(repo.git_dir), run_id))
-    if w is not None and not w.closed:
-        w.flush()
     commit = repo.ref_target(names.run_ref(run_id))
     if commit is None:
         raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")

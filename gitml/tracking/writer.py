@@ -340,6 +340,12 @@ def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
         return w
 
 
+def local_writer(repo: GitRepo, run_id: str) -> RunWriter | None:
+    """This process's open writer for ``run_id``, if it has one."""
+    w = _writers.get((str(repo.git_dir), run_id))
+    return w if w is not None and not w.closed else None
+
+
 def create_run(repo: GitRepo, info: dict, tags: dict[str, str]) -> tuple[RunWriter, RunState]:
     """Start a run from its info and first tags.
 

@@ -1,0 +1,113 @@
+"""gitml end to end, in a throwaway git repository.
+
+A tiny training script is committed, run a few times with different
+params (one run from uncommitted changes), and the results are read back
+the ways a team would: the CLI, a search, `git log --notes=gitml`, and a
+plain `git diff` of two runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+TRAIN = textwrap.dedent(
+    '''
+    """Fit y = 3x + 1 by gradient descent and log it with the MLflow API names."""
+    import random
+    import sys
+
+    import gitml as mlflow
+
+    lr = float(sys.argv[1]) if len(sys.argv) > 1 else 0.1
+    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    random.seed(0)
+    data = [(x / 10, 3 * x / 10 + 1 + random.gauss(0, 0.1)) for x in range(20)]
+
+    mlflow.set_experiment("linear")
+    with mlflow.start_run(run_name=f"lr-{lr}"):
+        mlflow.log_params({"lr": lr, "epochs": epochs})
+        w = b = 0.0
+        for epoch in range(epochs):
+            gw = sum(2 * (w * x + b - y) * x for x, y in data) / len(data)
+            gb = sum(2 * (w * x + b - y) for x, y in data) / len(data)
+            w, b = w - lr * gw, b - lr * gb
+            mse = sum((w * x + b - y) ** 2 for x, y in data) / len(data)
+            mlflow.log_metric("mse", mse, step=epoch)
+        mlflow.log_metrics({"w": w, "b": b})
+        mlflow.set_tag("model", "linear")
+    print(f"lr={lr}: mse={mse:.4f} w={w:.3f} b={b:.3f}")
+    '''
+)
+
+
+def sh(*args: str, cwd: Path) -> str:
+    print(f"\n$ {' '.join(args)}", flush=True)
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    print(text.rstrip(), flush=True)
+    if out.returncode != 0:
+        raise SystemExit(f"demo step failed: {' '.join(args)}")
+    return out.stdout
+
+
+def main() -> None:
+    keep = "--keep" in sys.argv
+    root = Path(tempfile.mkdtemp(prefix="gitml-demo-"))
+    repo = root / "project"
+    repo.mkdir()
+    gitml = [sys.executable, "-m", "gitml"]
+    python = sys.executable
+    env_note = {"GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
+                "GIT_COMMITTER_NAME": "Demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
+    os.environ.update(env_note)
+    try:
+        print(f"# gitml demo in {repo}")
+        sh("git", "init", "-q", "-b", "main", cwd=repo)
+        (repo / "train.py").write_text(TRAIN)
+        (repo / ".gitignore").write_text("data/\n")
+        sh("git", "add", ".", cwd=repo)
+        sh("git", "commit", "-q", "-m", "Add linear model training", cwd=repo)
+
+        print("\n# 1. Train three times from the committed code")
+        for lr in ("0.01", "0.1", "0.3"):
+            sh(python, "train.py", lr, cwd=repo)
+
+        print("\n# 2. Train once more from uncommitted changes: the run keeps a snapshot")
+        (repo / "train.py").write_text(TRAIN.replace("else 50", "else 100"))
+        sh(python, "train.py", "0.2", cwd=repo)  # 100 epochs now
+
+        print("\n# 3. Read it back")
+        sh(*gitml, "runs", "list", cwd=repo)
+        sh(*gitml, "runs", "list", "-f", "metrics.mse < 0.02", "-o", "metrics.mse", cwd=repo)
+        sh(*gitml, "log", cwd=repo)
+        sh("git", "log", "--notes=gitml", "-1", cwd=repo)
+
+        import json
+
+        runs = json.loads(sh(*gitml, "runs", "list", "--json", "-o", "attributes.start_time ASC", cwd=repo))
+        first, last = runs[0]["info"]["run_id"], runs[-1]["info"]["run_id"]
+        sh(*gitml, "runs", "show", last[:8], cwd=repo)
+
+        print("\n# 4. Runs are plain git: diff two of them, and see the snapshot of the dirty run")
+        sh("git", "diff", "--stat", f"refs/gitml/runs/{first}", f"refs/gitml/runs/{last}", "--", "params.json", "run.json", "metrics", cwd=repo)
+        sh("git", "diff", f"refs/gitml/runs/{first}", f"refs/gitml/runs/{last}", "--", "params.json", cwd=repo)
+        sh("git", "diff", "HEAD", f"refs/gitml/runs/{last}^", "--", "train.py", cwd=repo)
+        sh("git", "status", "--short", cwd=repo)
+
+        print("\n# 5. From Python, as with MLflow")
+        sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
+           "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
+        print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

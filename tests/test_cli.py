@@ -1,0 +1,139 @@
+"""The gitml command line, run as a user runs it (a real process per command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+
+from gitml.cli import main
+from tests.conftest import git, gitml_cli, run_python
+
+SCRIPT = """
+import gitml
+gitml.set_experiment("cli-demo")
+for alpha, rmse in [(0.1, 0.9), (0.5, 0.4)]:
+    with gitml.start_run(run_name=f"alpha-{alpha}"):
+        gitml.log_param("alpha", alpha)
+        gitml.log_metric("rmse", rmse)
+print("ok")
+"""
+
+
+@pytest.fixture
+def logged(repo: Path) -> Path:
+    out = run_python(SCRIPT, repo)
+    assert out.stdout.strip() == "ok", out.stderr
+    return repo
+
+
+def test_runs_list_table_and_json(logged):
+    table = gitml_cli(logged, "runs", "list").stdout
+    assert "alpha-0.1" in table and "alpha-0.5" in table and "cli-demo" in table
+    data = json.loads(gitml_cli(logged, "runs", "list", "--json", "-f", "metrics.rmse < 0.5").stdout)
+    assert [r["info"]["run_name"] for r in data] == ["alpha-0.5"]
+    ordered = json.loads(gitml_cli(logged, "runs", "list", "--json", "-o", "metrics.rmse").stdout)
+    assert [r["data"]["metrics"]["rmse"] for r in ordered] == [0.4, 0.9]
+    only = json.loads(gitml_cli(logged, "runs", "list", "--json", "-e", "cli-demo", "-n", "1").stdout)
+    assert len(only) == 1
+
+
+def test_runs_show_by_prefix(logged):
+    data = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)
+    rid = data[0]["info"]["run_id"]
+    shown = gitml_cli(logged, "runs", "show", rid[:8]).stdout
+    assert rid in shown and "alpha" in shown and "rmse" in shown
+    as_json = json.loads(gitml_cli(logged, "runs", "show", rid, "--json").stdout)
+    assert as_json["info"]["run_id"] == rid and as_json["source"]["branch"] == "main"
+
+
+def test_runs_delete_restore(logged):
+    rid = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)[0]["info"]["run_id"]
+    assert "deleted" in gitml_cli(logged, "runs", "delete", rid).stdout
+    remaining = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)
+    assert rid not in [r["info"]["run_id"] for r in remaining]
+    deleted = json.loads(gitml_cli(logged, "runs", "list", "--json", "--view", "deleted").stdout)
+    assert [r["info"]["run_id"] for r in deleted] == [rid]
+    gitml_cli(logged, "runs", "restore", rid)
+    assert len(json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)) == 2
+
+
+def test_experiments_list_and_create(logged):
+    out = gitml_cli(logged, "experiments", "list").stdout
+    assert "Default" in out and "cli-demo" in out
+    new_id = gitml_cli(logged, "experiments", "create", "other").stdout.strip()
+    exps = json.loads(gitml_cli(logged, "experiments", "list", "--json").stdout)
+    assert new_id in [e["experiment_id"] for e in exps]
+
+
+def test_log_shows_commits_with_runs(logged):
+    (logged / "train.py").write_text("print('v2')\n")
+    git(logged, "commit", "-qam", "second commit")
+    out = gitml_cli(logged, "log").stdout
+    assert "second commit" in out and "initial" in out
+    assert out.index("alpha-0.1") > out.index("initial")
+    entries = json.loads(gitml_cli(logged, "log", "--json").stdout)
+    assert [len(e["runs"]) for e in entries] == [0, 2]
+    runs_only = json.loads(gitml_cli(logged, "log", "--json", "--runs-only").stdout)
+    assert len(runs_only) == 1
+
+
+def test_repo_option_points_at_another_repo(logged, tmp_path):
+    out = gitml_cli(tmp_path, "-C", str(logged), "runs", "list")
+    assert "alpha-0.5" in out.stdout
+
+
+def test_reindex(logged):
+    assert gitml_cli(logged, "reindex").stdout.strip() == "indexed 2 runs"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("runs", "show", "0" * 32), "not found"),
+        (("runs", "show", "zz"), "not found"),
+        (("runs", "list", "-f", "metrics.rmse <"), "Invalid filter"),
+        (("runs", "list", "-e", "nope"), "nope"),
+        (("log", "no-such-branch"), "no-such-branch"),
+    ],
+)
+def test_errors_are_one_clear_line(logged, args, message):
+    out = gitml_cli(logged, *args, check=False)
+    assert out.returncode == 1
+    assert out.stderr.startswith("Error: ") and message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_outside_a_repository(tmp_path):
+    out = gitml_cli(tmp_path, "runs", "list", check=False)
+    assert out.returncode == 1 and "Not a git repository" in out.stderr
+
+
+def test_usage_error_exits_2(logged):
+    assert gitml_cli(logged, "runs", "list", "--view", "bogus", check=False).returncode == 2
+
+
+def test_version(tmp_path):
+    from gitml import __version__
+
+    assert gitml_cli(tmp_path, "--version").stdout.strip() == f"gitml {__version__}"
+
+
+def _walk(cmd: click.Command, path: str = "gitml"):
+    yield path, cmd
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _walk(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_has_help():
+    missing = []
+    for path, cmd in _walk(main):
+        if not (cmd.help or cmd.short_help):
+            missing.append(path)
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.help and param.name not in ("help", "version"):
+                missing.append(f"{path} {param.opts[0]}")
+    assert missing == []

@@ -1,0 +1,373 @@
+"""The tracking API against real repositories: MLflow names, semantics and the git layout."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gitml.errors import (
+    AmbiguousRunId,
+    InvalidFilter,
+    InvalidName,
+    InvalidValue,
+    NotARepository,
+    ParamAlreadyLogged,
+    RunNotFound,
+)
+from tests.conftest import git, run_python
+
+
+def run_ids(repo: Path) -> list[str]:
+    out = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/")
+    return [line.rsplit("/", 1)[1] for line in out.split()]
+
+
+def test_issue_snippet_runs_unchanged(tracking, repo):
+    mlflow = tracking
+    with mlflow.start_run():
+        mlflow.log_param("alpha", 0.5)
+        mlflow.log_metric("rmse", 0.75)
+    (run_id,) = run_ids(repo)
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "0.5"}
+    assert run.data.metrics == {"rmse": 0.75}
+    assert run.info.end_time >= run.info.start_time
+    assert json.loads(git(repo, "show", f"refs/gitml/runs/{run_id}:params.json")) == {"alpha": "0.5"}
+
+
+def test_run_commit_parent_is_head_for_clean_tree(tracking, repo):
+    head = git(repo, "rev-parse", "HEAD").strip()
+    with tracking.start_run() as run:
+        tracking.log_metric("x", 1)
+    parent = git(repo, "rev-parse", f"refs/gitml/runs/{run.info.run_id}^").strip()
+    assert parent == head
+    tags = tracking.get_run(run.info.run_id).data.tags
+    assert tags["mlflow.source.git.commit"] == head
+    assert tags["mlflow.source.git.branch"] == "main"
+    assert tags["mlflow.source.git.dirty"] == "false"
+    assert tags["gitml.source.snapshot"] == head
+
+
+def test_user_branches_index_and_worktree_untouched(tracking, repo):
+    (repo / "train.py").write_text("print('changed')\n")
+    (repo / "new.txt").write_text("untracked\n")
+    git(repo, "add", "new.txt")  # staged change the user made
+    before = (git(repo, "status", "--porcelain"), git(repo, "for-each-ref", "refs/heads"),
+              (repo / ".git" / "index").read_bytes(), git(repo, "rev-parse", "HEAD"))
+    with tracking.start_run():
+        tracking.log_metric("x", 1)
+    after = (git(repo, "status", "--porcelain"), git(repo, "for-each-ref", "refs/heads"),
+             (repo / ".git" / "index").read_bytes(), git(repo, "rev-parse", "HEAD"))
+    assert before == after
+
+
+def test_nested_runs_link_to_parent(tracking):
+    with tracking.start_run(run_name="parent") as parent:
+        with tracking.start_run(run_name="child", nested=True) as child:
+            tracking.log_metric("loss", 0.1)
+            assert tracking.active_run().info.run_id == child.info.run_id
+        assert tracking.active_run().info.run_id == parent.info.run_id
+    got = tracking.get_run(child.info.run_id)
+    assert got.parent_run_id == parent.info.run_id
+    assert got.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert got.info.run_name == "child"
+    assert tracking.active_run() is None
+    children = tracking.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list")
+    assert [r.info.run_id for r in children] == [child.info.run_id]
+
+
+def test_second_start_run_without_nested_is_refused(tracking):
+    with tracking.start_run() as run:
+        with pytest.raises(InvalidValue, match=run.info.run_id):
+            tracking.start_run()
+
+
+def test_log_without_active_run_starts_one(tracking):
+    tracking.log_metric("auto", 1.0)
+    run = tracking.active_run()
+    assert run is not None
+    tracking.end_run()
+    assert tracking.get_run(run.info.run_id).data.metrics == {"auto": 1.0}
+
+
+def test_failed_status_on_exception(tracking):
+    with pytest.raises(RuntimeError):
+        with tracking.start_run() as run:
+            raise RuntimeError("boom")
+    assert tracking.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_end_run_with_status(tracking):
+    run = tracking.start_run()
+    tracking.end_run("KILLED")
+    assert tracking.get_run(run.info.run_id).info.status == "KILLED"
+    with pytest.raises(InvalidValue, match="'DONE'"):
+        tracking.Client().set_terminated(run.info.run_id, "DONE")
+
+
+def test_metric_history_steps_timestamps_and_chunks(tracking, repo):
+    with tracking.start_run() as run:
+        for i in range(2500):
+            tracking.log_metric("loss", 1.0 / (i + 1), step=i, timestamp=1_000_000 + i)
+        tracking.log_metrics({"acc": 0.5, "f1": 0.25}, step=3)
+    rid = run.info.run_id
+    history = tracking.Client().get_metric_history(rid, "loss")
+    assert [m.step for m in history] == list(range(2500))
+    assert [m.timestamp for m in history] == [1_000_000 + i for i in range(2500)]
+    assert history[-1].value == 1.0 / 2500
+    chunks = git(repo, "ls-tree", "--name-only", f"refs/gitml/runs/{rid}:metrics/loss").split()
+    assert chunks == ["000000.tsv", "000001.tsv", "000002.tsv"]
+    first = git(repo, "show", f"refs/gitml/runs/{rid}:metrics/loss/000000.tsv").splitlines()[0]
+    assert first == "0\t1000000\t1.0"
+    assert tracking.get_run(rid).data.metrics == {"loss": 1.0 / 2500, "acc": 0.5, "f1": 0.25}
+
+
+def test_latest_metric_is_by_step_not_by_call_order(tracking):
+    with tracking.start_run() as run:
+        tracking.log_metric("m", 5.0, step=10)
+        tracking.log_metric("m", 1.0, step=2)
+    assert tracking.get_run(run.info.run_id).data.metrics["m"] == 5.0
+
+
+def test_metric_keys_with_slashes_nest(tracking, repo):
+    with tracking.start_run() as run:
+        tracking.log_metric("train/loss", 1.0)
+        tracking.log_metric("train", 2.0)
+    rid = run.info.run_id
+    assert tracking.get_run(rid).data.metrics == {"train/loss": 1.0, "train": 2.0}
+    assert [m.value for m in tracking.Client().get_metric_history(rid, "train")] == [2.0]
+    assert git(repo, "show", f"refs/gitml/runs/{rid}:metrics/train/loss/000000.tsv").endswith("\t1.0\n")
+
+
+def test_nan_and_inf_round_trip(tracking):
+    with tracking.start_run() as run:
+        tracking.log_metric("nan", float("nan"))
+        tracking.log_metric("inf", float("inf"))
+        tracking.log_metric("ninf", float("-inf"))
+    m = tracking.get_run(run.info.run_id).data.metrics
+    assert math.isnan(m["nan"]) and m["inf"] == math.inf and m["ninf"] == -math.inf
+    found = tracking.search_runs(filter_string="metrics.inf > 1e308", output_format="list")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+
+
+def test_params_are_write_once(tracking):
+    with tracking.start_run() as run:
+        tracking.log_param("lr", 0.1)
+        tracking.log_param("lr", 0.1)  # same value again is fine
+        with pytest.raises(ParamAlreadyLogged, match="lr"):
+            tracking.log_param("lr", 0.2)
+        tracking.flush()
+        with pytest.raises(ParamAlreadyLogged, match="0.2"):
+            tracking.Client().log_param(run.info.run_id, "lr", 0.2)
+    assert tracking.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+
+
+def test_param_rewrite_refused_after_resume_in_new_process(tracking, repo):
+    with tracking.start_run() as run:
+        tracking.log_param("lr", "0.1")
+    code = (
+        "import gitml\n"
+        f"gitml.start_run(run_id='{run.info.run_id}')\n"
+        "try:\n    gitml.log_param('lr', '0.3')\nexcept gitml.GitmlError as e:\n    print('refused', e)\n"
+    )
+    out = run_python(code, repo)
+    assert "refused" in out.stdout and "0.3" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda m: m.log_metric("a/../b", 1), InvalidName),
+        (lambda m: m.log_metric("/abs", 1), InvalidName),
+        (lambda m: m.log_metric("ok", "not a number"), InvalidValue),
+        (lambda m: m.log_param("x" * 251, 1), InvalidName),
+        (lambda m: m.log_param("big", "v" * 6001), InvalidValue),
+        (lambda m: m.set_tag("t", "v" * 8001), InvalidValue),
+        (lambda m: m.log_metric("ok", 1, step="three"), InvalidValue),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_lost(tracking, call, error):
+    with tracking.start_run() as run:
+        tracking.log_metric("kept", 1.0)
+        with pytest.raises(error):
+            call(tracking)
+    assert tracking.get_run(run.info.run_id).data.metrics == {"kept": 1.0}
+
+
+def test_tags_set_and_delete(tracking):
+    with tracking.start_run(tags={"team": "a"}) as run:
+        tracking.set_tags({"x": 1, "y": "two"})
+        tracking.set_tag("x", "3")
+        tracking.delete_tag("y")
+    tags = tracking.get_run(run.info.run_id).data.tags
+    assert tags["team"] == "a" and tags["x"] == "3" and "y" not in tags
+
+
+def test_run_name_and_description(tracking):
+    with tracking.start_run(run_name="baseline", description="first try") as run:
+        pass
+    got = tracking.get_run(run.info.run_id)
+    assert got.info.run_name == "baseline"
+    assert got.data.tags["mlflow.runName"] == "baseline"
+    assert got.data.tags["mlflow.note.content"] == "first try"
+
+
+def test_search_runs_filters_orders_and_returns_dataframe(tracking):
+    for alpha, rmse in [(0.1, 0.9), (0.5, 0.4), (0.9, 0.6)]:
+        with tracking.start_run(run_name=f"a{alpha}"):
+            tracking.log_param("alpha", alpha)
+            tracking.log_metric("rmse", rmse)
+    df = tracking.search_runs(filter_string="metrics.rmse < 0.8", order_by=["metrics.rmse DESC"])
+    assert list(df["metrics.rmse"]) == [0.6, 0.4]
+    assert list(df["params.alpha"]) == ["0.9", "0.5"]
+    for col in ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time", "tags.mlflow.runName"):
+        assert col in df.columns
+    assert str(df["start_time"].dtype).startswith("datetime64")
+    runs = tracking.search_runs(filter_string="params.alpha = '0.1'", output_format="list")
+    assert [r.info.run_name for r in runs] == ["a0.1"]
+    assert len(tracking.search_runs(max_results=2)) == 2
+    like = tracking.search_runs(filter_string="attributes.run_name LIKE 'a0.%'", output_format="list")
+    assert len(like) == 3
+
+
+def test_search_runs_bad_filter_names_the_problem(tracking):
+    with pytest.raises(InvalidFilter, match="foo"):
+        tracking.search_runs(filter_string="foo.bar = 1")
+    with pytest.raises(InvalidFilter):
+        tracking.search_runs(filter_string="metrics.rmse < 'abc'")
+
+
+def test_search_sees_runs_logged_by_another_process(tracking, repo):
+    tracking.search_runs()  # build the index first
+    out = run_python("import gitml\nwith gitml.start_run():\n    gitml.log_metric('other', 7)\n", repo)
+    assert out.returncode == 0, out.stderr
+    runs = tracking.search_runs(filter_string="metrics.other = 7", output_format="list")
+    assert len(runs) == 1
+
+
+def test_index_is_derived_and_rebuilt(tracking, repo):
+    with tracking.start_run() as run:
+        tracking.log_metric("m", 1)
+    from gitml.tracking import runs as api
+
+    api.index_for(api.open_repo(repo)).close()
+    api._indexes.clear()
+    (repo / ".git" / "gitml" / "index.sqlite").unlink()
+    found = tracking.search_runs(output_format="list")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+
+
+def test_delete_and_restore_run(tracking):
+    with tracking.start_run() as run:
+        pass
+    rid = run.info.run_id
+    tracking.delete_run(rid)
+    assert tracking.get_run(rid).info.lifecycle_stage == "deleted"
+    assert tracking.search_runs(output_format="list") == []
+    deleted = tracking.search_runs(run_view_type=tracking.ViewType.DELETED_ONLY, output_format="list")
+    assert [r.info.run_id for r in deleted] == [rid]
+    tracking.Client().restore_run(rid)
+    assert [r.info.run_id for r in tracking.search_runs(output_format="list")] == [rid]
+
+
+def test_run_id_prefix_unknown_and_ambiguous(tracking):
+    with tracking.start_run() as run:
+        pass
+    rid = run.info.run_id
+    assert tracking.get_run(rid[:8]).info.run_id == rid
+    with pytest.raises(RunNotFound, match="f" * 32):
+        tracking.get_run("f" * 32)
+    with pytest.raises(RunNotFound, match="nothex"):
+        tracking.get_run("nothex")
+    for _ in range(20):
+        with tracking.start_run():
+            pass
+    ids = [r.info.run_id for r in tracking.search_runs(output_format="list")]
+    shared = next((a[:4] for a in ids for b in ids if a != b and a[:4] == b[:4]), None)
+    if shared is not None:
+        with pytest.raises(AmbiguousRunId):
+            tracking.get_run(shared)
+
+
+def test_experiments(tracking):
+    exp = tracking.set_experiment("sweep")
+    assert exp.name == "sweep" and exp.experiment_id != "0"
+    assert tracking.set_experiment("sweep").experiment_id == exp.experiment_id
+    with tracking.start_run() as run:
+        tracking.log_metric("m", 1)
+    assert tracking.get_run(run.info.run_id).info.experiment_id == exp.experiment_id
+    assert len(tracking.search_runs(output_format="list")) == 1
+    assert len(tracking.search_runs(experiment_ids=["0"], output_format="list")) == 0
+    assert len(tracking.search_runs(experiment_names=["sweep"], output_format="list")) == 1
+    names = [e.name for e in tracking.search_experiments()]
+    assert names == ["Default", "sweep"]
+    with pytest.raises(InvalidName, match="sweep"):
+        tracking.create_experiment("sweep")
+
+
+def test_client_api(tracking):
+    from gitml import Metric, Param, RunTag
+
+    client = tracking.Client()
+    run = client.create_run("0", run_name="from-client", tags={"k": "v"})
+    rid = run.info.run_id
+    client.log_batch(rid, metrics=[Metric("m", 1.5, 123, 0), Metric("m", 2.5, 124, 1)],
+                     params=[Param("p", "1")], tags=[RunTag("t", "x")])
+    client.log_metric(rid, "single", 3.0)
+    client.set_terminated(rid)
+    got = client.get_run(rid)
+    assert got.info.status == "FINISHED" and got.info.run_name == "from-client"
+    assert got.data.metrics == {"m": 2.5, "single": 3.0}
+    assert got.data.params == {"p": "1"} and got.data.tags["t"] == "x" and got.data.tags["k"] == "v"
+    assert [m.value for m in client.get_metric_history(rid, "m")] == [1.5, 2.5]
+    assert [r.info.run_id for r in client.search_runs("0")] == [rid]
+
+
+def test_git_diff_of_two_runs_reads_as_run_diff(tracking, repo):
+    ids = []
+    for alpha in (0.1, 0.2):
+        with tracking.start_run() as run:
+            tracking.log_param("alpha", alpha)
+            tracking.log_metric("rmse", alpha * 2)
+        ids.append(run.info.run_id)
+    diff = git(repo, "diff", f"refs/gitml/runs/{ids[0]}", f"refs/gitml/runs/{ids[1]}", "--", "params.json", "metrics")
+    assert '-  "alpha": "0.1"' in diff and '+  "alpha": "0.2"' in diff
+    assert "metrics/rmse/000000.tsv" in diff
+
+
+def test_fsck_strict_clean_and_notes_readable(tracking, repo):
+    for i in range(3):
+        with tracking.start_run(run_name=f"r{i}"):
+            tracking.log_param("i", i)
+            for step in range(50):
+                tracking.log_metric("loss", 1 / (step + 1), step=step)
+                tracking.log_metric("sub/metric", step)
+    tracking.Client().delete_run(tracking.search_runs(output_format="list")[0].info.run_id)
+    git(repo, "fsck", "--strict", "--no-dangling")
+    log = git(repo, "log", "--notes=gitml", "-1")
+    assert "Notes (gitml):" in log
+    assert log.count("FINISHED") == 3 and '"r0"' in log and "loss=0.02" in log
+    assert "[deleted]" in log
+
+
+def test_not_a_repository(tmp_path):
+    import gitml
+
+    gitml.set_tracking_uri(tmp_path)
+    try:
+        with pytest.raises(NotARepository, match=str(tmp_path)):
+            gitml.start_run()
+    finally:
+        gitml.set_tracking_uri(None)
+
+
+def test_import_gitml_does_not_import_heavy_modules(repo):
+    code = ("import sys, gitml\n"
+            "heavy = [m for m in ('pygit2', 'pandas', 'click', 'sqlite3', 'yaml') if m in sys.modules]\n"
+            "print(heavy)")
+    out = run_python(code, repo)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
