@@ -20,6 +20,8 @@ def commit_log(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False)
         RevisionNotFound: ``rev`` names no commit.
     """
     start = repo.resolve_rev(rev)
+    if start is None and rev == "HEAD" and repo.head()[0] is None:
+        raise RevisionNotFound(f"The current branch of {repo.workdir or repo.git_dir} has no commits yet")
     if start is None:
         raise RevisionNotFound(f"Unknown revision {rev!r} in {repo.workdir or repo.git_dir}")
     commits = list(repo.walk(start, None if runs_only else max_count))
