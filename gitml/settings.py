@@ -40,12 +40,17 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-def get(name: str, repo_config: dict[str, str] | None = None) -> Any:
-    """The value of setting ``name`` after env and repo config are applied."""
+def config_key(name: str) -> str:
+    """The git config key of a setting: ``gitml.flushinterval`` for flush_interval."""
+    return "gitml." + name.replace("_", "")
+
+
+def get(name: str, repo: Any = None) -> Any:
+    """The value of setting ``name``: env, then ``repo``'s git config, then the default."""
     setting = SETTINGS[name]
     raw = os.environ.get(setting.env)
-    if raw is None and repo_config is not None:
-        raw = repo_config.get(f"gitml.{name.replace('_', '')}")
+    if raw is None and repo is not None:
+        raw = repo.config_value(config_key(name))
     if raw is None or raw == "":
         return setting.default
     try:

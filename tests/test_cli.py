@@ -86,7 +86,7 @@ def test_repo_option_points_at_another_repo(logged, tmp_path):
 
 
 def test_reindex(logged):
-    assert gitml_cli(logged, "reindex").stdout.strip() == "indexed 2 runs"
+    assert gitml_cli(logged, "reindex").stdout.strip() == "indexed 2 runs; notes on 1 commits"
 
 
 @pytest.mark.parametrize(

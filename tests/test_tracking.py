@@ -371,3 +371,45 @@ def test_import_gitml_does_not_import_heavy_modules(repo):
             "print(heavy)")
     out = run_python(code, repo)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_reindex_rebuilds_lost_notes(tracking, repo):
+    with tracking.start_run(run_name="keep") as run:
+        tracking.log_metric("m", 2)
+    git(repo, "update-ref", "-d", "refs/notes/gitml")
+    assert "Notes (gitml)" not in git(repo, "log", "--notes=gitml", "-1")
+    from gitml.tracking import runs as api
+
+    assert api.reindex(api.open_repo(repo)) == (1, 1)
+    assert f"run {run.info.run_id} FINISHED \"keep\" m=2" in git(repo, "log", "--notes=gitml", "-1")
+
+
+def test_forked_child_does_not_end_parents_run(tracking, repo):
+    import os
+
+    with tracking.start_run() as run:
+        tracking.log_metric("parent", 1)
+        pid = os.fork()
+        if pid == 0:  # child: log into the parent's run, then exit normally
+            try:
+                tracking.log_metric("child", 2)
+                from gitml.tracking import writer
+
+                writer._close_all_at_exit()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert tracking.get_run(run.info.run_id).info.status == "RUNNING"
+    got = tracking.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.metrics == {"parent": 1.0, "child": 2.0}
+
+
+def test_run_id_prefix_accepted_for_logging(tracking, repo):
+    with tracking.start_run() as run:
+        pass
+    client = tracking.Client()
+    client.log_metric(run.info.run_id[:8], "late", 1.0)
+    client.flush()
+    assert client.get_run(run.info.run_id).data.metrics == {"late": 1.0}
+    assert not list((repo / ".git" / "gitml" / "live").glob(run.info.run_id[:8]))

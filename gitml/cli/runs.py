@@ -138,9 +138,8 @@ def recover_runs(ctx: click.Context) -> None:
 @click.command()
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
-    """Rebuild the query index (.git/gitml/index.sqlite) from the run refs."""
+    """Rebuild the query index (.git/gitml/index.sqlite) and the git notes from the run refs."""
     from gitml.tracking import runs as api
 
-    repo = repo_from(ctx)
-    count = api.index_for(repo).rebuild()
-    click.echo(f"indexed {count} runs")
+    count, noted = api.reindex(repo_from(ctx))
+    click.echo(f"indexed {count} runs; notes on {noted} commits")

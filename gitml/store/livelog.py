@@ -84,6 +84,18 @@ class OrphanLog:
             pass
         self.release()
 
+    def set_aside(self, directory: Path) -> Path:
+        """Move the log into ``directory`` (it could not be applied) and release it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{self.path.parent.name}.{self.path.name}"
+        os.replace(self.path, target)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+        self.release()
+        return target
+
     def release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -116,14 +128,15 @@ def is_locked(path: Path) -> bool:
         os.close(fd)
 
 
-def orphan_logs(live_dir: Path) -> Iterator[OrphanLog]:
+def orphan_logs(live_dir: Path, run_id: str | None = None) -> Iterator[OrphanLog]:
     """Yield each log whose writer has died, exclusively locked by us.
 
-    The caller must ``discard()`` or ``release()`` each one. A log another
-    recoverer already handled (unlinked while we waited) is skipped.
+    The caller must ``discard()``, ``set_aside()`` or ``release()`` each one.
+    A log another recoverer already handled (unlinked while we waited) is
+    skipped. ``run_id`` limits the search to that run's logs.
     """
     try:
-        runs = list(live_dir.iterdir())
+        runs = [live_dir / run_id] if run_id else list(live_dir.iterdir())
     except FileNotFoundError:
         return
     for run_dir in runs:

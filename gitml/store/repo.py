@@ -109,6 +109,14 @@ class GitRepo:
         sig = self._signature
         return pygit2.Signature(sig.name, sig.email)
 
+    def config_value(self, key: str) -> str | None:
+        """A value from the repository's git config (all levels), or None."""
+        with self.lock:
+            try:
+                return self._repo.config[key]
+            except KeyError:
+                return None
+
     def user_name(self) -> str | None:
         try:
             return self._repo.config["user.name"]

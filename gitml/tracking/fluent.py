@@ -28,17 +28,22 @@ _last_run_id: str | None = None
 
 
 class _Entry:
-    __slots__ = ("run", "writer")
+    __slots__ = ("run", "writer", "pid")
 
     def __init__(self, run: ActiveRun, writer: _wr.RunWriter) -> None:
         self.run = run
         self.writer = writer
+        self.pid = os.getpid()  # a forked child must not end its parent's runs
+
+
+_all_stacks: list[list[_Entry]] = []  # every thread's stack, for the exit hook
 
 
 def _stack() -> list[_Entry]:
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
+        _all_stacks.append(stack)
     return stack
 
 
@@ -316,6 +321,11 @@ def _install_exit_hooks() -> None:
 
 
 def _end_active_runs() -> None:
+    # Runs still active in any thread of this process end with the process.
     status = RunStatus.FAILED if _uncaught else RunStatus.FINISHED
-    while _stack():
-        end_run(status)
+    pid = os.getpid()
+    for stack in list(_all_stacks):
+        while stack:
+            entry = stack.pop()
+            if entry.pid == pid:
+                _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)

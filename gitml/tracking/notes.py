@@ -83,3 +83,29 @@ def update_run_notes(repo: GitRepo, states: list[RunState], max_metrics: int) ->
         {target: partial(merge_lines, new_lines=new_lines) for target, new_lines in lines.items()},
         f"gitml: notes for {count} run{'s' if count != 1 else ''}\n",
     )
+
+
+def rebuild_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> int:
+    """Rewrite ``refs/notes/gitml`` from scratch from these runs; return notes written.
+
+    Notes are derived data: this is how ``gitml reindex`` repairs notes lost
+    to a crash or garbled by a bad merge. The old notes commit stays the
+    parent, so nothing is lost from history.
+    """
+    by_target: dict[str, list[RunState]] = {}
+    for state in states:
+        source = state.info.get("source") or {}
+        target = source.get("head") or source.get("commit")
+        if target:
+            by_target.setdefault(target, []).append(state)
+    edits = {}
+    for target, group in by_target.items():
+        group.sort(key=lambda s: (s.info.get("start_time") or 0, s.run_id))
+        text = "\n".join(run_line(s, max_metrics) for s in group) + "\n"
+        edits[target] = lambda old, text=text: text
+    stale = {t for t, _ in repo.note_targets(names.NOTES_REF)} - set(by_target)
+    for target in stale:
+        edits[target] = lambda old: None
+    if edits:
+        repo.update_notes(names.NOTES_REF, edits, f"gitml: rebuild notes for {len(states)} runs\n")
+    return len(by_target)

@@ -6,9 +6,11 @@ params.json                {"alpha": "0.5"}
 tags.json                  {"mlflow.runName": "..."}
 metrics/<key>/000000.tsv   "step<TAB>timestamp_ms<TAB>value" lines, chunks of
                            CHUNK_LINES; only the last chunk is ever rewritten
-writers.json               {writer_id: events applied}, only while live
-                           writers exist (see tracking/writer.py)
 ```
+The run commit's message carries one ``Gitml-Writer: <writer_id> <count>``
+trailer per writer that logged to the run on this machine: how many events
+of that writer's live log the commit holds (see tracking/writer.py). It lives
+in the message, not the tree, so ``git diff`` of two runs shows only run data.
 Everything is sorted, indented JSON or TSV so ``git diff`` of two runs reads
 as a diff of two runs. Events (from a live log or an API call) are applied to
 a ``RunState`` and the changed files written with one ``update_tree``.
@@ -28,7 +30,6 @@ from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.json"
 TAGS_FILE = "tags.json"
-WRITERS_FILE = "writers.json"
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
@@ -83,8 +84,13 @@ class RunState:
             RUN_FILE: _dump(run),
             PARAMS_FILE: _dump_flat(self.params),
             TAGS_FILE: _dump_flat(self.tags),
-            WRITERS_FILE: _dump(self.writers) if self.writers else None,
         }
+
+    def commit_message(self) -> str:
+        """The run commit's message: a subject, then one trailer per writer."""
+        subject = f"gitml run {self.run_id}: {self.info.get('status')}"
+        trailers = "".join(f"{WRITER_TRAILER} {w} {n}\n" for w, n in sorted(self.writers.items()))
+        return f"{subject}\n\n{trailers}" if trailers else subject + "\n"
 
     def to_run(self, commit: str | None = None) -> Run:
         info = self.info
@@ -132,10 +138,19 @@ def _dump_flat(obj: dict[str, str]) -> bytes:
     return ("{\n" + body + "\n}\n").encode()
 
 
+WRITER_TRAILER = "Gitml-Writer:"
+
+
 def read_state(repo: GitRepo, commit: str) -> tuple[RunState, str]:
     """The state stored in run commit ``commit``, and that commit's tree."""
-    tree = repo.commit_info(commit).tree
-    return state_from_tree(repo, tree), tree
+    info = repo.commit_info(commit)
+    state = state_from_tree(repo, info.tree)
+    for line in info.message.splitlines():
+        if line.startswith(WRITER_TRAILER):
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                state.writers[parts[1]] = int(parts[2])
+    return state, info.tree
 
 
 def state_from_tree(repo: GitRepo, tree: str) -> RunState:
@@ -146,9 +161,7 @@ def state_from_tree(repo: GitRepo, tree: str) -> RunState:
     }
     params = json.loads(repo.read_path(tree, PARAMS_FILE) or b"{}")
     tags = json.loads(repo.read_path(tree, TAGS_FILE) or b"{}")
-    writers_raw = repo.read_path(tree, WRITERS_FILE)
-    writers = json.loads(writers_raw) if writers_raw else {}
-    return RunState(info=run, params=params, tags=tags, summary=summary, writers=writers)
+    return RunState(info=run, params=params, tags=tags, summary=summary)
 
 
 def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None) -> bool:

@@ -128,7 +128,7 @@ def start_new_run(
     from gitml.store.snapshot import take_snapshot
 
     experiments.get_experiment(repo, experiment_id)
-    snap = take_snapshot(repo, settings.get("snapshot_max_file_size"))
+    snap = take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
     run_id = uuid.uuid4().hex
     user_tags = {str(k): v for k, v in (tags or {}).items()}
     run_name = run_name or user_tags.get("mlflow.runName") or generate_run_name()
@@ -169,8 +169,8 @@ def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
     """
     run = get_run(repo, run_id)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
-        raise RunNotActive(f"Run {run_id} is deleted; restore it before logging to it")
-    w = writer.get_writer(repo, run_id)
+        raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
+    w = writer.get_writer(repo, run.info.run_id)
     if run.info.status != RunStatus.RUNNING:
         w.set_info(status=RunStatus.RUNNING, end_time=None)
         w.flush()
@@ -183,18 +183,23 @@ def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_ti
         from gitml.errors import InvalidValue
 
         raise InvalidValue(f"Invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}")
+    run_id = resolve_run_id(repo, run_id)
     w = writer.get_writer(repo, run_id)
     end = end_time if end_time is not None else int(time.time() * 1000)
     w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
+    writer.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first
     writer.close_writer(repo, run_id)
 
 
 def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
     """This process's writer for a run that must already exist and not be deleted."""
+    local = writer.local_writer(repo, run_id)
+    if local is not None:
+        return local  # fast path: this process is already logging to it
     run = get_run(repo, run_id)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
-        raise RunNotActive(f"Run {run_id} is deleted; restore it before logging to it")
-    return writer.get_writer(repo, run_id)
+        raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
+    return writer.get_writer(repo, run.info.run_id)
 
 
 def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
@@ -312,3 +317,18 @@ def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:
         c: [loaded[r] for r in rs if r in loaded and loaded[r].info.lifecycle_stage == LifecycleStage.ACTIVE]
         for c, rs in ids.items()
     }
+
+
+def reindex(repo: GitRepo) -> tuple[int, int]:
+    """Rebuild the query index and the git notes from the run refs.
+
+    Returns (runs indexed, commits with notes).
+    """
+    from gitml.tracking import notes
+
+    writer.flush_all(repo)
+    writer.recover(repo)
+    count = index_for(repo).rebuild()
+    states = [read_state(repo, oid)[0] for ref, oid in repo.iter_refs(names.RUNS_PREFIX) if names.parse_run_ref(ref)]
+    noted = notes.rebuild_notes(repo, states, settings.get("note_metrics", repo))
+    return count, noted

@@ -9,10 +9,12 @@ explicit flushes, before this process reads runs, and every
 
 Several writers may log to one run (two processes, or a process and its
 forked child). Each flush is a compare-and-swap of the run ref; a lost race
-re-reads the run and re-applies the queued events. The run tree records in
-``writers.json`` how many events of each live writer it holds, which makes
-recovery of a dead writer's log exact: the events after that count are the
-ones git does not have yet.
+re-reads the run and re-applies the queued events. Each run commit records
+in ``Gitml-Writer`` trailers how many events of each writer's log it holds,
+the closing writer's included, which makes recovery of a dead writer's log
+exact and idempotent: the events after that count are the ones git does not
+have yet, even if the writer died between its last commit and deleting its
+log.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitml import settings
-from gitml.errors import ConcurrentUpdate, ParamAlreadyLogged, RunNotFound
+from gitml.errors import ConcurrentUpdate, GitmlError, RunNotFound
 from gitml.store import livelog, names
 from gitml.store.repo import CAS_RETRIES, GitRepo
 from gitml.tracking import notes, validation
@@ -96,7 +98,8 @@ def commit_events(
     ``metrics`` are more metric points by key, (value, timestamp, step,
     line) each, kept apart by the writer so that many points take the fast
     path.
-    ``writer`` is (writer_id, events of that writer now applied, closing).
+    ``writer`` is (writer_id, events of that writer now applied, closing);
+    its count is recorded in the commit even when closing (see module doc).
     ``finalize`` may adjust the state after the events (recovery sets the
     final status there). ``cache`` is the (commit, state, tree) this process
     last wrote; it saves re-reading git when nobody else wrote since.
@@ -125,18 +128,14 @@ def commit_events(
         if finalize is not None:
             finalize(state)
         if writer is not None:
-            writer_id, applied, closing = writer
-            if closing:
-                state.writers.pop(writer_id, None)
-            else:
-                state.writers[writer_id] = applied
+            state.writers[writer[0]] = writer[1]
+        _prune_writers(repo, state, writer[0] if writer is not None else None)
         changes: dict[str, bytes | None] = dict(state.files())
         changes.update(metric_chunk_changes(repo, base_tree, points))
         tree = repo.update_tree(base_tree, changes)
         source = state.info.get("source") or {}
         parents = [source["commit"]] if source.get("commit") else []
-        message = f"gitml run {run_id}: {state.info.get('status')}\n"
-        commit = repo.write_commit(tree, parents, message)
+        commit = repo.write_commit(tree, parents, state.commit_message())
         if repo.cas_ref(ref, commit, old):
             now = (state.info.get("status"), state.info.get("lifecycle_stage"))
             if now != was and RunStatus.is_terminated(str(now[0])) or (
@@ -145,6 +144,17 @@ def commit_events(
                 _refresh_note(repo, state)
             return commit, state, tree
     raise ConcurrentUpdate(f"Gave up updating run {run_id} after {CAS_RETRIES} attempts")
+
+
+def _prune_writers(repo: GitRepo, state: RunState, keep: str | None) -> None:
+    # A writer's count matters only while its log exists here; drop the
+    # others so finished runs carry just the last writer's trailer.
+    if len(state.writers) <= 1:
+        return
+    run_dir = live_dir(repo) / state.run_id
+    for writer_id in list(state.writers):
+        if writer_id != keep and not (run_dir / f"{writer_id}.log").exists():
+            del state.writers[writer_id]
 
 
 _note_queue: dict[str, tuple[GitRepo, dict[str, RunState]]] = {}
@@ -168,7 +178,7 @@ def write_notes(repo: GitRepo | None = None) -> None:
         batches = [_note_queue.pop(k) for k in keys]
     for target_repo, states in batches:
         try:
-            notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics"))
+            notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
         except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
             log.warning("gitml: could not update git notes in %s: %s", target_repo.git_dir, e)
 
@@ -336,7 +346,7 @@ def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
         if w is None or w.closed:
             w = RunWriter(repo, run_id)
             _writers[key] = w
-            _start_flusher()
+            _start_flusher(repo)
         return w
 
 
@@ -379,11 +389,11 @@ def flush_all(repo: GitRepo | None = None) -> None:
     write_notes(repo)
 
 
-def _start_flusher() -> None:
+def _start_flusher(repo: GitRepo) -> None:
     global _flusher
     if _flusher is not None and _flusher.is_alive():
         return
-    interval = settings.get("flush_interval")
+    interval = settings.get("flush_interval", repo)
     if interval <= 0:
         return
     _flusher = threading.Thread(target=_flush_loop, args=(interval,), name="gitml-flush", daemon=True)
@@ -464,14 +474,17 @@ def _close_all_at_exit() -> None:
 # -- recovery of dead writers ------------------------------------------------------
 
 
-def recover(repo: GitRepo) -> list[str]:
+def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
     """Turn the live logs of dead writers into commits; return the run ids.
 
     A run left RUNNING with no other live writer is marked KILLED, its
-    end time the last event it logged.
+    end time the last event it logged. ``run_id`` limits this to one run.
+    A log that cannot be applied (its run is gone, say) is moved to
+    ``.git/gitml/live-failed/`` with a warning, so it never blocks other
+    commands and its data stays on disk.
     """
     recovered: list[str] = []
-    for orphan in livelog.orphan_logs(live_dir(repo)):
+    for orphan in livelog.orphan_logs(live_dir(repo), run_id):
         try:
             lines = orphan.read_lines()
             header = lines[0].decode(errors="replace").split("\t") if lines else []
@@ -479,11 +492,16 @@ def recover(repo: GitRepo) -> list[str]:
                 log.warning("gitml: skipping unreadable live log %s", orphan.path)
                 orphan.release()
                 continue
-            run_id, writer_id = header[1], header[2]
+            log_run_id, writer_id = header[1], header[2]
             events = [decode_event(ln) for ln in lines[1:]]
-            _recover_one(repo, run_id, writer_id, events, orphan.path)
+            try:
+                _recover_one(repo, log_run_id, writer_id, events, orphan.path)
+            except GitmlError as e:
+                kept = orphan.set_aside(repo.git_dir / names.STATE_DIR / "live-failed")
+                log.warning("gitml: could not recover live log of run %s (%s); kept it as %s", log_run_id, e, kept)
+                continue
             orphan.discard()
-            recovered.append(run_id)
+            recovered.append(log_run_id)
         except BaseException:
             orphan.release()
             raise
@@ -494,10 +512,13 @@ def recover(repo: GitRepo) -> list[str]:
 def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event | None], path: Path) -> None:
     ref = names.run_ref(run_id)
     old = repo.ref_target(ref)
-    applied = read_state(repo, old)[0].writers.get(writer_id, 0) if old else 0
+    current = read_state(repo, old)[0] if old else None
+    applied = current.writers.get(writer_id, 0) if current else 0
     todo = [ev for ev in events[applied:] if ev is not None]
     if old is None and not todo:
         return  # the writer died before logging anything
+    if not todo and current is not None and current.info.get("status") != RunStatus.RUNNING:
+        return  # everything is in git already (died between commit and unlink)
     last_ts = max((ev[3] for ev in events if ev is not None and ev[0] == METRIC), default=None)
     end_time = last_ts or int(path.stat().st_mtime * 1000)
     others = [p for p in livelog.live_writers(live_dir(repo), run_id) if p != path]
