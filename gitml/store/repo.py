@@ -41,6 +41,10 @@ class CommitInfo:
     time: int  # seconds since epoch (committer time)
 
 
+class _LostRace(Exception):
+    """The ref moved since the caller read it (aborts the transaction)."""
+
+
 _tuned = False
 
 
@@ -147,30 +151,33 @@ class GitRepo:
         """Set ref ``name`` to ``new`` only if it still points at ``old``.
 
         ``old=None`` means the ref must not exist yet; ``new=None`` deletes it.
-        Returns False when another writer got there first: the caller re-reads
-        and retries.
+        The ref's lock is taken first and the old value checked under it
+        (libgit2's plain create checks existence before locking, so two
+        processes could both "create" a ref). Returns False when another
+        writer got there first: the caller re-reads and retries.
         """
         with self.lock:
-            refs = self._repo.references
+            repo = self._repo
             try:
-                if old is None:
+                with repo.transaction() as tx:
+                    tx.lock_ref(name)
+                    ref = repo.references.get(name)
+                    current = str(ref.target) if ref is not None else None
+                    if current != old:
+                        raise _LostRace
                     if new is None:
-                        return refs.get(name) is None
-                    refs.create(name, new, force=False)
-                    return True
-                ref = refs.get(name)
-                if ref is None or str(ref.target) != old:
-                    return False
-                if new is None:
-                    ref.delete()
-                else:
-                    # libgit2 checks the old value under the ref lock.
-                    ref.set_target(new)
+                        if old is None:
+                            return True
+                        tx.remove(name)
+                    else:
+                        tx.set_target(name, new, message=f"gitml: update {name}")
                 return True
-            except (pygit2.AlreadyExistsError, pygit2.GitError, ValueError, OSError):
-                # OSError: another process holds the ref's .lock file right now.
-                _backoff()
-                return False
+            except _LostRace:
+                pass
+            except (pygit2.GitError, ValueError, OSError, KeyError):
+                pass  # another process holds the ref's .lock file right now
+        _backoff()
+        return False
 
     def pack_refs(self) -> None:
         """Pack loose refs into packed-refs (what `git pack-refs --all` does)."""

@@ -159,6 +159,7 @@ def _prune_writers(repo: GitRepo, state: RunState, keep: str | None) -> None:
 
 _note_queue: dict[str, tuple[GitRepo, dict[str, RunState]]] = {}
 _note_lock = threading.Lock()
+_note_write_lock = threading.Lock()
 
 
 def _refresh_note(repo: GitRepo, state: RunState) -> None:
@@ -172,15 +173,21 @@ def _refresh_note(repo: GitRepo, state: RunState) -> None:
 
 
 def write_notes(repo: GitRepo | None = None) -> None:
-    """Write the queued note lines (of one repo, or all) in one commit each."""
-    with _note_lock:
-        keys = [k for k in _note_queue if repo is None or k == str(repo.git_dir)]
-        batches = [_note_queue.pop(k) for k in keys]
-    for target_repo, states in batches:
-        try:
-            notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
-        except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
-            log.warning("gitml: could not update git notes in %s: %s", target_repo.git_dir, e)
+    """Write the queued note lines (of one repo, or all) in one commit each.
+
+    One writer at a time per process: the exit hook must wait for a batch
+    the background flusher has already taken off the queue, or that batch
+    dies with the daemon thread.
+    """
+    with _note_write_lock:
+        with _note_lock:
+            keys = [k for k in _note_queue if repo is None or k == str(repo.git_dir)]
+            batches = [_note_queue.pop(k) for k in keys]
+        for target_repo, states in batches:
+            try:
+                notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
+            except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
+                log.warning("gitml: could not update git notes in %s: %s", target_repo.git_dir, e)
 
 
 # -- the writer ----------------------------------------------------------------
@@ -400,9 +407,14 @@ def _start_flusher(repo: GitRepo) -> None:
     _flusher.start()
 
 
+_stopping = False
+
+
 def _flush_loop(interval: float) -> None:
-    while True:
+    while not _stopping:
         time.sleep(interval)
+        if _stopping:
+            return  # the exit hook does the last flush
         for w in list(_writers.values()):
             if w.pending and not w.closed:
                 try:
@@ -427,7 +439,7 @@ def _after_fork_in_child() -> None:
     # The parent's writers, locks and flusher are not ours. Close our copies
     # of their log fds (so the parent's death is still seen as death) and
     # mark them closed; the child gets fresh writers on demand.
-    global _flusher, _registry_lock, _pid, _note_lock
+    global _flusher, _registry_lock, _pid, _note_lock, _note_write_lock
     for w in _writers.values():
         try:
             os.close(w.log.fd)
@@ -440,6 +452,7 @@ def _after_fork_in_child() -> None:
     _flusher = None
     _registry_lock = threading.Lock()
     _note_lock = threading.Lock()
+    _note_write_lock = threading.Lock()
     _pid = os.getpid()
 
 
@@ -455,8 +468,10 @@ def on_exit(hook: Callable[[], None]) -> None:
 
 @atexit.register
 def _close_all_at_exit() -> None:
+    global _stopping
     if os.getpid() != _pid:
         return
+    _stopping = True
     for hook in _exit_hooks:
         try:
             hook()
