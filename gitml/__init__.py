@@ -15,7 +15,8 @@ _FLUENT = (
     "set_tracking_uri get_tracking_uri set_experiment create_experiment get_experiment "
     "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
     "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
-    "delete_run search_runs"
+    "delete_run search_runs log_artifact log_artifacts log_dict log_text log_figure log_image "
+    "get_artifact_uri"
 ).split()
 
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
@@ -37,7 +38,14 @@ _LAZY.update(
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+_SUBMODULES = ("artifacts",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"gitml.{name}")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'gitml' has no attribute {name!r}")

@@ -137,3 +137,16 @@ def test_every_command_and_option_has_help():
             if isinstance(param, click.Option) and not param.help and param.name not in ("help", "version"):
                 missing.append(f"{path} {param.opts[0]}")
     assert missing == []
+
+
+def test_artifacts_list_and_download(repo, tmp_path):
+    out = run_python("import gitml\nwith gitml.start_run() as r:\n    gitml.log_text('hi', 'docs/a.txt')\nprint(r.info.run_id)\n", repo)
+    rid = out.stdout.strip()
+    listed = json.loads(gitml_cli(repo, "artifacts", "list", rid, "--json").stdout)
+    assert listed == [{"path": "docs", "is_dir": True, "file_size": 2}]
+    assert "docs/a.txt" in gitml_cli(repo, "artifacts", "list", rid, "docs").stdout
+    dest = tmp_path / "dl"
+    gitml_cli(repo, "artifacts", "download", rid, "docs/a.txt", "-d", str(dest))
+    assert (dest / "a.txt").read_text() == "hi"
+    missing = gitml_cli(repo, "artifacts", "download", rid, "nope", check=False)
+    assert missing.returncode == 1 and "no artifact" in missing.stderr

@@ -65,9 +65,10 @@ def repo_from(ctx: click.Context) -> Any:
 
 
 def _register() -> None:
-    from gitml.cli import experiments, log, runs
+    from gitml.cli import artifacts, experiments, log, runs
 
     main.add_command(runs.runs)
+    main.add_command(artifacts.artifacts)
     main.add_command(experiments.experiments)
     main.add_command(log.log)
     main.add_command(runs.reindex)

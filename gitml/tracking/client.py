@@ -135,6 +135,39 @@ class Client:
             experiment_ids = [experiment_ids]
         return _runs.search_runs(self.repo, experiment_ids, filter_string, run_view_type, max_results, order_by)
 
+    # artifacts
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        from gitml.tracking import artifacts
+
+        w = _runs.writer_for_existing(self.repo, run_id)
+        artifacts.log_artifact(self.repo, w, local_path, artifact_path)
+
+    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        from gitml.tracking import artifacts
+
+        w = _runs.writer_for_existing(self.repo, run_id)
+        artifacts.log_artifacts(self.repo, w, local_dir, artifact_path)
+
+    def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+        from gitml.tracking import artifacts
+
+        artifacts.log_dict(self.repo, _runs.writer_for_existing(self.repo, run_id), dictionary, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        from gitml.tracking import artifacts
+
+        artifacts.log_bytes(self.repo, _runs.writer_for_existing(self.repo, run_id), text.encode(), artifact_file)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
+        from gitml.tracking import artifacts
+
+        return artifacts.list_artifacts(self.repo, run_id, path)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
+        from gitml.tracking import artifacts
+
+        return artifacts.download_artifacts(self.repo, run_id, path, dst_path)
+
     def flush(self) -> None:
         """Commit everything this process logged to git now."""
         _wr.flush_all(self.repo)

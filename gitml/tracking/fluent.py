@@ -252,6 +252,65 @@ def delete_tag(key: str) -> None:
     _writer().delete_tag(key)
 
 
+# -- artifacts ------------------------------------------------------------------------------
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Store a file with the run (content-addressed, DVC cache layout)."""
+    from gitml.tracking import artifacts
+
+    w = _writer_for(run_id)
+    artifacts.log_artifact(w.repo, w, local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Store every file of a directory with the run."""
+    from gitml.tracking import artifacts
+
+    w = _writer_for(run_id)
+    artifacts.log_artifacts(w.repo, w, local_dir, artifact_path)
+
+
+def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> None:
+    """Store a dict as JSON (or YAML for .yaml/.yml) artifact."""
+    from gitml.tracking import artifacts
+
+    w = _writer_for(run_id)
+    artifacts.log_dict(w.repo, w, dictionary, artifact_file)
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    """Store a string as a text artifact."""
+    from gitml.tracking import artifacts
+
+    w = _writer_for(run_id)
+    artifacts.log_bytes(w.repo, w, text.encode("utf-8"), artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
+    """Store a matplotlib or plotly figure."""
+    from gitml.tracking import artifacts
+
+    w = _writer()
+    artifacts.log_figure(w.repo, w, figure, artifact_file, save_kwargs)
+
+
+def log_image(image: Any, artifact_file: str | None = None, key: str | None = None, step: int | None = None, **_: Any) -> None:
+    """Store a numpy array or PIL image as an image artifact."""
+    from gitml.tracking import artifacts
+
+    w = _writer()
+    artifacts.log_image(w.repo, w, image, artifact_file, key, step)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """``runs:/<active run id>/<artifact_path>``."""
+    run = active_run()
+    if run is None:
+        raise NoActiveRun("get_artifact_uri needs an active run")
+    return f"runs:/{run.info.run_id}/{artifact_path or ''}"
+
+
 def flush() -> None:
     """Commit everything logged so far in this process to git now."""
     _wr.flush_all()

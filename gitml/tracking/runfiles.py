@@ -6,6 +6,8 @@ params.json                {"alpha": "0.5"}
 tags.json                  {"mlflow.runName": "..."}
 metrics/<key>/000000.tsv   "step<TAB>timestamp_ms<TAB>value" lines, chunks of
                            CHUNK_LINES; only the last chunk is ever rewritten
+artifacts.json             {"model/model.pkl": {"md5": ..., "size": ...}}: the
+                           content lives in the DVC-layout cache (store/content.py)
 ```
 The run commit's message carries one ``Gitml-Writer: <writer_id> <count>``
 trailer per writer that logged to the run on this machine: how many events
@@ -29,13 +31,14 @@ from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.json"
+ARTIFACTS_FILE = "artifacts.json"
 TAGS_FILE = "tags.json"
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
 
 # Event kinds, one letter each: they start every live-log line.
-METRIC, PARAM, TAG, DELETE_TAG, INFO = "M", "P", "T", "D", "I"
+METRIC, PARAM, TAG, DELETE_TAG, INFO, ARTIFACT = "M", "P", "T", "D", "I", "A"
 
 
 def encode_float(value: float) -> float | str:
@@ -59,6 +62,9 @@ class RunState:
     # key -> (value, step, timestamp) of the latest point, MLflow's ordering
     summary: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     writers: dict[str, int] = field(default_factory=dict)
+    # artifact path -> {"md5", "size"}; a directory logged whole also has an
+    # entry "<dir>/" whose md5 is its DVC ``.dir`` object
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -71,6 +77,7 @@ class RunState:
             tags=dict(self.tags),
             summary=dict(self.summary),
             writers=dict(self.writers),
+            artifacts=dict(self.artifacts),
         )
 
     def files(self) -> dict[str, bytes | None]:
@@ -84,6 +91,7 @@ class RunState:
             RUN_FILE: _dump(run),
             PARAMS_FILE: _dump_flat(self.params),
             TAGS_FILE: _dump_flat(self.tags),
+            ARTIFACTS_FILE: _dump(self.artifacts) if self.artifacts else None,
         }
 
     def commit_message(self) -> str:
@@ -161,7 +169,8 @@ def state_from_tree(repo: GitRepo, tree: str) -> RunState:
     }
     params = json.loads(repo.read_path(tree, PARAMS_FILE) or b"{}")
     tags = json.loads(repo.read_path(tree, TAGS_FILE) or b"{}")
-    return RunState(info=run, params=params, tags=tags, summary=summary)
+    artifacts = json.loads(repo.read_path(tree, ARTIFACTS_FILE) or b"{}")
+    return RunState(info=run, params=params, tags=tags, summary=summary, artifacts=artifacts)
 
 
 def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None) -> bool:
@@ -204,6 +213,8 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
                 state.info["run_name"] = ev[2]
         elif kind == DELETE_TAG:
             state.tags.pop(ev[1], None)
+        elif kind == ARTIFACT:
+            state.artifacts[ev[1]] = {"md5": ev[2], "size": ev[3]}
         elif kind == INFO:
             state.info.update(ev[1])
             if "run_name" in ev[1] and ev[1]["run_name"]:

@@ -36,6 +36,7 @@ from gitml.store.repo import CAS_RETRIES, GitRepo
 from gitml.tracking import notes, validation
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.runfiles import (
+    ARTIFACT,
     DELETE_TAG,
     INFO,
     METRIC,
@@ -73,7 +74,7 @@ def decode_event(line: bytes) -> Event | None:
         if kind == METRIC:
             key, step, ts, value = text[1:].split("\t")
             return metric_event(key, float(value), int(step), int(ts))
-        if kind in (PARAM, TAG, DELETE_TAG, INFO):
+        if kind in (PARAM, TAG, DELETE_TAG, INFO, ARTIFACT):
             return (kind, *json.loads(text[1:]))
     except (ValueError, UnicodeDecodeError):
         pass
@@ -262,6 +263,10 @@ class RunWriter:
     def delete_tag(self, key: str) -> None:
         validation.validate_tag_key(key)
         self.append((DELETE_TAG, key))
+
+    def add_artifact(self, path: str, md5: str, size: int) -> None:
+        """Record an artifact already stored in the content store."""
+        self.append((ARTIFACT, path, md5, size))
 
     def set_info(self, **fields: object) -> None:
         self.append((INFO, fields))

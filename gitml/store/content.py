@@ -1,0 +1,190 @@
+"""The content store: artifacts as content-addressed files in DVC's cache layout.
+
+Objects live at ``<cache>/files/md5/<2 hex>/<30 hex>`` (DVC 3's layout); a
+directory is additionally a ``<md5>.dir`` JSON object listing its files, so
+``dvc`` can fetch or check out anything gitml stored by the hash gitml
+recorded. Storage and hashing go through dvc-data: its hash cache (keyed
+by inode, mtime and size) makes re-logging an unchanged file nearly free,
+and cache files are made read-only as DVC does, so they can be reflinked
+safely.
+
+When the repository already uses DVC, its cache is shared, so a file that
+DVC tracks is never stored twice. Otherwise the cache is
+``.git/gitml/cache``. This is the only module that imports dvc-data.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitml.errors import GitmlError
+
+if TYPE_CHECKING:
+    from gitml.store.repo import GitRepo
+
+HASH = "md5"
+_CHUNK = 1024 * 1024
+
+
+class CorruptObject(GitmlError):
+    """A cache object's content does not match its hash."""
+
+    http_status = 500
+    error_code = "DATA_LOSS"
+
+
+class MissingObject(GitmlError):
+    """A referenced object is not in the local cache (pull it first)."""
+
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored file: its path relative to what was logged, hash and size."""
+
+    relpath: str
+    md5: str
+    size: int
+
+
+def cache_dir_for(repo: GitRepo) -> Path:
+    """The cache to use: DVC's if the repository uses DVC, else ``.git/gitml/cache``.
+
+    Reads ``cache.dir`` from ``.dvc/config`` and ``.dvc/config.local`` (a
+    relative dir is relative to ``.dvc/``, as in DVC).
+    """
+    if repo.workdir is not None:
+        dvc_dir = repo.workdir / ".dvc"
+        if dvc_dir.is_dir():
+            cache = dvc_dir / "cache"
+            for name in ("config", "config.local"):
+                parser = configparser.ConfigParser()
+                try:
+                    parser.read(dvc_dir / name)
+                except configparser.Error:
+                    continue
+                if parser.has_option("cache", "dir"):
+                    cache = (dvc_dir / parser.get("cache", "dir")).resolve()
+            return cache
+    return repo.git_dir / "gitml" / "cache"
+
+
+class ContentStore:
+    """A DVC-layout cache of content-addressed files."""
+
+    def __init__(self, cache_dir: Path, state_dir: Path) -> None:
+        from dvc_data.hashfile.db.local import LocalHashFileDB
+        from dvc_data.hashfile.state import State
+        from dvc_objects.fs.local import LocalFileSystem
+
+        self.root = Path(cache_dir)
+        self.path = self.root / "files" / HASH
+        self.fs = LocalFileSystem()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state = State(root_dir="/", tmp_dir=str(state_dir))
+        self.odb = LocalHashFileDB(
+            self.fs, str(self.path), state=self.state, hash_name=HASH, type=["reflink", "copy"]
+        )
+
+    @classmethod
+    def for_repo(cls, repo: GitRepo) -> ContentStore:
+        return cls(cache_dir_for(repo), repo.git_dir / "gitml" / "state")
+
+    # -- adding -------------------------------------------------------------
+
+    def add_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store one file; return (md5, size). Costs a hash (or nothing, if the
+        file is unchanged since it was last hashed) plus a copy if new."""
+        from dvc_data.hashfile.hash import hash_file
+
+        src = os.fspath(path)
+        meta, info = hash_file(src, self.fs, HASH, self.state)
+        md5 = info.value
+        assert md5 is not None
+        if not self.odb.exists(md5):
+            self.odb.add(src, self.fs, md5, hardlink=False)
+        return md5, int(meta.size or 0)
+
+    def add_dir(self, files: list[tuple[str, str, int]]) -> str:
+        """Store a ``.dir`` object for already stored files (relpath, md5, size)."""
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_data.hashfile.meta import Meta
+        from dvc_data.hashfile.tree import Tree
+
+        tree = Tree()
+        for relpath, md5, size in files:
+            tree.add(tuple(relpath.split("/")), Meta(size=size), HashInfo(HASH, md5))
+        tree.digest()
+        assert tree.hash_info is not None and tree.hash_info.value is not None
+        oid = tree.hash_info.value
+        if not self.odb.exists(oid):
+            self.odb.add_bytes(oid, tree.as_bytes())
+        return oid
+
+    # -- reading ------------------------------------------------------------
+
+    def object_path(self, md5: str) -> Path:
+        return Path(self.odb.oid_to_path(md5))
+
+    def exists(self, md5: str) -> bool:
+        return self.object_path(md5).exists()
+
+    def read_bytes(self, md5: str) -> bytes:
+        """The verified content of an object.
+
+        Raises:
+            MissingObject, CorruptObject.
+        """
+        path = self._existing(md5)
+        data = path.read_bytes()
+        if hashlib.md5(data).hexdigest() != md5.split(".")[0]:
+            raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
+        return data
+
+    def checkout(self, md5: str, dest: str | os.PathLike[str]) -> None:
+        """Copy an object to ``dest``, checking its hash on the way.
+
+        The copy goes to a temporary file renamed into place only if the hash
+        matches, so a corrupted object never reaches ``dest``.
+
+        Raises:
+            MissingObject, CorruptObject.
+        """
+        src = self._existing(md5)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.gitml-tmp-{os.getpid()}")
+        digest = hashlib.md5()
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(_CHUNK):
+                    digest.update(chunk)
+                    fout.write(chunk)
+            if digest.hexdigest() != md5:
+                raise CorruptObject(f"Cache object {src} is corrupted: its content does not hash to {md5}")
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def _existing(self, md5: str) -> Path:
+        path = self.object_path(md5)
+        if not path.exists():
+            raise MissingObject(
+                f"Object {md5} is not in the local cache {self.root} (run 'gitml pull' to fetch artifacts)"
+            )
+        return path
+
+    def close(self) -> None:
+        self.state.close()
+
+    def missing(self, oids: list[str]) -> list[str]:
+        """The objects of ``oids`` not in this cache."""
+        return [o for o in oids if not self.exists(o)]

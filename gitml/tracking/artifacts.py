@@ -1,0 +1,303 @@
+"""Artifacts: files logged with a run, stored content-addressed in the DVC-layout cache.
+
+The run tree's ``artifacts.json`` maps each artifact path to its md5 and
+size; the bytes live in the content store (``store/content.py``). Logging
+stores the file first and then records the entry, so an entry never points
+at content that is not in the cache. Reading checks every hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from gitml.errors import GitmlError, InvalidName, InvalidValue
+from gitml.store.repo import GitRepo
+
+if TYPE_CHECKING:
+    from gitml.store.content import ContentStore
+    from gitml.tracking.writer import RunWriter
+
+
+class ArtifactNotFound(GitmlError):
+    """The run has no artifact at that path."""
+
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """An entry of ``list_artifacts``, as MLflow names it."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+
+_stores: dict[tuple[str, int], ContentStore] = {}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def content_store(repo: GitRepo) -> ContentStore:
+    """The (per-process) content store of ``repo``."""
+    from gitml.store.content import ContentStore
+
+    key = (str(repo.git_dir), os.getpid())
+    store = _stores.get(key)
+    if store is None:
+        store = _stores[key] = ContentStore.for_repo(repo)
+    return store
+
+
+def validate_artifact_path(path: str | None, what: str = "artifact path") -> str:
+    """Normalise a run-relative artifact path ('' for the root).
+
+    Raises:
+        InvalidName: absolute, with ``..``, a backslash or control characters.
+    """
+    if path is None or path in ("", "."):
+        return ""
+    text = str(path)
+    if _CONTROL.search(text) or "\\" in text:
+        raise InvalidName(f"Invalid {what} {text!r}: control characters and backslashes are not allowed")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise InvalidName(f"Invalid {what} {text!r}: must be relative to the run's artifacts, not absolute")
+    parts = [p for p in PurePosixPath(text).parts if p != "."]
+    if any(p == ".." for p in parts):
+        raise InvalidName(f"Invalid {what} {text!r}: '..' would leave the run's artifacts")
+    return "/".join(parts)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> str:
+    """Store one file under ``artifact_path/<its name>``; return that artifact path.
+
+    Raises:
+        InvalidValue: the file does not exist or is not a regular file.
+        InvalidName: a bad ``artifact_path``.
+    """
+    src = Path(local_path)
+    prefix = validate_artifact_path(artifact_path)
+    if not src.exists():
+        raise InvalidValue(f"Cannot log artifact {str(src)!r}: no such file")
+    if src.is_dir():
+        raise InvalidValue(f"Cannot log artifact {str(src)!r}: it is a directory (use log_artifacts)")
+    dest = _join(prefix, validate_artifact_path(src.name, "file name"))
+    md5, size = content_store(repo).add_file(src)
+    writer.add_artifact(dest, md5, size)
+    return dest
+
+
+def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[str]:
+    """Store every file under ``local_dir`` below ``artifact_path``; return their paths.
+
+    Symlinks are followed only while they stay inside ``local_dir``; one that
+    points outside is refused before anything is recorded.
+
+    Raises:
+        InvalidValue: missing directory, or a symlink leading outside it.
+    """
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise InvalidValue(f"Cannot log artifacts from {str(root)!r}: no such directory")
+    prefix = validate_artifact_path(artifact_path)
+    real_root = root.resolve()
+    files: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames):
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                _check_inside(full, real_root, root)
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                _check_inside(full, real_root, root)
+                if not full.exists():
+                    raise InvalidValue(f"Cannot log {str(full)!r}: broken symlink")
+            if not (full.is_file()):
+                continue  # sockets, fifos: not artifacts
+            rel = full.relative_to(root).as_posix()
+            files.append((validate_artifact_path(rel), full))
+    store = content_store(repo)
+    stored = []
+    for rel, full in files:
+        md5, size = store.add_file(full)
+        stored.append((rel, md5, size))
+    for rel, md5, size in stored:
+        writer.add_artifact(_join(prefix, rel), md5, size)
+    if stored and prefix:
+        dir_md5 = store.add_dir(stored)
+        writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
+    return [_join(prefix, rel) for rel, _, _ in stored]
+
+
+def _check_inside(link: Path, real_root: Path, root: Path) -> None:
+    target = link.resolve()
+    if target != real_root and real_root not in target.parents:
+        raise InvalidValue(
+            f"Refusing to log {str(link)!r}: it is a symlink to {str(target)!r}, outside {str(root)!r}"
+        )
+
+
+def log_bytes(repo: GitRepo, writer: RunWriter, data: bytes, artifact_file: str) -> str:
+    """Store ``data`` as the artifact ``artifact_file`` (a run-relative file path)."""
+    path = validate_artifact_path(artifact_file, "artifact file")
+    if not path:
+        raise InvalidName("An artifact file name is required")
+    directory, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory(prefix="gitml-") as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(data)
+        return log_artifact(repo, writer, local, directory or None)
+
+
+def log_dict(repo: GitRepo, writer: RunWriter, dictionary: Any, artifact_file: str) -> str:
+    """A dict as JSON, or as YAML when the file ends in .yaml/.yml (as MLflow does)."""
+    if artifact_file.endswith((".yaml", ".yml")):
+        import yaml
+
+        text = yaml.safe_dump(dictionary, default_flow_style=False, sort_keys=False)
+    else:
+        text = json.dumps(dictionary, indent=2)
+    return log_bytes(repo, writer, text.encode(), artifact_file)
+
+
+def log_figure(repo: GitRepo, writer: RunWriter, figure: Any, artifact_file: str, save_kwargs: dict | None = None) -> str:
+    """A matplotlib figure (``savefig``) or plotly figure (HTML, or image by extension)."""
+    path = validate_artifact_path(artifact_file, "artifact file")
+    suffix = PurePosixPath(path).suffix or ".png"
+    with tempfile.TemporaryDirectory(prefix="gitml-") as tmp:
+        local = Path(tmp) / ("figure" + suffix)
+        if hasattr(figure, "savefig"):
+            figure.savefig(local, **(save_kwargs or {}))
+        elif hasattr(figure, "write_html") and suffix == ".html":
+            figure.write_html(str(local), **(save_kwargs or {}))
+        elif hasattr(figure, "write_image"):
+            figure.write_image(str(local), **(save_kwargs or {}))
+        else:
+            raise InvalidValue(f"Cannot log figure of type {type(figure).__name__}: expected matplotlib or plotly")
+        return log_bytes(repo, writer, local.read_bytes(), path)
+
+
+def log_image(repo: GitRepo, writer: RunWriter, image: Any, artifact_file: str | None = None,
+              key: str | None = None, step: int | None = None) -> str:
+    """A numpy array (HxW, HxWx3/4; uint8, or floats in [0, 1]) or PIL image, as PNG."""
+    if artifact_file is None:
+        if key is None:
+            raise InvalidValue("log_image needs artifact_file, or key (and step)")
+        artifact_file = f"images/{key}/step_{step or 0}.png"
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise InvalidValue("log_image needs Pillow: pip install pillow") from e
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(_as_uint8(image))
+    fmt = (PurePosixPath(artifact_file).suffix.lstrip(".") or "png").upper()
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG" if fmt == "JPG" else fmt)
+    return log_bytes(repo, writer, buf.getvalue(), artifact_file)
+
+
+def _as_uint8(array: Any) -> Any:
+    import numpy as np
+
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise InvalidValue(f"Cannot log image of shape {arr.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise InvalidValue("Float images must have values in [0, 1]")
+        return (arr * 255).round().astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InvalidValue("Integer images must have values in [0, 255]")
+        return arr.astype(np.uint8)
+    raise InvalidValue(f"Cannot log image of dtype {arr.dtype}")
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def manifest(repo: GitRepo, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run's artifacts.json: path -> {md5, size} (directories end in '/')."""
+    from gitml.tracking import runs
+
+    run = runs.get_run(repo, run_id)
+    raw = repo.read_path(repo.commit_info(run.commit).tree, "artifacts.json")  # type: ignore[arg-type]
+    return json.loads(raw or b"{}")
+
+
+def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[FileInfo]:
+    """The files and directories directly under ``path`` in the run's artifacts."""
+    prefix = validate_artifact_path(path)
+    files = {p: e for p, e in manifest(repo, run_id).items() if not p.endswith("/")}
+    if prefix in files:
+        return [FileInfo(prefix, False, files[prefix]["size"])]
+    base = prefix + "/" if prefix else ""
+    out: dict[str, FileInfo] = {}
+    for p, entry in files.items():
+        if not p.startswith(base):
+            continue
+        head, sep, _ = p[len(base) :].partition("/")
+        child = base + head
+        if sep:
+            size = (out[child].file_size or 0) if child in out else 0
+            out[child] = FileInfo(child, True, size + entry["size"])
+        else:
+            out[child] = FileInfo(child, False, entry["size"])
+    return [out[k] for k in sorted(out)]
+
+
+def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> str:
+    """Copy an artifact file or directory out of the cache, verifying every hash.
+
+    Returns the local path of what was asked for (MLflow's contract).
+
+    Raises:
+        ArtifactNotFound, MissingObject (not in the local cache: pull first),
+        CorruptObject (content does not match its recorded hash).
+    """
+    prefix = validate_artifact_path(path)
+    files = {p: e for p, e in manifest(repo, run_id).items() if not p.endswith("/")}
+    dst = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-artifacts-"))
+    store = content_store(repo)
+    if prefix in files:
+        target = dst / PurePosixPath(prefix).name
+        store.checkout(files[prefix]["md5"], target)
+        return str(target)
+    base = prefix + "/" if prefix else ""
+    chosen = {p: e for p, e in files.items() if p.startswith(base)}
+    if not chosen:
+        raise ArtifactNotFound(f"Run {run_id} has no artifact {prefix or '(root)'!r}")
+    root = dst / PurePosixPath(prefix).name if prefix else dst
+    for p, entry in sorted(chosen.items()):
+        store.checkout(entry["md5"], root / p[len(base) :])
+    return str(root)
+
+
+def read_artifact(repo: GitRepo, run_id: str, path: str) -> bytes:
+    """The verified bytes of one artifact file."""
+    prefix = validate_artifact_path(path)
+    entry = manifest(repo, run_id).get(prefix)
+    if entry is None or prefix.endswith("/"):
+        raise ArtifactNotFound(f"Run {run_id} has no artifact file {prefix!r}")
+    return content_store(repo).read_bytes(entry["md5"])
