@@ -20,7 +20,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import GitmlError
 
@@ -188,3 +189,119 @@ class ContentStore:
     def missing(self, oids: list[str]) -> list[str]:
         """The objects of ``oids`` not in this cache."""
         return [o for o in oids if not self.exists(o)]
+
+
+# -- remotes ------------------------------------------------------------------------------------
+
+REMOTE_SECTION = "gitml-remote"
+
+
+class RemoteNotConfigured(GitmlError):
+    """No DVC remote is named or set as default."""
+
+    http_status = 400
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+def remote_config(repo: GitRepo) -> dict:
+    """DVC-style config dict: ``{"core": {"remote": default}, "remote": {name: {...}}}``.
+
+    A repository that uses DVC has its remotes in ``.dvc/config`` (read with
+    DVC's own config loader); otherwise gitml keeps them in the repository's
+    git config as ``[gitml-remote "<name>"]`` sections (``gitml remote add``).
+    """
+    if repo.workdir is not None and (repo.workdir / ".dvc").is_dir():
+        from dvc.config import Config
+
+        conf = Config(dvc_dir=str(repo.workdir / ".dvc"))
+        return {"core": dict(conf.get("core", {})), "remote": {k: dict(v) for k, v in conf.get("remote", {}).items()}}
+    remotes: dict[str, dict[str, str]] = {}
+    default = None
+    for key, value in repo.config_items(f"{REMOTE_SECTION}."):
+        _, _, rest = key.partition(".")
+        name, _, option = rest.rpartition(".")
+        if name:
+            remotes.setdefault(name, {})[option] = value
+    default = repo.config_value("gitml.defaultremote")
+    return {"core": {"remote": default} if default else {}, "remote": remotes}
+
+
+def uses_dvc(repo: GitRepo) -> bool:
+    return repo.workdir is not None and (repo.workdir / ".dvc").is_dir()
+
+
+def add_remote(repo: GitRepo, name: str, url: str, options: dict[str, str], default: bool) -> None:
+    """Record a DVC remote for a repository that does not use DVC itself."""
+    from gitml.errors import InvalidValue
+
+    if uses_dvc(repo):
+        raise InvalidValue(
+            f"{repo.workdir} uses DVC: add the remote there with 'dvc remote add {'-d ' if default else ''}{name} {url}'"
+        )
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidValue(f"Invalid remote name {name!r}: use letters, digits, '-' and '_'")
+    repo.set_config(f"{REMOTE_SECTION}.{name}.url", url)
+    for key, value in options.items():
+        repo.set_config(f"{REMOTE_SECTION}.{name}.{key}", value)
+    if default or repo.config_value("gitml.defaultremote") is None:
+        repo.set_config("gitml.defaultremote", name)
+
+
+class RemoteStore:
+    """A DVC remote (local dir, S3, GCS, Azure, SSH... whatever DVC supports)."""
+
+    def __init__(self, repo: GitRepo, name: str | None = None) -> None:
+        from dvc.fs import get_cloud_fs
+        from dvc_data.hashfile.db import HashFileDB
+
+        config = remote_config(repo)
+        name = name or config.get("core", {}).get("remote")
+        if not name:
+            raise RemoteNotConfigured(
+                "No artifact remote: name one with -r, or set one up with "
+                "'gitml remote add -d NAME URL' ('dvc remote add -d' in DVC repositories)"
+            )
+        if name not in config.get("remote", {}):
+            raise RemoteNotConfigured(f"No artifact remote named {name!r} (known: {', '.join(config['remote']) or 'none'})")
+        self.name = name
+        cls, conf, fs_path = get_cloud_fs(config, name=name)
+        fs = cls(**conf)
+        self.url = config["remote"][name].get("url", "")
+        self.odb = HashFileDB(fs, fs.join(fs_path, "files", HASH), hash_name=HASH)
+
+    def exists(self, oids: list[str]) -> set[str]:
+        return set(self.odb.oids_exist(oids)) if oids else set()
+
+
+def transfer_objects(src: Any, dest: Any, oids: list[str],
+                     progress: Callable[[int, int], None] | None = None) -> tuple[int, set[str]]:
+    """Copy objects between two object stores (``.odb`` of a ContentStore or RemoteStore).
+
+    Returns (objects copied, oids that failed, e.g. missing at the source).
+    The filesystem layer writes each object under a temporary name and moves
+    it into place, so an interrupted transfer leaves no half objects and a
+    rerun copies only what is still missing.
+    """
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.transfer import transfer
+
+    if not oids:
+        return 0, set()
+    kwargs: dict[str, Any] = {}
+    if progress is not None:
+        kwargs["callback"] = _callback(progress, len(oids))
+    result = transfer(src, dest, {HashInfo(HASH, o) for o in oids}, jobs=4, **kwargs)
+    # transfer() skips objects the source lacks without listing them as
+    # failed: ask the destination what it has now.
+    failed = set(oids) - set(dest.oids_exist(oids))
+    return len(result.transferred), failed
+
+
+def _callback(progress: Callable[[int, int], None], total: int) -> Any:
+    from fsspec.callbacks import Callback
+
+    class ProgressCallback(Callback):
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            progress(self.value, self.size or total)
+
+    return ProgressCallback(size=total)

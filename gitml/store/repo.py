@@ -121,6 +121,16 @@ class GitRepo:
             except KeyError:
                 return None
 
+    def config_items(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) of every git config entry whose key starts with ``prefix``."""
+        with self.lock:
+            return [(e.name, e.value) for e in self._repo.config if e.name.startswith(prefix)]
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set a key in the repository's own config (.git/config)."""
+        with self.lock:
+            self._repo.config[key] = value
+
     def user_name(self) -> str | None:
         try:
             return self._repo.config["user.name"]
@@ -388,6 +398,29 @@ class GitRepo:
             if self.cas_ref(notes_ref, commit, old):
                 return
         raise ConcurrentUpdate(f"Gave up updating {notes_ref} after {CAS_RETRIES} attempts")
+
+    def note_path(self, tree: str | None, target: str) -> str:
+        """Where the note on ``target`` goes in notes tree ``tree`` (flat or fanned out)."""
+        return self._note_path(tree, target)
+
+    def notes_in_tree(self, tree: str) -> list[tuple[str, str]]:
+        """(annotated oid, text) of every note in a notes tree (flat or fanned out)."""
+        out = []
+        for path, blob in self.walk_blobs(tree):
+            target = path.replace("/", "")
+            if len(target) == 40:
+                out.append((target, self.read_blob(blob).decode("utf-8", "replace")))
+        return out
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True if commit ``ancestor`` is reachable from ``descendant`` (or equal)."""
+        with self.lock:
+            if ancestor == descendant:
+                return True
+            try:
+                return self._repo.descendant_of(descendant, ancestor)
+            except (KeyError, ValueError, pygit2.GitError):
+                return False
 
     def _note_path(self, tree: str | None, target: str) -> str:
         # git switches to 2/38 fan-out directories once a notes tree grows;

@@ -206,7 +206,9 @@ def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
     """Soft-delete (``deleted``) or restore (``active``) a run, as MLflow does."""
     run_id = resolve_run_id(repo, run_id)
     writer.flush_all(repo)
-    writer.commit_events(repo, run_id, [(INFO, {"lifecycle_stage": stage})])
+    # lifecycle_time lets a merge of two clones' copies keep the later change
+    event = (INFO, {"lifecycle_stage": stage, "lifecycle_time": int(time.time() * 1000)})
+    writer.commit_events(repo, run_id, [event])
     writer.write_notes(repo)
 
 

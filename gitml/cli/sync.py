@@ -1,0 +1,119 @@
+"""``gitml push``, ``gitml pull`` and ``gitml remote``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gitml.cli import repo_from
+from gitml.cli.output import echo_json, echo_table
+
+
+def _progress() -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="artifacts", leave=False, disable=None)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    update.bar = bar  # type: ignore[attr-defined]
+    return update
+
+
+def _print_report(report: Any, as_json: bool, verb: str) -> None:
+    if as_json:
+        echo_json(vars(report))
+        return
+    runs = report.runs_sent if verb == "push" else report.runs_received
+    click.echo(f"{verb}: {len(runs)} runs {'sent to' if verb == 'push' else 'received from'} {report.remote}"
+               + (f", {len(report.runs_merged)} merged" if report.runs_merged else "")
+               + f"; notes {report.notes}")
+    if report.artifact_remote:
+        click.echo(f"artifacts: {report.artifacts_copied} objects copied ({report.artifact_remote})")
+    for run_id, paths in sorted(report.artifacts_missing.items()):
+        click.echo(f"warning: run {run_id[:12]}: artifacts not on the artifact remote: {', '.join(sorted(paths))}", err=True)
+    for ref, why in sorted(report.refs_rejected.items()):
+        click.echo(f"warning: {ref} rejected by {report.remote}: {why}", err=True)
+
+
+@click.command()
+@click.argument("remote", default="origin")
+@click.option("-r", "--artifact-remote", default=None, help="DVC remote for artifacts (default: the default one).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.pass_context
+def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
+    """Push runs, experiments and notes to a git REMOTE, and their artifacts to the DVC remote."""
+    from gitml import sync
+
+    progress = _progress()
+    try:
+        report = sync.push(repo_from(ctx), remote, artifact_remote, progress)
+    finally:
+        progress.bar.close()
+    _print_report(report, as_json, "push")
+    if report.refs_rejected:
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("remote", default="origin")
+@click.option("-r", "--artifact-remote", default=None, help="DVC remote for artifacts (default: the default one).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.pass_context
+def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
+    """Pull runs, experiments and notes from a git REMOTE (merging), and their artifacts."""
+    from gitml import sync
+
+    progress = _progress()
+    try:
+        report = sync.pull(repo_from(ctx), remote, artifact_remote, progress)
+    finally:
+        progress.bar.close()
+    _print_report(report, as_json, "pull")
+
+
+@click.group()
+def remote() -> None:
+    """Artifact (DVC) remotes for repositories that do not use DVC themselves."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("-d", "--default", "make_default", is_flag=True, help="Make it the default artifact remote.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A DVC remote option, e.g. endpointurl=http://127.0.0.1:9000 (repeatable).")
+@click.pass_context
+def remote_add(ctx: click.Context, name: str, url: str, make_default: bool, options: tuple[str, ...]) -> None:
+    """Add an artifact remote NAME at URL (a directory, s3://, gs://, azure://, ssh://...)."""
+    from gitml.errors import InvalidValue
+    from gitml.store.content import add_remote
+
+    parsed = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise InvalidValue(f"Invalid option {opt!r}: expected KEY=VALUE")
+        parsed[key] = value
+    add_remote(repo_from(ctx), name, url, parsed, make_default)
+    click.echo(f"added artifact remote {name} -> {url}")
+
+
+@remote.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def remote_list(ctx: click.Context, as_json: bool) -> None:
+    """List artifact remotes (from .dvc/config in DVC repositories)."""
+    from gitml.store.content import remote_config
+
+    config = remote_config(repo_from(ctx))
+    default = config.get("core", {}).get("remote")
+    if as_json:
+        echo_json({"default": default, "remotes": config.get("remote", {})})
+        return
+    echo_table(["NAME", "URL", "DEFAULT"],
+               [[n, c.get("url", ""), "*" if n == default else ""] for n, c in sorted(config.get("remote", {}).items())])

@@ -1,0 +1,233 @@
+"""Team sync: runs, experiments and notes through a git remote; artifacts through a DVC remote.
+
+``push`` sends the artifacts first and the refs after, so a teammate who
+sees a run can always fetch its files. Every ref update is leased: a ref the
+remote moved since we looked is fetched and merged (runs are unioned, notes
+merged by run id), never overwritten. ``pull`` does the same the other way.
+Remote refs are fetched into ``refs/gitml-incoming/<remote>/`` for the
+duration of the command and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gitml.errors import GitmlError
+from gitml.store import gitremote, names
+from gitml.store.repo import GitRepo
+from gitml.tracking import writer
+from gitml.tracking.merge import merge_runs
+from gitml.tracking.notes import merge_lines, note_runs
+
+Progress = Callable[[int, int], None]
+
+REMOTE_PATTERNS = ("refs/gitml/*", "refs/notes/gitml", "refs/notes/gitml-registry")
+
+
+@dataclass
+class SyncReport:
+    """What a push or pull did."""
+
+    remote: str
+    runs_sent: list[str] = field(default_factory=list)
+    runs_received: list[str] = field(default_factory=list)
+    runs_merged: list[str] = field(default_factory=list)
+    refs_rejected: dict[str, str] = field(default_factory=dict)
+    artifacts_copied: int = 0
+    artifact_remote: str | None = None
+    artifacts_missing: dict[str, list[str]] = field(default_factory=dict)  # run id -> paths
+    notes: str = "unchanged"
+
+
+def _incoming(remote: str) -> str:
+    return f"refs/gitml-incoming/{remote}/"
+
+
+def _fetch_incoming(repo: GitRepo, remote: str) -> dict[str, str]:
+    """Fetch the remote's gitml refs under the incoming namespace; local name -> oid there."""
+    base = _incoming(remote)
+    gitremote.fetch(repo, remote, [f"+refs/gitml/*:{base}gitml/*", f"+refs/notes/gitml*:{base}notes/gitml*"])
+    found = {}
+    for ref, oid in repo.iter_refs(base):
+        local = "refs/" + ref[len(base) :]
+        found[local] = oid
+    return found
+
+
+def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[str, str]:
+    """Combine our and their version of one gitml ref; return (kind, resulting oid)."""
+    if ours is None or ours == theirs:
+        return ("received" if ours is None else "same"), theirs
+    if names.parse_run_ref(ref):
+        merged = merge_runs(repo, ours, theirs)
+    elif ref.startswith("refs/notes/gitml"):
+        merged = _merge_notes(repo, ours, theirs)
+    else:
+        merged = _merge_history(repo, ours, theirs)
+    return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
+
+
+def _merge_history(repo: GitRepo, ours: str, theirs: str) -> str:
+    """For refs whose commits chain (experiments): fast-forward, else ours on top of both."""
+    if repo.is_ancestor(theirs, ours):
+        return ours
+    if repo.is_ancestor(ours, theirs):
+        return theirs
+    info = repo.commit_info(ours)
+    return repo.write_commit(info.tree, [ours, theirs], "gitml: merge experiment from two clones\n")
+
+
+def _merge_notes(repo: GitRepo, ours: str, theirs: str) -> str:
+    """Union of two notes commits, line by run id (ours wins); a merge commit of both."""
+    if repo.is_ancestor(theirs, ours):
+        return ours
+    if repo.is_ancestor(ours, theirs):
+        return theirs
+    our_tree, their_tree = repo.commit_info(ours).tree, repo.commit_info(theirs).tree
+    ours_notes = dict(repo.notes_in_tree(our_tree))
+    changes: dict[str, bytes | None] = {}
+    for target, text in repo.notes_in_tree(their_tree):
+        mine = ours_notes.get(target)
+        theirs_lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("run ")}
+        mine_ids = set(note_runs(mine or ""))
+        new_lines = {rid: line for rid, line in theirs_lines.items() if rid not in mine_ids}
+        if mine is None:
+            changes[target] = text.encode()
+        elif new_lines:
+            changes[target] = (merge_lines(mine, new_lines) or "").encode()
+    tree = repo.update_tree(our_tree, _note_paths(repo, our_tree, changes))
+    return repo.write_commit(tree, [ours, theirs], "gitml: merge notes from two clones\n")
+
+
+def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    return {repo.note_path(tree, target): data for target, data in changes.items()}
+
+
+def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """md5 -> [(run id, artifact path)] referenced by these run commits."""
+    from gitml.tracking.runfiles import read_state
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for oid in run_oids:
+        state, _ = read_state(repo, oid)
+        for path, entry in state.artifacts.items():
+            out.setdefault(entry["md5"], []).append((state.run_id, path))
+    return out
+
+
+def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = None,
+         progress: Progress | None = None) -> SyncReport:
+    """Send runs, experiments, notes (and their artifacts) to ``remote``.
+
+    Raises:
+        RemoteError: the git remote cannot be reached.
+        RemoteNotConfigured: runs have artifacts and no DVC remote is set up.
+    """
+    writer.flush_all(repo)
+    writer.recover(repo)
+    report = SyncReport(remote)
+    remote_refs = gitremote.ls_remote(repo, remote, REMOTE_PATTERNS)
+    try:
+        if any(not repo.has_object(oid) for oid in remote_refs.values()):
+            _absorb(repo, _fetch_incoming(repo, remote), report, count_received=False)
+        local = dict(repo.iter_refs("refs/gitml/"))
+        for ref in (names.NOTES_REF, names.REGISTRY_NOTES_REF):
+            oid = repo.ref_target(ref)
+            if oid:
+                local[ref] = oid
+        updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items()) if remote_refs.get(ref) != oid]
+        run_updates = [(ref, oid) for ref, oid, _ in updates if names.parse_run_ref(ref)]
+        wanted = _artifact_oids(repo, [oid for _, oid in run_updates])
+        if wanted:
+            from gitml.store.content import RemoteStore, transfer_objects
+            from gitml.tracking.artifacts import content_store
+
+            store = RemoteStore(repo, artifact_remote)
+            report.artifact_remote = store.name
+            local_store = content_store(repo)
+            absent = local_store.missing(list(wanted))
+            for md5 in absent:  # not in our cache (pulled without artifacts): cannot be sent
+                for run_id, path in wanted.pop(md5):
+                    report.artifacts_missing.setdefault(run_id, []).append(path)
+            todo = sorted(set(wanted) - store.exists(sorted(wanted)))
+            copied, failed = transfer_objects(local_store.odb, store.odb, todo, progress)
+            report.artifacts_copied = copied
+            if failed:
+                raise GitmlError(f"Could not upload {len(failed)} artifact objects to {store.name!r}; nothing was pushed to git")
+        results = gitremote.push(repo, remote, updates)
+        for ref, _, _ in updates:
+            status = results.get(ref, "not pushed")
+            if status != "ok":
+                report.refs_rejected[ref] = status
+            elif names.parse_run_ref(ref):
+                report.runs_sent.append(names.parse_run_ref(ref))  # type: ignore[arg-type]
+            elif ref == names.NOTES_REF:
+                report.notes = "sent"
+    finally:
+        gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
+    return report
+
+
+def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = None,
+         progress: Progress | None = None) -> SyncReport:
+    """Fetch runs, experiments, notes (and their artifacts) from ``remote`` and merge them in.
+
+    Artifacts missing on the DVC remote are listed in the report; everything
+    else is still pulled.
+    """
+    writer.flush_all(repo)
+    writer.recover(repo)
+    report = SyncReport(remote)
+    try:
+        incoming = _fetch_incoming(repo, remote)
+        changed = _absorb(repo, incoming, report, count_received=True)
+        wanted = _artifact_oids(repo, changed)
+        if wanted:
+            from gitml.store.content import RemoteStore, transfer_objects
+            from gitml.tracking.artifacts import content_store
+
+            local_store = content_store(repo)
+            todo = local_store.missing(sorted(wanted))
+            if todo:
+                try:
+                    store = RemoteStore(repo, artifact_remote)
+                except GitmlError:
+                    failed = set(todo)
+                else:
+                    report.artifact_remote = store.name
+                    copied, failed = transfer_objects(store.odb, local_store.odb, todo, progress)
+                    report.artifacts_copied = copied
+                for md5 in sorted(failed):
+                    for run_id, path in wanted[md5]:
+                        report.artifacts_missing.setdefault(run_id, []).append(path)
+    finally:
+        gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
+    return report
+
+
+def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_received: bool) -> list[str]:
+    """Merge fetched refs into ours (compare-and-swap); return run commits that changed locally."""
+    changed = []
+    for ref, theirs in sorted(incoming.items()):
+        for _ in range(20):
+            ours = repo.ref_target(ref)
+            kind, result = _merge_ref(repo, ref, ours, theirs)
+            if result == ours or repo.cas_ref(ref, result, ours):
+                break
+        else:
+            raise GitmlError(f"{ref} kept changing while merging; run the command again")
+        run_id = names.parse_run_ref(ref)
+        if run_id and kind in ("received", "merged"):
+            changed.append(result)
+            if kind == "merged":
+                report.runs_merged.append(run_id)
+            elif count_received:
+                report.runs_received.append(run_id)
+        if ref == names.NOTES_REF and kind != "same":
+            report.notes = kind
+    if changed:
+        from gitml.tracking import runs
+
+        runs.index_for(repo).refresh()
+    return changed

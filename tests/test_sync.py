@@ -1,0 +1,230 @@
+"""Team sync with real components: a bare git remote, a local-directory DVC remote,
+and an S3-compatible server (moto, on 127.0.0.1) as a second DVC remote."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, gitml_cli, run_python
+
+LOG = """
+import gitml, sys
+name = sys.argv[1]
+with gitml.start_run(run_name=name) as run:
+    gitml.log_param("who", name)
+    for i in range(3):
+        gitml.log_metric("loss", 1.0 / (i + 1), step=i)
+    with open(name + ".bin", "wb") as f:
+        f.write(name.encode() * 1000)
+    gitml.log_artifact(name + ".bin", "out")
+print(run.info.run_id)
+"""
+
+
+def log_run(repo: Path, name: str) -> str:
+    out = subprocess.run([sys.executable, "-c", LOG, name], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def runs(repo: Path) -> dict[str, dict]:
+    data = json.loads(gitml_cli(repo, "runs", "list", "--json", "-n", "1000").stdout)
+    return {r["info"]["run_id"]: r for r in data}
+
+
+@pytest.fixture
+def team(tmp_path: Path):
+    """A bare remote, clone A with one commit pushed, clone B cloned after; both know the DVC remote."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    a = tmp_path / "A"
+    git(tmp_path, "clone", "-q", str(bare), str(a))
+    (a / "train.py").write_text("print(1)\n")
+    (a / ".gitignore").write_text("*.bin\n")
+    git(a, "add", ".")
+    git(a, "commit", "-qm", "init")
+    git(a, "push", "-q", "origin", "HEAD:main")
+    b = tmp_path / "B"
+    git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(b))
+    store = tmp_path / "dvcstore"
+    for clone in (a, b):
+        gitml_cli(clone, "remote", "add", "-d", "store", str(store))
+    return a, b, bare, store
+
+
+def test_push_pull_round_trip_both_ways(team, tmp_path):
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    out = gitml_cli(a, "push", "--json").stdout
+    report = json.loads(out)
+    assert report["runs_sent"] == [ra] and report["artifacts_copied"] == 1
+    pulled = json.loads(gitml_cli(b, "pull", "--json").stdout)
+    assert pulled["runs_received"] == [ra] and pulled["artifacts_missing"] == {}
+    got = runs(b)[ra]
+    assert got["data"]["params"] == {"who": "alice"} and got["data"]["metrics"]["loss"] == pytest.approx(1 / 3)
+    dl = tmp_path / "dl"
+    gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
+    assert (dl / "alice.bin").read_bytes() == (a / "alice.bin").read_bytes()
+
+    rb = log_run(b, "bob")
+    gitml_cli(b, "push")
+    gitml_cli(a, "pull")
+    assert set(runs(a)) == {ra, rb}
+    # the same commit got a run on each side: the notes were merged, not overwritten
+    note = git(a, "notes", "--ref=gitml", "show", "HEAD")
+    assert f"run {ra}" in note and f"run {rb}" in note
+    git(a, "fsck", "--strict", "--no-dangling")
+
+
+def test_concurrent_notes_on_both_sides_are_merged(team):
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    rb = log_run(b, "bob")
+    gitml_cli(a, "push")
+    gitml_cli(b, "push")  # remote notes moved: B fetches, merges and pushes the merge
+    gitml_cli(a, "pull")
+    for clone in (a, b):
+        note = git(clone, "notes", "--ref=gitml", "show", "HEAD")
+        assert f"run {ra}" in note and f"run {rb}" in note, clone
+    remote_note = git(bare, "notes", "--ref=gitml", "show", "main")
+    assert f"run {ra}" in remote_note and f"run {rb}" in remote_note
+
+
+def test_run_changed_on_both_sides_is_merged(team):
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    gitml_cli(a, "push")
+    gitml_cli(b, "pull")
+    run_python(f"import gitml\ngitml.Client().log_metric('{ra}', 'extra_b', 2.0)\n", b)
+    run_python(f"import gitml\ngitml.Client().set_tag('{ra}', 'reviewed', 'yes')\n", a)
+    gitml_cli(a, "push")
+    report = json.loads(gitml_cli(b, "push", "--json").stdout)
+    assert report["runs_merged"] == [ra] and report["refs_rejected"] == {}
+    gitml_cli(a, "pull")
+    for clone in (a, b):
+        run = runs(clone)[ra]
+        assert run["data"]["metrics"]["extra_b"] == 2.0 and run["data"]["tags"]["reviewed"] == "yes"
+        assert run["data"]["metrics"]["loss"] == pytest.approx(1 / 3)
+
+
+def test_pull_without_artifacts_on_remote_keeps_the_rest(team, tmp_path):
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    # runs reach git but the artifact remote never gets the object (pushed with plain git)
+    git(a, "push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    out = gitml_cli(b, "pull")
+    assert "artifacts not on the artifact remote: out/alice.bin" in out.stderr
+    assert ra in runs(b)
+    fail = gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(tmp_path / "x"), check=False)
+    assert fail.returncode == 1 and "gitml pull" in fail.stderr
+
+
+def test_push_is_rerunnable_and_sends_nothing_twice(team):
+    a, b, bare, store = team
+    log_run(a, "alice")
+    first = json.loads(gitml_cli(a, "push", "--json").stdout)
+    again = json.loads(gitml_cli(a, "push", "--json").stdout)
+    assert len(first["runs_sent"]) == 1 and again["runs_sent"] == [] and again["artifacts_copied"] == 0
+
+
+def test_interrupted_push_completes_on_rerun(team):
+    """A push killed mid-way (SIGKILL) leaves no damage; the rerun completes."""
+    a, b, bare, store = team
+    ids = [log_run(a, f"r{i}") for i in range(3)]
+    proc = subprocess.Popen([sys.executable, "-m", "gitml", "push"], cwd=a,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.kill()
+    proc.wait()
+    gitml_cli(a, "push")
+    gitml_cli(b, "pull")
+    assert set(runs(b)) == set(ids)
+    objects = [p for p in store.rglob("*") if p.is_file()]
+    assert len(objects) == 3 and not [p for p in store.rglob("*tmp*") if p.is_file()]
+
+
+def test_push_without_artifact_remote_is_a_clear_error(tmp_path):
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    a = tmp_path / "A"
+    git(tmp_path, "clone", "-q", str(bare), str(a))
+    git(a, "commit", "-q", "--allow-empty", "-m", "init")
+    log_run(a, "x")
+    out = gitml_cli(a, "push", check=False)
+    assert out.returncode == 1 and "gitml remote add" in out.stderr
+    assert git(bare, "for-each-ref", "refs/gitml") == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server():
+    pytest.importorskip("moto")
+    pytest.importorskip("dvc_s3")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("moto server exited")
+            time.sleep(0.05)
+    import boto3
+
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket="artifacts")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_s3_artifact_remote(team, s3_server, tmp_path, monkeypatch):
+    a, b, bare, store = team
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for clone in (a, b):
+        gitml_cli(clone, "remote", "add", "s3", "s3://artifacts/gitml", "-o", f"endpointurl={s3_server}")
+    ra = log_run(a, "alice")
+    sent = json.loads(gitml_cli(a, "push", "-r", "s3", "--json").stdout)
+    assert sent["artifact_remote"] == "s3" and sent["artifacts_copied"] == 1
+    got = json.loads(gitml_cli(b, "pull", "-r", "s3", "--json").stdout)
+    assert got["artifacts_copied"] == 1 and got["artifacts_missing"] == {}
+    dl = tmp_path / "dl"
+    gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
+    assert (dl / "alice.bin").read_bytes() == b"alice" * 1000
+    assert not [p for p in store.rglob("*") if p.is_file()]  # nothing went to the local-dir remote
+
+
+def test_dvc_reads_what_gitml_pushed(team, tmp_path):
+    """`dvc pull` of a .dvc file naming the hash gitml recorded gets the file from the remote."""
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    gitml_cli(a, "push")
+    c = tmp_path / "C"
+    git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(c))
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc, "init", "-q"], cwd=c, check=True)
+    subprocess.run([dvc, "remote", "add", "-d", "store", str(store)], cwd=c, check=True)
+    git(c, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    entry = json.loads(git(c, "show", f"refs/gitml/runs/{ra}:artifacts.json"))["out/alice.bin"]
+    (c / "alice.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: alice.bin\n")
+    out = subprocess.run([dvc, "pull", "alice.bin.dvc"], cwd=c, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (c / "alice.bin").read_bytes() == b"alice" * 1000
