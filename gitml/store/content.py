@@ -18,6 +18,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from gitml.store.repo import GitRepo
 
 HASH = "md5"
-_CHUNK = 1024 * 1024
+_CHUNK = 4 * 1024 * 1024
 
 
 class CorruptObject(GitmlError):
@@ -53,6 +54,66 @@ class Stored:
     relpath: str
     md5: str
     size: int
+
+
+def _copy_hashing(src: str, dest: Path) -> tuple[str, int]:
+    """Copy ``src`` to ``dest`` and return (md5, size) in about the time of the slower of the two.
+
+    A reflink (copy-on-write clone, no data copied) is tried first. Otherwise
+    the kernel copies (``shutil.copyfile`` uses sendfile/copy_file_range) in
+    a thread while this one hashes; both release the GIL, and the second
+    reader is served from the page cache. A file that changes meanwhile is
+    refused, since its copy and its hash could disagree.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gitml.errors import InvalidValue
+
+    before = os.stat(src)
+    with open(src, "rb") as fin:
+        if _reflink(fin.fileno(), dest):
+            md5, size = _md5_of(fin)
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                copying = pool.submit(shutil.copyfile, src, dest)
+                md5, size = _md5_of(fin)
+                copying.result()
+    after = os.stat(src)
+    if (before.st_mtime_ns, before.st_size, before.st_ino) != (after.st_mtime_ns, after.st_size, after.st_ino):
+        dest.unlink(missing_ok=True)
+        raise InvalidValue(f"{src!r} changed while it was being logged; log it again once it is written")
+    return md5, size
+
+
+def _md5_of(fobj: Any) -> tuple[str, int]:
+    digest = hashlib.md5()
+    size = 0
+    while block := fobj.read(_CHUNK):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+def _reflink(src_fd: int, dest: Path) -> bool:
+    """Clone ``src_fd`` into ``dest`` with FICLONE (btrfs, XFS, ...); False if unsupported."""
+    import fcntl
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    ficlone = 0x40049409
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fcntl.ioctl(fd, ficlone, src_fd)
+        return True
+    except OSError:
+        os.close(fd)
+        fd = -1
+        dest.unlink()
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def cache_dir_for(repo: GitRepo) -> Path:
@@ -101,17 +162,37 @@ class ContentStore:
     # -- adding -------------------------------------------------------------
 
     def add_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
-        """Store one file; return (md5, size). Costs a hash (or nothing, if the
-        file is unchanged since it was last hashed) plus a copy if new."""
-        from dvc_data.hashfile.hash import hash_file
+        """Store one file; return (md5, size).
+
+        A file unchanged since it was last hashed (dvc-data's state: inode,
+        mtime, size) costs a lookup. Otherwise the file is read once: it is
+        reflinked into the cache where the filesystem can, else copied while
+        it is hashed, so the first log costs about max(cp, md5), not both.
+        """
+        from dvc_data.hashfile.hash_info import HashInfo
 
         src = os.fspath(path)
-        meta, info = hash_file(src, self.fs, HASH, self.state)
-        md5 = info.value
-        assert md5 is not None
-        if not self.odb.exists(md5):
-            self.odb.add(src, self.fs, md5, hardlink=False)
-        return md5, int(meta.size or 0)
+        meta, info = self.state.get(src, self.fs)
+        if info is not None and info.value and info.name == HASH:
+            md5 = info.value
+            if self.exists(md5):
+                return md5, int(meta.size or 0)
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".tmp-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            md5, size = _copy_hashing(src, tmp)
+            dest = self.object_path(md5)
+            if dest.exists():
+                tmp.unlink()
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC makes them
+                os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self.state.save(src, self.fs, HashInfo(HASH, md5))
+        return md5, size
 
     def add_dir(self, files: list[tuple[str, str, int]]) -> str:
         """Store a ``.dir`` object for already stored files (relpath, md5, size)."""
