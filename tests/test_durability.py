@@ -361,7 +361,7 @@ def start_and_kill(spawn, repo: Path, flush_at: int) -> str:
     child = spawn(DOOMED, str(N), str(flush_at), env=NO_FLUSHER)
     (run_id,) = child.expect("ready")
     assert_only_flushed_in_git(repo, run_id, flush_at)
-    assert len(live_files(repo)) == 2  # <run_id>/ and its one writer log
+    assert len(live_files(repo)) == 1  # the one writer log, <run_id>.<writer_id>.log
     child.kill()
     return run_id
 
@@ -472,7 +472,7 @@ def test_end_run_crash_between_commit_and_unlink_applies_nothing_twice(repo, tra
     child.finish()
     assert live_files(repo) == []
 
-    log_path.parent.mkdir(parents=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     os.link(kept, log_path)
     gitml_cli(repo, "runs", "recover")
     assert live_files(repo) == []

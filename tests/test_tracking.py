@@ -412,4 +412,4 @@ def test_run_id_prefix_accepted_for_logging(tracking, repo):
     client.log_metric(run.info.run_id[:8], "late", 1.0)
     client.flush()
     assert client.get_run(run.info.run_id).data.metrics == {"late": 1.0}
-    assert not list((repo / ".git" / "gitml" / "live").glob(run.info.run_id[:8]))
+    assert not list((repo / ".git" / "gitml" / "live").glob(run.info.run_id[:8] + ".*"))

@@ -1,7 +1,7 @@
 """Live run logs: the write-ahead log of a running run.
 
 Each writer (one process logging to one run) appends to its own file
-``.git/gitml/live/<run_id>/<writer_id>.log`` and holds an exclusive ``flock``
+``.git/gitml/live/<run_id>.<writer_id>.log`` and holds an exclusive ``flock``
 on it for as long as it lives. The kernel drops that lock when the process
 dies, however it dies, so a log whose lock can be taken belongs to a dead
 writer and is ready for recovery.
@@ -28,10 +28,15 @@ class LiveLog:
         self.pid = os.getpid()
 
     @classmethod
-    def create(cls, path: Path, header: bytes) -> LiveLog:
-        """Create and lock a new log at ``path`` starting with ``header``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    def create(cls, live_dir: Path, run_id: str, writer_id: str, header: bytes) -> LiveLog:
+        """Create and lock a new log for ``writer_id`` of ``run_id``, starting with ``header``."""
+        path = log_path(live_dir, run_id, writer_id)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            live_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(fd, header)
         return cls(path, fd)
@@ -50,10 +55,6 @@ class LiveLog:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
-                pass
-            try:
-                self.path.parent.rmdir()  # the run's directory, if now empty
-            except OSError:
                 pass
         os.close(self.fd)
         self.fd = -1
@@ -78,21 +79,13 @@ class OrphanLog:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        try:
-            self.path.parent.rmdir()
-        except OSError:
-            pass
         self.release()
 
     def set_aside(self, directory: Path) -> Path:
         """Move the log into ``directory`` (it could not be applied) and release it."""
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{self.path.parent.name}.{self.path.name}"
+        target = directory / self.path.name
         os.replace(self.path, target)
-        try:
-            self.path.parent.rmdir()
-        except OSError:
-            pass
         self.release()
         return target
 
@@ -102,11 +95,14 @@ class OrphanLog:
             self._fd = -1
 
 
+def log_path(live_dir: Path, run_id: str, writer_id: str) -> Path:
+    return live_dir / f"{run_id}.{writer_id}.log"
+
+
 def live_writers(live_dir: Path, run_id: str) -> list[Path]:
     """Paths of the live logs of ``run_id`` (alive or not)."""
-    d = live_dir / run_id
     try:
-        return sorted(p for p in d.iterdir() if p.suffix == ".log")
+        return sorted(live_dir.glob(f"{run_id}.*.log"))
     except FileNotFoundError:
         return []
 
@@ -136,29 +132,24 @@ def orphan_logs(live_dir: Path, run_id: str | None = None) -> Iterator[OrphanLog
     skipped. ``run_id`` limits the search to that run's logs.
     """
     try:
-        runs = [live_dir / run_id] if run_id else list(live_dir.iterdir())
+        logs = live_writers(live_dir, run_id) if run_id else sorted(live_dir.glob("*.log"))
     except FileNotFoundError:
         return
-    for run_dir in runs:
+    for path in logs:
         try:
-            logs = [p for p in run_dir.iterdir() if p.suffix == ".log"]
-        except (FileNotFoundError, NotADirectoryError):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             continue
-        for path in logs:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue  # its writer is alive, or another recoverer has it
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            yield OrphanLog(path, fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its writer is alive, or another recoverer has it
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        yield OrphanLog(path, fd)

@@ -229,6 +229,22 @@ class GitRepo:
             except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
                 return None
 
+    def read_commit_files(self, commit: str, files: tuple[str, ...]) -> tuple[str, str, dict[str, bytes]]:
+        """(message, tree oid, {name: content}) of top-level ``files`` of a commit, in one pass."""
+        with self.lock:
+            repo = self._repo
+            c = repo[commit]
+            tree = c.tree
+            out = {}
+            for name in files:
+                try:
+                    entry = tree[name]
+                except KeyError:
+                    continue
+                if entry.type == ObjectType.BLOB:
+                    out[name] = repo[entry.id].data
+            return c.message, str(c.tree_id), out
+
     def read_path(self, tree: str, path: str) -> bytes | None:
         """The content of the blob at ``path`` inside tree ``tree``, or None."""
         with self.lock:

@@ -83,6 +83,11 @@ def list_experiments(repo: GitRepo, view_type: int = ViewType.ACTIVE_ONLY) -> li
     return sorted(exps, key=lambda e: (e.experiment_id != DEFAULT_ID, e.name))
 
 
+def exists(repo: GitRepo, experiment_id: str) -> bool:
+    """True if the experiment exists (cheap: one ref lookup)."""
+    return experiment_id == DEFAULT_ID or repo.ref_target(names.experiment_ref(str(experiment_id))) is not None
+
+
 def get_experiment(repo: GitRepo, experiment_id: str) -> Experiment:
     """Raises: ExperimentNotFound."""
     exp, _ = _read(repo, str(experiment_id)) if names.EXPERIMENT_ID_RE.match(str(experiment_id)) else (None, None)

@@ -113,12 +113,13 @@ class RunIndex:
         known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs"))
         changed = [(r, oid) for r, oid in refs.items() if known.get(r) != oid]
         gone = [r for r in known if r not in refs]
-        states = [(r, oid, read_state(self.repo, oid)[0]) for r, oid in changed]
+        from gitml.tracking.writer import known_state
+
+        states = [(r, oid, known_state(self.repo, r, oid) or read_state(self.repo, oid)[0]) for r, oid in changed]
         trusted = time.time() - newest > RACY_SECONDS
         with self._write():
             self._delete(gone + [r for r, _ in changed])
-            for run_id, oid, state in states:
-                self._insert(run_id, oid, state)
+            self._insert_many(states)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", (stamp if trusted else "",)
             )
@@ -133,12 +134,12 @@ class RunIndex:
         for table in ("runs", "params", "tags", "latest_metrics"):
             self.db.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in run_ids])
 
-    def _insert(self, run_id: str, oid: str, state: RunState) -> None:
-        info = state.info
-        source = info.get("source") or {}
-        self.db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
+    def _insert_many(self, states: list[tuple[str, str, RunState]]) -> None:
+        runs, params, tags, metrics = [], [], [], []
+        for run_id, oid, state in states:
+            info = state.info
+            source = info.get("source") or {}
+            runs.append((
                 run_id,
                 info.get("experiment_id", "0"),
                 info.get("run_name"),
@@ -152,21 +153,18 @@ class RunIndex:
                 oid,
                 info.get("parent_run_id"),
                 json.dumps(source),
-            ),
-        )
-        self.db.executemany(
-            "INSERT INTO params VALUES (?,?,?)", [(run_id, k, v) for k, v in state.params.items()]
-        )
-        self.db.executemany(
-            "INSERT INTO tags VALUES (?,?,?)", [(run_id, k, v) for k, v in state.tags.items()]
-        )
-        self.db.executemany(
-            "INSERT INTO latest_metrics VALUES (?,?,?,?,?,?)",
-            [
+            ))
+            params += [(run_id, k, v) for k, v in state.params.items()]
+            tags += [(run_id, k, v) for k, v in state.tags.items()]
+            metrics += [
                 (run_id, k, None if math.isnan(v) else v, s, t, int(math.isnan(v)))
                 for k, (v, s, t) in state.summary.items()
-            ],
-        )
+            ]
+        db = self.db
+        db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
+        db.executemany("INSERT INTO params VALUES (?,?,?)", params)
+        db.executemany("INSERT INTO tags VALUES (?,?,?)", tags)
+        db.executemany("INSERT INTO latest_metrics VALUES (?,?,?,?,?,?)", metrics)
 
     # -- queries ---------------------------------------------------------------
 
@@ -199,24 +197,24 @@ class RunIndex:
         if not run_ids:
             return []
         db = self.db
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (run_id TEXT PRIMARY KEY)")
-        db.execute("DELETE FROM wanted")
-        db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(r,) for r in run_ids])
+        ids = json.dumps(run_ids)
+        wanted = "run_id IN (SELECT value FROM json_each(?))"
         rows = {
             r[0]: r
             for r in db.execute(
                 "SELECT run_id, experiment_id, run_name, status, start_time, end_time, "
                 "lifecycle_stage, user_id, artifact_uri, commit_oid, parent_run_id, source "
-                "FROM runs JOIN wanted USING (run_id)"
+                f"FROM runs WHERE {wanted}",
+                (ids,),
             )
         }
         data: dict[str, RunData] = {r: RunData() for r in rows}
-        for run_id, key, value in db.execute("SELECT run_id, key, value FROM params JOIN wanted USING (run_id)"):
+        for run_id, key, value in db.execute(f"SELECT run_id, key, value FROM params WHERE {wanted}", (ids,)):
             data[run_id].params[key] = value
-        for run_id, key, value in db.execute("SELECT run_id, key, value FROM tags JOIN wanted USING (run_id)"):
+        for run_id, key, value in db.execute(f"SELECT run_id, key, value FROM tags WHERE {wanted}", (ids,)):
             data[run_id].tags[key] = value
         for run_id, key, value, is_nan in db.execute(
-            "SELECT run_id, key, value, is_nan FROM latest_metrics JOIN wanted USING (run_id)"
+            f"SELECT run_id, key, value, is_nan FROM latest_metrics WHERE {wanted}", (ids,)
         ):
             data[run_id].metrics[key] = math.nan if is_nan else value
         out = []

@@ -89,8 +89,8 @@ class RunState:
         }
         return {
             RUN_FILE: _dump(run),
-            PARAMS_FILE: _dump_flat(self.params),
-            TAGS_FILE: _dump_flat(self.tags),
+            PARAMS_FILE: _dump(self.params),
+            TAGS_FILE: _dump(self.tags),
             ARTIFACTS_FILE: _dump(self.artifacts) if self.artifacts else None,
         }
 
@@ -129,21 +129,30 @@ def artifact_uri(run_id: str) -> str:
     return f"runs:/{run_id}/"
 
 
+_enc = json.JSONEncoder(ensure_ascii=False).encode  # the C encoder (no indent)
+
+
 def _dump(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    """``json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)`` + newline, byte
+    for byte, but with scalars on the C encoder: ``indent`` alone sends
+    json.dumps to its pure-Python encoder, and run.json is written on
+    every flush."""
+    return (_pretty(obj, "") + "\n").encode()
 
 
-def _dump_flat(obj: dict[str, str]) -> bytes:
-    """``_dump`` for a flat str -> str dict, byte for byte, but on the C encoder.
-
-    (``json.dumps`` with ``indent`` falls back to the pure-Python encoder;
-    params and tags are written on every flush.)
-    """
-    if not obj:
-        return b"{}\n"
-    enc = json.JSONEncoder(ensure_ascii=False).encode
-    body = ",\n".join(f"  {enc(k)}: {enc(v)}" for k, v in sorted(obj.items()))
-    return ("{\n" + body + "\n}\n").encode()
+def _pretty(obj: Any, pad: str) -> str:
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        inner = pad + "  "
+        items = sorted(obj.items())
+        return "{\n" + ",\n".join(f"{inner}{_enc(str(k))}: {_pretty(v, inner)}" for k, v in items) + "\n" + pad + "}"
+    if isinstance(obj, (list, tuple)):
+        if not obj:
+            return "[]"
+        inner = pad + "  "
+        return "[\n" + ",\n".join(inner + _pretty(v, inner) for v in obj) + "\n" + pad + "]"
+    return _enc(obj)
 
 
 WRITER_TRAILER = "Gitml-Writer:"
@@ -151,26 +160,32 @@ WRITER_TRAILER = "Gitml-Writer:"
 
 def read_state(repo: GitRepo, commit: str) -> tuple[RunState, str]:
     """The state stored in run commit ``commit``, and that commit's tree."""
-    info = repo.commit_info(commit)
-    state = state_from_tree(repo, info.tree)
-    for line in info.message.splitlines():
+    message, tree, files = repo.read_commit_files(commit, _STATE_FILES)
+    state = _state_from_files(files)
+    for line in message.splitlines():
         if line.startswith(WRITER_TRAILER):
             parts = line.split()
             if len(parts) == 3 and parts[2].isdigit():
                 state.writers[parts[1]] = int(parts[2])
-    return state, info.tree
+    return state, tree
 
 
-def state_from_tree(repo: GitRepo, tree: str) -> RunState:
-    run = json.loads(repo.read_path(tree, RUN_FILE) or b"{}")
+_STATE_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, ARTIFACTS_FILE)
+
+
+def _state_from_files(files: dict[str, bytes]) -> RunState:
+    run = json.loads(files.get(RUN_FILE) or b"{}")
     summary = {
         k: (decode_float(d["value"]), int(d["step"]), int(d["timestamp"]))
         for k, d in run.pop("summary", {}).items()
     }
-    params = json.loads(repo.read_path(tree, PARAMS_FILE) or b"{}")
-    tags = json.loads(repo.read_path(tree, TAGS_FILE) or b"{}")
-    artifacts = json.loads(repo.read_path(tree, ARTIFACTS_FILE) or b"{}")
-    return RunState(info=run, params=params, tags=tags, summary=summary, artifacts=artifacts)
+    return RunState(
+        info=run,
+        params=json.loads(files.get(PARAMS_FILE) or b"{}"),
+        tags=json.loads(files.get(TAGS_FILE) or b"{}"),
+        summary=summary,
+        artifacts=json.loads(files.get(ARTIFACTS_FILE) or b"{}"),
+    )
 
 
 def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None) -> bool:

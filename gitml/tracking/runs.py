@@ -127,7 +127,8 @@ def start_new_run(
     """Create a run (status RUNNING); return this process's writer for it and its state."""
     from gitml.store.snapshot import take_snapshot
 
-    experiments.get_experiment(repo, experiment_id)
+    if not experiments.exists(repo, experiment_id):
+        experiments.get_experiment(repo, experiment_id)  # raises ExperimentNotFound with the details
     snap = take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
     run_id = uuid.uuid4().hex
     user_tags = {str(k): v for k, v in (tags or {}).items()}
@@ -183,8 +184,10 @@ def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_ti
         from gitml.errors import InvalidValue
 
         raise InvalidValue(f"Invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}")
-    run_id = resolve_run_id(repo, run_id)
-    w = writer.get_writer(repo, run_id)
+    w = writer.local_writer(repo, run_id)  # ours already: no need to look it up (or flush)
+    if w is None:
+        run_id = resolve_run_id(repo, run_id)
+        w = writer.get_writer(repo, run_id)
     end = end_time if end_time is not None else int(time.time() * 1000)
     w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
     writer.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first

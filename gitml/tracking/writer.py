@@ -138,6 +138,7 @@ def commit_events(
         parents = [source["commit"]] if source.get("commit") else []
         commit = repo.write_commit(tree, parents, state.commit_message())
         if repo.cas_ref(ref, commit, old):
+            _remember(repo, run_id, commit, state)
             now = (state.info.get("status"), state.info.get("lifecycle_stage"))
             if now != was and RunStatus.is_terminated(str(now[0])) or (
                 now[1] != was[1] and was[1] is not None
@@ -147,14 +148,31 @@ def commit_events(
     raise ConcurrentUpdate(f"Gave up updating run {run_id} after {CAS_RETRIES} attempts")
 
 
+# The last state this process wrote for each run, so the query index can take
+# it instead of reading the commit back from git (bounded, oldest dropped).
+_recent: dict[tuple[str, str], tuple[str, RunState]] = {}
+_RECENT_MAX = 50_000
+
+
+def _remember(repo: GitRepo, run_id: str, commit: str, state: RunState) -> None:
+    if len(_recent) >= _RECENT_MAX:
+        _recent.pop(next(iter(_recent)))
+    _recent[(str(repo.git_dir), run_id)] = (commit, state)
+
+
+def known_state(repo: GitRepo, run_id: str, commit: str) -> RunState | None:
+    """The state of run commit ``commit`` if this process wrote it, else None."""
+    hit = _recent.get((str(repo.git_dir), run_id))
+    return hit[1] if hit is not None and hit[0] == commit else None
+
+
 def _prune_writers(repo: GitRepo, state: RunState, keep: str | None) -> None:
     # A writer's count matters only while its log exists here; drop the
     # others so finished runs carry just the last writer's trailer.
     if len(state.writers) <= 1:
         return
-    run_dir = live_dir(repo) / state.run_id
     for writer_id in list(state.writers):
-        if writer_id != keep and not (run_dir / f"{writer_id}.log").exists():
+        if writer_id != keep and not livelog.log_path(live_dir(repo), state.run_id, writer_id).exists():
             del state.writers[writer_id]
 
 
@@ -206,7 +224,7 @@ class RunWriter:
         self.run_id = run_id
         self.writer_id = uuid.uuid4().hex[:16]
         header = f"{LOG_MAGIC}\t{run_id}\t{self.writer_id}\t{os.getpid()}\n".encode()
-        self.log = livelog.LiveLog.create(live_dir(repo) / run_id / f"{self.writer_id}.log", header)
+        self.log = livelog.LiveLog.create(live_dir(repo), run_id, self.writer_id, header)
         self._fd = self.log.fd
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -454,6 +472,7 @@ def _after_fork_in_child() -> None:
         w.closed = True
     _writers.clear()
     _note_queue.clear()
+    _recent.clear()
     _flusher = None
     _registry_lock = threading.Lock()
     _note_lock = threading.Lock()
@@ -525,7 +544,8 @@ def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
         except BaseException:
             orphan.release()
             raise
-    write_notes(repo)
+    if recovered:
+        write_notes(repo)
     return recovered
 
 
