@@ -41,6 +41,7 @@ TRAIN = textwrap.dedent(
             mlflow.log_metric("mse", mse, step=epoch)
         mlflow.log_metrics({"w": w, "b": b})
         mlflow.set_tag("model", "linear")
+        mlflow.log_dict({"w": w, "b": b}, "model/weights.json")   # an artifact
     print(f"lr={lr}: mse={mse:.4f} w={w:.3f} b={b:.3f}")
     '''
 )
@@ -100,7 +101,22 @@ def main() -> None:
         sh("git", "diff", "HEAD", f"refs/gitml/runs/{last}^", "--", "train.py", cwd=repo)
         sh("git", "status", "--short", cwd=repo)
 
-        print("\n# 5. From Python, as with MLflow")
+        print("\n# 5. Share with the team: runs through a git remote, artifacts through a DVC remote")
+        remote = root / "origin.git"
+        sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
+        sh("git", "remote", "add", "origin", str(remote), cwd=repo)
+        sh("git", "push", "-q", "origin", "main", cwd=repo)
+        sh(*gitml, "remote", "add", "-d", "store", str(root / "artifact-store"), cwd=repo)
+        sh(*gitml, "push", cwd=repo)
+        mate = root / "teammate"
+        sh("git", "clone", "-q", str(remote), str(mate), cwd=root)
+        sh(*gitml, "remote", "add", "-d", "store", str(root / "artifact-store"), cwd=mate)
+        sh(*gitml, "pull", cwd=mate)
+        sh(*gitml, "runs", "list", "-o", "metrics.mse", "-n", "2", cwd=mate)
+        sh(*gitml, "artifacts", "download", last, "model/weights.json", "-d", str(root / "downloaded"), cwd=mate)
+        print((root / "downloaded" / "weights.json").read_text())
+
+        print("\n# 6. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))

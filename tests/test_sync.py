@@ -141,6 +141,9 @@ def test_interrupted_push_completes_on_rerun(team):
     ids = [log_run(a, f"r{i}") for i in range(3)]
     proc = subprocess.Popen([sys.executable, "-m", "gitml", "push"], cwd=a,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30  # kill it once the first artifact reached the remote
+    while time.monotonic() < deadline and proc.poll() is None and not any(p.is_file() for p in store.rglob("*")):
+        time.sleep(0.001)
     proc.kill()
     proc.wait()
     gitml_cli(a, "push")
