@@ -92,18 +92,22 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
                 click.echo(f"  {k.ljust(width)}  {fmt_num(v) if title == 'metrics' else v}")
 
 
-@runs.command("delete")
-@click.argument("run_ids", nargs=-1, required=True)
-@click.pass_context
-def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
-    """Mark runs deleted (kept in git; `gitml runs restore` brings them back)."""
+def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str) -> None:
     from gitml.tracking import runs as api
 
     repo = repo_from(ctx)
     for run_id in run_ids:
         full = api.resolve_run_id(repo, run_id)
-        api.set_lifecycle(repo, full, "deleted")
-        click.echo(f"deleted {full}")
+        api.set_lifecycle(repo, full, stage)
+        click.echo(f"{verb} {full}")
+
+
+@runs.command("delete")
+@click.argument("run_ids", nargs=-1, required=True)
+@click.pass_context
+def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
+    """Mark runs deleted (kept in git; `gitml runs restore` brings them back)."""
+    _set_lifecycle(ctx, run_ids, "deleted", "deleted")
 
 
 @runs.command("restore")
@@ -111,13 +115,7 @@ def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 @click.pass_context
 def restore_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
     """Restore deleted runs."""
-    from gitml.tracking import runs as api
-
-    repo = repo_from(ctx)
-    for run_id in run_ids:
-        full = api.resolve_run_id(repo, run_id)
-        api.set_lifecycle(repo, full, "active")
-        click.echo(f"restored {full}")
+    _set_lifecycle(ctx, run_ids, "active", "restored")
 
 
 @runs.command("recover")

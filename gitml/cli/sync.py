@@ -24,6 +24,17 @@ def _progress() -> Any:
     return update
 
 
+def _run(ctx: click.Context, action: Any, remote: str, artifact_remote: str | None, as_json: bool, verb: str) -> Any:
+    """One sync action with a progress bar for the artifact transfer, then its report."""
+    progress = _progress()
+    try:
+        report = action(repo_from(ctx), remote, artifact_remote, progress)
+    finally:
+        progress.bar.close()
+    _print_report(report, as_json, verb)
+    return report
+
+
 def _print_report(report: Any, as_json: bool, verb: str) -> None:
     if as_json:
         echo_json(vars(report))
@@ -49,12 +60,7 @@ def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: 
     """Push runs, experiments and notes to a git REMOTE, and their artifacts to the DVC remote."""
     from gitml import sync
 
-    progress = _progress()
-    try:
-        report = sync.push(repo_from(ctx), remote, artifact_remote, progress)
-    finally:
-        progress.bar.close()
-    _print_report(report, as_json, "push")
+    report = _run(ctx, sync.push, remote, artifact_remote, as_json, "push")
     if report.refs_rejected:
         ctx.exit(1)
 
@@ -68,12 +74,7 @@ def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: 
     """Pull runs, experiments and notes from a git REMOTE (merging), and their artifacts."""
     from gitml import sync
 
-    progress = _progress()
-    try:
-        report = sync.pull(repo_from(ctx), remote, artifact_remote, progress)
-    finally:
-        progress.bar.close()
-    _print_report(report, as_json, "pull")
+    _run(ctx, sync.pull, remote, artifact_remote, as_json, "pull")
 
 
 @click.group()

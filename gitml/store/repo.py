@@ -41,6 +41,18 @@ class CommitInfo:
     time: int  # seconds since epoch (committer time)
 
 
+def _commit_info(c: pygit2.Commit) -> CommitInfo:
+    return CommitInfo(
+        oid=str(c.id),
+        tree=str(c.tree_id),
+        parents=tuple(str(p) for p in c.parent_ids),
+        message=c.message,
+        author_name=c.author.name,
+        author_email=c.author.email,
+        time=c.commit_time,
+    )
+
+
 class _LostRace(Exception):
     """The ref moved since the caller read it (aborts the transaction)."""
 
@@ -210,16 +222,7 @@ class GitRepo:
 
     def commit_info(self, oid: str) -> CommitInfo:
         with self.lock:
-            c = self._repo[oid].peel(pygit2.Commit)
-            return CommitInfo(
-                oid=str(c.id),
-                tree=str(c.tree_id),
-                parents=tuple(str(p) for p in c.parent_ids),
-                message=c.message,
-                author_name=c.author.name,
-                author_email=c.author.email,
-                time=c.commit_time,
-            )
+            return _commit_info(self._repo[oid].peel(pygit2.Commit))
 
     def resolve_rev(self, rev: str) -> str | None:
         """The commit a revision (branch, tag, oid, HEAD~2...) names, or None."""
@@ -361,17 +364,7 @@ class GitRepo:
             for i, c in enumerate(walker):
                 if limit is not None and i >= limit:
                     break
-                out.append(
-                    CommitInfo(
-                        oid=str(c.id),
-                        tree=str(c.tree_id),
-                        parents=tuple(str(p) for p in c.parent_ids),
-                        message=c.message,
-                        author_name=c.author.name,
-                        author_email=c.author.email,
-                        time=c.commit_time,
-                    )
-                )
+                out.append(_commit_info(c))
         return iter(out)
 
     # -- notes -----------------------------------------------------------
