@@ -221,3 +221,28 @@ def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
     (repo / "restored.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: restored.bin\n")
     subprocess.run([dvc, "checkout", "restored.bin.dvc"], cwd=repo, check=True, capture_output=True)
     assert (repo / "restored.bin").read_bytes() == f.read_bytes()
+
+
+def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_path):
+    """A run pushed by someone else may carry any artifacts.json: downloads never leave dst."""
+    f = tmp_path / "ok.txt"
+    f.write_text("ok")
+    with tracking.start_run() as run:
+        tracking.log_artifact(f)
+    rid = run.info.run_id
+    ref = f"refs/gitml/runs/{rid}"
+    digest = md5(b"ok")
+    evil = json.dumps({"../../escaped.txt": {"md5": digest, "size": 2}})
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=evil, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    listing = git(repo, "ls-tree", ref).replace(
+        git(repo, "rev-parse", f"{ref}:artifacts.json").strip(), blob)
+    tree = subprocess.run(["git", "mktree"], cwd=repo, input=listing, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    parent = git(repo, "rev-parse", f"{ref}^").strip()
+    commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "tampered").strip()
+    git(repo, "update-ref", ref, commit)
+    dst = tmp_path / "dst" / "inner"
+    with pytest.raises(InvalidName, match="escaped"):
+        tracking.Client().download_artifacts(rid, "", str(dst))
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dst" / "escaped.txt").exists()

@@ -243,7 +243,12 @@ def manifest(repo: GitRepo, run_id: str) -> dict[str, dict[str, Any]]:
 
     run = runs.get_run(repo, run_id)
     raw = repo.read_path(repo.commit_info(run.commit).tree, "artifacts.json")  # type: ignore[arg-type]
-    return json.loads(raw or b"{}")
+    entries = json.loads(raw or b"{}")
+    # The manifest may come from someone else's clone: never trust its paths.
+    for path in entries:
+        if validate_artifact_path(path.rstrip("/"), "artifact path in artifacts.json") != path.rstrip("/"):
+            raise InvalidName(f"Run {run.info.run_id} lists an artifact with a non-normal path {path!r}")
+    return entries
 
 
 def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[FileInfo]:
