@@ -205,6 +205,14 @@ def log_metric(
     **_: Any,
 ) -> None:
     """Log a metric point; costs a few microseconds (no git write)."""
+    stack = getattr(_local, "stack", None) if run_id is None else None
+    if stack:  # the hot path: a loop logging into the active run
+        w = stack[-1].writer
+        if not w.closed:
+            w.log_metric(key, value, step, timestamp)
+            if synchronous:
+                w.flush()
+            return
     w = _writer() if run_id is None else _writer_for(run_id)
     w.log_metric(key, value, step, timestamp)
     if synchronous:
