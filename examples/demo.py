@@ -114,7 +114,7 @@ def main() -> None:
         sh(*gitml, "pull", cwd=mate)
         sh(*gitml, "runs", "list", "-o", "metrics.mse", "-n", "2", cwd=mate)
         sh(*gitml, "artifacts", "download", last, "model/weights.json", "-d", str(root / "downloaded"), cwd=mate)
-        print((root / "downloaded" / "weights.json").read_text())
+        print((root / "downloaded" / "model" / "weights.json").read_text())
 
         print("\n# 6. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "

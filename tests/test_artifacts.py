@@ -246,3 +246,13 @@ def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_pa
     with pytest.raises(InvalidName, match="escaped"):
         tracking.Client().download_artifacts(rid, "", str(dst))
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dst" / "escaped.txt").exists()
+
+
+def test_symlinked_dir_inside_not_walked_twice(tracking, data_dir):
+    (data_dir / "again").symlink_to(data_dir / "sub", target_is_directory=True)
+    (data_dir / "sub" / "loop").symlink_to(data_dir, target_is_directory=True)  # a cycle back to the root
+    with tracking.start_run() as run:
+        tracking.log_artifacts(data_dir)
+    paths = {f.path for f in tracking.Client().list_artifacts(run.info.run_id)}
+    assert paths == {"a.txt", "sub"}
+    assert {f.path for f in tracking.Client().list_artifacts(run.info.run_id, "sub")} == {"sub/b.bin"}

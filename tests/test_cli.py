@@ -147,6 +147,6 @@ def test_artifacts_list_and_download(repo, tmp_path):
     assert "docs/a.txt" in gitml_cli(repo, "artifacts", "list", rid, "docs").stdout
     dest = tmp_path / "dl"
     gitml_cli(repo, "artifacts", "download", rid, "docs/a.txt", "-d", str(dest))
-    assert (dest / "a.txt").read_text() == "hi"
+    assert (dest / "docs" / "a.txt").read_text() == "hi"  # run-relative path kept, as in MLflow
     missing = gitml_cli(repo, "artifacts", "download", rid, "nope", check=False)
     assert missing.returncode == 1 and "no artifact" in missing.stderr

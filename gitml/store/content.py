@@ -267,6 +267,31 @@ class ContentStore:
     def close(self) -> None:
         self.state.close()
 
+    def verify(self, oids: list[str]) -> set[str]:
+        """Check the content of these objects; delete and return the corrupt ones.
+
+        Used right after a download: a corrupt fresh copy is worth nothing,
+        and deleting it lets the next pull fetch it again.
+        """
+        bad = set()
+        for oid in oids:
+            if oid.endswith(".dir"):
+                continue
+            path = self.object_path(oid)
+            digest = hashlib.md5()
+            try:
+                with open(path, "rb") as f:
+                    while block := f.read(_CHUNK):
+                        digest.update(block)
+            except FileNotFoundError:
+                bad.add(oid)
+                continue
+            if digest.hexdigest() != oid:
+                path.chmod(0o644)
+                path.unlink()
+                bad.add(oid)
+        return bad
+
     def missing(self, oids: list[str]) -> list[str]:
         """The objects of ``oids`` not in this cache."""
         return [o for o in oids if not self.exists(o)]
@@ -321,6 +346,8 @@ def add_remote(repo: GitRepo, name: str, url: str, options: dict[str, str], defa
         )
     if not name.replace("-", "").replace("_", "").isalnum():
         raise InvalidValue(f"Invalid remote name {name!r}: use letters, digits, '-' and '_'")
+    if "://" not in url and not os.path.isabs(url):
+        url = os.path.abspath(url)  # a local directory: don't depend on where commands run
     repo.set_config(f"{REMOTE_SECTION}.{name}.url", url)
     for key, value in options.items():
         repo.set_config(f"{REMOTE_SECTION}.{name}.{key}", value)
@@ -382,7 +409,9 @@ def _callback(progress: Callable[[int, int], None], total: int) -> Any:
     from fsspec.callbacks import Callback
 
     class ProgressCallback(Callback):
+        # dvc-data resizes its callbacks as it discovers work; the total
+        # the user cares about is the objects asked for.
         def call(self, *args: Any, **kwargs: Any) -> None:
-            progress(self.value, self.size or total)
+            progress(min(self.value, total), total)
 
     return ProgressCallback(size=total)

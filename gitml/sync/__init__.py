@@ -41,7 +41,12 @@ class SyncReport:
 
 
 def _incoming(remote: str) -> str:
-    return f"refs/gitml-incoming/{remote}/"
+    # The remote may be a name or a URL: make a ref-safe, unique component of it.
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", remote).strip("-")[:40] or "remote"
+    return f"refs/gitml-incoming/{slug}-{hashlib.sha1(remote.encode()).hexdigest()[:8]}/"
 
 
 def _fetch_incoming(repo: GitRepo, remote: str) -> dict[str, str]:
@@ -181,8 +186,10 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     report = SyncReport(remote)
     try:
         incoming = _fetch_incoming(repo, remote)
-        changed = _absorb(repo, incoming, report, count_received=True)
-        wanted = _artifact_oids(repo, changed)
+        _absorb(repo, incoming, report, count_received=True)
+        # Every run's artifacts, not just this pull's: runs merged in by an
+        # earlier push, or pulled before a remote was set up, get theirs now.
+        wanted = _artifact_oids(repo, [oid for ref, oid in repo.iter_refs(names.RUNS_PREFIX)])
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
@@ -197,6 +204,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
                 else:
                     report.artifact_remote = store.name
                     copied, failed = transfer_objects(store.odb, local_store.odb, todo, progress)
+                    failed |= local_store.verify(sorted(set(todo) - failed))
                     report.artifacts_copied = copied
                 for md5 in sorted(failed):
                     for run_id, path in wanted[md5]:
@@ -228,6 +236,12 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
             report.notes = kind
     if changed:
         from gitml.tracking import runs
+        from gitml.tracking.runfiles import read_state
 
+        # A merge may have changed a run's status or lifecycle: its note line
+        # follows the run, whichever side's notes commit won the notes merge.
+        for oid in changed:
+            writer.queue_note(repo, read_state(repo, oid)[0])
+        writer.write_notes(repo)
         runs.index_for(repo).refresh()
     return changed

@@ -103,8 +103,10 @@ def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike
 def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[str]:
     """Store every file under ``local_dir`` below ``artifact_path``; return their paths.
 
-    Symlinks are followed only while they stay inside ``local_dir``; one that
-    points outside is refused before anything is recorded.
+    A symlink must stay inside ``local_dir``; one that points outside is
+    refused before anything is recorded. Symlinked files are logged with
+    their target's content; symlinked directories are not walked (their
+    files are logged under their real path).
 
     Raises:
         InvalidValue: missing directory, or a symlink leading outside it.
@@ -116,6 +118,8 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
     real_root = root.resolve()
     files: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        # A symlinked directory must point inside the tree; it is not walked
+        # (its files are logged under their real path, and no cycle is possible).
         for name in sorted(dirnames):
             full = Path(dirpath) / name
             if full.is_symlink():
@@ -127,7 +131,7 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
                 _check_inside(full, real_root, root)
                 if not full.exists():
                     raise InvalidValue(f"Cannot log {str(full)!r}: broken symlink")
-            if not (full.is_file()):
+            if not full.is_file():
                 continue  # sockets, fifos: not artifacts
             rel = full.relative_to(root).as_posix()
             files.append((validate_artifact_path(rel), full))
@@ -275,7 +279,8 @@ def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[
 def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> str:
     """Copy an artifact file or directory out of the cache, verifying every hash.
 
-    Returns the local path of what was asked for (MLflow's contract).
+    As in MLflow, the artifact keeps its run-relative path under ``dst_path``
+    (``data/x.csv`` lands at ``<dst>/data/x.csv``); returns that local path.
 
     Raises:
         ArtifactNotFound, MissingObject (not in the local cache: pull first),
@@ -286,17 +291,16 @@ def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_
     dst = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-artifacts-"))
     store = content_store(repo)
     if prefix in files:
-        target = dst / PurePosixPath(prefix).name
+        target = dst / prefix
         store.checkout(files[prefix]["md5"], target)
         return str(target)
     base = prefix + "/" if prefix else ""
     chosen = {p: e for p, e in files.items() if p.startswith(base)}
     if not chosen:
         raise ArtifactNotFound(f"Run {run_id} has no artifact {prefix or '(root)'!r}")
-    root = dst / PurePosixPath(prefix).name if prefix else dst
     for p, entry in sorted(chosen.items()):
-        store.checkout(entry["md5"], root / p[len(base) :])
-    return str(root)
+        store.checkout(entry["md5"], dst / p)
+    return str(dst / prefix) if prefix else str(dst)
 
 
 def read_artifact(repo: GitRepo, run_id: str, path: str) -> bytes:

@@ -181,6 +181,11 @@ _note_lock = threading.Lock()
 _note_write_lock = threading.Lock()
 
 
+def queue_note(repo: GitRepo, state: RunState) -> None:
+    """Queue a refresh of this run's line in its source commit's note."""
+    _refresh_note(repo, state)
+
+
 def _refresh_note(repo: GitRepo, state: RunState) -> None:
     """Queue the run's line for the note on its source commit.
 
