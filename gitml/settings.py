@@ -48,9 +48,9 @@ def config_key(name: str) -> str:
 def get(name: str, repo: Any = None) -> Any:
     """The value of setting ``name``: env, then ``repo``'s git config, then the default."""
     setting = SETTINGS[name]
-    raw = os.environ.get(setting.env)
+    raw, source = os.environ.get(setting.env) or None, setting.env
     if raw is None and repo is not None:
-        raw = repo.config_value(config_key(name))
+        raw, source = repo.config_value(config_key(name)), f"git config {config_key(name)}"
     if raw is None or raw == "":
         return setting.default
     try:
@@ -58,4 +58,4 @@ def get(name: str, repo: Any = None) -> Any:
     except ValueError as e:
         from gitml.errors import InvalidValue
 
-        raise InvalidValue(f"Setting {setting.env}={raw!r} is not a valid {setting.type.__name__}") from e
+        raise InvalidValue(f"Setting {source}={raw!r} is not a valid {setting.type.__name__}") from e

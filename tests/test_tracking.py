@@ -413,3 +413,28 @@ def test_run_id_prefix_accepted_for_logging(tracking, repo):
     client.flush()
     assert client.get_run(run.info.run_id).data.metrics == {"late": 1.0}
     assert not list((repo / ".git" / "gitml" / "live").glob(run.info.run_id[:8] + ".*"))
+
+
+def test_settings_from_git_config_and_env(tracking, repo, monkeypatch):
+    from gitml import settings
+    from gitml.errors import InvalidValue
+    from gitml.tracking import runs as api
+
+    r = api.open_repo(repo)
+    git(repo, "config", "gitml.snapshotmaxfilesize", "123")
+    assert settings.get("snapshot_max_file_size", r) == 123
+    monkeypatch.setenv("GITML_SNAPSHOT_MAX_FILE_SIZE", "456")
+    assert settings.get("snapshot_max_file_size", r) == 456
+    monkeypatch.delenv("GITML_SNAPSHOT_MAX_FILE_SIZE")
+    git(repo, "config", "gitml.snapshotmaxfilesize", "lots")
+    with pytest.raises(InvalidValue, match="git config gitml.snapshotmaxfilesize='lots'"):
+        settings.get("snapshot_max_file_size", r)
+
+
+def test_garbled_live_log_is_set_aside(tracking, repo):
+    live = repo / ".git" / "gitml" / "live"
+    live.mkdir(parents=True, exist_ok=True)
+    (live / "junk.log").write_text("not a gitml log\n")
+    tracking.search_runs()  # any read recovers first
+    assert not (live / "junk.log").exists()
+    assert (repo / ".git" / "gitml" / "live-failed" / "junk.log").read_text() == "not a gitml log\n"

@@ -533,8 +533,8 @@ def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
             lines = orphan.read_lines()
             header = lines[0].decode(errors="replace").split("\t") if lines else []
             if len(header) < 3 or header[0] != LOG_MAGIC:
-                log.warning("gitml: skipping unreadable live log %s", orphan.path)
-                orphan.release()
+                kept = orphan.set_aside(repo.git_dir / names.STATE_DIR / "live-failed")
+                log.warning("gitml: live log without a gitml header set aside as %s", kept)
                 continue
             log_run_id, writer_id = header[1], header[2]
             events = [decode_event(ln) for ln in lines[1:]]
