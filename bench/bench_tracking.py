@@ -182,20 +182,18 @@ def values(n: int, seed: int = 1) -> list[float]:
     return [rng.random() for _ in range(n)]
 
 
-def a_gitml(ws: Workspace, n: int) -> dict[str, float]:
-    import gitml
-
-    gitml_fresh(ws, "a-gitml")
+def _log_metric_loop(lib: Any, n: int, finish: Callable[[], None]) -> dict[str, float]:
+    """Workload (a) on either library: one run, n log_metric calls, then end (+ finish)."""
     vals = values(n)
-    log_metric = gitml.log_metric
+    log_metric = lib.log_metric
     t0 = now()
-    gitml.start_run()
+    lib.start_run()
     t1 = now()
     for i in range(n):
         log_metric("loss", vals[i], step=i)
     t2 = now()
-    gitml.end_run()
-    gitml.flush()
+    lib.end_run()
+    finish()
     t3 = now()
     return {
         "calls": n,
@@ -205,30 +203,20 @@ def a_gitml(ws: Workspace, n: int) -> dict[str, float]:
         "hot_us": (t2 - t1) / n * 1e6,
         "amortized_us": (t3 - t1) / n * 1e6,
     }
+
+
+def a_gitml(ws: Workspace, n: int) -> dict[str, float]:
+    import gitml
+
+    gitml_fresh(ws, "a-gitml")
+    return _log_metric_loop(gitml, n, gitml.flush)  # flush: git notes are written in batches
 
 
 def a_mlflow(dbs: MlflowDbs, n: int) -> dict[str, float]:
     import mlflow
 
     dbs.fresh("a-mlflow")
-    vals = values(n)
-    log_metric = mlflow.log_metric
-    t0 = now()
-    mlflow.start_run()
-    t1 = now()
-    for i in range(n):
-        log_metric("loss", vals[i], step=i)
-    t2 = now()
-    mlflow.end_run()
-    t3 = now()
-    return {
-        "calls": n,
-        "start_run_s": t1 - t0,
-        "loop_s": t2 - t1,
-        "end_s": t3 - t2,
-        "hot_us": (t2 - t1) / n * 1e6,
-        "amortized_us": (t3 - t1) / n * 1e6,
-    }
+    return _log_metric_loop(mlflow, n, lambda: None)
 
 
 # -- (b) run create + finish ----------------------------------------------------------
