@@ -32,13 +32,14 @@ _LAZY.update(
         "Param": ("gitml.tracking.entities", "Param"),
         "RunTag": ("gitml.tracking.entities", "RunTag"),
         "GitmlError": ("gitml.errors", "GitmlError"),
+        "infer_signature": ("gitml.models.signature", "infer_signature"),
     }
 )
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = ("artifacts",)
+_SUBMODULES = ("artifacts", "pyfunc", "sklearn")
 
 
 def __getattr__(name: str) -> Any:

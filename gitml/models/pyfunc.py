@@ -1,0 +1,222 @@
+"""The generic model interface: load any model directory and call ``predict``.
+
+``load_model(uri)`` reads the MLmodel file, imports the flavor named by
+``python_function.loader_module`` and wraps what it returns in a
+``PyFuncModel`` whose ``predict`` enforces the signature first. MLflow's
+loader modules (``mlflow.sklearn``, ``mlflow.pyfunc.model``) map to
+gitml's own implementations, so MLflow-written models load without MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gitml.errors import InvalidValue
+from gitml.models.mlmodel import PYFUNC, Model, write_environment, save_input_example
+from gitml.models.signature import ModelSignature, enforce_schema, infer_signature
+
+# MLflow loader module -> gitml module implementing the same format
+LOADERS = {
+    "mlflow.sklearn": "gitml.models.sklearn",
+    "mlflow.pyfunc.model": "gitml.models.pyfunc",
+    "gitml.models.sklearn": "gitml.models.sklearn",
+    "gitml.models.pyfunc": "gitml.models.pyfunc",
+}
+
+
+class PythonModel:
+    """Base class for custom models, as in MLflow: override ``predict``, optionally ``load_context``."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Called once at load time; ``context.artifacts`` maps names to local paths."""
+
+    def predict(self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        raise NotImplementedError
+
+
+class PythonModelContext:
+    def __init__(self, artifacts: dict[str, str], model_config: dict[str, Any] | None = None) -> None:
+        self.artifacts = artifacts
+        self.model_config = model_config or {}
+
+
+class PyFuncModel:
+    """A loaded model: ``predict(data, params=None)`` with the signature enforced."""
+
+    def __init__(self, model_meta: Model, impl: Any, path: Path) -> None:
+        self.metadata = model_meta
+        self._impl = impl
+        self._path = path
+
+    @property
+    def signature(self) -> ModelSignature | None:
+        return self.metadata.signature
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Predict; raises SchemaMismatch when ``data`` does not fit the signature."""
+        sig = self.metadata.signature
+        if sig is not None and sig.inputs is not None:
+            data = enforce_schema(data, sig.inputs)
+        if params and sig is not None and sig.params:
+            known = {p["name"]: p for p in sig.params}
+            unknown = sorted(set(params) - set(known))
+            if unknown:
+                raise InvalidValue(f"Unknown inference params {unknown}; the model accepts {sorted(known)}")
+            params = {**{k: p.get("default") for k, p in known.items()}, **params}
+        return self._impl.predict(data, params=params) if params else self._impl.predict(data)
+
+    def unwrap_python_model(self) -> Any:
+        return getattr(self._impl, "python_model", self._impl)
+
+    def __repr__(self) -> str:
+        return f"PyFuncModel(flavor={self.metadata.flavors[PYFUNC].get('loader_module')}, path={str(self._path)!r})"
+
+
+def load_model(model_uri: str, dst_path: str | None = None) -> PyFuncModel:
+    """Load a model by URI (``runs:/<id>/<path>``, a local path) as a PyFuncModel.
+
+    Raises:
+        ModelNotFound, InvalidValue (no python_function flavor / unknown loader).
+    """
+    from gitml.models.uri import local_model_path
+
+    path = local_model_path(model_uri, dst_path)
+    meta = Model.load(path)
+    conf = meta.flavors.get(PYFUNC)
+    if conf is None:
+        raise InvalidValue(f"Model at {model_uri!r} has no python_function flavor; load it with its own flavor")
+    loader = conf.get("loader_module")
+    target = LOADERS.get(loader)
+    if target is None:
+        raise InvalidValue(f"Model at {model_uri!r} needs loader module {loader!r}, which gitml does not provide")
+    data = path / conf["model_path"] if conf.get("model_path") else path
+    impl = importlib.import_module(target)._load_pyfunc(str(data), meta, path)
+    return PyFuncModel(meta, impl, path)
+
+
+# -- custom PythonModel flavor (mlflow.pyfunc.model) --------------------------------------------------
+
+
+class _PythonModelWrapper:
+    def __init__(self, python_model: PythonModel, context: PythonModelContext) -> None:
+        self.python_model = python_model
+        self.context = context
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.python_model.predict(self.context, data, params=params) if params else \
+            self.python_model.predict(self.context, data)
+
+
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+    import cloudpickle
+
+    model_dir = model_dir or Path(data_path)
+    conf = meta.flavors.get(PYFUNC, {}) if meta else {}
+    if conf.get("code"):
+        import sys
+
+        sys.path.insert(0, str(model_dir / conf["code"]))
+    with open(model_dir / conf.get("python_model", "python_model.pkl"), "rb") as f:
+        python_model = cloudpickle.load(f)
+    # MLflow writes {name: {"path": ..., "uri": ...}}; plain strings are accepted too.
+    artifacts = {
+        name: str(model_dir / (entry["path"] if isinstance(entry, dict) else entry))
+        for name, entry in (conf.get("artifacts") or {}).items()
+    }
+    context = PythonModelContext(artifacts, conf.get("model_config"))
+    python_model.load_context(context)
+    return _PythonModelWrapper(python_model, context)
+
+
+def save_model(path: str | os.PathLike[str], python_model: PythonModel, artifacts: dict[str, str] | None = None,
+               code_paths: list[str] | None = None, signature: ModelSignature | None = None,
+               input_example: Any = None, pip_requirements: list[str] | None = None,
+               model_config: dict[str, Any] | None = None) -> Model:
+    """Save a custom PythonModel in MLflow's ``mlflow.pyfunc.model`` format."""
+    import cloudpickle
+
+    out = _new_model_dir(path)
+    with open(out / "python_model.pkl", "wb") as f:
+        cloudpickle.dump(python_model, f)
+    saved_artifacts = {}
+    if artifacts:
+        (out / "artifacts").mkdir()
+        for name, src in artifacts.items():
+            dest = out / "artifacts" / Path(src).name
+            (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
+            saved_artifacts[name] = {"path": f"artifacts/{Path(src).name}", "uri": str(src)}
+    code = _copy_code(out, code_paths)
+    meta = Model()
+    pyfunc_conf: dict[str, Any] = {
+        "loader_module": "mlflow.pyfunc.model",
+        "python_model": "python_model.pkl",
+        "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+        "python_version": __import__("gitml.models.mlmodel", fromlist=["x"]).python_version(),
+        "streamable": False,
+    }
+    if code:
+        pyfunc_conf["code"] = code
+    if saved_artifacts:
+        pyfunc_conf["artifacts"] = saved_artifacts
+    if model_config:
+        pyfunc_conf["model_config"] = model_config
+    meta.add_flavor(PYFUNC, **pyfunc_conf)
+    _finish(out, meta, signature, input_example, None,
+            pip_requirements or ["mlflow", "cloudpickle", "numpy", "pandas"])
+    return meta
+
+
+def _new_model_dir(path: str | os.PathLike[str]) -> Path:
+    out = Path(path)
+    if out.exists() and any(out.iterdir()):
+        raise InvalidValue(f"Path {str(out)!r} already exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _copy_code(out: Path, code_paths: list[str] | None) -> str | None:
+    if not code_paths:
+        return None
+    (out / "code").mkdir()
+    for src in code_paths:
+        dest = out / "code" / Path(src).name
+        (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
+    return "code"
+
+
+def _finish(out: Path, meta: Model, signature: ModelSignature | None, input_example: Any,
+            predict: Any, packages: list[str]) -> None:
+    """Signature (inferred from the example when not given), example, environment, MLmodel."""
+    if signature is None and input_example is not None:
+        output = None
+        if predict is not None:
+            try:
+                output = predict(input_example)
+            except Exception:  # noqa: BLE001 - an output schema is optional; MLflow also skips it
+                output = None
+        signature = infer_signature(input_example, output)
+    meta.signature = signature
+    if input_example is not None:
+        save_input_example(out, input_example, meta)
+    write_environment(out, packages)
+    meta.save(out)
+
+
+def log_model(python_model: PythonModel, name: str = "model", artifacts: dict[str, str] | None = None,
+              code_paths: list[str] | None = None, signature: ModelSignature | None = None,
+              input_example: Any = None, registered_model_name: str | None = None,
+              pip_requirements: list[str] | None = None, artifact_path: str | None = None, **_: Any) -> Any:
+    """Save a PythonModel into the active run's artifacts under ``name``."""
+    from gitml.models.uri import log_saved_model
+
+    return log_saved_model(artifact_path or name, registered_model_name, lambda d: save_model(
+        d, python_model, artifacts, code_paths, signature, input_example, pip_requirements))
+
+
+def tempdir() -> str:
+    return tempfile.mkdtemp(prefix="gitml-model-")

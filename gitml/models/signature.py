@@ -1,0 +1,208 @@
+"""Model signatures in MLflow's format: column specs or tensor specs, as JSON strings.
+
+``infer_signature`` reads an input example (pandas DataFrame, dict of
+columns, numpy array) and optional outputs; ``enforce_schema`` applies a
+signature at predict time the way MLflow's pyfunc does: missing columns
+are an error naming them, extra columns are dropped, and only safe type
+conversions are made (e.g. int to float, never float to int).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitml.errors import GitmlError
+
+
+class SchemaMismatch(GitmlError):
+    """Input does not match the model's signature."""
+
+    http_status = 400
+    error_code = "BAD_REQUEST"
+
+
+# numpy dtype kind/name -> MLflow column type
+_COLUMN_TYPES = {
+    "bool": "boolean",
+    "int8": "integer", "int16": "integer", "int32": "integer", "uint8": "integer", "uint16": "integer",
+    "int64": "long", "uint32": "long", "uint64": "long",
+    "float32": "float", "float16": "float",
+    "float64": "double",
+    "object": "string", "str": "string", "string": "string",
+    "bytes": "binary",
+    "datetime64[ns]": "datetime",
+}
+# column type -> types it may be safely converted from
+_SAFE_FROM = {
+    "double": {"double", "float", "integer", "long"},
+    "float": {"float", "integer"},
+    "long": {"long", "integer"},
+    "integer": {"integer"},
+    "string": {"string"},
+    "boolean": {"boolean"},
+    "binary": {"binary"},
+    "datetime": {"datetime"},
+}
+_NUMPY_OF = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+             "boolean": "bool", "string": "object", "binary": "object", "datetime": "datetime64[ns]"}
+
+
+@dataclass
+class Schema:
+    """Either named columns (``{"type", "name", "required"}``) or tensors (``{"type": "tensor", ...}``)."""
+
+    specs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_tensor(self) -> bool:
+        return bool(self.specs) and self.specs[0].get("type") == "tensor"
+
+    def input_names(self) -> list[str]:
+        return [s["name"] for s in self.specs if "name" in s]
+
+    def to_json(self) -> str:
+        return json.dumps(self.specs)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Schema | None:
+        return cls(json.loads(text)) if text else None
+
+
+@dataclass
+class ModelSignature:
+    inputs: Schema | None = None
+    outputs: Schema | None = None
+    params: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "inputs": self.inputs.to_json() if self.inputs else None,
+            "outputs": self.outputs.to_json() if self.outputs else None,
+            "params": json.dumps(self.params) if self.params else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ModelSignature | None:
+        if not data:
+            return None
+        params = data.get("params")
+        return cls(Schema.from_json(data.get("inputs")), Schema.from_json(data.get("outputs")),
+                   json.loads(params) if params else None)
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype)
+    if name.startswith("datetime64"):
+        return "datetime64[ns]"
+    if name.startswith(("<U", "str")):
+        return "str"
+    return name
+
+
+def schema_of(data: Any) -> Schema:
+    """The schema MLflow would infer for ``data``."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, dict):
+        data = pd.DataFrame({k: np.atleast_1d(v) for k, v in data.items()})
+    if isinstance(data, pd.Series):
+        data = data.to_frame()
+    if isinstance(data, pd.DataFrame):
+        specs = []
+        for name, col in data.items():
+            kind = _dtype_name(col.dtype)
+            col_type = _COLUMN_TYPES.get(kind)
+            if kind == "object":
+                values = col.dropna()
+                if len(values) and all(isinstance(v, bytes) for v in values):
+                    col_type = "binary"
+                elif len(values) and all(isinstance(v, bool) for v in values):
+                    col_type = "boolean"
+            if col_type is None:
+                raise SchemaMismatch(f"Cannot infer a signature type for column {name!r} of dtype {col.dtype}")
+            specs.append({"type": col_type, "name": str(name), "required": not bool(col.isna().any())})
+        return Schema(specs)
+    arr = np.asarray(data)
+    if arr.ndim == 1 and _dtype_name(arr.dtype) in _COLUMN_TYPES:
+        # one unnamed column, as MLflow infers for a 1-D prediction array
+        return Schema([{"type": _COLUMN_TYPES[_dtype_name(arr.dtype)], "required": True}])
+    shape = [-1, *arr.shape[1:]] if arr.ndim else [-1]
+    return Schema([{"type": "tensor", "tensor-spec": {"dtype": _dtype_name(arr.dtype), "shape": shape}}])
+
+
+def infer_signature(model_input: Any = None, model_output: Any = None, params: dict[str, Any] | None = None) -> ModelSignature:
+    """A signature from example input, output and inference params (MLflow's ``infer_signature``)."""
+    param_specs = None
+    if params:
+        param_specs = [{"name": k, "type": _param_type(v), "default": v, "shape": None} for k, v in params.items()]
+    return ModelSignature(
+        schema_of(model_input) if model_input is not None else None,
+        schema_of(model_output) if model_output is not None else None,
+        param_specs,
+    )
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    return "string"
+
+
+def enforce_schema(data: Any, schema: Schema) -> Any:
+    """Make ``data`` fit ``schema`` or raise SchemaMismatch naming what is wrong.
+
+    Column schemas: missing required columns are an error; extra columns
+    are dropped; each column is converted only when that is lossless.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if schema.is_tensor:
+        spec = schema.specs[0]["tensor-spec"]
+        arr = np.asarray(data.values if isinstance(data, pd.DataFrame) else data)
+        want = np.dtype(spec["dtype"]) if spec["dtype"] not in ("str", "object") else np.dtype(object)
+        if arr.dtype != want:
+            if np.can_cast(arr.dtype, want, casting="safe"):
+                arr = arr.astype(want)
+            else:
+                raise SchemaMismatch(f"Input tensor of dtype {arr.dtype} cannot be converted to {want} without loss")
+        expected = spec["shape"]
+        if len(expected) != arr.ndim or any(e != -1 and e != a for e, a in zip(expected, arr.shape)):
+            raise SchemaMismatch(f"Input tensor shape {list(arr.shape)} does not match the signature's {expected}")
+        return arr
+    if isinstance(data, dict):
+        data = pd.DataFrame({k: np.atleast_1d(v) for k, v in data.items()})
+    if not isinstance(data, pd.DataFrame):
+        names = schema.input_names()
+        arr = np.asarray(data)
+        if arr.ndim == 2 and arr.shape[1] == len(names):
+            data = pd.DataFrame(arr, columns=names)
+        else:
+            raise SchemaMismatch(f"Expected a table with columns {names}, got {type(data).__name__}")
+    missing = [s["name"] for s in schema.specs if s.get("required", True) and s["name"] not in data.columns]
+    if missing:
+        raise SchemaMismatch(f"Model is missing inputs {missing}. Note that there were extra inputs: "
+                             f"{sorted(set(map(str, data.columns)) - set(schema.input_names()))}")
+    out = {}
+    for spec in schema.specs:
+        name = spec["name"]
+        if name not in data.columns:
+            continue
+        col = data[name]
+        have = _COLUMN_TYPES.get(_dtype_name(col.dtype), "string")
+        want = spec["type"]
+        if have != want:
+            if have not in _SAFE_FROM.get(want, set()):
+                raise SchemaMismatch(
+                    f"Incompatible input types for column {name!r}: cannot safely convert {col.dtype} to {want}"
+                )
+            col = col.astype(_NUMPY_OF[want])
+        out[name] = col
+    return pd.DataFrame(out, index=data.index)

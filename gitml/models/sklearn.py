@@ -1,0 +1,134 @@
+"""scikit-learn flavor: save, log and load sklearn models in MLflow's format.
+
+Serialization is skops by default: a skops file is loaded without running
+arbitrary code, and only the types listed as trusted are rebuilt. Pickle
+(cloudpickle) is used only when asked for (``serialization_format=
+"cloudpickle"``); the MLmodel file records which one was used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gitml.errors import InvalidValue
+from gitml.models.mlmodel import PYFUNC, Model, installed_version, python_version
+from gitml.models.pyfunc import _finish, _new_model_dir
+
+FLAVOR = "sklearn"
+SKOPS = "skops"
+CLOUDPICKLE = "cloudpickle"
+PICKLE = "pickle"
+FORMATS = (SKOPS, CLOUDPICKLE, PICKLE)
+_FILES = {SKOPS: "model.skops", CLOUDPICKLE: "model.pkl", PICKLE: "model.pkl"}
+
+
+def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format: str = SKOPS,
+               signature: Any = None, input_example: Any = None,
+               pip_requirements: list[str] | None = None, skops_trusted_types: list[str] | None = None,
+               pyfunc_predict_fn: str = "predict", **_: Any) -> Model:
+    """Write ``sk_model`` as an MLflow-format model directory at ``path``.
+
+    Raises:
+        InvalidValue: unknown serialization format, or the path is not empty.
+    """
+    if serialization_format not in FORMATS:
+        raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
+    out = _new_model_dir(path)
+    filename = _FILES[serialization_format]
+    trusted = None
+    if serialization_format == SKOPS:
+        import skops.io as sio
+
+        sio.dump(sk_model, out / filename)
+        trusted = sorted(set(sio.get_untrusted_types(file=out / filename)) | set(skops_trusted_types or [])) or None
+    else:
+        import cloudpickle
+        import pickle
+
+        with open(out / filename, "wb") as f:
+            (cloudpickle if serialization_format == CLOUDPICKLE else pickle).dump(sk_model, f)
+    meta = Model()
+    meta.add_flavor(PYFUNC, loader_module="mlflow.sklearn", model_path=filename, predict_fn=pyfunc_predict_fn,
+                    env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
+    flavor: dict[str, Any] = {"pickled_model": filename, "serialization_format": serialization_format,
+                              "sklearn_version": installed_version("scikit-learn"), "code": None}
+    if serialization_format == SKOPS:
+        flavor["skops_trusted_types"] = trusted
+    meta.add_flavor(FLAVOR, **flavor)
+    packages = pip_requirements or ["scikit-learn", "numpy", "scipy", "pandas",
+                                    *(["skops"] if serialization_format == SKOPS else ["cloudpickle"])]
+    _finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
+            packages)
+    return meta
+
+
+def log_model(sk_model: Any, name: str = "model", serialization_format: str = SKOPS, signature: Any = None,
+              input_example: Any = None, registered_model_name: str | None = None,
+              pip_requirements: list[str] | None = None, artifact_path: str | None = None, **kwargs: Any) -> Any:
+    """Save ``sk_model`` into the active run's artifacts under ``name`` (MLflow's ``log_model``)."""
+    from gitml.models.uri import log_saved_model
+
+    return log_saved_model(artifact_path or name, registered_model_name, lambda d: save_model(
+        sk_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs))
+
+
+# Types a skops file may rebuild without being named by the caller. The list
+# in the MLmodel file is not trusted on its own: whoever wrote the model wrote
+# that list too.
+SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None) -> Any:
+    fmt = conf.get("serialization_format", CLOUDPICKLE)
+    file = path / conf.get("pickled_model", _FILES.get(fmt, "model.pkl"))
+    if fmt == SKOPS:
+        import skops.io as sio
+
+        allowed = set(trusted_types or [])
+        untrusted = [t for t in sio.get_untrusted_types(file=file)
+                     if t not in allowed and not t.startswith(SAFE_TYPE_PREFIXES)]
+        if untrusted:
+            raise InvalidValue(
+                f"Refusing to load {file}: it would rebuild types outside scikit-learn, numpy and scipy: "
+                f"{sorted(untrusted)}. If you trust this model, pass skops_trusted_types={sorted(untrusted)!r}."
+            )
+        return sio.load(file, trusted=sio.get_untrusted_types(file=file))
+    if fmt in (CLOUDPICKLE, PICKLE):
+        import cloudpickle
+
+        with open(file, "rb") as f:
+            return cloudpickle.load(f)
+    raise InvalidValue(f"Model at {path} uses unknown serialization format {fmt!r}")
+
+
+def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None) -> Any:
+    """The scikit-learn estimator of a model (``runs:/...`` or a path).
+
+    Pickle-format models execute code when loaded: load only models you trust.
+    """
+    from gitml.models.uri import local_model_path
+
+    path = local_model_path(model_uri, dst_path)
+    meta = Model.load(path)
+    conf = meta.flavors.get(FLAVOR)
+    if conf is None:
+        raise InvalidValue(f"Model at {model_uri!r} has no sklearn flavor (flavors: {', '.join(meta.flavors)})")
+    return _load(path, conf, skops_trusted_types)
+
+
+class _SklearnPyfunc:
+    def __init__(self, model: Any, predict_fn: str) -> None:
+        self.sklearn_model = model
+        self._predict = getattr(model, predict_fn)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        return self._predict(data)
+
+
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+    model_dir = model_dir or Path(data_path).parent
+    conf = (meta.flavors.get(FLAVOR) if meta else None) or {"pickled_model": Path(data_path).name}
+    predict_fn = (meta.flavors.get(PYFUNC, {}).get("predict_fn") if meta else None) or "predict"
+    return _SklearnPyfunc(_load(model_dir, conf), predict_fn)

@@ -1,0 +1,202 @@
+"""Models in MLflow's format: sklearn and custom pyfunc flavors, signatures, URIs, interop with MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+np = pytest.importorskip("numpy")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("sklearn")
+pytest.importorskip("skops")
+
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from gitml.errors import InvalidValue  # noqa: E402
+from gitml.models.signature import SchemaMismatch  # noqa: E402
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.random(60), "b": rng.random(60), "n": rng.integers(0, 5, 60)})
+    y = ((X.a + X.b) > 1).astype(int)
+    return X, y
+
+
+@pytest.fixture
+def model(data):
+    X, y = data
+    return LogisticRegression().fit(X, y)
+
+
+def test_sklearn_save_load_predict_equal(tracking, data, model, tmp_path):
+    X, _ = data
+    tracking.sklearn.save_model(model, tmp_path / "m", input_example=X[:3])
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["MLmodel", "conda.yaml", "input_example.json", "model.skops", "python_env.yaml",
+                     "requirements.txt", "serving_input_example.json"]
+    import yaml
+
+    meta = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
+    assert meta["flavors"]["python_function"]["loader_module"] == "mlflow.sklearn"
+    assert meta["flavors"]["sklearn"]["serialization_format"] == "skops"
+    assert json.loads(meta["signature"]["inputs"]) == [
+        {"type": "double", "name": "a", "required": True},
+        {"type": "double", "name": "b", "required": True},
+        {"type": "long", "name": "n", "required": True},
+    ]
+    assert json.loads(meta["signature"]["outputs"]) == [{"type": "long", "required": True}]
+    assert "scikit-learn==" in (tmp_path / "m" / "requirements.txt").read_text()
+    loaded = tracking.sklearn.load_model(str(tmp_path / "m"))
+    assert (loaded.predict(X) == model.predict(X)).all()
+    assert (tracking.pyfunc.load_model(str(tmp_path / "m")).predict(X) == model.predict(X)).all()
+
+
+def test_log_model_by_runs_uri_and_in_run_diff(tracking, repo, data, model):
+    X, y = data
+    with tracking.start_run() as first:
+        info = tracking.sklearn.log_model(model, name="model", input_example=X[:2])
+    assert info.model_uri == f"runs:/{first.info.run_id}/model"
+    pred = tracking.pyfunc.load_model(info.model_uri).predict(X)
+    assert (pred == model.predict(X)).all()
+    assert {f.path for f in tracking.Client().list_artifacts(first.info.run_id, "model")} >= {"model/MLmodel", "model/model.skops"}
+    other = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    with tracking.start_run() as second:
+        tracking.sklearn.log_model(other, name="model", serialization_format="cloudpickle")
+    from tests.conftest import git
+
+    diff = git(repo, "diff", f"refs/gitml/runs/{first.info.run_id}", f"refs/gitml/runs/{second.info.run_id}", "--", "artifacts.json")
+    assert '"model/"' in diff and "model.pkl" in diff and "md5" in diff
+
+
+def test_schema_enforcement(tracking, data, model, tmp_path):
+    X, _ = data
+    tracking.sklearn.save_model(model, tmp_path / "m", input_example=X[:3])
+    pm = tracking.pyfunc.load_model(str(tmp_path / "m"))
+    with pytest.raises(SchemaMismatch, match=r"missing inputs \['b'\]"):
+        pm.predict(X[["a", "n"]])
+    with pytest.raises(SchemaMismatch, match="'n'.*float64 to long"):
+        pm.predict(X.assign(n=X.n + 0.5))
+    extra = X.assign(unused="x")
+    assert (pm.predict(extra) == model.predict(X)).all()  # extra columns dropped
+    as_int = X.assign(a=(X.a * 10).astype(int), b=(X.b * 10).astype(int))
+    assert len(pm.predict(as_int)) == len(X)  # int -> double is a safe conversion
+
+
+def test_custom_python_model_with_artifacts(tracking, tmp_path):
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"scale": 3}))
+
+    class Scaler(tracking.pyfunc.PythonModel):
+        def load_context(self, context):
+            self.scale = json.loads(Path(context.artifacts["weights"]).read_text())["scale"]
+
+        def predict(self, context, model_input, params=None):
+            return model_input["x"] * self.scale * (params or {}).get("boost", 1)
+
+    df = pd.DataFrame({"x": [1.0, 2.0]})
+    with tracking.start_run():
+        info = tracking.pyfunc.log_model(Scaler(), name="scaler", artifacts={"weights": str(weights)}, input_example=df)
+    pm = tracking.pyfunc.load_model(info.model_uri)
+    assert list(pm.predict(df)) == [3.0, 6.0]
+
+
+def test_bad_inputs(tracking, model, tmp_path):
+    with pytest.raises(InvalidValue, match="serialization_format 'joblib'"):
+        tracking.sklearn.save_model(model, tmp_path / "x", serialization_format="joblib")
+    from gitml.models.mlmodel import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="no MLmodel"):
+        tracking.pyfunc.load_model(str(tmp_path))
+    with tracking.start_run() as run:
+        pass
+    with pytest.raises(ModelNotFound):
+        tracking.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "MLmodel").write_text("flavors: [unclosed")
+    with pytest.raises(InvalidValue, match="not valid YAML"):
+        tracking.pyfunc.load_model(str(tmp_path / "bad"))
+
+
+def test_tampered_model_file_fails_hash_check(tracking, repo, data, model):
+    from gitml.store.content import CorruptObject
+
+    X, _ = data
+    with tracking.start_run() as run:
+        tracking.sklearn.log_model(model, name="model")
+    manifest = json.loads(subprocess.run(["git", "show", f"refs/gitml/runs/{run.info.run_id}:artifacts.json"],
+                                         cwd=repo, capture_output=True, text=True, check=True).stdout)
+    digest = manifest["model/model.skops"]["md5"]
+    obj = repo / ".git/gitml/cache/files/md5" / digest[:2] / digest[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"not a model")
+    with pytest.raises(CorruptObject, match=digest):
+        tracking.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+
+
+def test_skops_refuses_untrusted_types(tracking, tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = FunctionTransformer(func=np.log1p)
+    tracking.sklearn.save_model(model, tmp_path / "m")
+    # numpy functions are within the safe prefixes: loads
+    tracking.sklearn.load_model(str(tmp_path / "m"))
+    tracking.sklearn.save_model(FunctionTransformer(func=json.dumps), tmp_path / "j")
+    with pytest.raises(InvalidValue, match="json.dumps"):
+        tracking.sklearn.load_model(str(tmp_path / "j"))
+    assert tracking.sklearn.load_model(str(tmp_path / "j"), skops_trusted_types=["json.dumps"]) is not None
+
+
+MLFLOW_LOADS = """
+import os, sys, json
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+import mlflow.pyfunc, pandas as pd
+m = mlflow.pyfunc.load_model(sys.argv[1])
+X = pd.read_json(sys.argv[2], orient="split")
+print(json.dumps([int(v) for v in m.predict(X)]))
+"""
+
+MLFLOW_SAVES = """
+import sys, pandas as pd, numpy as np, mlflow.sklearn
+from sklearn.linear_model import LogisticRegression
+X = pd.read_json(sys.argv[2], orient="split"); y = ((X.a + X.b) > 1).astype(int)
+mlflow.sklearn.save_model(LogisticRegression().fit(X, y), sys.argv[1], input_example=X[:2],
+                          serialization_format=sys.argv[3])
+"""
+
+
+def _mlflow() -> None:
+    pytest.importorskip("mlflow")
+
+
+@pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
+def test_mlflow_loads_gitml_model(tracking, data, model, tmp_path, fmt):
+    _mlflow()
+    X, _ = data
+    tracking.sklearn.save_model(model, tmp_path / "m", serialization_format=fmt, input_example=X[:2])
+    (tmp_path / "X.json").write_text(X.to_json(orient="split"))
+    out = subprocess.run([sys.executable, "-c", MLFLOW_LOADS, str(tmp_path / "m"), str(tmp_path / "X.json")],
+                         capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [int(v) for v in model.predict(X)]
+
+
+@pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
+def test_gitml_loads_mlflow_model(tracking, data, tmp_path, fmt):
+    _mlflow()
+    X, _ = data
+    (tmp_path / "X.json").write_text(X.to_json(orient="split"))
+    out = subprocess.run([sys.executable, "-c", MLFLOW_SAVES, str(tmp_path / "m"), str(tmp_path / "X.json"), fmt],
+                         capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    pm = tracking.pyfunc.load_model(str(tmp_path / "m"))
+    ref = LogisticRegression().fit(X, ((X.a + X.b) > 1).astype(int))
+    assert (pm.predict(X) == ref.predict(X)).all()
+    assert (tracking.sklearn.load_model(str(tmp_path / "m")).predict(X) == ref.predict(X)).all()
