@@ -39,7 +39,7 @@ _LAZY.update(
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = ("artifacts", "pyfunc", "sklearn")
+_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm")
 
 
 def __getattr__(name: str) -> Any:

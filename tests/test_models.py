@@ -200,3 +200,74 @@ def test_gitml_loads_mlflow_model(tracking, data, tmp_path, fmt):
     ref = LogisticRegression().fit(X, ((X.a + X.b) > 1).astype(int))
     assert (pm.predict(X) == ref.predict(X)).all()
     assert (tracking.sklearn.load_model(str(tmp_path / "m")).predict(X) == ref.predict(X)).all()
+
+
+BOOSTERS = ["xgb-sklearn", "xgb-booster", "lgb-sklearn", "lgb-booster"]
+
+
+def _booster(kind: str, X, y):
+    if kind.startswith("xgb"):
+        xgb = pytest.importorskip("xgboost")
+        if kind == "xgb-sklearn":
+            return xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y), "xgboost"
+        return xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=y), num_boost_round=5), "xgboost"
+    lgb = pytest.importorskip("lightgbm")
+    if kind == "lgb-sklearn":
+        return lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y), "lightgbm"
+    return lgb.train({"verbose": -1}, lgb.Dataset(X, label=y), num_boost_round=5), "lightgbm"
+
+
+def _raw_predict(model, X):
+    try:
+        import xgboost as xgb
+
+        if isinstance(model, xgb.Booster):
+            return model.predict(xgb.DMatrix(X))
+    except ImportError:
+        pass
+    return model.predict(X)
+
+
+@pytest.mark.parametrize("kind", BOOSTERS)
+def test_boosting_flavors_round_trip(tracking, data, kind):
+    X, y = data
+    model, flavor = _booster(kind, X, y)
+    module = getattr(tracking, flavor)
+    with tracking.start_run():
+        info = module.log_model(model, name="model", input_example=X[:2])
+    expected = _raw_predict(model, X)
+    assert np.allclose(tracking.pyfunc.load_model(info.model_uri).predict(X), expected)
+    assert np.allclose(_raw_predict(module.load_model(info.model_uri), X), expected)
+
+
+def test_boosting_foreign_model_class_refused(tracking, data, tmp_path):
+    xgb = pytest.importorskip("xgboost")
+    X, y = data
+    tracking.xgboost.save_model(xgb.XGBClassifier(n_estimators=2).fit(X, y), tmp_path / "m")
+    text = (tmp_path / "m" / "MLmodel").read_text().replace("xgboost.sklearn.XGBClassifier", "os.system")
+    (tmp_path / "m" / "MLmodel").write_text(text)
+    with pytest.raises(InvalidValue, match="os.system"):
+        tracking.xgboost.load_model(str(tmp_path / "m"))
+
+
+MLFLOW_LOADS_ANY = """
+import os, sys, json
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+import mlflow.pyfunc, pandas as pd, numpy as np
+m = mlflow.pyfunc.load_model(sys.argv[1])
+X = pd.read_json(sys.argv[2], orient="split")
+print(json.dumps(np.asarray(m.predict(X), dtype=float).tolist()))
+"""
+
+
+@pytest.mark.parametrize("kind", ["xgb-sklearn", "lgb-sklearn", "lgb-booster"])
+def test_mlflow_loads_gitml_boosting_model(tracking, data, tmp_path, kind):
+    _mlflow()
+    X, y = data
+    model, flavor = _booster(kind, X, y)
+    getattr(tracking, flavor).save_model(model, tmp_path / "m", input_example=X[:2])
+    (tmp_path / "X.json").write_text(X.to_json(orient="split"))
+    out = subprocess.run([sys.executable, "-c", MLFLOW_LOADS_ANY, str(tmp_path / "m"), str(tmp_path / "X.json")],
+                         capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), _raw_predict(model, X))

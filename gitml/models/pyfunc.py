@@ -23,6 +23,10 @@ from gitml.models.signature import ModelSignature, enforce_schema, infer_signatu
 # MLflow loader module -> gitml module implementing the same format
 LOADERS = {
     "mlflow.sklearn": "gitml.models.sklearn",
+    "mlflow.xgboost": "gitml.models.xgboost",
+    "mlflow.lightgbm": "gitml.models.lightgbm",
+    "gitml.models.xgboost": "gitml.models.xgboost",
+    "gitml.models.lightgbm": "gitml.models.lightgbm",
     "mlflow.pyfunc.model": "gitml.models.pyfunc",
     "gitml.models.sklearn": "gitml.models.sklearn",
     "gitml.models.pyfunc": "gitml.models.pyfunc",
@@ -94,7 +98,8 @@ def load_model(model_uri: str, dst_path: str | None = None) -> PyFuncModel:
     target = LOADERS.get(loader)
     if target is None:
         raise InvalidValue(f"Model at {model_uri!r} needs loader module {loader!r}, which gitml does not provide")
-    data = path / conf["model_path"] if conf.get("model_path") else path
+    sub = conf.get("model_path") or conf.get("data")  # MLflow flavors use either key
+    data = path / sub if sub else path
     impl = importlib.import_module(target)._load_pyfunc(str(data), meta, path)
     return PyFuncModel(meta, impl, path)
 

@@ -37,18 +37,7 @@ def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format
         raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
     out = _new_model_dir(path)
     filename = _FILES[serialization_format]
-    trusted = None
-    if serialization_format == SKOPS:
-        import skops.io as sio
-
-        sio.dump(sk_model, out / filename)
-        trusted = sorted(set(sio.get_untrusted_types(file=out / filename)) | set(skops_trusted_types or [])) or None
-    else:
-        import cloudpickle
-        import pickle
-
-        with open(out / filename, "wb") as f:
-            (cloudpickle if serialization_format == CLOUDPICKLE else pickle).dump(sk_model, f)
+    trusted = dump(sk_model, out / filename, serialization_format, skops_trusted_types)
     meta = Model()
     meta.add_flavor(PYFUNC, loader_module="mlflow.sklearn", model_path=filename, predict_fn=pyfunc_predict_fn,
                     env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
@@ -62,6 +51,24 @@ def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format
     _finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
             packages)
     return meta
+
+
+def dump(model: Any, file: Path, serialization_format: str, trusted_types: list[str] | None = None) -> list[str] | None:
+    """Serialize a scikit-learn-API model; for skops, return the non-default types it holds."""
+    if serialization_format not in FORMATS:
+        raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
+    if serialization_format == SKOPS:
+        import skops.io as sio
+
+        sio.dump(model, file)
+        return sorted(set(sio.get_untrusted_types(file=file)) | set(trusted_types or [])) or None
+    import pickle
+
+    import cloudpickle
+
+    with open(file, "wb") as f:
+        (cloudpickle if serialization_format == CLOUDPICKLE else pickle).dump(model, f)
+    return None
 
 
 def log_model(sk_model: Any, name: str = "model", serialization_format: str = SKOPS, signature: Any = None,
@@ -80,7 +87,8 @@ def log_model(sk_model: Any, name: str = "model", serialization_format: str = SK
 SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
-def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None) -> Any:
+def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None,
+          extra_safe: tuple[str, ...] = ()) -> Any:
     fmt = conf.get("serialization_format", CLOUDPICKLE)
     file = path / conf.get("pickled_model", _FILES.get(fmt, "model.pkl"))
     if fmt == SKOPS:
@@ -88,7 +96,7 @@ def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = No
 
         allowed = set(trusted_types or [])
         untrusted = [t for t in sio.get_untrusted_types(file=file)
-                     if t not in allowed and not t.startswith(SAFE_TYPE_PREFIXES)]
+                     if t not in allowed and not t.startswith(SAFE_TYPE_PREFIXES + extra_safe)]
         if untrusted:
             raise InvalidValue(
                 f"Refusing to load {file}: it would rebuild types outside scikit-learn, numpy and scipy: "

@@ -1,0 +1,76 @@
+"""LightGBM flavor in MLflow's format: Boosters as native ``model.lgb``; the
+scikit-learn API estimators (LGBMClassifier...) through the sklearn flavor's
+serialization (skops by default) in ``model.pkl``, as MLflow names it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gitml.models import boosting
+from gitml.models.mlmodel import Model, installed_version
+
+FLAVOR = "lightgbm"
+
+
+def save_model(lgb_model: Any, path: str | os.PathLike[str], serialization_format: str = "skops",
+               signature: Any = None, input_example: Any = None, pip_requirements: list[str] | None = None,
+               **_: Any) -> Model:
+    import lightgbm as lgb
+
+    booster = isinstance(lgb_model, lgb.Booster)
+    if booster:
+        filename, write, conf = "model.lgb", (lambda p: lgb_model.save_model(str(p))), {}
+    else:
+        from gitml.models.sklearn import dump
+
+        filename = "model.pkl"
+        trusted: list[str] | None = []
+
+        def write(p: Path) -> None:
+            trusted[:] = dump(lgb_model, p, serialization_format) or []  # type: ignore[index]
+
+        conf = {"serialization_format": serialization_format, "skops_trusted_types": trusted}
+    meta = boosting.save_native(
+        path, FLAVOR, "mlflow.lightgbm", lgb_model, filename, write,
+        {"lgb_version": installed_version("lightgbm"), **conf},
+        signature, input_example, pip_requirements or ["lightgbm", "numpy", "pandas", "scikit-learn"],
+        lgb_model.predict,
+    )
+    if not booster and not conf["skops_trusted_types"]:
+        meta.flavors[FLAVOR]["skops_trusted_types"] = None
+        meta.save(Path(path))
+    return meta
+
+
+def log_model(lgb_model: Any, name: str = "model", signature: Any = None, input_example: Any = None,
+              registered_model_name: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> Any:
+    from gitml.models.uri import log_saved_model
+
+    return log_saved_model(artifact_path or name, registered_model_name,
+                           lambda d: save_model(lgb_model, d, signature=signature, input_example=input_example, **kwargs))
+
+
+def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None) -> Any:
+    model_class = conf.get("model_class", "lightgbm.basic.Booster")
+    boosting.import_class(model_class, "lightgbm")  # refuse foreign classes early
+    if model_class == "lightgbm.basic.Booster":
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path / conf["data"]))
+    from gitml.models.sklearn import _load as load_sklearn
+
+    sk_conf = {"pickled_model": conf["data"], "serialization_format": conf.get("serialization_format", "cloudpickle")}
+    return load_sklearn(path, sk_conf, trusted_types, extra_safe=("lightgbm.",))
+
+
+def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None) -> Any:
+    path, conf = boosting.flavor_conf(model_uri, FLAVOR, dst_path)
+    return _load(path, conf, skops_trusted_types)
+
+
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+    model_dir = model_dir or Path(data_path).parent
+    conf = (meta.flavors.get(FLAVOR) if meta else None) or {"data": Path(data_path).name}
+    return boosting.Wrapper(_load(model_dir, conf))

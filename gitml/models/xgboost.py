@@ -1,0 +1,55 @@
+"""XGBoost flavor in MLflow's format: the native model file (UBJSON by default)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gitml.models import boosting
+from gitml.models.mlmodel import Model, installed_version
+
+FLAVOR = "xgboost"
+
+
+def save_model(xgb_model: Any, path: str | os.PathLike[str], model_format: str = "ubj", signature: Any = None,
+               input_example: Any = None, pip_requirements: list[str] | None = None, **_: Any) -> Model:
+    """Save a Booster or an XGBoost scikit-learn estimator with its own ``save_model``."""
+    return boosting.save_native(
+        path, FLAVOR, "mlflow.xgboost", xgb_model, f"model.{model_format}",
+        lambda p: xgb_model.save_model(str(p)),
+        {"xgb_version": installed_version("xgboost"), "model_format": model_format},
+        signature, input_example, pip_requirements or ["xgboost", "numpy", "pandas", "scikit-learn"],
+        _pyfunc_of(xgb_model).predict,
+    )
+
+
+def log_model(xgb_model: Any, name: str = "model", signature: Any = None, input_example: Any = None,
+              registered_model_name: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> Any:
+    from gitml.models.uri import log_saved_model
+
+    return log_saved_model(artifact_path or name, registered_model_name,
+                           lambda d: save_model(xgb_model, d, signature=signature, input_example=input_example, **kwargs))
+
+
+def _load(path: Path, conf: dict[str, Any]) -> Any:
+    cls = boosting.import_class(conf.get("model_class", "xgboost.core.Booster"), "xgboost")
+    model = cls()
+    model.load_model(str(path / conf["data"]))
+    return model
+
+
+def load_model(model_uri: str, dst_path: str | None = None) -> Any:
+    return _load(*boosting.flavor_conf(model_uri, FLAVOR, dst_path))
+
+
+def _pyfunc_of(model: Any) -> boosting.Wrapper:
+    import xgboost as xgb
+
+    return boosting.Wrapper(model, xgb.DMatrix if isinstance(model, xgb.Booster) else None)
+
+
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+    model_dir = model_dir or Path(data_path).parent
+    conf = (meta.flavors.get(FLAVOR) if meta else None) or {"data": Path(data_path).name}
+    return _pyfunc_of(_load(model_dir, conf))
