@@ -22,8 +22,9 @@ _FLUENT = (
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
 _LAZY.update(
     {
-        "Client": ("gitml.tracking.client", "Client"),
-        "MlflowClient": ("gitml.tracking.client", "Client"),
+        "Client": ("gitml.client", "Client"),
+        "MlflowClient": ("gitml.client", "Client"),
+        "register_model": ("gitml.client", "register_model"),
         "ActiveRun": ("gitml.tracking.entities", "ActiveRun"),
         "Run": ("gitml.tracking.entities", "Run"),
         "RunStatus": ("gitml.tracking.entities", "RunStatus"),

@@ -29,6 +29,20 @@ _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
 
 
 @dataclass(frozen=True)
+class TagInfo:
+    """An annotated tag object: where it points, who wrote it and when, its message."""
+
+    oid: str
+    name: str
+    target: str
+    tagger: str
+    email: str
+    time: int
+    offset: int  # minutes east of UTC
+    message: str
+
+
+@dataclass(frozen=True)
 class CommitInfo:
     """What gitml reads of a commit."""
 
@@ -366,6 +380,75 @@ class GitRepo:
                     break
                 out.append(_commit_info(c))
         return iter(out)
+
+    # -- tags ------------------------------------------------------------
+
+    def tag_refs(self) -> dict[str, str]:
+        """Tag name (without ``refs/tags/``) -> the oid the ref points at."""
+        with self.lock:
+            return {
+                ref.name[10:]: str(ref.target)
+                for ref in self._repo.references.iterator(pygit2.enums.ReferenceFilter.TAGS)
+                if ref.type == pygit2.enums.ReferenceType.DIRECT
+            }
+
+    def read_tag(self, oid: str) -> TagInfo | None:
+        """The annotated tag object ``oid``, or None if it is not a tag object (a lightweight tag)."""
+        with self.lock:
+            obj = self._repo.get(oid)
+            if obj is None or obj.type != ObjectType.TAG:
+                return None
+            tagger = obj.tagger
+            return TagInfo(
+                oid=oid, name=obj.name, target=str(obj.target),
+                tagger=tagger.name if tagger else "", email=tagger.email if tagger else "",
+                time=tagger.time if tagger else 0, offset=tagger.offset if tagger else 0,
+                message=obj.message or "",
+            )
+
+    def write_tag(self, name: str, target: str, message: str, when: int | None = None) -> str:
+        """Write an annotated tag object (no ref yet) tagged now, or at ``when`` (epoch seconds)."""
+        sig = self.signature()
+        if when is not None:
+            sig = pygit2.Signature(sig.name, sig.email, when, sig.offset)
+        with self.lock:
+            return self._tag_object(name, target, self._repo[target].type, sig, message)
+
+    def _tag_object(self, name: str, target: str, kind: int, sig: pygit2.Signature, message: str) -> str:
+        sign = "+" if sig.offset >= 0 else "-"
+        hours, minutes = divmod(abs(sig.offset), 60)
+        type_name = {ObjectType.COMMIT: "commit", ObjectType.TREE: "tree", ObjectType.BLOB: "blob",
+                     ObjectType.TAG: "tag"}[kind]
+        if not message.endswith("\n"):
+            message += "\n"
+        raw = (f"object {target}\ntype {type_name}\ntag {name}\n"
+               f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{hours:02d}{minutes:02d}\n\n{message}")
+        return str(self._repo.odb.write(ObjectType.TAG, raw.encode()))
+
+    def create_refs(self, refs: dict[str, str]) -> bool:
+        """Create every ref in ``refs`` (name -> oid) at once, or none of them.
+
+        All the refs' locks are taken first; if any of them exists already
+        (another writer got there first) nothing is written and False is
+        returned, so the caller can re-read and retry.
+        """
+        with self.lock:
+            repo = self._repo
+            try:
+                with repo.transaction() as tx:
+                    for name in refs:
+                        tx.lock_ref(name)
+                    if any(repo.references.get(name) is not None for name in refs):
+                        raise _LostRace
+                    for name, oid in refs.items():
+                        tx.set_target(name, oid, message=f"gitml: create {name}")
+                return True
+            except _LostRace:
+                pass
+            except (pygit2.GitError, ValueError, OSError, KeyError):
+                pass  # another process holds one of the locks
+        _backoff()
+        return False
 
     # -- notes -----------------------------------------------------------
 

@@ -241,17 +241,22 @@ def _as_uint8(array: Any) -> Any:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def manifest(repo: GitRepo, run_id: str) -> dict[str, dict[str, Any]]:
-    """The run's artifacts.json: path -> {md5, size} (directories end in '/')."""
-    from gitml.tracking import runs
+def manifest(repo: GitRepo, run_id: str, commit: str | None = None) -> dict[str, dict[str, Any]]:
+    """The run's artifacts.json: path -> {md5, size} (directories end in '/').
 
-    run = runs.get_run(repo, run_id)
-    raw = repo.read_path(repo.commit_info(run.commit).tree, "artifacts.json")  # type: ignore[arg-type]
+    ``commit`` reads it from that run commit (a registered version pins one)
+    instead of the run's latest.
+    """
+    if commit is None:
+        from gitml.tracking import runs
+
+        commit = runs.get_run(repo, run_id).commit
+    raw = repo.read_path(repo.commit_info(commit).tree, "artifacts.json")  # type: ignore[arg-type]
     entries = json.loads(raw or b"{}")
     # The manifest may come from someone else's clone: never trust its paths.
     for path in entries:
         if validate_artifact_path(path.rstrip("/"), "artifact path in artifacts.json") != path.rstrip("/"):
-            raise InvalidName(f"Run {run.info.run_id} lists an artifact with a non-normal path {path!r}")
+            raise InvalidName(f"Run {run_id} lists an artifact with a non-normal path {path!r}")
     return entries
 
 
@@ -276,7 +281,8 @@ def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[
     return [out[k] for k in sorted(out)]
 
 
-def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> str:
+def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_path: str | os.PathLike[str] | None = None,
+                       commit: str | None = None) -> str:
     """Copy an artifact file or directory out of the cache, verifying every hash.
 
     As in MLflow, the artifact keeps its run-relative path under ``dst_path``
@@ -287,7 +293,7 @@ def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_
         CorruptObject (content does not match its recorded hash).
     """
     prefix = validate_artifact_path(path)
-    files = {p: e for p, e in manifest(repo, run_id).items() if not p.endswith("/")}
+    files = {p: e for p, e in manifest(repo, run_id, commit).items() if not p.endswith("/")}
     dst = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-artifacts-"))
     store = content_store(repo)
     if prefix in files:

@@ -1,0 +1,376 @@
+"""The model registry: versions and stages as git tags (GTO's grammar), comments as notes.
+
+Every change is one or more annotated tags created together or not at all
+(the refs' locks are taken first and none may exist yet). Two writers that
+race both compute the same next tag name; one wins, the other re-reads the
+state and tries again with the next counter, so both events are recorded
+and the later one decides who holds the stage.
+
+Tag times of one model strictly increase (a tag written in the same second
+as the model's last one is dated one second later), so tools that order
+events by time alone, such as GTO, see them in the same order as gitml.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue
+from gitml.registry import tags as grammar
+from gitml.registry.state import (
+    MODEL_PATH_TRAILER,
+    RUN_TRAILER,
+    Event,
+    ModelState,
+    VersionState,
+    load,
+    semver_key,
+)
+from gitml.store import names
+from gitml.store.repo import CAS_RETRIES, GitRepo
+
+__all__ = [
+    "Comment", "Event", "ModelState", "ModelNotRegistered", "VersionNotFound", "VersionState",
+    "assign", "comment", "comments", "deprecate", "deregister", "find_version", "get_model",
+    "load", "register", "register_model", "resolve", "unassign",
+]
+
+
+class ModelNotRegistered(GitmlError):
+    """No registry tag names this model."""
+
+    exit_code = 2
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class VersionNotFound(GitmlError):
+    """The model has no such version, or no version in that stage."""
+
+    exit_code = 2
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class RegistryConflict(GitmlError):
+    """The change contradicts the registry's state (a version exists, a stage is not held...)."""
+
+    http_status = 400
+    error_code = "INVALID_STATE"
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment on a version, kept in ``refs/notes/gitml-registry`` on its registration tag."""
+
+    time: int
+    author: str
+    email: str
+    text: str
+
+
+Plan = list[tuple[grammar.TagName, str, str]]  # (tag name, target commit, message)
+
+
+def get_model(repo: GitRepo, name: str) -> ModelState:
+    """The state of one model.
+
+    Raises:
+        ModelNotRegistered
+    """
+    grammar.check_model_name(name)
+    model = load(repo).get(name)
+    if model is None:
+        raise ModelNotRegistered(f"No registered model named {name!r}")
+    return model
+
+
+def find_version(model: ModelState, ref: str | int, *, active_only: bool = False) -> VersionState:
+    """The version ``ref`` names: a number (``3``), a semver (``v1.2.0`` or ``1.2.0``) or ``latest``.
+
+    Raises:
+        VersionNotFound
+    """
+    ref = str(ref).strip()
+    found: VersionState | None
+    if ref.isdigit():
+        n = int(ref)
+        found = model.versions[n - 1] if 1 <= n <= len(model.versions) else None
+        what = f"version {n}"
+    elif ref in ("latest", "greatest"):
+        found = model.latest()
+        what = "an active version"
+    else:
+        version = grammar.check_version(ref)
+        found = model.by_version(version)
+        what = f"version {version}"
+    if found is None:
+        known = ", ".join(f"{v.number}={v.version}" for v in model.versions[-5:]) or "none"
+        raise VersionNotFound(f"Model {model.name!r} has no {what} (latest versions: {known})")
+    if active_only and not found.active:
+        raise RegistryConflict(f"{model.name} {found.version} was deregistered")
+    return found
+
+
+def resolve(repo: GitRepo, spec: str) -> VersionState:
+    """The version a registry reference names, for loading and serving.
+
+    ``rf/3`` (third version), ``rf/v1.2.0``, ``rf/Production`` (stage),
+    ``rf/latest``, ``rf@production`` (stage, MLflow's alias form),
+    ``rf@v1.2.0`` and ``rf#production`` (GTO's shorthands).
+
+    Raises:
+        ModelNotRegistered, VersionNotFound, InvalidValue
+    """
+    name, sep, ref = _split_spec(spec)
+    model = get_model(repo, name)
+    if sep == "/" and (ref.isdigit() or ref in ("latest", "greatest") or grammar.VERSION_RE.match(ref)):
+        return find_version(model, ref, active_only=True)
+    if sep == "@" and (ref in ("latest", "greatest") or grammar.VERSION_RE.match(ref)):
+        return find_version(model, ref, active_only=True)
+    stage = grammar.check_stage(ref)
+    holder = model.stages.get(stage)
+    if holder is None:
+        held = ", ".join(sorted(model.stages)) or "none"
+        raise VersionNotFound(f"No version of {name!r} is in stage {stage!r} (stages held: {held})")
+    return holder
+
+
+def _split_spec(spec: str) -> tuple[str, str, str]:
+    for sep in ("#", "@", "/"):
+        name, found, ref = spec.rpartition(sep)
+        if found and name and ref:
+            return name, sep, ref
+    raise InvalidValue(
+        f"Invalid model reference {spec!r}: expected <name>/<version>, <name>/<stage>, "
+        "<name>@<stage>, <name>@v<semver> or <name>#<stage>"
+    )
+
+
+# -- changes ---------------------------------------------------------------------------------
+
+
+def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tuple[ModelState, list[str]]:
+    """Create the tags ``plan`` asks for against the current state, retrying lost races."""
+    grammar.check_model_name(name)
+    for _ in range(CAS_RETRIES):
+        model = load(repo).get(name) or ModelState(name)
+        todo = plan(model)
+        if not todo:
+            return model, []
+        when = max(int(time.time()), model.last_time + 1)
+        refs = {}
+        for event, target, message in todo:
+            tag = grammar.format(event)
+            refs["refs/tags/" + tag] = repo.write_tag(tag, target, message, when)
+        if repo.create_refs(refs):
+            return load(repo)[name], [r[len("refs/tags/") :] for r in refs]
+    raise ConcurrentUpdate(f"Gave up writing registry tags for {name!r} after {CAS_RETRIES} attempts")
+
+
+def register(repo: GitRepo, name: str, commit: str, *, path: str | None, run_id: str | None,
+             version: str | None = None, bump: str = "patch", description: str | None = None) -> VersionState:
+    """Register the model in run commit ``commit`` as a new version of ``name``.
+
+    ``version`` is explicit (``v1.2.0``) or the highest existing one bumped
+    (``bump``: major, minor or patch; the first version is v0.0.1, as in GTO).
+
+    Raises:
+        InvalidName, InvalidValue, RegistryConflict (the version exists, or
+        this commit is a version of the model already).
+    """
+    if bump not in ("major", "minor", "patch"):
+        raise InvalidValue(f"Invalid bump {bump!r}: use major, minor or patch")
+    wanted = grammar.check_version(version) if version else None
+
+    def plan(model: ModelState) -> Plan:
+        existing = model.by_commit(commit)
+        if existing is not None:
+            state = "" if existing.active else " (deregistered)"
+            raise RegistryConflict(
+                f"Commit {commit[:12]} is registered already as {name} {existing.version}{state}; "
+                "GTO allows one version per commit"
+            )
+        if wanted is not None:
+            if model.by_version(wanted) is not None:
+                raise RegistryConflict(f"{name} {wanted} exists already; choose another version")
+            new = wanted
+        elif model.versions:
+            top = max((v.version for v in model.versions), key=semver_key)
+            new = "v" + str(getattr(semver_key(top), f"bump_{bump}")())
+        else:
+            new = "v0.0.1"
+        text = description.strip() if description and description.strip() else f"Registering model {name} version {new}"
+        trailers = "".join(f"{k} {v}\n" for k, v in ((MODEL_PATH_TRAILER, path), (RUN_TRAILER, run_id)) if v)
+        message = f"{text}\n\n{trailers}" if trailers else text + "\n"
+        return [(grammar.TagName(name, grammar.REGISTER, version=new), commit, message)]
+
+    model, written = _write(repo, name, plan)
+    return model.by_version(grammar.parse(written[0]).version)  # type: ignore[union-attr,arg-type,return-value]
+
+
+def assign(repo: GitRepo, name: str, version: str | int, stage: str, message: str | None = None) -> tuple[VersionState, list[str]]:
+    """Put ``version`` in ``stage``; the version that held it is unassigned in the same step.
+
+    Returns the version and the tags written (none if it held the stage already).
+
+    Raises:
+        ModelNotRegistered, VersionNotFound, RegistryConflict (deregistered version), InvalidName
+    """
+    stage = grammar.check_stage(stage)
+    get_model(repo, name)
+
+    def plan(model: ModelState) -> Plan:
+        v = find_version(model, version, active_only=True)
+        holder = model.stages.get(stage)
+        if holder is not None and holder.version == v.version:
+            return []
+        n = model.next_counter
+        todo: Plan = []
+        if holder is not None:
+            todo.append((grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=n), holder.commit,
+                         f"Unassigning stage {stage} from model {name} version {holder.version}: {v.version} takes it\n"))
+            n += 1
+        text = message or f"Assigning stage {stage} to model {name} version {v.version}"
+        todo.append((grammar.TagName(name, grammar.ASSIGN, stage=stage, counter=n), v.commit, text.strip() + "\n"))
+        return todo
+
+    model, written = _write(repo, name, plan)
+    return find_version(model, version), written
+
+
+def unassign(repo: GitRepo, name: str, version: str | int, stage: str, message: str | None = None) -> list[str]:
+    """Take ``version`` out of ``stage``.
+
+    Raises:
+        ModelNotRegistered, VersionNotFound, RegistryConflict (it does not hold that stage)
+    """
+    stage = grammar.check_stage(stage)
+    get_model(repo, name)
+
+    def plan(model: ModelState) -> Plan:
+        v = find_version(model, version)
+        if stage not in v.stages:
+            held = ", ".join(v.stages) or "no stage"
+            raise RegistryConflict(f"{name} {v.version} is not in stage {stage!r} (it holds {held})")
+        text = message or f"Unassigning stage {stage} from model {name} version {v.version}"
+        return [(grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=model.next_counter), v.commit,
+                 text.strip() + "\n")]
+
+    return _write(repo, name, plan)[1]
+
+
+def deregister(repo: GitRepo, name: str, version: str | int, message: str | None = None) -> list[str]:
+    """Deregister a version (``rf@v1.2.0!``): it no longer loads, serves or holds stages.
+
+    Raises:
+        ModelNotRegistered, VersionNotFound, RegistryConflict (deregistered already)
+    """
+    get_model(repo, name)
+
+    def plan(model: ModelState) -> Plan:
+        v = find_version(model, version, active_only=True)
+        text = message or f"Deregistering model {name} version {v.version}"
+        return [(grammar.TagName(name, grammar.DEREGISTER, version=v.version), v.commit, text.strip() + "\n")]
+
+    return _write(repo, name, plan)[1]
+
+
+def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]:
+    """Deprecate the whole model (``rf@deprecated``); a later registration revives it.
+
+    Raises:
+        ModelNotRegistered, RegistryConflict (deprecated already)
+    """
+    get_model(repo, name)
+
+    def plan(model: ModelState) -> Plan:
+        if model.deprecated:
+            raise RegistryConflict(f"Model {name!r} is deprecated already")
+        first = not any(e.action == grammar.DEPRECATE for e in model.events)
+        target = model.events[-1].commit
+        text = message or f"Deprecating model {name}"
+        return [(grammar.TagName(name, grammar.DEPRECATE, counter=None if first else model.next_counter), target,
+                 text.strip() + "\n")]
+
+    return _write(repo, name, plan)[1]
+
+
+def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | None = None,
+                   bump: str = "patch", description: str | None = None) -> VersionState:
+    """Register the model logged at ``runs:/<run_id>/<path>`` as a new version of ``name``.
+
+    The version tag points at the run's commit as it is now, so later
+    changes to the run do not change what the version loads.
+
+    Raises:
+        InvalidValue (not a runs:/ URI), RunNotFound, ModelNotFound (no
+        MLmodel at that path in the run), and what ``register`` raises.
+    """
+    from gitml.models.mlmodel import ModelNotFound
+    from gitml.tracking import artifacts, runs, writer
+
+    grammar.check_model_name(name)
+    uri = str(model_uri)
+    run_id, _, path = uri[len("runs:/") :].strip("/").partition("/") if uri.startswith("runs:/") else ("", "", "")
+    if not run_id or not path:
+        raise InvalidValue(
+            f"Cannot register {uri!r}: a version is a tag on a run's commit, so give the model as "
+            "runs:/<run_id>/<artifact path>"
+        )
+    path = artifacts.validate_artifact_path(path.rstrip("/"), "model path")
+    writer.flush_all(repo)  # a run still open in this process: its model must be in the commit
+    run_id = runs.resolve_run_id(repo, run_id)
+    commit = repo.ref_target(names.run_ref(run_id))
+    if commit is None or f"{path}/MLmodel" not in artifacts.manifest(repo, run_id, commit):
+        raise ModelNotFound(f"Run {run_id} has no model at {path!r} (no {path}/MLmodel among its artifacts)")
+    return register(repo, name, commit, path=path, run_id=run_id, version=version, bump=bump,
+                    description=description)
+
+
+# -- comments --------------------------------------------------------------------------------
+
+
+def comment(repo: GitRepo, name: str, version: str | int, text: str) -> Comment:
+    """Add a comment to a version (a JSON line in the note on its registration tag).
+
+    Raises:
+        ModelNotRegistered, VersionNotFound, InvalidValue (empty text)
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidValue("A comment needs some text")
+    v = find_version(get_model(repo, name), version)
+    sig = repo.signature()
+    c = Comment(int(time.time()), sig.name, sig.email, text.strip())
+    line = json.dumps({"time": c.time, "author": c.author, "email": c.email, "text": c.text}, ensure_ascii=False)
+
+    def edit(old: str | None) -> str:
+        return (old or "").rstrip("\n") + ("\n" if old and old.strip() else "") + line + "\n"
+
+    repo.update_notes(names.REGISTRY_NOTES_REF, {v.tag_oid: edit}, f"gitml: comment on {v.tag}\n")
+    return c
+
+
+def parse_comments(text: str | None) -> list[Comment]:
+    out = []
+    for line in (text or "").splitlines():
+        try:
+            d = json.loads(line)
+            out.append(Comment(int(d["time"]), str(d["author"]), str(d["email"]), str(d["text"])))
+        except (ValueError, KeyError, TypeError):
+            if line.strip():  # a note someone wrote by hand with `git notes`
+                out.append(Comment(0, "", "", line.strip()))
+    return out
+
+
+def comments(repo: GitRepo, versions: list[VersionState]) -> dict[str, list[Comment]]:
+    """Tag name -> comments, for these versions."""
+    if not versions or repo.ref_target(names.REGISTRY_NOTES_REF) is None:
+        return {}
+    if len(versions) > 16:
+        notes = dict(repo.note_targets(names.REGISTRY_NOTES_REF))
+        return {v.tag: parse_comments(notes.get(v.tag_oid)) for v in versions}
+    return {v.tag: parse_comments(repo.read_note(names.REGISTRY_NOTES_REF, v.tag_oid)) for v in versions}

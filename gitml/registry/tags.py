@@ -1,0 +1,129 @@
+"""GTO's tag grammar: one parser and one formatter for every registry tag.
+
+=============================  ======================================
+``rf@v1.2.0``                  register version v1.2.0 of model rf
+``rf@v1.2.0!#7``               deregister it (7 = the model's event counter)
+``rf#production#5``            assign stage production to the tagged commit's version
+``rf#production!#6``           unassign it
+``rf@deprecated``              deprecate the model
+=============================  ======================================
+
+The patterns are GTO's (gto/constants.py), so ``gto show`` and gitml read
+the same tags. A model name may carry GTO's folder prefix ``dir:name``,
+written ``dir=name`` inside a tag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gitml.errors import InvalidName, InvalidValue
+
+REGISTER, DEREGISTER, ASSIGN, UNASSIGN, DEPRECATE, CREATE = (
+    "register", "deregister", "assign", "unassign", "deprecate", "create",
+)
+
+_NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9\-/_]*[a-zA-Z0-9])?"
+_SEMVER = (
+    r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
+    r"(?:-(?:(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+(?:[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+)
+_FULLNAME_IN_TAG = rf"(?:[a-zA-Z0-9\-_./]+=)?{_NAME}"
+
+TAG_RE = re.compile(
+    rf"^(?P<model>{_FULLNAME_IN_TAG})"
+    rf"(?:(?:#(?P<stage>{_NAME})|@(?P<version>v{_SEMVER}))(?P<cancel>!?)|@(?P<special>deprecated|created))"
+    rf"(?:#(?P<counter>[0-9]+))?$"
+)
+NAME_RE = re.compile(rf"^{_NAME}$")
+FULLNAME_RE = re.compile(rf"^(?:[a-zA-Z0-9\-_./]+:)?{_NAME}$")
+VERSION_RE = re.compile(rf"^v{_SEMVER}$")
+#: ``rf@v1.2.0``, ``rf@latest``, ``rf#production``: GTO's shorthands for one version.
+SHORTCUT_RE = re.compile(rf"^(?P<model>(?:[a-zA-Z0-9\-_./]+:)?{_NAME})(?:#(?P<stage>{_NAME})|@(?P<version>latest|greatest|v{_SEMVER}))$")
+
+
+@dataclass(frozen=True)
+class TagName:
+    """What a registry tag's name says."""
+
+    model: str
+    action: str
+    version: str | None = None
+    stage: str | None = None
+    counter: int | None = None
+
+
+def parse(tag: str) -> TagName | None:
+    """The registry event a tag name encodes, or None for any other tag."""
+    if "@" not in tag and "#" not in tag:
+        return None
+    m = TAG_RE.match(tag)
+    if m is None:
+        return None
+    model = m["model"].replace("=", ":")
+    counter = int(m["counter"]) if m["counter"] else None
+    if m["special"]:
+        return TagName(model, DEPRECATE if m["special"] == "deprecated" else CREATE, counter=counter)
+    cancel = m["cancel"] == "!"
+    if m["version"]:
+        return TagName(model, DEREGISTER if cancel else REGISTER, version=m["version"], counter=counter)
+    return TagName(model, UNASSIGN if cancel else ASSIGN, stage=m["stage"], counter=counter)
+
+
+def format(event: TagName) -> str:  # noqa: A001 - the inverse of parse
+    """The tag name for ``event`` (inverse of ``parse``)."""
+    model = event.model.replace(":", "=")
+    if event.action in (REGISTER, DEREGISTER):
+        body = f"{model}@{event.version}" + ("!" if event.action == DEREGISTER else "")
+    elif event.action in (ASSIGN, UNASSIGN):
+        body = f"{model}#{event.stage}" + ("!" if event.action == UNASSIGN else "")
+    elif event.action == DEPRECATE:
+        body = f"{model}@deprecated"
+    else:
+        body = f"{model}@created"
+    return body if event.counter is None else f"{body}#{event.counter}"
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a valid registry model name (GTO's rules).
+
+    Raises:
+        InvalidName: the name has characters a tag cannot carry, or would
+        not read back as the same model.
+    """
+    if not isinstance(name, str) or not FULLNAME_RE.match(name) or "//" in name or ".." in name or name.endswith(".lock"):
+        raise InvalidName(
+            f"Invalid model name {name!r}: use letters, digits, '-', '_' and '/', "
+            "starting and ending with a letter or digit (GTO's naming rules)"
+        )
+    return name
+
+
+def check_stage(stage: str) -> str:
+    """The stage name, lower-cased (``Production`` and ``production`` are one stage).
+
+    Raises:
+        InvalidName: not a valid GTO stage name.
+    """
+    if not isinstance(stage, str) or not NAME_RE.match(stage) or "//" in stage:
+        raise InvalidName(
+            f"Invalid stage name {stage!r}: use letters, digits, '-', '_' and '/', "
+            "starting and ending with a letter or digit (GTO's naming rules)"
+        )
+    if stage.lower() == "none":
+        raise InvalidName("'None' is not a stage: to take a version out of a stage, unassign it")
+    return stage.lower()
+
+
+def check_version(version: str) -> str:
+    """A semantic version written with a leading ``v`` (``1.2.0`` becomes ``v1.2.0``).
+
+    Raises:
+        InvalidValue: not a semantic version.
+    """
+    v = version if version.startswith("v") else f"v{version}"
+    if not VERSION_RE.match(v):
+        raise InvalidValue(f"Invalid version {version!r}: expected a semantic version like v1.2.0")
+    return v
