@@ -65,11 +65,12 @@ def repo_from(ctx: click.Context) -> Any:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, log, runs, sync
+    from gitml.cli import artifacts, experiments, log, models, runs, sync
 
     main.add_command(runs.runs)
     main.add_command(artifacts.artifacts)
     main.add_command(experiments.experiments)
+    main.add_command(models.models)
     main.add_command(log.log)
     main.add_command(runs.reindex)
     main.add_command(sync.push)

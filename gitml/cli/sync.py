@@ -43,6 +43,13 @@ def _print_report(report: Any, as_json: bool, verb: str) -> None:
     click.echo(f"{verb}: {len(runs)} runs {'sent to' if verb == 'push' else 'received from'} {report.remote}"
                + (f", {len(report.runs_merged)} merged" if report.runs_merged else "")
                + f"; notes {report.notes}")
+    tags = report.tags_sent if verb == "push" else report.tags_received
+    if tags:
+        click.echo(f"registry: {len(tags)} tags {'sent' if verb == 'push' else 'received'}")
+    for old, new in sorted(report.tags_renumbered.items()):
+        click.echo(f"registry: your unpublished {old} is now {new} (the remote had {old} already)")
+    for tag, why in sorted(report.tag_conflicts.items()):
+        click.echo(f"warning: registry tag {tag}: {why}", err=True)
     if report.artifact_remote:
         click.echo(f"artifacts: {report.artifacts_copied} objects copied ({report.artifact_remote})")
     for run_id, paths in sorted(report.artifacts_missing.items()):
@@ -57,11 +64,11 @@ def _print_report(report: Any, as_json: bool, verb: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.pass_context
 def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
-    """Push runs, experiments and notes to a git REMOTE, and their artifacts to the DVC remote."""
+    """Push runs, experiments, notes and registry tags to a git REMOTE, and artifacts to the DVC remote."""
     from gitml import sync
 
     report = _run(ctx, sync.push, remote, artifact_remote, as_json, "push")
-    if report.refs_rejected:
+    if report.refs_rejected or report.tag_conflicts:
         ctx.exit(1)
 
 
@@ -71,7 +78,7 @@ def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.pass_context
 def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
-    """Pull runs, experiments and notes from a git REMOTE (merging), and their artifacts."""
+    """Pull runs, experiments, notes and registry tags from a git REMOTE (merging), and their artifacts."""
     from gitml import sync
 
     _run(ctx, sync.pull, remote, artifact_remote, as_json, "pull")

@@ -22,7 +22,7 @@ from gitml.tracking.notes import merge_lines, note_runs
 
 Progress = Callable[[int, int], None]
 
-REMOTE_PATTERNS = ("refs/gitml/*", "refs/notes/gitml", "refs/notes/gitml-registry")
+REMOTE_PATTERNS = ("refs/gitml/*", "refs/notes/gitml", "refs/notes/gitml-registry", "refs/tags/*")
 
 
 @dataclass
@@ -34,6 +34,10 @@ class SyncReport:
     runs_received: list[str] = field(default_factory=list)
     runs_merged: list[str] = field(default_factory=list)
     refs_rejected: dict[str, str] = field(default_factory=dict)
+    tags_sent: list[str] = field(default_factory=list)
+    tags_received: list[str] = field(default_factory=list)
+    tags_renumbered: dict[str, str] = field(default_factory=dict)  # our unpublished tag -> its new name
+    tag_conflicts: dict[str, str] = field(default_factory=dict)
     artifacts_copied: int = 0
     artifact_remote: str | None = None
     artifacts_missing: dict[str, list[str]] = field(default_factory=dict)  # run id -> paths
@@ -52,7 +56,8 @@ def _incoming(remote: str) -> str:
 def _fetch_incoming(repo: GitRepo, remote: str) -> dict[str, str]:
     """Fetch the remote's gitml refs under the incoming namespace; local name -> oid there."""
     base = _incoming(remote)
-    gitremote.fetch(repo, remote, [f"+refs/gitml/*:{base}gitml/*", f"+refs/notes/gitml*:{base}notes/gitml*"])
+    gitremote.fetch(repo, remote, [f"+refs/gitml/*:{base}gitml/*", f"+refs/notes/gitml*:{base}notes/gitml*",
+                                   f"+refs/tags/*:{base}tags/*"])
     found = {}
     for ref, oid in repo.iter_refs(base):
         local = "refs/" + ref[len(base) :]
@@ -66,8 +71,10 @@ def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[
         return ("received" if ours is None else "same"), theirs
     if names.parse_run_ref(ref):
         merged = merge_runs(repo, ours, theirs)
+    elif ref == names.REGISTRY_NOTES_REF:
+        merged = _merge_notes(repo, ours, theirs, _union_lines)
     elif ref.startswith("refs/notes/gitml"):
-        merged = _merge_notes(repo, ours, theirs)
+        merged = _merge_notes(repo, ours, theirs, _union_runs)
     else:
         merged = _merge_history(repo, ours, theirs)
     return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
@@ -83,8 +90,23 @@ def _merge_history(repo: GitRepo, ours: str, theirs: str) -> str:
     return repo.write_commit(info.tree, [ours, theirs], "gitml: merge experiment from two clones\n")
 
 
-def _merge_notes(repo: GitRepo, ours: str, theirs: str) -> str:
-    """Union of two notes commits, line by run id (ours wins); a merge commit of both."""
+def _union_runs(mine: str, theirs: str) -> str | None:
+    """Run notes: their lines for runs our note does not list (ours wins for the rest)."""
+    theirs_lines = {line.split()[1]: line for line in theirs.splitlines() if line.startswith("run ")}
+    mine_ids = set(note_runs(mine))
+    new_lines = {rid: line for rid, line in theirs_lines.items() if rid not in mine_ids}
+    return (merge_lines(mine, new_lines) or "") if new_lines else None
+
+
+def _union_lines(mine: str, theirs: str) -> str | None:
+    """Registry comments: every line of both, ours first, each once."""
+    have = set(mine.splitlines())
+    extra = [line for line in theirs.splitlines() if line not in have]
+    return mine.rstrip("\n") + "\n" + "\n".join(extra) + "\n" if extra else None
+
+
+def _merge_notes(repo: GitRepo, ours: str, theirs: str, combine: Callable[[str, str], str | None]) -> str:
+    """Union of two notes commits (``combine`` merges two notes on one object); a merge commit of both."""
     if repo.is_ancestor(theirs, ours):
         return ours
     if repo.is_ancestor(ours, theirs):
@@ -94,13 +116,12 @@ def _merge_notes(repo: GitRepo, ours: str, theirs: str) -> str:
     changes: dict[str, bytes | None] = {}
     for target, text in repo.notes_in_tree(their_tree):
         mine = ours_notes.get(target)
-        theirs_lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("run ")}
-        mine_ids = set(note_runs(mine or ""))
-        new_lines = {rid: line for rid, line in theirs_lines.items() if rid not in mine_ids}
         if mine is None:
             changes[target] = text.encode()
-        elif new_lines:
-            changes[target] = (merge_lines(mine, new_lines) or "").encode()
+        else:
+            merged = combine(mine, text)
+            if merged is not None:
+                changes[target] = merged.encode()
     tree = repo.update_tree(our_tree, _note_paths(repo, our_tree, changes))
     return repo.write_commit(tree, [ours, theirs], "gitml: merge notes from two clones\n")
 
@@ -133,6 +154,8 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     writer.recover(repo)
     report = SyncReport(remote)
     remote_refs = gitremote.ls_remote(repo, remote, REMOTE_PATTERNS)
+    remote_tags = _registry_tags(remote_refs)
+    remote_refs = {r: o for r, o in remote_refs.items() if not r.startswith("refs/tags/") or r in remote_tags}
     try:
         if any(not repo.has_object(oid) for oid in remote_refs.values()):
             _absorb(repo, _fetch_incoming(repo, remote), report, count_received=False)
@@ -142,8 +165,10 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
             if oid:
                 local[ref] = oid
         updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items()) if remote_refs.get(ref) != oid]
+        updates += _tag_updates(repo, remote_refs, report)
         run_updates = [(ref, oid) for ref, oid, _ in updates if names.parse_run_ref(ref)]
-        wanted = _artifact_oids(repo, [oid for _, oid in run_updates])
+        tag_oids = [oid for ref, oid, _ in updates if ref.startswith("refs/tags/")]
+        wanted = _artifact_oids(repo, [oid for _, oid in run_updates] + _version_commits(repo, tag_oids))
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
@@ -169,6 +194,8 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
                 report.runs_sent.append(names.parse_run_ref(ref))  # type: ignore[arg-type]
             elif ref == names.NOTES_REF:
                 report.notes = "sent"
+            elif ref.startswith("refs/tags/"):
+                report.tags_sent.append(ref[len("refs/tags/") :])
     finally:
         gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
     return report
@@ -189,7 +216,9 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
         _absorb(repo, incoming, report, count_received=True)
         # Every run's artifacts, not just this pull's: runs merged in by an
         # earlier push, or pulled before a remote was set up, get theirs now.
-        wanted = _artifact_oids(repo, [oid for ref, oid in repo.iter_refs(names.RUNS_PREFIX)])
+        versions = _version_commits(repo, list(_registry_tags(
+            {"refs/tags/" + n: o for n, o in repo.tag_refs().items()}).values()))
+        wanted = _artifact_oids(repo, [oid for ref, oid in repo.iter_refs(names.RUNS_PREFIX)] + versions)
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
@@ -217,7 +246,11 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
 def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_received: bool) -> list[str]:
     """Merge fetched refs into ours (compare-and-swap); return run commits that changed locally."""
     changed = []
+    tags = {ref: oid for ref, oid in incoming.items() if ref.startswith("refs/tags/")}
+    _absorb_tags(repo, tags, report)
     for ref, theirs in sorted(incoming.items()):
+        if ref in tags:
+            continue
         for _ in range(20):
             ours = repo.ref_target(ref)
             kind, result = _merge_ref(repo, ref, ours, theirs)
@@ -245,3 +278,76 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
         writer.write_notes(repo)
         runs.index_for(repo).refresh()
     return changed
+
+
+# -- registry tags ------------------------------------------------------------------------------
+
+
+def _version_commits(repo: GitRepo, tag_oids: list[str]) -> list[str]:
+    """The run commits registry tags point at (a registered version pins its run's state then)."""
+    from gitml.tracking.runfiles import RUN_FILE
+
+    out = set()
+    for oid in tag_oids:
+        info = repo.read_tag(oid)
+        if info is not None and repo.read_path(repo.commit_info(info.target).tree, RUN_FILE) is not None:
+            out.add(info.target)
+    return sorted(out)
+
+
+def _registry_tags(refs: dict[str, str]) -> dict[str, str]:
+    """The registry tags among ``refs/tags/...`` refs (other tags are the user's: never touched)."""
+    from gitml.registry import tags as grammar
+
+    return {ref: oid for ref, oid in refs.items()
+            if ref.startswith("refs/tags/") and grammar.parse(ref[len("refs/tags/") :]) is not None}
+
+
+def _absorb_tags(repo: GitRepo, incoming: dict[str, str], report: SyncReport) -> None:
+    """Take the remote's registry tags. Tags are immutable: a name both sides wrote differently is
+    a stage event numbered twice (two clones promoted at once); ours, unpublished, gets the next
+    free counter and theirs takes the name. A version both registered differently is reported."""
+    from gitml.registry import tags as grammar
+
+    incoming = _registry_tags(incoming)
+    local = {"refs/tags/" + name: oid for name, oid in repo.tag_refs().items()}
+    counters: dict[str, int] = {}
+    for ref in list(local) + list(incoming):
+        parsed = grammar.parse(ref[len("refs/tags/") :])
+        if parsed is not None and parsed.counter is not None:
+            counters[parsed.model] = max(counters.get(parsed.model, 0), parsed.counter)
+    for ref, theirs in sorted(incoming.items()):
+        ours = local.get(ref)
+        name = ref[len("refs/tags/") :]
+        if ours == theirs:
+            continue
+        if ours is None:
+            if repo.cas_ref(ref, theirs, None):
+                report.tags_received.append(name)
+            continue
+        parsed = grammar.parse(name)
+        info = repo.read_tag(ours)
+        if parsed is None or parsed.counter is None or info is None:
+            report.tag_conflicts[name] = "the remote has a different tag of this name; yours was kept"
+            continue
+        counters[parsed.model] += 1
+        new_name = grammar.format(grammar.TagName(parsed.model, parsed.action, parsed.version, parsed.stage,
+                                                  counters[parsed.model]))
+        new_oid = repo.write_tag(new_name, info.target, info.message, info.time)
+        if repo.cas_ref("refs/tags/" + new_name, new_oid, None) and repo.cas_ref(ref, theirs, ours):
+            report.tags_renumbered[name] = new_name
+            report.tags_received.append(name)
+        else:
+            report.tag_conflicts[name] = "changed while renumbering; run the command again"
+
+
+def _tag_updates(repo: GitRepo, remote_refs: dict[str, str], report: SyncReport) -> list[tuple[str, str, str | None]]:
+    """Registry tags to create on the remote (a tag there is never moved)."""
+    updates = []
+    for ref, oid in sorted(_registry_tags({"refs/tags/" + n: o for n, o in repo.tag_refs().items()}).items()):
+        theirs = remote_refs.get(ref)
+        if theirs is None:
+            updates.append((ref, oid, None))
+        elif theirs != oid:
+            report.tag_conflicts[ref[len("refs/tags/") :]] = "the remote has a different tag of this name"
+    return updates

@@ -1,0 +1,227 @@
+"""``gitml models ...``: the model registry (versions and stages as git tags)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gitml.cli import repo_from
+from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
+
+VERSION_HELP = "VERSION is a number (3 = the third registered), a semver (v1.2.0) or 'latest'."
+
+
+@click.group()
+def models() -> None:
+    """Register model versions and move them through stages (git tags, GTO's grammar)."""
+
+
+def _version_dict(v: Any, comments: list[Any] | None = None, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    d = {
+        "model": v.model, "number": v.number, "version": v.version, "active": v.active,
+        "stages": list(v.stages), "run_id": v.run_id, "path": v.path, "commit": v.commit, "tag": v.tag,
+        "registered_at": v.registered_at, "author": v.author, "email": v.email, "description": v.message,
+    }
+    if comments is not None:
+        d["comments"] = [vars(c) for c in comments]
+    if metrics is not None:
+        d["metrics"] = metrics
+    return d
+
+
+@models.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include deprecated models.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List registered models: latest version and who holds each stage."""
+    from gitml import registry
+
+    found = [m for _, m in sorted(registry.load(repo_from(ctx)).items()) if show_all or not m.deprecated]
+    if as_json:
+        echo_json([{
+            "name": m.name, "deprecated": m.deprecated, "versions": len(m.active_versions()),
+            "latest": m.latest().version if m.latest() else None,
+            "stages": {s: v.version for s, v in sorted(m.stages.items())},
+        } for m in found])
+        return
+    echo_table(["MODEL", "LATEST", "VERSIONS", "STAGES"], [[
+        m.name + (" (deprecated)" if m.deprecated else ""),
+        m.latest().version if m.latest() else "-",
+        len(m.active_versions()),
+        ", ".join(f"{s}={v.version}" for s, v in sorted(m.stages.items())) or "-",
+    ] for m in found])
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--all", "show_all", is_flag=True, help="Include deregistered versions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
+    """Show a model's versions: stages, run, metrics of that run, description and comments."""
+    from gitml import registry
+
+    repo = repo_from(ctx)
+    model = registry.get_model(repo, name)
+    versions = [v for v in model.versions if show_all or v.active]
+    notes = registry.comments(repo, versions)
+    metrics = {v.tag: _run_metrics(repo, v) for v in versions}
+    if as_json:
+        echo_json({
+            "name": model.name, "deprecated": model.deprecated,
+            "stages": {s: v.version for s, v in sorted(model.stages.items())},
+            "versions": [_version_dict(v, notes.get(v.tag, []), metrics[v.tag]) for v in versions],
+        })
+        return
+    click.echo(f"Model {model.name}" + (" (deprecated)" if model.deprecated else ""))
+    stages = ", ".join(f"{s}={v.version}" for s, v in sorted(model.stages.items()))
+    click.echo(f"Stages: {stages or 'none'}\n")
+    echo_table(["#", "VERSION", "STAGES", "RUN", "REGISTERED", "BY", "METRICS", "DESCRIPTION"], [[
+        v.number, v.version + ("" if v.active else " (deregistered)"), ", ".join(v.stages) or "-",
+        (v.run_id or v.commit)[:12], fmt_time(v.registered_at * 1000), v.author,
+        ", ".join(f"{k}={fmt_num(x)}" for k, x in sorted(metrics[v.tag].items())[:4]) or "-",
+        v.message.splitlines()[0] if v.message else "",
+    ] for v in versions])
+    for v in versions:
+        for c in notes.get(v.tag, []):
+            when = fmt_time(c.time * 1000) if c.time else ""
+            click.echo(f"\n{v.version} comment by {c.author or 'unknown'} {when}:\n  " + c.text.replace("\n", "\n  "))
+
+
+def _run_metrics(repo: Any, v: Any) -> dict[str, float]:
+    """The latest metrics of the version's run (as the run is now, else as registered)."""
+    from gitml.store import names
+    from gitml.tracking.runfiles import read_state
+
+    commit = (repo.ref_target(names.run_ref(v.run_id)) if v.run_id else None) or v.commit
+    try:
+        state, _ = read_state(repo, commit)
+    except (KeyError, ValueError):
+        return {}
+    return {k: value for k, (value, _, _) in state.summary.items()}
+
+
+@models.command("history")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Every registry event (register, stage moves, deregister, comments), newest first."""
+    from gitml import registry
+
+    repo = repo_from(ctx)
+    models_ = [registry.get_model(repo, name)] if name else list(registry.load(repo).values())
+    rows = []
+    for m in models_:
+        for e in m.events:
+            v = m.by_version(e.version) if e.version else m.by_commit(e.commit)
+            rows.append({"time": e.time, "model": m.name, "event": e.action, "version": v.version if v else e.version,
+                         "stage": e.stage, "author": e.author, "email": e.email, "tag": e.tag,
+                         "commit": e.commit, "message": e.text})
+        for tag, notes in registry.comments(repo, m.versions).items():
+            v = next(x for x in m.versions if x.tag == tag)
+            rows.extend({"time": c.time, "model": m.name, "event": "comment", "version": v.version, "stage": None,
+                         "author": c.author, "email": c.email, "tag": tag, "commit": v.commit,
+                         "message": c.text} for c in notes)
+    rows.sort(key=lambda r: r["time"], reverse=True)
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(["TIME", "MODEL", "EVENT", "VERSION", "STAGE", "BY", "MESSAGE"], [[
+        fmt_time(r["time"] * 1000), r["model"], r["event"], r["version"] or "-", r["stage"] or "-", r["author"],
+        (r["message"] or "").splitlines()[0] if r["message"] else "",
+    ] for r in rows])
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("model_uri")
+@click.option("--version", "version", default=None, help="Explicit semver (v1.2.0); default: bump the highest.")
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="patch", show_default=True,
+              help="Which part of the highest version to bump.")
+@click.option("-m", "--description", default=None, help="Description, kept in the tag message.")
+@click.pass_context
+def register(ctx: click.Context, name: str, model_uri: str, version: str | None, bump: str,
+             description: str | None) -> None:
+    """Register the model at MODEL_URI (runs:/<run_id>/<path>) as a new version of NAME.
+
+    Creates the annotated tag NAME@v<semver> on the run's commit.
+    """
+    from gitml import registry
+
+    v = registry.register_model(repo_from(ctx), model_uri, name, version=version, bump=bump, description=description)
+    click.echo(f"Registered {name} {v.version} (version {v.number}) from run {v.run_id}: tag {v.tag}")
+
+
+@models.command("promote", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.argument("stage")
+@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@click.pass_context
+def promote(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
+    """Put VERSION of NAME in STAGE (e.g. staging, production); the previous holder leaves it.
+
+    Writes NAME#<stage>#<n> (and NAME#<stage>!#<n> for the version that held it).
+    """
+    from gitml import registry
+
+    v, written = registry.assign(repo_from(ctx), name, version, stage, message)
+    if not written:
+        click.echo(f"{name} {v.version} is in {stage.lower()} already; nothing written")
+        return
+    click.echo(f"{name} {v.version} is now in {stage.lower()}: tags {', '.join(written)}")
+
+
+@models.command("unassign", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.argument("stage")
+@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@click.pass_context
+def unassign(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
+    """Take VERSION of NAME out of STAGE (NAME#<stage>!#<n>)."""
+    from gitml import registry
+
+    written = registry.unassign(repo_from(ctx), name, version, stage, message)
+    click.echo(f"{name} {version} left {stage.lower()}: tag {written[0]}")
+
+
+@models.command("deregister", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@click.pass_context
+def deregister(ctx: click.Context, name: str, version: str, message: str | None) -> None:
+    """Deregister VERSION of NAME (NAME@v<semver>!): it no longer loads or holds stages."""
+    from gitml import registry
+
+    written = registry.deregister(repo_from(ctx), name, version, message)
+    click.echo(f"Deregistered: tag {written[0]}")
+
+
+@models.command("deprecate")
+@click.argument("name")
+@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@click.pass_context
+def deprecate(ctx: click.Context, name: str, message: str | None) -> None:
+    """Deprecate model NAME (NAME@deprecated); registering a new version revives it."""
+    from gitml import registry
+
+    written = registry.deprecate(repo_from(ctx), name, message)
+    click.echo(f"Deprecated {name}: tag {written[0]}")
+
+
+@models.command("comment", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.argument("text")
+@click.pass_context
+def comment(ctx: click.Context, name: str, version: str, text: str) -> None:
+    """Comment on VERSION of NAME (kept in git notes refs/notes/gitml-registry)."""
+    from gitml import registry
+
+    registry.comment(repo_from(ctx), name, version, text)
+    click.echo(f"Comment added to {name} {version}")
