@@ -40,7 +40,7 @@ _LAZY.update(
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm")
+_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm", "pytorch")
 
 
 def __getattr__(name: str) -> Any:

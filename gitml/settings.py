@@ -36,6 +36,13 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("repo", "", str, "Repository gitml tracks into (default: the one around the cwd)."),
         Setting("note_metrics", 8, int, "How many metrics a run shows in its git note."),
+        Setting(
+            "allow_pickle",
+            False,
+            bool,
+            "Let gitml.pyfunc.load_model load pytorch models that run code when loaded: pickle format, "
+            "or pt2 files that fail gitml's check. Set it only for models you trust.",
+        ),
     )
 }
 
@@ -54,8 +61,17 @@ def get(name: str, repo: Any = None) -> Any:
     if raw is None or raw == "":
         return setting.default
     try:
-        return setting.type(raw)
+        return _parse_bool(raw) if setting.type is bool else setting.type(raw)
     except ValueError as e:
         from gitml.errors import InvalidValue
 
         raise InvalidValue(f"Setting {source}={raw!r} is not a valid {setting.type.__name__}") from e
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -128,7 +128,9 @@ def write_environment(directory: Path, packages: list[str]) -> list[str]:
 
     pins = []
     for dist in packages:
-        ver = installed_version(dist)
+        # A local version label (torch's "+cpu") is not on PyPI; pin the public
+        # version, as MLflow means to.
+        ver = (installed_version(dist) or "").partition("+")[0]
         pins.append(f"{dist}=={ver}" if ver else dist)
     (directory / "requirements.txt").write_text("\n".join(pins) + "\n")
     build = [f"{d}=={v}" for d in ("pip", "setuptools", "wheel") if (v := installed_version(d))]

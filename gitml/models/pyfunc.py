@@ -3,7 +3,7 @@
 ``load_model(uri)`` reads the MLmodel file, imports the flavor named by
 ``python_function.loader_module`` and wraps what it returns in a
 ``PyFuncModel`` whose ``predict`` enforces the signature first. MLflow's
-loader modules (``mlflow.sklearn``, ``mlflow.pyfunc.model``) map to
+loader modules (``mlflow.sklearn``, ``mlflow.pytorch``, ``mlflow.pyfunc.model``...) map to
 gitml's own implementations, so MLflow-written models load without MLflow.
 """
 
@@ -18,15 +18,17 @@ from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.models.mlmodel import PYFUNC, Model, write_environment, save_input_example
-from gitml.models.signature import ModelSignature, enforce_schema, infer_signature
+from gitml.models.signature import ModelSignature, enforce_schema, signature_from_example
 
 # MLflow loader module -> gitml module implementing the same format
 LOADERS = {
     "mlflow.sklearn": "gitml.models.sklearn",
     "mlflow.xgboost": "gitml.models.xgboost",
     "mlflow.lightgbm": "gitml.models.lightgbm",
+    "mlflow.pytorch": "gitml.models.pytorch",
     "gitml.models.xgboost": "gitml.models.xgboost",
     "gitml.models.lightgbm": "gitml.models.lightgbm",
+    "gitml.models.pytorch": "gitml.models.pytorch",
     "mlflow.pyfunc.model": "gitml.models.pyfunc",
     "gitml.models.sklearn": "gitml.models.sklearn",
     "gitml.models.pyfunc": "gitml.models.pyfunc",
@@ -204,7 +206,7 @@ def _finish(out: Path, meta: Model, signature: ModelSignature | None, input_exam
                 output = predict(input_example)
             except Exception:  # noqa: BLE001 - an output schema is optional; MLflow also skips it
                 output = None
-        signature = infer_signature(input_example, output)
+        signature = signature_from_example(input_example, output)
     meta.signature = signature
     if input_example is not None:
         save_input_example(out, input_example, meta)

@@ -126,11 +126,18 @@ def schema_of(data: Any) -> Schema:
             specs.append({"type": col_type, "name": str(name), "required": not bool(col.isna().any())})
         return Schema(specs)
     arr = np.asarray(data)
-    if arr.ndim == 1 and _dtype_name(arr.dtype) in _COLUMN_TYPES:
-        # one unnamed column, as MLflow infers for a 1-D prediction array
-        return Schema([{"type": _COLUMN_TYPES[_dtype_name(arr.dtype)], "required": True}])
     shape = [-1, *arr.shape[1:]] if arr.ndim else [-1]
     return Schema([{"type": "tensor", "tensor-spec": {"dtype": _dtype_name(arr.dtype), "shape": shape}}])
+
+
+def _unnamed_column(output: Any) -> Schema | None:
+    """One unnamed column for a 1-D array, or None when ``output`` is not one."""
+    import numpy as np
+
+    if not isinstance(output, np.ndarray) or output.ndim != 1:
+        return None
+    col_type = _COLUMN_TYPES.get(_dtype_name(output.dtype))
+    return Schema([{"type": col_type, "required": True}]) if col_type else None
 
 
 def infer_signature(model_input: Any = None, model_output: Any = None, params: dict[str, Any] | None = None) -> ModelSignature:
@@ -143,6 +150,19 @@ def infer_signature(model_input: Any = None, model_output: Any = None, params: d
         schema_of(model_output) if model_output is not None else None,
         param_specs,
     )
+
+
+def signature_from_example(example: Any, output: Any = None) -> ModelSignature:
+    """The signature MLflow infers when a model is saved with an input example.
+
+    As in MLflow, a 1-D array predicted from column input is one unnamed
+    column (one value per row), not a tensor.
+    """
+    inputs = schema_of(example)
+    outputs = None
+    if output is not None:
+        outputs = (None if inputs.is_tensor else _unnamed_column(output)) or schema_of(output)
+    return ModelSignature(inputs, outputs)
 
 
 def _param_type(value: Any) -> str:
