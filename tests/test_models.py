@@ -271,3 +271,31 @@ def test_mlflow_loads_gitml_boosting_model(tracking, data, tmp_path, kind):
                          capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), _raw_predict(model, X))
+
+
+def test_schema_int_to_double_only_when_every_value_is_exact(tracking, data, model, tmp_path):
+    """MLflow 3.17 refuses int64 -> double (precision is lost above 2**53); gitml converts only
+    when every value fits."""
+    X, _ = data
+    tracking.sklearn.save_model(model, tmp_path / "m", input_example=X[:3])
+    pm = tracking.pyfunc.load_model(str(tmp_path / "m"))
+    edge = X.assign(a=np.int64(2**53), b=np.int64(-(2**53)))
+    assert len(pm.predict(edge)) == len(X)  # 2**53 converts exactly
+    with pytest.raises(SchemaMismatch, match=r"column 'a': cannot safely convert int64 to double: .*2\*\*53"):
+        pm.predict(X.assign(a=np.int64(2**53 + 1)))
+    # the smallest int64: numpy's abs() of it is negative, the check must not be fooled
+    with pytest.raises(SchemaMismatch, match="column 'b'"):
+        pm.predict(X.assign(b=np.iinfo(np.int64).min))
+
+
+def test_schema_int_to_float_checks_the_float_precision():
+    from gitml.models.signature import Schema, enforce_schema
+
+    floats = Schema([{"type": "float", "name": "x", "required": True}])
+    assert enforce_schema(pd.DataFrame({"x": np.array([2**24], dtype="int32")}), floats)["x"].dtype == "float32"
+    with pytest.raises(SchemaMismatch, match=r"column 'x': .*2\*\*24"):
+        enforce_schema(pd.DataFrame({"x": np.array([2**24 + 1], dtype="int32")}), floats)
+    tensor = Schema([{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 2]}}])
+    assert enforce_schema(np.array([[1, 2**53]]), tensor).dtype == "float64"
+    with pytest.raises(SchemaMismatch, match=r"int64 cannot be converted to float64 .*2\*\*53"):
+        enforce_schema(np.array([[1, 2**53 + 1]]), tensor)

@@ -4,7 +4,8 @@
 columns, numpy array) and optional outputs; ``enforce_schema`` applies a
 signature at predict time the way MLflow's pyfunc does: missing columns
 are an error naming them, extra columns are dropped, and only safe type
-conversions are made (e.g. int to float, never float to int).
+conversions are made (int to float when every value converts exactly, never
+float to int).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _SAFE_FROM = {
     "binary": {"binary"},
     "datetime": {"datetime"},
 }
+# float type -> bits of its mantissa: integers up to 2**bits in magnitude convert exactly
+_MANTISSA_BITS = {"double": 53, "float": 24, "float64": 53, "float32": 24, "float16": 11}
 _NUMPY_OF = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
              "boolean": "bool", "string": "object", "binary": "object", "datetime": "datetime64[ns]"}
 
@@ -189,10 +192,13 @@ def enforce_schema(data: Any, schema: Schema) -> Any:
         arr = np.asarray(data.values if isinstance(data, pd.DataFrame) else data)
         want = np.dtype(spec["dtype"]) if spec["dtype"] not in ("str", "object") else np.dtype(object)
         if arr.dtype != want:
-            if np.can_cast(arr.dtype, want, casting="safe"):
-                arr = arr.astype(want)
-            else:
+            if not np.can_cast(arr.dtype, want, casting="safe"):
                 raise SchemaMismatch(f"Input tensor of dtype {arr.dtype} cannot be converted to {want} without loss")
+            bits = _MANTISSA_BITS.get(want.name) if arr.dtype.kind in "iu" else None
+            if bits and not _ints_fit(arr, bits):
+                raise SchemaMismatch(f"Input tensor of dtype {arr.dtype} cannot be converted to {want} without "
+                                     f"loss: it holds integers beyond 2**{bits} in magnitude")
+            arr = arr.astype(want)
         expected = spec["shape"]
         if len(expected) != arr.ndim or any(e != -1 and e != a for e, a in zip(expected, arr.shape)):
             raise SchemaMismatch(f"Input tensor shape {list(arr.shape)} does not match the signature's {expected}")
@@ -223,6 +229,22 @@ def enforce_schema(data: Any, schema: Schema) -> Any:
                 raise SchemaMismatch(
                     f"Incompatible input types for column {name!r}: cannot safely convert {col.dtype} to {want}"
                 )
+            # int to double is exact only up to 2**53 (to float, 2**24): MLflow refuses
+            # such conversions, gitml makes them when every value fits.
+            bits = _MANTISSA_BITS.get(want) if have in ("integer", "long") else None
+            if bits and not _ints_fit(col.to_numpy(), bits):
+                raise SchemaMismatch(
+                    f"Incompatible input types for column {name!r}: cannot safely convert {col.dtype} to {want}: "
+                    f"it holds integers beyond 2**{bits} in magnitude, which would lose precision"
+                )
             col = col.astype(_NUMPY_OF[want])
         out[name] = col
     return pd.DataFrame(out, index=data.index)
+
+
+def _ints_fit(values: Any, bits: int) -> bool:
+    """Whether every integer in ``values`` is at most ``2**bits`` in magnitude (so a float holds it exactly)."""
+    if not values.size:
+        return True
+    # Python ints: numpy's abs() of the smallest int64 overflows back to a negative number.
+    return -(2**bits) <= int(values.min()) and int(values.max()) <= 2**bits
