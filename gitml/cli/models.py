@@ -7,6 +7,13 @@ from typing import Any
 import click
 
 from gitml.cli import repo_from
+
+
+def _repo(ctx: click.Context) -> Any:
+    """The repository, opened lightly: registry reads need no run recovery (and no libgit2 when cached)."""
+    from gitml.store.repo import GitRepo
+
+    return GitRepo.discover(ctx.find_root().obj.get("repo_path"))
 from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
 
 VERSION_HELP = "VERSION is a number (3 = the third registered), a semver (v1.2.0) or 'latest'."
@@ -38,7 +45,7 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List registered models: latest version and who holds each stage."""
     from gitml import registry
 
-    found = [m for _, m in sorted(registry.load(repo_from(ctx)).items()) if show_all or not m.deprecated]
+    found = [m for _, m in sorted(registry.load(_repo(ctx)).items()) if show_all or not m.deprecated]
     if as_json:
         echo_json([{
             "name": m.name, "deprecated": m.deprecated, "versions": len(m.active_versions()),
@@ -63,11 +70,11 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
     """Show a model's versions: stages, run, metrics of that run, description and comments."""
     from gitml import registry
 
-    repo = repo_from(ctx)
+    repo = _repo(ctx)
     model = registry.get_model(repo, name)
     versions = [v for v in model.versions if show_all or v.active]
     notes = registry.comments(repo, versions)
-    metrics = {v.tag: _run_metrics(repo, v) for v in versions}
+    metrics = registry.run_metrics(repo, versions)
     if as_json:
         echo_json({
             "name": model.name, "deprecated": model.deprecated,
@@ -90,19 +97,6 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
             click.echo(f"\n{v.version} comment by {c.author or 'unknown'} {when}:\n  " + c.text.replace("\n", "\n  "))
 
 
-def _run_metrics(repo: Any, v: Any) -> dict[str, float]:
-    """The latest metrics of the version's run (as the run is now, else as registered)."""
-    from gitml.store import names
-    from gitml.tracking.runfiles import read_state
-
-    commit = (repo.ref_target(names.run_ref(v.run_id)) if v.run_id else None) or v.commit
-    try:
-        state, _ = read_state(repo, commit)
-    except (KeyError, ValueError):
-        return {}
-    return {k: value for k, (value, _, _) in state.summary.items()}
-
-
 @models.command("history")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -111,7 +105,7 @@ def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Every registry event (register, stage moves, deregister, comments), newest first."""
     from gitml import registry
 
-    repo = repo_from(ctx)
+    repo = _repo(ctx)
     models_ = [registry.get_model(repo, name)] if name else list(registry.load(repo).values())
     rows = []
     for m in models_:

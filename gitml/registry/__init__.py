@@ -27,6 +27,7 @@ from gitml.registry.state import (
     ModelState,
     VersionState,
     load,
+    run_metrics,
     semver_key,
 )
 from gitml.store import names
@@ -35,7 +36,7 @@ from gitml.store.repo import CAS_RETRIES, GitRepo
 __all__ = [
     "Comment", "Event", "ModelState", "ModelNotRegistered", "VersionNotFound", "VersionState",
     "assign", "comment", "comments", "deprecate", "deregister", "find_version", "get_model",
-    "load", "register", "register_model", "resolve", "unassign",
+    "load", "register", "register_model", "resolve", "run_metrics", "unassign",
 ]
 
 
@@ -82,7 +83,7 @@ def get_model(repo: GitRepo, name: str) -> ModelState:
         ModelNotRegistered
     """
     grammar.check_model_name(name)
-    model = load(repo).get(name)
+    model = load(repo, name).get(name)
     if model is None:
         raise ModelNotRegistered(f"No registered model named {name!r}")
     return model
@@ -157,7 +158,7 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
     """Create the tags ``plan`` asks for against the current state, retrying lost races."""
     grammar.check_model_name(name)
     for _ in range(CAS_RETRIES):
-        model = load(repo).get(name) or ModelState(name)
+        model = load(repo, name).get(name) or ModelState(name)
         todo = plan(model)
         if not todo:
             return model, []
@@ -167,7 +168,7 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
             tag = grammar.format(event)
             refs["refs/tags/" + tag] = repo.write_tag(tag, target, message, when)
         if repo.create_refs(refs):
-            return load(repo)[name], [r[len("refs/tags/") :] for r in refs]
+            return load(repo, name)[name], [r[len("refs/tags/") :] for r in refs]
     raise ConcurrentUpdate(f"Gave up writing registry tags for {name!r} after {CAS_RETRIES} attempts")
 
 
@@ -367,10 +368,17 @@ def parse_comments(text: str | None) -> list[Comment]:
 
 
 def comments(repo: GitRepo, versions: list[VersionState]) -> dict[str, list[Comment]]:
-    """Tag name -> comments, for these versions."""
-    if not versions or repo.ref_target(names.REGISTRY_NOTES_REF) is None:
+    """Tag name -> comments, for these versions (the notes are cached by the notes commit)."""
+    from gitml.registry.state import Cache
+
+    refs = repo.file_refs("refs/notes/")
+    head = refs.get(names.REGISTRY_NOTES_REF) if refs is not None else repo.ref_target(names.REGISTRY_NOTES_REF)
+    if not versions or head is None:
         return {}
-    if len(versions) > 16:
-        notes = dict(repo.note_targets(names.REGISTRY_NOTES_REF))
-        return {v.tag: parse_comments(notes.get(v.tag_oid)) for v in versions}
-    return {v.tag: parse_comments(repo.read_note(names.REGISTRY_NOTES_REF, v.tag_oid)) for v in versions}
+    cache = Cache(repo)
+    if cache.notes.get("commit") != head:
+        cache.notes = {"commit": head, "notes": dict(repo.note_targets(names.REGISTRY_NOTES_REF))}
+        cache.dirty = True
+        cache.save()
+    notes = cache.notes["notes"]
+    return {v.tag: parse_comments(notes.get(v.tag_oid)) for v in versions}

@@ -23,6 +23,7 @@ deregistered versions included, so a number never changes its meaning.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -113,11 +114,22 @@ class ModelState:
         return max(active, key=lambda v: semver_key(v.version)) if active else None
 
     def by_version(self, version: str) -> VersionState | None:
-        return next((v for v in self.versions if v.version == version), None)
+        return self._by_version.get(version)
 
     def by_commit(self, commit: str) -> VersionState | None:
-        found = [v for v in self.versions if v.commit == commit]
-        return found[-1] if found else None
+        return self._by_commit.get(commit)
+
+    def add_version(self, v: VersionState) -> None:
+        self.versions.append(v)
+        self._by_version[v.version] = v
+        self._by_commit[v.commit] = v
+
+    def __post_init__(self) -> None:
+        self._by_version: dict[str, VersionState] = {}
+        self._by_commit: dict[str, VersionState] = {}
+        for v in self.versions:
+            self._by_version[v.version] = v
+            self._by_commit[v.commit] = v
 
 
 def strip_trailers(message: str) -> str:
@@ -133,7 +145,9 @@ def _trailer(message: str, key: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def semver_key(version: str) -> Any:
+    """A sortable semantic version (``v1.2.0`` or ``1.2.0``), per the SemVer 2 precedence rules."""
     import semver
 
     return semver.Version.parse(version[1:] if version.startswith("v") else version)
@@ -142,61 +156,109 @@ def semver_key(version: str) -> Any:
 # -- reading tags, with the cache --------------------------------------------------------------
 
 
-def _cache_path(repo: GitRepo) -> str:
-    return os.path.join(repo.state_dir, CACHE_FILE)
+class Cache:
+    """``.git/gitml/registry-cache.json``: fields of tag objects by oid, run metrics by commit.
 
+    Both are keyed by immutable object ids, so an entry is never wrong, only
+    missing; entries for objects no longer referenced are dropped on save.
+    """
 
-def _load_cache(repo: GitRepo) -> dict[str, list[Any] | None]:
-    try:
-        with open(_cache_path(repo), encoding="utf-8") as f:
-            data = json.load(f)
-        if data.get("version") == _CACHE_VERSION and isinstance(data.get("tags"), dict):
-            return data["tags"]
-    except (OSError, ValueError, AttributeError):
-        pass
-    return {}
-
-
-def _save_cache(repo: GitRepo, entries: dict[str, list[Any] | None]) -> None:
-    path = _cache_path(repo)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(repo.state_dir, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"version": _CACHE_VERSION, "tags": entries}, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except OSError:
+    def __init__(self, repo: GitRepo) -> None:
+        self.path = os.path.join(repo.state_dir, CACHE_FILE)
+        self.tags: dict[str, list[Any] | None] = {}
+        self.metrics: dict[str, dict[str, float]] = {}
+        self.notes: dict[str, Any] = {}  # {"commit": notes ref oid, "notes": {tag oid: text}}
+        self.dirty = False
         try:
-            os.unlink(tmp)
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("version") == _CACHE_VERSION:
+                self.tags, self.metrics, self.notes = dict(data["tags"]), dict(data["metrics"]), dict(data["notes"])
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            pass  # missing or damaged: rebuilt from the tags
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"version": _CACHE_VERSION, "tags": self.tags, "metrics": self.metrics, "notes": self.notes}, f,
+                          separators=(",", ":"))
+            os.replace(tmp, self.path)
+            self.dirty = False
         except OSError:
-            pass
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
-def read_events(repo: GitRepo) -> list[Event]:
-    """Every registry event in the repository's tags (lightweight tags are ignored, as GTO does)."""
+def read_events(repo: GitRepo, model: str | None = None, cache: Cache | None = None) -> list[Event]:
+    """The registry events in the repository's tags (of one model, or all), oldest first.
+
+    Lightweight tags are ignored, as GTO does.
+    """
     refs = repo.tag_refs()
-    cache = _load_cache(repo)
-    fresh: dict[str, list[Any] | None] = {}
+    own = cache is None
+    cache = cache or Cache(repo)
     events = []
+    live = set()
     for name, oid in refs.items():
         parsed = grammar.parse(name)
         if parsed is None:
             continue
-        if oid in cache:
-            row = cache[oid]
+        live.add(oid)
+        if model is not None and parsed.model != model:
+            continue
+        if oid in cache.tags:
+            row = cache.tags[oid]
         else:
             info: TagInfo | None = repo.read_tag(oid)
             row = None if info is None else [info.target, info.tagger, info.email, info.time, info.offset, info.message]
-        fresh[oid] = row
+            cache.tags[oid] = row
+            cache.dirty = True
         if row is None:
             continue
         target, author, email, when, offset, message = row
         events.append(Event(name, oid, parsed.model, parsed.action, parsed.version, parsed.stage,
                             parsed.counter, target, author, email, when, offset, message))
-    if fresh.keys() != cache.keys():
-        _save_cache(repo, fresh)
+    stale = [oid for oid in cache.tags if oid not in live]
+    for oid in stale:
+        del cache.tags[oid]
+    cache.dirty |= bool(stale)
+    if own:
+        cache.save()
     events.sort(key=lambda e: e.sort_key)
     return events
+
+
+def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[str, float]]:
+    """Tag -> the latest metrics of the version's run, as the run is now (else as registered)."""
+    from gitml.store import names
+
+    cache = Cache(repo)
+    runs = repo.file_refs(names.RUNS_PREFIX)
+    out = {}
+    for v in versions:
+        commit = (runs.get(names.run_ref(v.run_id)) if runs is not None else repo.ref_target(names.run_ref(v.run_id))) \
+            if v.run_id else None
+        commit = commit or v.commit
+        if commit not in cache.metrics:
+            from gitml.tracking.runfiles import read_state
+
+            try:
+                state, _ = read_state(repo, commit)
+                cache.metrics[commit] = {k: value for k, (value, _, _) in state.summary.items()}
+            except (KeyError, ValueError):
+                cache.metrics[commit] = {}
+            cache.dirty = True
+        out[v.tag] = cache.metrics[commit]
+    if len(cache.metrics) > 20000:  # keep the file small: drop what this call did not need
+        cache.metrics = {c: m for c, m in cache.metrics.items() if m in out.values()}
+    cache.save()
+    return out
 
 
 # -- computing the state ----------------------------------------------------------------------
@@ -218,7 +280,7 @@ def _apply(model: ModelState) -> None:
         if e.action == grammar.REGISTER and e.version:
             v = model.by_version(e.version)
             if v is None:
-                model.versions.append(VersionState(
+                model.add_version(VersionState(
                     model=model.name, version=e.version, number=len(model.versions) + 1, commit=e.commit,
                     tag=e.tag, tag_oid=e.oid, registered_at=e.time, author=e.author, email=e.email,
                     message=e.text, path=_trailer(e.message, MODEL_PATH_TRAILER),
@@ -247,6 +309,6 @@ def _apply(model: ModelState) -> None:
     model.deprecated = bool(model.events) and model.events[-1].action == grammar.DEPRECATE
 
 
-def load(repo: GitRepo) -> dict[str, ModelState]:
-    """The registry as the repository's tags say now."""
-    return build(read_events(repo))
+def load(repo: GitRepo, model: str | None = None) -> dict[str, ModelState]:
+    """The registry as the repository's tags say now (only ``model``'s, if given)."""
+    return build(read_events(repo, model))

@@ -14,15 +14,38 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pygit2
-from pygit2.enums import ObjectType
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import ConcurrentUpdate, NotARepository
 from gitml.store import names
 
-BLOB_MODE = pygit2.GIT_FILEMODE_BLOB
-TREE_MODE = pygit2.GIT_FILEMODE_TREE
+
+class _LazyModule:
+    """A module imported on first use. pygit2 takes ~100 ms to import, and
+    registry reads with a warm cache never need it (refs are read as files)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module  # later lookups go straight to the module
+        return getattr(module, attr)
+
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = _LazyModule("pygit2")
+
+# git's own constants (object types as libgit2 numbers them, tree entry modes)
+_COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
+BLOB_MODE = 0o100644
+TREE_MODE = 0o040000
+_OBJECT_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
+_HEX = frozenset("0123456789abcdef")
 CAS_RETRIES = 200
 
 _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
@@ -90,18 +113,59 @@ def _backoff() -> None:
     time.sleep(random.uniform(0.0005, 0.005))
 
 
+def _is_git_dir(d: Path) -> bool:
+    return (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir() or (
+        (d / "HEAD").is_file() and (d / "commondir").is_file())
+
+
+def _discover(start: Path) -> Path | None:
+    """The git dir for ``start`` as git finds it: ``.git`` (a directory, or a
+    file with ``gitdir:``) in it or a parent, or a git dir itself (bare)."""
+    for d in (start, *start.parents):
+        dotgit = d / ".git"
+        if dotgit.is_dir() and _is_git_dir(dotgit):
+            return dotgit
+        if dotgit.is_file():
+            text = dotgit.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                found = (d / text[len("gitdir:") :].strip()).resolve()
+                if _is_git_dir(found):
+                    return found
+        if _is_git_dir(d):
+            return d
+    return None
+
+
 class GitRepo:
     """A git repository opened for gitml's reads and compare-and-swap writes."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
-        _tune_libgit2()
-        self._repo = repo
+    def __init__(self, git_dir: str | os.PathLike[str]) -> None:
+        self._opened: pygit2.Repository | None = None
         self._signature: pygit2.Signature | None = None
-        self.git_dir = Path(repo.path).resolve()
-        self.workdir = Path(repo.workdir).resolve() if repo.workdir else None
+        self.git_dir = Path(git_dir).resolve()
         self.state_dir = self.git_dir / names.STATE_DIR
+        common = self.git_dir / "commondir"  # a linked worktree shares the main repo's refs
+        self.common_dir = (self.git_dir / common.read_text().strip()).resolve() if common.is_file() else self.git_dir
         # pygit2 objects are not safe to share between threads mid-call.
         self.lock = threading.RLock()
+
+    @property
+    def _repo(self) -> pygit2.Repository:
+        """libgit2's view of the repository, opened on first use."""
+        if self._opened is None:
+            with self.lock:
+                if self._opened is None:
+                    _tune_libgit2()
+                    self._opened = pygit2.Repository(str(self.git_dir))
+        return self._opened
+
+    @property
+    def workdir(self) -> Path | None:
+        """The work tree (None for a bare repository)."""
+        if not hasattr(self, "_workdir"):
+            wd = self._repo.workdir
+            self._workdir = Path(wd).resolve() if wd else None
+        return self._workdir
 
     # -- opening ---------------------------------------------------------
 
@@ -115,13 +179,13 @@ class GitRepo:
         start = os.fspath(path) if path is not None else os.getcwd()
         if not os.path.exists(start):
             raise NotARepository(f"Not a git repository: {start!r} does not exist")
-        found = pygit2.discover_repository(start)
+        found = _discover(Path(start).resolve())
         if found is None:
             raise NotARepository(
                 f"Not a git repository (or any parent up to the root): {start!r}. "
                 "Run 'git init' first or pass --repo."
             )
-        return cls(pygit2.Repository(found))
+        return cls(found)
 
     @property
     def raw(self) -> pygit2.Repository:
@@ -258,7 +322,7 @@ class GitRepo:
                     entry = tree[name]
                 except KeyError:
                     continue
-                if entry.type == ObjectType.BLOB:
+                if entry.type == _BLOB:
                     out[name] = repo[entry.id].data
             return c.message, str(c.tree_id), out
 
@@ -269,7 +333,7 @@ class GitRepo:
                 entry = self._repo[tree][path]
             except KeyError:
                 return None
-            if entry.type != ObjectType.BLOB:
+            if entry.type != _BLOB:
                 return None
             return self._repo[entry.id].data
 
@@ -282,10 +346,10 @@ class GitRepo:
                     entry = obj[path]
                 except KeyError:
                     return []
-                if entry.type != ObjectType.TREE:
+                if entry.type != _TREE:
                     return []
                 obj = self._repo[entry.id]
-            return [(e.name, str(e.id), e.type == ObjectType.TREE) for e in obj]
+            return [(e.name, str(e.id), e.type == _TREE) for e in obj]
 
     def walk_blobs(self, tree: str, path: str = "") -> Iterator[tuple[str, str]]:
         """(relative path, blob oid) of every blob under ``path``, depth first."""
@@ -307,7 +371,7 @@ class GitRepo:
                 entry = self._repo[tree][path]
             except KeyError:
                 return None
-            return str(entry.id) if entry.type == ObjectType.TREE else None
+            return str(entry.id) if entry.type == _TREE else None
 
     def update_tree(self, base: str | None, changes: dict[str, bytes | None]) -> str:
         """Write a tree equal to ``base`` with ``changes`` applied; return its oid.
@@ -336,7 +400,7 @@ class GitRepo:
         for head, sub in nested.items():
             existing = builder.get(head)
             subtree = None
-            if existing is not None and existing.type == ObjectType.TREE:
+            if existing is not None and existing.type == _TREE:
                 subtree = repo[existing.id]
             oid = self._update(subtree, sub)
             if len(repo[oid]) == 0:
@@ -385,6 +449,9 @@ class GitRepo:
 
     def tag_refs(self) -> dict[str, str]:
         """Tag name (without ``refs/tags/``) -> the oid the ref points at."""
+        found = self.file_refs("refs/tags/")
+        if found is not None:
+            return {name[10:]: oid for name, oid in found.items()}
         with self.lock:
             return {
                 ref.name[10:]: str(ref.target)
@@ -392,11 +459,44 @@ class GitRepo:
                 if ref.type == pygit2.enums.ReferenceType.DIRECT
             }
 
+    def file_refs(self, prefix: str) -> dict[str, str] | None:
+        """Refs under ``prefix`` read straight from packed-refs and the loose ref files.
+
+        No libgit2 needed (what a warm registry read uses). Returns None for
+        a ref storage this does not read (reftable): ask libgit2 instead.
+        """
+        common = self.common_dir
+        if (common / "reftable").exists():
+            return None
+        refs: dict[str, str] = {}
+        try:
+            packed = (common / "packed-refs").read_text(errors="replace")
+        except FileNotFoundError:
+            packed = ""
+        for line in packed.splitlines():
+            if line and line[0] not in "#^":
+                oid, _, name = line.partition(" ")
+                if name.startswith(prefix):
+                    refs[name] = oid
+        for root, _, files in os.walk(common / prefix):
+            for f in files:
+                if f.endswith(".lock"):
+                    continue
+                path = os.path.join(root, f)
+                try:
+                    with open(path, encoding="ascii", errors="replace") as fh:
+                        oid = fh.read().strip()
+                except OSError:
+                    continue  # deleted under us
+                if len(oid) in (40, 64) and set(oid) <= _HEX:
+                    refs[os.path.relpath(path, common).replace(os.sep, "/")] = oid
+        return refs
+
     def read_tag(self, oid: str) -> TagInfo | None:
         """The annotated tag object ``oid``, or None if it is not a tag object (a lightweight tag)."""
         with self.lock:
             obj = self._repo.get(oid)
-            if obj is None or obj.type != ObjectType.TAG:
+            if obj is None or obj.type != _TAG:
                 return None
             tagger = obj.tagger
             return TagInfo(
@@ -417,13 +517,12 @@ class GitRepo:
     def _tag_object(self, name: str, target: str, kind: int, sig: pygit2.Signature, message: str) -> str:
         sign = "+" if sig.offset >= 0 else "-"
         hours, minutes = divmod(abs(sig.offset), 60)
-        type_name = {ObjectType.COMMIT: "commit", ObjectType.TREE: "tree", ObjectType.BLOB: "blob",
-                     ObjectType.TAG: "tag"}[kind]
+        type_name = _OBJECT_TYPE_NAMES[int(kind)]
         if not message.endswith("\n"):
             message += "\n"
         raw = (f"object {target}\ntype {type_name}\ntag {name}\n"
                f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{hours:02d}{minutes:02d}\n\n{message}")
-        return str(self._repo.odb.write(ObjectType.TAG, raw.encode()))
+        return str(self._repo.odb.write(_TAG, raw.encode()))
 
     def create_refs(self, refs: dict[str, str]) -> bool:
         """Create every ref in ``refs`` (name -> oid) at once, or none of them.
