@@ -299,3 +299,34 @@ def test_schema_int_to_float_checks_the_float_precision():
     assert enforce_schema(np.array([[1, 2**53]]), tensor).dtype == "float64"
     with pytest.raises(SchemaMismatch, match=r"int64 cannot be converted to float64 .*2\*\*53"):
         enforce_schema(np.array([[1, 2**53 + 1]]), tensor)
+
+
+def test_failed_save_removes_the_directory_it_created_and_a_retry_works(tracking, tmp_path):
+    """A save that raised left a half-written directory, and the retry failed with 'already exists'."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    local = FunctionTransformer(func=lambda x: x)  # plain pickle cannot store a lambda
+    with pytest.raises(Exception, match="lambda"):
+        tracking.sklearn.save_model(local, tmp_path / "m", serialization_format="pickle")
+    assert not (tmp_path / "m").exists()
+    tracking.sklearn.save_model(local, tmp_path / "m", serialization_format="cloudpickle")
+    assert (tmp_path / "m" / "MLmodel").is_file()
+
+    import threading
+
+    class Locked(tracking.pyfunc.PythonModel):
+        def __init__(self):
+            self.lock = threading.Lock()
+
+    (tmp_path / "empty").mkdir()  # there before the call: emptied again, not removed
+    with pytest.raises(TypeError, match="lock"):
+        tracking.pyfunc.save_model(tmp_path / "empty", python_model=Locked())
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+
+
+def test_save_into_a_non_empty_directory_touches_nothing(tracking, model, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "keep.txt").write_text("mine")
+    with pytest.raises(InvalidValue, match="already exists and is not empty"):
+        tracking.sklearn.save_model(model, tmp_path / "m")
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["keep.txt"]

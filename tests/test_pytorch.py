@@ -283,3 +283,18 @@ def test_gitml_loads_mlflow_pytorch_model(tracking, X, tmp_path):
         tracking.pyfunc.load_model(str(tmp_path / "pickle"))
     loaded = tracking.pytorch.load_model(str(tmp_path / "pickle"), allow_pickle=True)
     assert np.allclose(raw(loaded, X), expected)
+
+
+def test_pytorch_failed_export_leaves_no_directory(tracking, X, tmp_path):
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, x):  # runs eagerly, but torch.export cannot trace a branch on values
+            return self.linear(x) if x.sum() > 0 else -self.linear(x)
+
+    with pytest.raises(Exception, match="data-dependent"):
+        tracking.pytorch.save_model(Branchy(), tmp_path / "m", input_example=X)
+    assert not (tmp_path / "m").exists()
+    tracking.pytorch.save_model(Branchy(), tmp_path / "m", serialization_format="pickle", input_example=X)

@@ -11,7 +11,7 @@ from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.models.mlmodel import PYFUNC, Model, python_version
-from gitml.models.pyfunc import _finish, _new_model_dir
+from gitml.models.pyfunc import _finish, new_model_dir
 
 
 def class_name(obj: Any) -> str:
@@ -33,13 +33,13 @@ def save_native(out_path: str | os.PathLike[str], flavor: str, loader: str, mode
                 write: Any, flavor_conf: dict[str, Any], signature: Any, input_example: Any,
                 packages: list[str], predict: Any) -> Model:
     """Write the model file with ``write(path)`` and the MLmodel around it."""
-    out = _new_model_dir(out_path)
-    write(out / filename)
-    meta = Model()
-    meta.add_flavor(PYFUNC, loader_module=loader, data=filename,
-                    env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
-    meta.add_flavor(flavor, data=filename, model_class=class_name(model), code=None, **flavor_conf)
-    _finish(out, meta, signature, input_example, predict, packages)
+    with new_model_dir(out_path) as out:
+        write(out / filename)
+        meta = Model()
+        meta.add_flavor(PYFUNC, loader_module=loader, data=filename,
+                        env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
+        meta.add_flavor(flavor, data=filename, model_class=class_name(model), code=None, **flavor_conf)
+        _finish(out, meta, signature, input_example, predict, packages)
     return meta
 
 

@@ -9,10 +9,12 @@ gitml's own implementations, so MLflow-written models load without MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,43 +149,72 @@ def save_model(path: str | os.PathLike[str], python_model: PythonModel, artifact
     """Save a custom PythonModel in MLflow's ``mlflow.pyfunc.model`` format."""
     import cloudpickle
 
-    out = _new_model_dir(path)
-    with open(out / "python_model.pkl", "wb") as f:
-        cloudpickle.dump(python_model, f)
-    saved_artifacts = {}
-    if artifacts:
-        (out / "artifacts").mkdir()
-        for name, src in artifacts.items():
-            dest = out / "artifacts" / Path(src).name
-            (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
-            saved_artifacts[name] = {"path": f"artifacts/{Path(src).name}", "uri": str(src)}
-    code = _copy_code(out, code_paths)
-    meta = Model()
-    pyfunc_conf: dict[str, Any] = {
-        "loader_module": "mlflow.pyfunc.model",
-        "python_model": "python_model.pkl",
-        "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-        "python_version": __import__("gitml.models.mlmodel", fromlist=["x"]).python_version(),
-        "streamable": False,
-    }
-    if code:
-        pyfunc_conf["code"] = code
-    if saved_artifacts:
-        pyfunc_conf["artifacts"] = saved_artifacts
-    if model_config:
-        pyfunc_conf["model_config"] = model_config
-    meta.add_flavor(PYFUNC, **pyfunc_conf)
-    _finish(out, meta, signature, input_example, None,
-            pip_requirements or ["mlflow", "cloudpickle", "numpy", "pandas"])
+    with new_model_dir(path) as out:
+        with open(out / "python_model.pkl", "wb") as f:
+            cloudpickle.dump(python_model, f)
+        saved_artifacts = {}
+        if artifacts:
+            (out / "artifacts").mkdir()
+            for name, src in artifacts.items():
+                dest = out / "artifacts" / Path(src).name
+                (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
+                saved_artifacts[name] = {"path": f"artifacts/{Path(src).name}", "uri": str(src)}
+        code = _copy_code(out, code_paths)
+        meta = Model()
+        pyfunc_conf: dict[str, Any] = {
+            "loader_module": "mlflow.pyfunc.model",
+            "python_model": "python_model.pkl",
+            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+            "python_version": __import__("gitml.models.mlmodel", fromlist=["x"]).python_version(),
+            "streamable": False,
+        }
+        if code:
+            pyfunc_conf["code"] = code
+        if saved_artifacts:
+            pyfunc_conf["artifacts"] = saved_artifacts
+        if model_config:
+            pyfunc_conf["model_config"] = model_config
+        meta.add_flavor(PYFUNC, **pyfunc_conf)
+        _finish(out, meta, signature, input_example, None,
+                pip_requirements or ["mlflow", "cloudpickle", "numpy", "pandas"])
     return meta
 
 
-def _new_model_dir(path: str | os.PathLike[str]) -> Path:
+@contextlib.contextmanager
+def new_model_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The directory a flavor's ``save_model`` writes into, undone if the save fails.
+
+    Every flavor saves inside ``with new_model_dir(path) as out:``. If the
+    block raises, a directory this call created is removed, and one that was
+    there already (empty) is emptied again, so a retry into the same path
+    works. Nothing that existed before the call is removed.
+
+    Raises:
+        InvalidValue: the path exists and is not an empty directory.
+    """
     out = Path(path)
-    if out.exists() and any(out.iterdir()):
+    existed = out.exists()
+    if existed and (not out.is_dir() or any(out.iterdir())):
         raise InvalidValue(f"Path {str(out)!r} already exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    saved = False
+    try:
+        yield out
+        saved = True
+    finally:
+        if not saved:
+            _undo(out, existed)
+
+
+def _undo(out: Path, existed: bool) -> None:
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _copy_code(out: Path, code_paths: list[str] | None) -> str | None:

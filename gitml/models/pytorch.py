@@ -23,7 +23,7 @@ from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.models.mlmodel import PYFUNC, Model, python_version
-from gitml.models.pyfunc import _finish, _new_model_dir
+from gitml.models.pyfunc import _finish, new_model_dir
 from gitml.models.signature import ModelSignature, signature_from_example
 
 FLAVOR = "pytorch"
@@ -67,21 +67,22 @@ def save_model(pytorch_model: Any, path: str | os.PathLike[str], serialization_f
     if signature is None and example is not None:
         signature = signature_from_example(example, _predict_eval(pytorch_model, example))
     dynamic = _dynamic_dims(example, signature) if serialization_format == PT2 else {}
-    out = _new_model_dir(path)
-    data = out / DATA
-    data.mkdir()
-    if serialization_format == PT2:
-        _export(pytorch_model, example, dynamic, data / PT2_FILE)
-    else:
-        _pickle(pytorch_model, data)
-    meta = Model()
-    meta.add_flavor(PYFUNC, loader_module="mlflow.pytorch", data=DATA, pickle_module_name=PICKLE_MODULE,
-                    env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version(),
-                    config={"device": None})
-    meta.add_flavor(FLAVOR, model_data=DATA, pytorch_version=str(torch.__version__), code=None,
-                    serialization_format=serialization_format)
-    packages = pip_requirements or ["torch", "numpy", "pandas", *(["cloudpickle"] if serialization_format == PICKLE else [])]
-    _finish(out, meta, signature, example, None, packages)
+    with new_model_dir(path) as out:
+        data = out / DATA
+        data.mkdir()
+        if serialization_format == PT2:
+            _export(pytorch_model, example, dynamic, data / PT2_FILE)
+        else:
+            _pickle(pytorch_model, data)
+        meta = Model()
+        meta.add_flavor(PYFUNC, loader_module="mlflow.pytorch", data=DATA, pickle_module_name=PICKLE_MODULE,
+                        env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version(),
+                        config={"device": None})
+        meta.add_flavor(FLAVOR, model_data=DATA, pytorch_version=str(torch.__version__), code=None,
+                        serialization_format=serialization_format)
+        packages = pip_requirements or ["torch", "numpy", "pandas",
+                                        *(["cloudpickle"] if serialization_format == PICKLE else [])]
+        _finish(out, meta, signature, example, None, packages)
     return meta
 
 

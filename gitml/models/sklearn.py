@@ -14,7 +14,7 @@ from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.models.mlmodel import PYFUNC, Model, installed_version, python_version
-from gitml.models.pyfunc import _finish, _new_model_dir
+from gitml.models.pyfunc import _finish, new_model_dir
 
 FLAVOR = "sklearn"
 SKOPS = "skops"
@@ -35,21 +35,21 @@ def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format
     """
     if serialization_format not in FORMATS:
         raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
-    out = _new_model_dir(path)
-    filename = _FILES[serialization_format]
-    trusted = dump(sk_model, out / filename, serialization_format, skops_trusted_types)
-    meta = Model()
-    meta.add_flavor(PYFUNC, loader_module="mlflow.sklearn", model_path=filename, predict_fn=pyfunc_predict_fn,
-                    env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
-    flavor: dict[str, Any] = {"pickled_model": filename, "serialization_format": serialization_format,
-                              "sklearn_version": installed_version("scikit-learn"), "code": None}
-    if serialization_format == SKOPS:
-        flavor["skops_trusted_types"] = trusted
-    meta.add_flavor(FLAVOR, **flavor)
-    packages = pip_requirements or ["scikit-learn", "numpy", "scipy", "pandas",
-                                    *(["skops"] if serialization_format == SKOPS else ["cloudpickle"])]
-    _finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
-            packages)
+    with new_model_dir(path) as out:
+        filename = _FILES[serialization_format]
+        trusted = dump(sk_model, out / filename, serialization_format, skops_trusted_types)
+        meta = Model()
+        meta.add_flavor(PYFUNC, loader_module="mlflow.sklearn", model_path=filename, predict_fn=pyfunc_predict_fn,
+                        env={"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, python_version=python_version())
+        flavor: dict[str, Any] = {"pickled_model": filename, "serialization_format": serialization_format,
+                                  "sklearn_version": installed_version("scikit-learn"), "code": None}
+        if serialization_format == SKOPS:
+            flavor["skops_trusted_types"] = trusted
+        meta.add_flavor(FLAVOR, **flavor)
+        packages = pip_requirements or ["scikit-learn", "numpy", "scipy", "pandas",
+                                        *(["skops"] if serialization_format == SKOPS else ["cloudpickle"])]
+        _finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
+                packages)
     return meta
 
 
