@@ -3,7 +3,9 @@
 A tiny training script is committed, run a few times with different
 params (one run from uncommitted changes), and the results are read back
 the ways a team would: the CLI, a search, `git log --notes=gitml`, and a
-plain `git diff` of two runs.
+plain `git diff` of two runs. The best model is registered and promoted
+with git tags (GTO's grammar), loaded by `models:/` URI, and the whole
+thing travels to a teammate's clone through a bare remote.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ TRAIN = textwrap.dedent(
 
     import gitml as mlflow
 
+
+    class Linear(mlflow.pyfunc.PythonModel):
+        def __init__(self, w, b):
+            self.w, self.b = w, b
+
+        def predict(self, context, model_input, params=None):
+            return [self.w * x + self.b for x in model_input["x"]]
+
+
     lr = float(sys.argv[1]) if len(sys.argv) > 1 else 0.1
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     random.seed(0)
@@ -41,7 +52,8 @@ TRAIN = textwrap.dedent(
             mlflow.log_metric("mse", mse, step=epoch)
         mlflow.log_metrics({"w": w, "b": b})
         mlflow.set_tag("model", "linear")
-        mlflow.log_dict({"w": w, "b": b}, "model/weights.json")   # an artifact
+        mlflow.log_dict({"w": w, "b": b}, "weights.json")   # an artifact
+        mlflow.pyfunc.log_model(Linear(w, b), name="model")  # a model in MLflow's format
     print(f"lr={lr}: mse={mse:.4f} w={w:.3f} b={b:.3f}")
     '''
 )
@@ -113,10 +125,28 @@ def main() -> None:
         sh(*gitml, "remote", "add", "-d", "store", str(root / "artifact-store"), cwd=mate)
         sh(*gitml, "pull", cwd=mate)
         sh(*gitml, "runs", "list", "-o", "metrics.mse", "-n", "2", cwd=mate)
-        sh(*gitml, "artifacts", "download", last, "model/weights.json", "-d", str(root / "downloaded"), cwd=mate)
-        print((root / "downloaded" / "model" / "weights.json").read_text())
+        sh(*gitml, "artifacts", "download", last, "weights.json", "-d", str(root / "downloaded"), cwd=mate)
+        print((root / "downloaded" / "weights.json").read_text())
 
-        print("\n# 6. From Python, as with MLflow")
+        print("\n# 6. Register the two best models and promote one: the registry is git tags")
+        best = json.loads(sh(*gitml, "runs", "list", "--json", "-o", "metrics.mse", "-n", "2", cwd=repo))
+        for run in reversed(best):
+            sh(*gitml, "models", "register", "linear", f"runs:/{run['info']['run_id']}/model",
+               "-m", f"lr={run['data']['params']['lr']}", cwd=repo)
+        sh(*gitml, "models", "promote", "linear", "v0.0.1", "staging", cwd=repo)
+        sh(*gitml, "models", "promote", "linear", "v0.0.2", "production", cwd=repo)
+        sh(*gitml, "models", "comment", "linear", "v0.0.2", "lowest mse; checked by hand", cwd=repo)
+        sh(*gitml, "models", "show", "linear", cwd=repo)
+        sh("git", "tag", "-n1", cwd=repo)
+        sh(python, "-c", "import gitml, pandas; m = gitml.pyfunc.load_model('models:/linear/Production'); "
+           "print('prediction at x=2:', m.predict(pandas.DataFrame({'x': [2.0]})))", cwd=repo)
+        sh(*gitml, "push", cwd=repo)
+        sh(*gitml, "pull", cwd=mate)
+        sh(*gitml, "models", "history", "linear", cwd=mate)
+        sh(python, "-c", "import gitml, pandas; m = gitml.pyfunc.load_model('models:/linear@production'); "
+           "print('teammate, same model at x=2:', m.predict(pandas.DataFrame({'x': [2.0]})))", cwd=mate)
+
+        print("\n# 7. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))

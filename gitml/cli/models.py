@@ -119,7 +119,8 @@ def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
             rows.extend({"time": c.time, "model": m.name, "event": "comment", "version": v.version, "stage": None,
                          "author": c.author, "email": c.email, "tag": tag, "commit": v.commit,
                          "message": c.text} for c in notes)
-    rows.sort(key=lambda r: r["time"], reverse=True)
+    # oldest first in event order (time, then counter), comments after same-second events; then newest first
+    rows = [r for _, r in sorted(enumerate(rows), key=lambda p: (p[1]["time"], p[0]))][::-1]
     if as_json:
         echo_json(rows)
         return

@@ -6,9 +6,9 @@ race both compute the same next tag name; one wins, the other re-reads the
 state and tries again with the next counter, so both events are recorded
 and the later one decides who holds the stage.
 
-Tag times of one model strictly increase (a tag written in the same second
-as the model's last one is dated one second later), so tools that order
-events by time alone, such as GTO, see them in the same order as gitml.
+A tag is dated one second after the latest event on the same version when
+they would fall in the same second, so tools that order events by time
+alone, such as GTO, see them in the same order as gitml.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
         todo = plan(model)
         if not todo:
             return model, []
-        when = max(int(time.time()), model.last_time + 1)
+        when = _tag_time(model, todo)
         refs = {}
         for event, target, message in todo:
             tag = grammar.format(event)
@@ -170,6 +170,15 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
         if repo.create_refs(refs):
             return load(repo, name)[name], [r[len("refs/tags/") :] for r in refs]
     raise ConcurrentUpdate(f"Gave up writing registry tags for {name!r} after {CAS_RETRIES} attempts")
+
+
+def _tag_time(model: ModelState, todo: Plan) -> int:
+    """Now, or one second after the latest event on the same versions (GTO orders events by
+    time alone, at one-second resolution, so a same-second event could read as older)."""
+    touched = {target for _, target, _ in todo}
+    deprecating = any(e.action == grammar.DEPRECATE for e, _, _ in todo)
+    related = [e.time for e in model.events if deprecating or model.deprecated or e.commit in touched]
+    return max([int(time.time())] + [t + 1 for t in related])
 
 
 def register(repo: GitRepo, name: str, commit: str, *, path: str | None, run_id: str | None,

@@ -197,9 +197,13 @@ class GitRepo:
         # be now for every commit.
         if self._signature is None:
             try:
-                self._signature = self._repo.default_signature
+                sig = self._repo.default_signature
+                name, email = sig.name, sig.email
             except (KeyError, pygit2.GitError):
-                self._signature = pygit2.Signature(*_FALLBACK_SIGNATURE)
+                name, email = _FALLBACK_SIGNATURE
+            # as git does for commits and tags: the environment overrides the config
+            self._signature = pygit2.Signature(os.environ.get("GIT_COMMITTER_NAME") or name,
+                                               os.environ.get("GIT_COMMITTER_EMAIL") or email)
         sig = self._signature
         return pygit2.Signature(sig.name, sig.email)
 
