@@ -212,6 +212,8 @@ def enforce_schema(data: Any, schema: Schema) -> Any:
             data = pd.DataFrame(arr, columns=names)
         else:
             raise SchemaMismatch(f"Expected a table with columns {names}, got {type(data).__name__}")
+    if _fits_as_is(data, schema):
+        return data
     missing = [s["name"] for s in schema.specs if s.get("required", True) and s["name"] not in data.columns]
     if missing:
         raise SchemaMismatch(f"Model is missing inputs {missing}. Note that there were extra inputs: "
@@ -240,6 +242,13 @@ def enforce_schema(data: Any, schema: Schema) -> Any:
             col = col.astype(_NUMPY_OF[want])
         out[name] = col
     return pd.DataFrame(out, index=data.index)
+
+
+def _fits_as_is(data: Any, schema: Schema) -> bool:
+    """The common case, checked cheaply: exactly the schema's columns, in order, each of its type."""
+    if list(data.columns) != [s["name"] for s in schema.specs]:
+        return False
+    return all(_COLUMN_TYPES.get(_dtype_name(dt)) == s["type"] for dt, s in zip(data.dtypes, schema.specs))
 
 
 def _ints_fit(values: Any, bits: int) -> bool:

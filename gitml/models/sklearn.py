@@ -9,6 +9,7 @@ arbitrary code, and only the types listed as trusted are rebuilt. Pickle
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +131,27 @@ class _SklearnPyfunc:
     def __init__(self, model: Any, predict_fn: str) -> None:
         self.sklearn_model = model
         self._predict = getattr(model, predict_fn)
+        names = getattr(model, "feature_names_in_", None)
+        self._columns = [str(n) for n in names] if names is not None else None
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        # A numeric DataFrame whose columns are exactly the fitted feature names, in
+        # order, is what scikit-learn turns into this same array after checking the
+        # names; handing it the array skips ~0.8 ms of checks on a small batch.
+        if self._columns is not None and _numeric_in_order(data, self._columns):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                return self._predict(data.to_numpy())
         return self._predict(data)
+
+
+def _numeric_in_order(data: Any, columns: list[str]) -> bool:
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame) or list(data.columns) != columns:
+        return False
+    kinds = {dt.kind for dt in data.dtypes}
+    return len(kinds) == 1 and kinds <= {"f", "i", "u"}
 
 
 def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
