@@ -69,6 +69,52 @@ def sh(*args: str, cwd: Path) -> str:
     return out.stdout
 
 
+def serve_and_follow(gitml: list[str], repo: Path) -> None:
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    cmd = [*gitml, "serve", "linear#production", "--port", str(port), "--workers", "2", "--poll", "0.5"]
+    print(f"\n$ {' '.join(cmd)} &", flush=True)
+    server = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path: str, body: dict | None = None) -> dict:
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    try:
+        for _ in range(150):
+            try:
+                get("/version")
+                break
+            except OSError:
+                time.sleep(0.2)
+        payload = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
+        print(f"$ curl -X POST {url}/invocations -H 'Content-Type: application/json' -d '{json.dumps(payload)}'")
+        print(json.dumps(get("/invocations", payload)))
+        v = get("/version")
+        print(f"$ curl {url}/version  ->  {v['model']} {v['version']} (run {v['run_id'][:12]})")
+        sh(*gitml, "models", "promote", "linear", "v0.0.1", "production", "-m", "roll back to test", cwd=repo)
+        for _ in range(100):
+            if get("/version")["version"] == "v0.0.1":
+                break
+            time.sleep(0.2)
+        v = get("/version")
+        print(f"$ curl {url}/version  ->  {v['model']} {v['version']} (run {v['run_id'][:12]}): followed the tag")
+        print(json.dumps(get("/invocations", payload)))
+        sh(*gitml, "models", "promote", "linear", "v0.0.2", "production", cwd=repo)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     keep = "--keep" in sys.argv
     root = Path(tempfile.mkdtemp(prefix="gitml-demo-"))
@@ -146,7 +192,17 @@ def main() -> None:
         sh(python, "-c", "import gitml, pandas; m = gitml.pyfunc.load_model('models:/linear@production'); "
            "print('teammate, same model at x=2:', m.predict(pandas.DataFrame({'x': [2.0]})))", cwd=mate)
 
-        print("\n# 7. From Python, as with MLflow")
+        print("\n# 7. Serve the production model over HTTP (MLflow's scoring protocol); it follows the stage")
+        serve_and_follow(gitml, repo)
+
+        print("\n# 8. Batch scoring and a Docker build context")
+        (root / "batch.csv").write_text("x\n0\n1\n2\n")
+        sh(*gitml, "predict", "linear#production", "-i", str(root / "batch.csv"), "-o", str(root / "scored.csv"), cwd=repo)
+        print((root / "scored.csv").read_text())
+        sh(*gitml, "build-docker", "linear#production", "-d", str(root / "image"), cwd=repo)
+        sh("ls", str(root / "image"), cwd=repo)
+
+        print("\n# 9. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))
