@@ -54,11 +54,15 @@ class ParamAlreadyLogged(InvalidValue):
     """A param was logged again with a different value (params are write-once)."""
 
 
-class RunNotFound(GitmlError):
-    """No run with that id (or prefix) exists in the repository."""
+class NotFound(GitmlError):
+    """What was asked for does not exist (404 in the servers)."""
 
     http_status = 404
     error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class RunNotFound(NotFound):
+    """No run with that id (or prefix) exists in the repository."""
 
 
 class ExperimentNotFound(GitmlError):

@@ -150,12 +150,20 @@ def register(ctx: click.Context, name: str, model_uri: str, version: str | None,
     click.echo(f"Registered {name} {v.version} (version {v.number}) from run {v.run_id}: tag {v.tag}")
 
 
-@models.command("promote", epilog=VERSION_HELP)
-@click.argument("name")
-@click.argument("version")
-@click.argument("stage")
-@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
-@click.pass_context
+def _stage_change(name: str) -> Any:
+    """The arguments of a command that changes a version's stage: NAME VERSION STAGE [-m]."""
+    def wrap(f: Any) -> Any:
+        for decorator in reversed((
+            models.command(name, epilog=VERSION_HELP), click.argument("name"), click.argument("version"),
+            click.argument("stage"), click.option("-m", "--message", default=None, help="Why (kept in the tag message)."),
+            click.pass_context,
+        )):
+            f = decorator(f)
+        return f
+    return wrap
+
+
+@_stage_change("promote")
 def promote(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
     """Put VERSION of NAME in STAGE (e.g. staging, production); the previous holder leaves it.
 
@@ -170,12 +178,7 @@ def promote(ctx: click.Context, name: str, version: str, stage: str, message: st
     click.echo(f"{name} {v.version} is now in {stage.lower()}: tags {', '.join(written)}")
 
 
-@models.command("unassign", epilog=VERSION_HELP)
-@click.argument("name")
-@click.argument("version")
-@click.argument("stage")
-@click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
-@click.pass_context
+@_stage_change("unassign")
 def unassign(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
     """Take VERSION of NAME out of STAGE (NAME#<stage>!#<n>)."""
     from gitml import registry

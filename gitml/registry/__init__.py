@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue
+from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue, NotFound
 from gitml.registry import tags as grammar
 from gitml.registry.state import (
     MODEL_PATH_TRAILER,
@@ -40,20 +40,12 @@ __all__ = [
 ]
 
 
-class ModelNotRegistered(GitmlError):
+class ModelNotRegistered(NotFound):
     """No registry tag names this model."""
 
-    exit_code = 2
-    http_status = 404
-    error_code = "RESOURCE_DOES_NOT_EXIST"
 
-
-class VersionNotFound(GitmlError):
+class VersionNotFound(NotFound):
     """The model has no such version, or no version in that stage."""
-
-    exit_code = 2
-    http_status = 404
-    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class RegistryConflict(GitmlError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from gitml.errors import GitmlError, InvalidName, InvalidValue
+from gitml.errors import InvalidName, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
 
 if TYPE_CHECKING:
@@ -24,11 +24,8 @@ if TYPE_CHECKING:
     from gitml.tracking.writer import RunWriter
 
 
-class ArtifactNotFound(GitmlError):
+class ArtifactNotFound(NotFound):
     """The run has no artifact at that path."""
-
-    http_status = 404
-    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 @dataclass(frozen=True)
