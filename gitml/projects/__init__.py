@@ -1,0 +1,1 @@
+"""Projects: MLproject files, `gitml run` in a snapshot worktree, environments."""
