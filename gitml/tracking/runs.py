@@ -123,13 +123,19 @@ def start_new_run(
     parent_run_id: str | None = None,
     start_time: int | None = None,
     description: str | None = None,
+    snapshot: Any = None,
+    entry_point: str | None = None,
 ) -> tuple[writer.RunWriter, RunState]:
-    """Create a run (status RUNNING); return this process's writer for it and its state."""
+    """Create a run (status RUNNING); return this process's writer for it and its state.
+
+    ``snapshot`` is the run's source (default: a snapshot of the work tree
+    now); ``entry_point`` what ran (default: the script's name).
+    """
     from gitml.store.snapshot import take_snapshot
 
     if not experiments.exists(repo, experiment_id):
         experiments.get_experiment(repo, experiment_id)  # raises ExperimentNotFound with the details
-    snap = take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
+    snap = snapshot or take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
     run_id = uuid.uuid4().hex
     user_tags = {str(k): v for k, v in (tags or {}).items()}
     run_name = run_name or user_tags.get("mlflow.runName") or generate_run_name()
@@ -156,7 +162,7 @@ def start_new_run(
             "branch": snap.branch,
             "dirty": snap.dirty,
             "skipped": snap.skipped,
-            "entry_point": all_tags["mlflow.source.name"],
+            "entry_point": entry_point or all_tags["mlflow.source.name"],
         },
     }
     return writer.create_run(repo, info, all_tags)
