@@ -208,6 +208,8 @@ def write_notes(repo: GitRepo | None = None) -> None:
             keys = [k for k in _note_queue if repo is None or k == str(repo.git_dir)]
             batches = [_note_queue.pop(k) for k in keys]
         for target_repo, states in batches:
+            if not (target_repo.git_dir / "objects").is_dir():
+                continue  # the repository is gone (a temporary one, removed before exit)
             try:
                 notes.update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
             except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
