@@ -65,7 +65,7 @@ def repo_from(ctx: click.Context) -> Any:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, log, models, projects, runs, serving, sync
+    from gitml.cli import artifacts, experiments, log, models, projects, review, runs, serving, sync
 
     main.add_command(runs.runs)
     main.add_command(artifacts.artifacts)
@@ -74,6 +74,8 @@ def _register() -> None:
     main.add_command(log.log)
     main.add_command(runs.reindex)
     main.add_command(projects.run)
+    main.add_command(review.diff)
+    main.add_command(review.report)
     main.add_command(projects.rerun)
     main.add_command(serving.serve)
     main.add_command(serving.predict)

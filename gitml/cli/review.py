@@ -1,0 +1,58 @@
+"""``gitml diff`` and ``gitml report``: params and metrics between commits, branches, tags or runs."""
+
+from __future__ import annotations
+
+import click
+
+PICK_HELP = ("Which run stands for a commit with several: latest, best:<metric> (lowest) or "
+             "best:<metric>:max (default: git config gitml.diff.pick, else latest).")
+
+
+@click.command("diff")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True, help="Output format (json: DVC's {key: {old, new, diff}}).")
+@click.option("--all", "show_all", is_flag=True, help="Include unchanged params and metrics.")
+@click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
+              help="Significant digits of numbers.")
+@click.option("--pick", default=None, help=PICK_HELP)
+@click.pass_context
+def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: bool, precision: int,
+         pick: str | None) -> None:
+    """Params and metrics of A vs B, with absolute and relative change.
+
+    A and B are commits, branches, tags or run ids. Default: HEAD's run vs
+    the newest run (e.g. one just made from the work tree), like
+    `dvc metrics diff`; A alone: A vs the newest run.
+    """
+    from gitml.cli import repo_from
+    from gitml.review import diff as review
+
+    repo = repo_from(ctx)
+    new = review.resolve_side(repo, b, pick) if b else review.latest_run(repo)
+    other = new.run.info.run_id if new.run is not None and not b else None
+    old = review.resolve_side(repo, a or "HEAD", pick, exclude=other)
+    click.echo(review.render(review.compare(old, new, show_all), old, new, fmt, precision))
+
+
+@click.command("report")
+@click.argument("range_spec", metavar="BASE..HEAD")
+@click.option("-o", "--output", "out_dir", default="gitml-report", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for report.md and the plots.")
+@click.option("--pick", default=None, help=PICK_HELP)
+@click.option("--run-url", default=None, help="Link template for runs, e.g. 'https://ml.example.com/runs/{run_id}'.")
+@click.option("--image-prefix", default="", help="Prefix for image links (where CI publishes the PNGs).")
+@click.option("--max-plots", type=click.IntRange(0, 100), default=8, show_default=True,
+              help="Metric-history plots to draw (changed metrics first).")
+@click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
+              help="Significant digits of numbers.")
+@click.pass_context
+def report(ctx: click.Context, range_spec: str, out_dir: str, pick: str | None, run_url: str | None,
+           image_prefix: str, max_plots: int, precision: int) -> None:
+    """Write a pull-request comment (markdown + PNG plots) comparing BASE and HEAD."""
+    from gitml.cli import repo_from
+    from gitml.review.report import make_report
+
+    path = make_report(repo_from(ctx), range_spec, out_dir, pick, run_url, image_prefix, precision, max_plots)
+    click.echo(str(path))

@@ -1,0 +1,1 @@
+"""Review: metric and param diffs between commits, branches and runs; pull-request reports."""

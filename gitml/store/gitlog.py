@@ -1,0 +1,33 @@
+"""``git log --graph`` lines, drawn by git itself (libgit2 has no graph drawing)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from gitml.store.repo import GitRepo
+
+_SEP = "\x1f"
+
+
+def graph(repo: GitRepo, rev: str, max_count: int) -> list[tuple[str, str | None, str]]:
+    """(graph prefix, commit oid or None for a connector line, subject), newest first.
+
+    Raises:
+        ValueError: git refused the revision (the message is git's).
+    """
+    out = subprocess.run(
+        ["git", "--git-dir", str(repo.git_dir), "log", "--graph", f"--max-count={max_count}",
+         f"--format={_SEP}%H{_SEP}%s", rev, "--"],
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        raise ValueError(out.stderr.strip() or f"git log {rev} failed")
+    lines = []
+    for line in out.stdout.splitlines():
+        prefix, sep, rest = line.partition(_SEP)
+        if sep:
+            oid, _, subject = rest.partition(_SEP)
+            lines.append((prefix, oid, subject))
+        else:
+            lines.append((line, None, ""))
+    return lines
