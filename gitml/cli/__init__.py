@@ -65,7 +65,7 @@ def repo_from(ctx: click.Context) -> Any:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, log, models, projects, review, runs, serving, sync
+    from gitml.cli import artifacts, experiments, hooks, log, models, projects, review, runs, serving, sync
 
     main.add_command(runs.runs)
     main.add_command(artifacts.artifacts)
@@ -83,6 +83,7 @@ def _register() -> None:
     main.add_command(sync.push)
     main.add_command(sync.pull)
     main.add_command(sync.remote)
+    main.add_command(hooks.hooks)
 
 
 _register()

@@ -1,0 +1,60 @@
+"""The ``git`` binary, for what the hooks must see exactly as git does.
+
+Hook decisions use git's own rules (pathspecs, config booleans, the
+effective hooks directory with ``core.hooksPath``), the same ones the hook
+scripts use in the shell, so the two never disagree. Nothing here imports
+pygit2, which keeps a commit with nothing to log cheap.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from gitml.errors import GitmlError, NotARepository
+
+
+class GitCommandError(GitmlError):
+    """A git command the hooks need failed."""
+
+
+def git(git_dir: str | Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git args`` on the repository at ``git_dir``; raise GitCommandError unless its exit status is in ``ok``.
+
+    The git dir is passed explicitly: inside a hook, git may export a
+    relative ``GIT_DIR`` that means nothing from another directory.
+    """
+    out = subprocess.run(["git", "--git-dir", str(git_dir), *args], cwd=git_dir, capture_output=True,
+                         check=False)
+    if out.returncode not in ok:
+        detail = out.stderr.decode(errors="replace").strip().splitlines()
+        raise GitCommandError(f"'git {args[0]}' failed in {git_dir}: {detail[-1] if detail else out.returncode}")
+    return out
+
+
+def hooks_dir(path: str | Path) -> Path:
+    """The hooks directory git uses for the repository at ``path`` (``core.hooksPath`` included).
+
+    Raises:
+        NotARepository: ``path`` is not in a git repository.
+    """
+    out = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-path", "hooks"], cwd=path,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise NotARepository(f"Not a git repository: {str(path)!r} ({out.stderr.strip()})")
+    return Path(out.stdout.strip())
+
+
+def config(git_dir: str | Path, prefix: str) -> dict[str, str | None]:
+    """Git config entries under ``prefix`` (all levels; the last value of a key wins).
+
+    Keys are lowercased as git reports them; a key set without a value (a
+    bare ``always`` line, which git reads as true) maps to None.
+    """
+    out = git(git_dir, "config", "-z", "--get-regexp", "^" + prefix.replace(".", r"\."), ok=(0, 1))
+    found: dict[str, str | None] = {}
+    for entry in out.stdout.decode(errors="replace").split("\0"):
+        if entry:
+            key, sep, value = entry.partition("\n")
+            found[key] = value if sep else None
+    return found
