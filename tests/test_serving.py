@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import gitml.pyfunc
 from tests.conftest import git, gitml_cli
 
 pytest.importorskip("sklearn")
@@ -283,3 +286,294 @@ def test_serve_refuses_what_it_cannot_load(registered):
         out = gitml_cli(repo, "serve", model, "--port", str(free_port()), check=False)
         assert out.returncode != 0 and words in out.stderr, out.stderr
     assert git(repo, "status", "--short") == ""
+
+
+# -- in-process: the WSGI app, the protocol, the follower -------------------------------------------
+
+
+def call(app, body: bytes | str, content_type: str = "application/json", path: str = "/invocations",
+         method: str = "POST") -> tuple[int, dict]:
+    """One request to a WSGI app, in this process."""
+    data = body.encode() if isinstance(body, str) else body
+    env = {"PATH_INFO": path, "REQUEST_METHOD": method, "CONTENT_TYPE": content_type,
+           "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data)}
+    statuses: list[str] = []
+    out = b"".join(app(env, lambda status, headers: statuses.append(status)))
+    return int(statuses[0].split()[0]), json.loads(out)
+
+
+def column_schema(**types: str):
+    from gitml.models.signature import ModelSignature, Schema
+
+    return ModelSignature(Schema([{"type": t, "name": n, "required": True} for n, t in types.items()]))
+
+
+class EchoTypes(gitml.pyfunc.PythonModel):
+    """Answers with the dtype and the values of each column it was given."""
+
+    def predict(self, context, model_input, params=None):
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return {c: [str(frame[c].dtype), [repr(v) for v in frame[c].tolist()]] for c in frame.columns}
+
+
+def echo_app(tmp_path: Path, **types: str):
+    """The WSGI app serving EchoTypes with a signature of these column types."""
+    from gitml.serving.server import make_app
+
+    gitml.pyfunc.save_model(tmp_path / "echo", python_model=EchoTypes(), signature=column_schema(**types))
+    return make_app(str(tmp_path / "echo"))
+
+
+@pytest.mark.filterwarnings("ignore:Constructing a DataFrame from a list of sequences with mismatched lengths")
+@pytest.mark.parametrize("rows", [
+    [[1, 2.5], [3, 4.5]],  # an int column beside a float one
+    [[1, 2], [3]],  # ragged: pandas fills with NaN
+    [[1.0, 2.0], [3.0, 4.0]],
+    [[1, 2], [3, 4]],
+    [[True, False]],
+    [[True, 1]],
+    [[1, None], [2, 3.0]],
+    [[2**63, 1]],
+    [["x", 1.5]],
+])
+def test_split_rows_make_the_frame_pandas_makes(rows):
+    from gitml.serving.protocol import parse_request
+
+    body = json.dumps({"dataframe_split": {"columns": ["a", "b"], "data": rows}})
+    got, _ = parse_request(body.encode(), "application/json")
+    pd.testing.assert_frame_equal(got, pd.DataFrame(data=rows, columns=["a", "b"]))
+
+
+@pytest.mark.filterwarnings("ignore:Constructing a DataFrame from a list of sequences with mismatched lengths")
+def test_split_int_and_float_columns_fit_a_long_double_signature(tmp_path):
+    app = echo_app(tmp_path, a="long", b="double")
+    for data in ([[1, 2.5]], [[1, 2.5], [3]]):
+        split = {"dataframe_split": {"columns": ["a", "b"], "data": data}}
+        records = {"dataframe_records": [dict(zip(["a", "b"], row)) for row in data]}
+        status, split_out = call(app, json.dumps(split))
+        assert status == 200, split_out
+        assert call(app, json.dumps(records)) == (200, split_out)
+        assert split_out["predictions"]["a"][0] == "int64" and split_out["predictions"]["b"][0] == "float64"
+
+
+ALL_TYPES = {"i": "integer", "f": "float", "d": "datetime", "bn": "binary", "l": "long", "s": "string",
+             "b": "boolean", "x": "double"}
+ROW = {"i": 1, "f": 1, "d": "2024-01-02T03:04:05", "bn": "aGVsbG8=", "l": 2.0, "s": "x", "b": True, "x": 3}
+
+
+def mlflow_parse(payload: dict, schema):
+    """What MLflow 3's scoring server makes of a JSON payload, by its own functions."""
+    from mlflow.types import Schema as MlflowSchema
+    from mlflow.utils.proto_json_utils import dataframe_from_parsed_json, parse_tf_serving_input
+
+    theirs = MlflowSchema.from_json(schema.to_json())
+    if "dataframe_split" in payload:
+        return dataframe_from_parsed_json(payload["dataframe_split"], "split", theirs)
+    if "dataframe_records" in payload:
+        return dataframe_from_parsed_json(payload["dataframe_records"], "records", theirs)
+    return parse_tf_serving_input(payload, theirs)
+
+
+def as_frame(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, list):  # records under "inputs", as MLflow leaves them
+        return pd.DataFrame(data)
+    return pd.DataFrame({k: np.atleast_1d(v) for k, v in data.items()})
+
+
+@pytest.mark.parametrize("fmt", ["split", "records", "inputs", "inputs-records", "instances"])
+def test_json_columns_are_cast_to_the_signature_as_mlflow_casts_them(tmp_path, fmt):
+    pytest.importorskip("mlflow")
+    from gitml.serving.protocol import parse_request
+
+    rows = [ROW, {**ROW, "i": -7, "f": 2.5, "d": "2024-03-04T00:00:00", "bn": "d29ybGQ=", "l": 3, "x": 4.25}]
+    payload = {
+        "split": {"dataframe_split": {"columns": list(ROW), "data": [list(r.values()) for r in rows]}},
+        "records": {"dataframe_records": rows},
+        "inputs": {"inputs": {k: [r[k] for r in rows] for k in ROW}},
+        "inputs-records": {"inputs": rows},
+        "instances": {"instances": rows},
+    }[fmt]
+    signature = column_schema(**ALL_TYPES)
+    ours, _ = parse_request(json.dumps(payload).encode(), "application/json", signature)
+    theirs = mlflow_parse(payload, signature.inputs)
+    pd.testing.assert_frame_equal(as_frame(ours), as_frame(theirs))
+    # and the model gets them: each column as its schema type
+    status, got = call(echo_app(tmp_path, **ALL_TYPES), json.dumps(payload))
+    assert status == 200, got
+    dtypes = {k: v[0] for k, v in got["predictions"].items()}
+    assert dtypes == {"i": "int32", "f": "float32", "d": "datetime64[ns]", "bn": "object", "l": "int64",
+                      "s": dtypes["s"], "b": "bool", "x": "float64"}
+    # dataframe_* decode base64 binary; inputs/instances pass the text's bytes, as MLflow does
+    assert got["predictions"]["bn"][1][0] == (repr(b"hello") if fmt in ("split", "records") else repr(b"aGVsbG8="))
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("i", 1.5, "1.5 is not an integer"),  # MLflow truncates to 1
+    ("i", 2**40, "outside the range of integer"),  # MLflow wraps around to 0
+    ("l", None, "cannot be null"),
+    ("x", "x", "'x' is not a number"),
+    ("f", 2**30 + 1, "beyond 2**24"),
+    ("b", "false", "is not true, false, 0 or 1"),  # MLflow makes it True
+    ("b", 2, "2 is not true, false, 0 or 1"),
+    ("d", "not a date", "datetime"),
+    ("bn", "a", "binary"),
+    ("bn", 5, "not a base64 string"),
+])
+def test_json_columns_that_do_not_cast_are_400_naming_the_column(tmp_path, column, value, words):
+    app = echo_app(tmp_path, **ALL_TYPES)
+    for payload in ({"dataframe_records": [ROW, {**ROW, column: value}]},
+                    {"dataframe_split": {"columns": list(ROW), "data": [list({**ROW, column: value}.values())]}}):
+        status, got = call(app, json.dumps(payload))
+        assert status == 400 and f"column {column!r}" in got["message"] and words in got["message"], got
+    assert call(app, json.dumps({"dataframe_records": [ROW]}))[0] == 200
+
+
+@pytest.fixture
+def holder_repo(registered):
+    """``registered``, with the registry API pointed at it in this process."""
+    from gitml.tracking import runs
+
+    repo, models = registered
+    return runs.open_repo(repo), models
+
+
+def served(holder) -> np.ndarray:
+    return np.asarray(holder.current.model.predict(X[:3]))
+
+
+def test_version_info_is_the_loaded_model_even_if_the_stage_moves_while_loading(holder_repo, monkeypatch):
+    from gitml import registry
+    from gitml.models import uri
+    from gitml.serving.app import ModelHolder
+
+    gr, models = holder_repo
+    real = uri.resolve
+    moved = []
+
+    def resolve_then_promote(u):
+        source = real(u)
+        if not moved:  # another user promotes v0.0.2 just after the server resolved the stage
+            registry.assign(gr, "rf", "v0.0.2", "production")
+            moved.append(True)
+        return source
+
+    monkeypatch.setattr(uri, "resolve", resolve_then_promote)
+    holder = ModelHolder("rf#production", poll_seconds=3600)
+    assert holder.current.info["version"] == "v0.0.1"
+    np.testing.assert_allclose(served(holder), models[0].predict(X[:3]))
+    assert holder.check() is True  # and the next check catches up
+    assert holder.current.info["version"] == "v0.0.2"
+    np.testing.assert_allclose(served(holder), models[1].predict(X[:3]))
+
+
+def test_a_version_that_fails_to_load_is_logged_once_and_not_retried(holder_repo, monkeypatch, caplog):
+    from gitml import registry
+    from gitml.models import pyfunc
+    from gitml.serving.app import ModelHolder
+
+    gr, models = holder_repo
+    holder = ModelHolder("rf#production", poll_seconds=3600)
+    registry.assign(gr, "rf", "v0.0.2", "production")
+    attempts = []
+
+    def broken(*args, **kwargs):
+        attempts.append(args)
+        raise RuntimeError("cannot unpickle")
+
+    monkeypatch.setattr(pyfunc, "load_model", broken)
+    with caplog.at_level(logging.WARNING, logger="gitml.serving"):
+        assert [holder.check() for _ in range(3)] == [False] * 3
+    assert len(attempts) == 1
+    assert len([r for r in caplog.records if "failed to load" in r.getMessage()]) == 1
+    assert holder.current.info["version"] == "v0.0.1"
+    np.testing.assert_allclose(served(holder), models[0].predict(X[:3]))
+    info = holder.describe()
+    assert info["version"] == "v0.0.1" and "v0.0.2 failed to load" in info["follow_error"]
+
+
+def test_unassigned_stage_or_deprecated_model_keeps_serving_and_says_so(holder_repo, caplog):
+    from gitml import registry
+    from gitml.serving.app import ModelHolder, ScoringApp
+
+    gr, models = holder_repo
+    holder = ModelHolder("rf#production", poll_seconds=3600)
+    app = ScoringApp(holder)
+    assert call(app, "", path="/version", method="GET")[1]["stage_missing"] is False
+    registry.unassign(gr, "rf", "v0.0.1", "production")
+    with caplog.at_level(logging.WARNING, logger="gitml.serving"):
+        assert [holder.check() for _ in range(3)] == [False] * 3
+    assert len([r for r in caplog.records if "names no version" in r.getMessage()]) == 1
+    status, info = call(app, "", path="/version", method="GET")
+    assert status == 200 and info["version"] == "v0.0.1" and info["following"] is True
+    assert info["stage_missing"] is True and "stage 'production'" in info["follow_error"]
+    status, got = call(app, PAYLOADS["inputs"][1])
+    assert status == 200 and np.allclose(got["predictions"], models[0].predict(X[:3]))
+    # the stage comes back (on another version): followed again
+    registry.assign(gr, "rf", "v0.0.2", "production")
+    assert holder.check() is True
+    info = call(app, "", path="/version", method="GET")[1]
+    assert (info["version"], info["stage_missing"], info["follow_error"]) == ("v0.0.2", False, None)
+    # a deprecated model: still served, and /version says so
+    registry.deprecate(gr, "rf")
+    assert [holder.check() for _ in range(2)] == [False] * 2
+    info = call(app, "", path="/version", method="GET")[1]
+    assert (info["version"], info["deprecated"]) == ("v0.0.2", True)
+    assert np.allclose(call(app, PAYLOADS["inputs"][1])[1]["predictions"], models[1].predict(X[:3]))
+
+
+def test_a_new_worker_catches_up_with_the_stage_before_serving(holder_repo, monkeypatch):
+    from gitml import registry
+    from gitml.serving import server
+    from gitml.serving.app import ModelHolder
+
+    gr, models = holder_repo
+    holder = ModelHolder("rf#production", poll_seconds=3600)  # the master's, loaded at startup
+    registry.assign(gr, "rf", "v0.0.2", "production")
+    server.worker_started(holder)
+    assert holder.current.info["version"] == "v0.0.2"
+    np.testing.assert_allclose(served(holder), models[1].predict(X[:3]))
+    assert holder._thread is not None and holder._thread.is_alive()
+    # a check that blows up is logged, and the worker still starts following
+    other = ModelHolder("rf#production", poll_seconds=3600)
+    monkeypatch.setattr(other, "check", lambda: 1 / 0)
+    server.worker_started(other)
+    assert other._thread is not None and other._thread.is_alive()
+
+
+def test_a_restarted_worker_serves_the_stage_as_it_is_now(registered):
+    repo, models = registered
+    port = free_port()
+    with gitml_serve("rf#production", repo, port, "--workers", "1", "--poll", "3600") as proc:
+        assert request(port, "/version")[1]["version"] == "v0.0.1"
+        gitml_cli(repo, "models", "promote", "rf", "v0.0.2", "production")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGKILL)  # as a crash; a timeout ends the same way
+        deadline = time.time() + 60
+        while Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split() in ([], children):
+            assert time.time() < deadline, "gunicorn started no new worker"
+            time.sleep(0.1)
+        status, info = request(port, "/version")  # waits for the new worker to accept
+        assert status == 200
+        assert info["version"] == "v0.0.2"
+        _, got = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
+        np.testing.assert_allclose(got["predictions"], models[1].predict(X[:3]))
+
+
+def test_docker_requirements_one_line_per_package_whatever_the_specifier(tmp_path):
+    from gitml.serving.docker import requirements
+
+    (tmp_path / "requirements.txt").write_text(
+        "numpy<2\npandas~=2.1  # the model's pin\nmlflow<3\nScikit_Learn>=1.3\n"
+        "PyYAML[libyaml]!=6.0.0\n-r other.txt\n# a comment\ntorch==2.0; python_version >= '3.9'\n"
+    )
+    reqs = requirements(tmp_path)
+    names = [r.split("<")[0].split("~")[0].split("=")[0].split(">")[0].split("[")[0].split("!")[0].split(";")[0]
+             .strip().lower().replace("_", "-") for r in reqs]
+    assert len(names) == len(set(names)), reqs
+    assert {"numpy<2", "pandas~=2.1", "Scikit_Learn>=1.3", "PyYAML[libyaml]!=6.0.0",
+            "torch==2.0; python_version >= '3.9'"} <= set(reqs)
+    assert "mlflow" not in names and not any(r.startswith("pyyaml==") for r in reqs)
+    assert any(r.startswith("gunicorn==") for r in reqs) and any(r.startswith("click==") for r in reqs)

@@ -226,6 +226,8 @@ def enforce_schema(data: Any, schema: Schema) -> Any:
         col = data[name]
         have = _COLUMN_TYPES.get(_dtype_name(col.dtype), "string")
         want = spec["type"]
+        if want == "binary" and have == "string" and _all_bytes(col):
+            have = "binary"  # bytes live in object columns, as strings do
         if have != want:
             if have not in _SAFE_FROM.get(want, set()):
                 raise SchemaMismatch(
@@ -249,6 +251,12 @@ def _fits_as_is(data: Any, schema: Schema) -> bool:
     if list(data.columns) != [s["name"] for s in schema.specs]:
         return False
     return all(_COLUMN_TYPES.get(_dtype_name(dt)) == s["type"] for dt, s in zip(data.dtypes, schema.specs))
+
+
+def _all_bytes(col: Any) -> bool:
+    """Whether every non-null value of an object column is bytes (a ``binary`` column)."""
+    values = col.dropna()
+    return bool(len(values)) and all(isinstance(v, bytes) for v in values)
 
 
 def _ints_fit(values: Any, bits: int) -> bool:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,27 +67,64 @@ def _follows(uri: str) -> bool:
     return False
 
 
+def _load_source(source: Any) -> Any:
+    """The PyFuncModel at a resolved ModelSource, from exactly the run commit it pins (no second resolve)."""
+    from gitml.models.pyfunc import load_model
+
+    if source.run_id is None:
+        return load_model(str(source.path))
+    from gitml.models.mlmodel import ModelNotFound
+    from gitml.tracking import artifacts, runs
+
+    dst = tempfile.mkdtemp(prefix="gitml-serve-")
+    try:
+        try:
+            local = artifacts.download_artifacts(runs.open_repo(), source.run_id, source.artifact_path, dst,
+                                                 commit=source.commit)
+        except artifacts.ArtifactNotFound as e:
+            raise ModelNotFound(f"No model at {source.uri!r}: {e}") from e
+        return load_model(local)
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+
+
 class ModelHolder:
-    """The model being served; for a stage or 'latest', kept in step with the registry."""
+    """The model being served; for a stage or 'latest', kept in step with the registry.
+
+    ``current`` is replaced with one assignment, so a request sees either
+    the old model or the new one. ``status`` says how following goes
+    (``/version`` shows it): ``stage_missing`` while the followed stage or
+    'latest' names no version (the last one is still served), ``deprecated``
+    while the model is, and ``follow_error`` for the last check that failed.
+    """
 
     def __init__(self, model_uri: str, poll_seconds: float = 2.0) -> None:
+        from gitml.models.uri import resolve
+
         self.model_uri = model_uri
         self.poll_seconds = poll_seconds
         self.follow = _follows(model_uri)
-        self.current = self._load()
-        self._failed: str | None = None
+        self.current = self._load(resolve(model_uri))
+        self.status: dict[str, Any] = {"following": self.follow}
+        if self.follow:
+            self.status.update(stage_missing=False, deprecated=self._deprecated(self.current.info.get("model")),
+                               follow_error=None)
+        self._failed: str | None = None  # commit of a version that failed to load: not retried
+        self._logged: str | None = None  # the last problem logged: each is logged once
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
 
-    def _load(self) -> Loaded:
-        from gitml.models.pyfunc import load_model
-        from gitml.models.uri import resolve
-
-        source = resolve(self.model_uri)
-        model = load_model(self.model_uri)
+    def _load(self, source: Any) -> Loaded:
+        """Load the model ``source`` pins; its info describes that same source."""
+        model = _load_source(source)
         info = _describe(self.model_uri, source)
         info["loaded_at"] = int(time.time())
         return Loaded(model, info)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/version`` answers: the model being served, and how following it goes."""
+        return {**self.current.info, **self.status}
 
     def start_following(self) -> None:
         """Start the follower thread in this process (call again after a fork)."""
@@ -100,27 +139,89 @@ class ModelHolder:
             time.sleep(self.poll_seconds)
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - keep serving the model we have
-                log.exception("gitml serve: checking %s failed; still serving %s", self.model_uri,
-                              self.current.info.get("version"))
+            except Exception as e:  # noqa: BLE001 - keep serving the model we have
+                self._problem(f"checking {self.model_uri} failed: {type(e).__name__}: {e}", exc_info=True)
 
     def check(self) -> bool:
-        """Load and swap in the version the URI names now, if it changed. True if swapped."""
+        """Load and swap in the version the URI names now, if it changed. True if swapped.
+
+        Never raises for a registry or load problem: the served model stays,
+        ``status`` says what is wrong, and each problem is logged once. A
+        version that failed to load is not tried again.
+        """
+        if not self.follow:
+            return False
+        from gitml import registry
+        from gitml.errors import GitmlError, NotFound
         from gitml.models.uri import resolve
 
-        source = resolve(self.model_uri)
-        commit = getattr(getattr(source, "version", None), "commit", None)
-        if commit is None or commit == self.current.info.get("commit") or commit == self._failed:
+        try:
+            source = resolve(self.model_uri)
+        except NotFound as e:  # the stage unassigned, the version deregistered, the model deprecated or gone
+            # (registries that refuse a deprecated model say so with ModelDeprecated)
+            deprecated = isinstance(e, getattr(registry, "ModelDeprecated", ())) or self.status.get("deprecated")
+            self._set(stage_missing=True, deprecated=bool(deprecated), follow_error=e.message)
+            self._problem(f"{self.model_uri} names no version now ({e.message}); still serving {self._serving()}",
+                          level=logging.WARNING)
+            return False
+        except GitmlError as e:
+            self._set(follow_error=e.message)
+            self._problem(f"cannot resolve {self.model_uri} ({e.message}); still serving {self._serving()}")
+            return False
+        version = source.version
+        deprecated = self._deprecated(getattr(version, "model", None))
+        if deprecated and not self.status.get("deprecated"):
+            log.warning("gitml serve: model %s is deprecated; still following %s", version.model, self.model_uri)
+        self._set(stage_missing=False, deprecated=deprecated)
+        commit = getattr(version, "commit", None)
+        if commit is None or commit == self.current.info.get("commit"):
+            self._set(follow_error=None)
+            self._logged = None
+            return False
+        if commit == self._failed:
             return False
         try:
-            loaded = self._load()
-        except Exception:
+            loaded = self._load(source)
+        except Exception as e:  # noqa: BLE001 - any loader error: keep serving the old model
             self._failed = commit
-            raise
-        old = self.current.info.get("version")
+            what = f"{version.model} {version.version}"
+            self._set(follow_error=f"{what} failed to load: {type(e).__name__}: {e}")
+            self._problem(f"{self.model_uri} moved to {what}, which failed to load; still serving "
+                          f"{self._serving()} and not retrying {what}", exc_info=True)
+            return False
+        old = self._serving()
         self.current = loaded  # one assignment: a request sees the old model or the new one
-        log.warning("gitml serve: %s moved from %s to %s", self.model_uri, old, loaded.info.get("version"))
+        self._set(follow_error=None)
+        self._logged = None
+        log.warning("gitml serve: %s moved from %s to %s", self.model_uri, old, self._serving())
         return True
+
+    def _serving(self) -> str:
+        info = self.current.info
+        return f"{info.get('model')} {info.get('version')}"
+
+    def _set(self, **changes: Any) -> None:
+        self.status = {**self.status, **changes}  # one assignment: /version reads a whole status
+
+    def _problem(self, message: str, exc_info: bool = False, level: int = logging.ERROR) -> None:
+        """Log ``message`` unless it is the problem logged last (a poll every few seconds must not flood)."""
+        if message != self._logged:
+            self._logged = message
+            log.log(level, "gitml serve: %s", message, exc_info=exc_info)
+
+    @staticmethod
+    def _deprecated(name: str | None) -> bool:
+        """Whether registered model ``name`` is deprecated now (False if that cannot be told)."""
+        if not name:
+            return False
+        from gitml import registry
+        from gitml.errors import GitmlError
+        from gitml.tracking import runs
+
+        try:
+            return registry.get_model(runs.open_repo(), name).deprecated
+        except GitmlError:
+            return False
 
 
 class ScoringApp:
@@ -146,7 +247,7 @@ class ScoringApp:
 
                 from gitml import __version__
 
-                body = json.dumps({"gitml_version": __version__, **self.holder.current.info}).encode()
+                body = json.dumps({"gitml_version": __version__, **self.holder.describe()}).encode()
                 return _respond(start_response, 200, body)
             raise ScoringError(f"No such endpoint {path!r}: use /invocations, /ping, /health or /version",
                                404, "ENDPOINT_NOT_FOUND")

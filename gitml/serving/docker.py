@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -56,19 +57,46 @@ def _pinned(name: str) -> str | None:
         return None
 
 
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Never pinned from a model's requirements: the image serves with gitml, not MLflow.
+_LEFT_OUT = ("mlflow", "gitml")
+
+
+def _normalise(name: str) -> str:
+    """A package name as PEP 503 compares them (``Scikit_Learn`` is ``scikit-learn``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(line: str) -> str | None:
+    """The normalised package name of a requirements.txt line (any specifier, extras, markers, URL)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # packaging comes with dvc
+
+    try:
+        return _normalise(Requirement(line).name)
+    except InvalidRequirement:  # pip may still read it (an editable path, a hash option): the leading name
+        m = _NAME_RE.match(line)
+        return _normalise(m.group(0)) if m else None
+
+
 def requirements(model_dir: Path) -> list[str]:
-    """The model's requirements plus serving's, each pinned once (the model's pin wins)."""
+    """The model's requirements plus serving's, one line per package (the model's line wins, as written).
+
+    Packages are compared by normalised name, whatever the specifier
+    (``numpy<2`` keeps serving from adding ``numpy==2.1.0``); ``mlflow`` is
+    left out, and option lines (``-r``, ``--index-url``) are skipped.
+    """
     lines: dict[str, str] = {}
     req = model_dir / "requirements.txt"
     if req.is_file():
-        for line in req.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith(("#", "-")):
-                name = line.split(";")[0].split("==")[0].split(">=")[0].split("[")[0].strip().lower()
-                if name not in ("mlflow", "gitml"):
-                    lines[name.replace("_", "-")] = line
+        for raw in req.read_text().splitlines():
+            line = re.split(r"(^|\s)#", raw, maxsplit=1)[0].strip()  # pip's comments: '#' at the start or after a space
+            if not line or line.startswith("-"):
+                continue
+            name = _requirement_name(line)
+            if name and name not in _LEFT_OUT:
+                lines[name] = line
     for pkg in SERVING_PACKAGES:
-        key = pkg.lower().replace("_", "-")
+        key = _normalise(pkg)
         if key not in lines:
             pin = _pinned(pkg)
             if pin:

@@ -2,19 +2,46 @@
 
 The model is loaded once in the master before the workers fork (so a
 model that does not load fails before the port is bound, and workers share
-its memory); each worker then starts its own stage follower.
+its memory). A followed stage may have moved since: each worker checks it
+once before it serves (a worker gunicorn forks again after a timeout or a
+crash would otherwise serve the master's version until its first poll),
+then starts its own follower.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log_to_stderr
+from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
 
 
 def make_app(model_uri: str, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY) -> ScoringApp:
     """The WSGI app for ``model_uri`` (loads the model now)."""
     return ScoringApp(ModelHolder(model_uri, poll_seconds), max_body)
+
+
+def worker_started(holder: ModelHolder, worker: Any = None) -> None:
+    """In a newly forked worker, before it serves: catch up with a followed stage, then follow it.
+
+    ``worker`` (gunicorn's) is kept alive while a new version loads, so a
+    load slower than --timeout does not get the worker killed, again and again.
+    """
+    done = threading.Event()
+    if worker is not None:
+        def heartbeat() -> None:
+            while not done.wait(1.0):
+                worker.notify()
+
+        threading.Thread(target=heartbeat, name="gitml-boot-heartbeat", daemon=True).start()
+    try:
+        holder.check()
+    except Exception:  # noqa: BLE001 - serve what the master loaded rather than no worker at all
+        log.exception("gitml serve: checking %s in a new worker failed; serving %s", holder.model_uri,
+                      holder.current.info.get("version"))
+    finally:
+        done.set()
+    holder.start_following()
 
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 2,
@@ -39,7 +66,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
                 "timeout": timeout,
                 "keepalive": 5,
                 "accesslog": None,
-                "post_fork": lambda server, worker: app.holder.start_following(),
+                "post_fork": lambda server, worker: worker_started(app.holder, worker),
                 "when_ready": (lambda server: ready(server)) if ready else (lambda server: None),
                 "proc_name": f"gitml-serve {model_uri}",
                 "control_socket_disable": True,  # gunicorn >= 24: no shared ~/.gunicorn socket
