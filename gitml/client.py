@@ -99,7 +99,8 @@ class Client(TrackingClient):
             for held in list(v.stages):
                 registry.unassign(repo, name, version, held)
         else:
-            before = registry.get_model(repo, name).stages.get(stage.lower())
+            model = registry.get_model(repo, name)
+            before = model.stages.get(model.stage_name(stage))  # stages match case-insensitively
             v, written = registry.assign(repo, name, version, stage)
             if archive_existing_versions and written and before is not None and before.version != v.version:
                 registry.assign(repo, name, before.version, "archived")

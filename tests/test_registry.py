@@ -321,3 +321,377 @@ def test_promotions_in_two_clones_meet_on_pull(tracking, repo, tmp_path, monkeyp
     assert {e["tag"] for e in a} == {e["tag"] for e in b}
     assert len([e for e in a if e["event"] == "assign"]) == 2
     assert registry_state(repo)["rf"].stages["production"].version == registry_state(clone)["rf"].stages["production"].version
+
+
+# -- regressions from the registry review ---------------------------------------------------------
+
+
+def open_repo(path: Path):
+    from gitml.store.repo import GitRepo
+
+    return GitRepo.discover(path)
+
+
+def commits(repo: Path, n: int) -> list[str]:
+    """``n`` new empty commits on the current branch; their oids."""
+    out = []
+    for i in range(n):
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"c{i}")
+        out.append(git(repo, "rev-parse", "HEAD").strip())
+    return out
+
+
+def register_commits(repo: Path, n: int, name: str = "rf") -> list[str]:
+    from gitml import registry
+
+    gr = open_repo(repo)
+    cs = commits(repo, n)
+    for c in cs:
+        registry.register(gr, name, c, path="model", run_id=None)
+    return cs
+
+
+def test_file_refs_sees_every_tag_while_pack_refs_runs(repo):
+    """Loose refs are read before packed-refs: a ref being packed is in one read or the other."""
+    import threading
+    import time
+
+    from gitml.store.repo import GitRepo
+
+    head = git(repo, "rev-parse", "HEAD").strip()
+    created: list[str] = []  # refs whose creation has completed (never deleted afterwards)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def churn() -> None:  # new loose tags, then pack them (git writes packed-refs, then deletes the loose files)
+        k = 0
+        while not stop.is_set():
+            batch = [f"refs/tags/t{k}-{i}" for i in range(10)]
+            k += 1
+            for cmd, stdin in ((["update-ref", "--stdin"], "".join(f"create {n} {head}\n" for n in batch)),
+                               (["pack-refs", "--all", "--prune"], None)):
+                out = subprocess.run(["git", *cmd], input=stdin, cwd=repo, text=True, capture_output=True)
+                if out.returncode:
+                    errors.append(out.stderr)
+                if cmd[0] == "update-ref":
+                    created.extend(batch)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    gr = GitRepo(repo / ".git")
+    reads, missed = 0, []
+    deadline = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < deadline:
+            expected = list(created)
+            got = gr.file_refs("refs/tags/")
+            reads += 1
+            if not set(expected) <= set(got):
+                missed.append(sorted(set(expected) - set(got))[:3])
+    finally:
+        stop.set()
+        thread.join()
+    assert reads > 50 and len(created) > 50 and not errors
+    assert missed == [], f"{len(missed)} of {reads} reads missed existing tags, e.g. {missed[0]}"
+
+
+def test_versions_registered_in_one_second_keep_their_numbers(repo):
+    from gitml import registry
+
+    gr = open_repo(repo)
+    for i, c in enumerate(commits(repo, 11), 1):
+        v = registry.register(gr, "rf", c, path="model", run_id=None)
+        assert (v.number, v.version) == (i, f"v0.0.{i}")
+    model = registry.get_model(gr, "rf")
+    assert [(v.number, v.version) for v in model.versions] == [(i, f"v0.0.{i}") for i in range(1, 12)]
+    assert registry.resolve(gr, "rf/9").version == "v0.0.9"
+    assert registry.resolve(gr, "rf/10").version == "v0.0.10"
+    times = [v.registered_at for v in model.versions]
+    assert times == sorted(times) and len(set(times)) == len(times)  # GTO, ordering by time, agrees
+
+
+def test_same_second_registrations_by_other_tools_order_by_semver(repo, monkeypatch):
+    """Tags of one second with no counter (as gto or git write them) are ordered by semver, not by name."""
+    from gitml import registry
+
+    cs = commits(repo, 5)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
+    for c, v in zip(cs, ["v0.0.10", "v0.0.2", "v1.0.0", "v1.0.0-rc.10", "v1.0.0-rc.2"]):
+        git(repo, "tag", "-a", f"rf@{v}", "-m", f"Registering {v}", c)
+    model = registry.get_model(open_repo(repo), "rf")
+    assert [v.version for v in model.versions] == ["v0.0.2", "v0.0.10", "v1.0.0-rc.2", "v1.0.0-rc.10", "v1.0.0"]
+
+
+def test_stages_match_case_insensitively_and_keep_their_spelling(repo):
+    from gitml import registry
+
+    register_commits(repo, 2)
+    gr = open_repo(repo)
+    gto(repo, "assign", "rf", "--version", "v0.0.2", "--stage", "Production")
+    for spec in ("rf#production", "rf#Production", "rf/Production", "rf/production", "rf@Production", "rf@PRODUCTION"):
+        assert registry.resolve(gr, spec).version == "v0.0.2", spec
+    # promoting with another case moves the existing stage: gto still sees one stage
+    _, written = registry.assign(gr, "rf", 1, "production")
+    assert written == ["rf#Production!#2", "rf#Production#3"]
+    assert {s: v.version for s, v in registry.get_model(gr, "rf").stages.items()} == {"Production": "v0.0.1"}
+    assert json.loads(gto(repo, "show", "--json"))["rf"]["stage"] == {"Production": "v0.0.1"}
+    assert registry.assign(gr, "rf", 1, "PRODUCTION")[1] == []  # holds it already
+    assert registry.unassign(gr, "rf", 1, "production") == ["rf#Production!#4"]
+    # a new stage is written lower-case
+    assert registry.assign(gr, "rf", 2, "Staging")[1] == ["rf#staging#5"]
+    assert registry.resolve(gr, "rf/Staging").version == "v0.0.2"
+
+
+def test_cli_promote_with_other_case_writes_the_existing_stage(repo):
+    register_commits(repo, 2)
+    gto(repo, "assign", "rf", "--version", "v0.0.2", "--stage", "Production")
+    gitml_cli(repo, "models", "promote", "rf", "1", "Production")
+    gitml_cli(repo, "models", "promote", "rf", "2", "production")
+    assert not [t for t in tags(repo) if "#production" in t]
+    assert json.loads(gto(repo, "show", "--json"))["rf"]["stage"] == {"Production": "v0.0.2"}
+
+
+def test_stage_filters_are_case_insensitive_for_every_operator():
+    from gitml.registry.entities import ModelVersion, matches, parse_version_filter
+
+    mv = ModelVersion("rf", "1", "v0.0.1", 0, 0, "", "", "Production", "", None, "READY", ["Production"],
+                      ["Production"], "c", "rf@v0.0.1", False)
+    none = ModelVersion("rf", "2", "v0.0.2", 0, 0, "", "", "None", "", None, "READY", [], [], "d", "rf@v0.0.2", False)
+
+    def ok(f: str, v: ModelVersion = mv) -> bool:
+        return matches(v, parse_version_filter(f))
+
+    assert ok("stage = 'production'") and ok("stage = 'PRODUCTION'")
+    assert not ok("stage != 'production'") and not ok("stage != 'PRODUCTION'")
+    assert ok("stage IN ('production', 'staging')") and ok("stage IN ('PRODUCTION')")
+    assert ok("stage LIKE 'prod%'") and ok("stage ILIKE 'PROD%'")
+    assert ok("stage = 'None'", none) and ok("stage IN ('NONE')", none) and not ok("stage != 'none'", none)
+
+
+def test_counters_count_every_tag_name_of_the_model(repo):
+    """A lightweight (or unreadable) tag name still takes its counter, as in GTO's name_tag."""
+    import time
+
+    from gitml import registry
+
+    cs = register_commits(repo, 3)
+    gr = open_repo(repo)
+    git(repo, "tag", "rf#production#1", cs[0])  # lightweight: not an event, but its name is taken
+    start = time.monotonic()
+    _, written = registry.assign(gr, "rf", 2, "production")
+    assert written == ["rf#production#2"] and time.monotonic() - start < 5
+    # uncounted names taken by lightweight tags: written with a counter instead
+    git(repo, "tag", "rf@v0.0.3!", cs[2])
+    assert registry.deregister(gr, "rf", 3) == ["rf@v0.0.3!#3"]
+    assert not registry.get_model(gr, "rf").by_version("v0.0.3").active
+    git(repo, "tag", "rf@deprecated", cs[0])
+    assert registry.deprecate(gr, "rf") == ["rf@deprecated#4"]
+    assert registry.get_model(gr, "rf").deprecated
+
+
+def test_a_version_tag_in_the_way_is_a_clear_conflict(repo):
+    from gitml import registry
+
+    register_commits(repo, 1)
+    gr = open_repo(repo)
+    c = commits(repo, 2)
+    git(repo, "tag", "rf@v0.0.2", c[0])  # lightweight: gitml would bump to this very name
+    with pytest.raises(registry.RegistryConflict, match=r"Tag rf@v0\.0\.2 exists already"):
+        registry.register(gr, "rf", c[1], path="model", run_id=None)
+    assert registry.register(gr, "rf", c[1], path="model", run_id=None, version="v0.0.3").number == 2
+
+
+def test_a_stale_ref_lock_is_named_not_retried_forever(repo):
+    import time
+
+    from gitml import registry
+    from gitml.store.repo import RefUpdateFailed
+
+    register_commits(repo, 2)
+    gr = open_repo(repo)
+    lock = repo / ".git" / "refs" / "tags" / "rf#production#1.lock"
+    lock.write_text("")
+    start = time.monotonic()
+    with pytest.raises(RefUpdateFailed, match=r"rf#production#1\.lock exists"):
+        registry.assign(gr, "rf", 1, "production")
+    assert time.monotonic() - start < 5
+    lock.unlink()
+    assert registry.assign(gr, "rf", 1, "production")[1] == ["rf#production#1"]
+
+
+REF_NAMES = [
+    "refs/tags/rf@v0.0.1", "refs/tags/.x=m@v0.0.1", "refs/tags/x/.y=m@v0.0.1", "refs/tags/a.lock/=m@v0.0.1",
+    "refs/tags/a./=m", "refs/tags/a.", "refs/tags/a..b", "refs/tags/a@{b", "refs/tags/a@b", "refs/tags/@",
+    "@", "refs/tags/a b", "refs/tags/a\tb", "refs/tags/a\x7fb", "refs/tags/a~b", "refs/tags/a^b",
+    "refs/tags/a:b", "refs/tags/a?b", "refs/tags/a*b", "refs/tags/a[b", "refs/tags/a\\b", "refs/tags/",
+    "refs/tags//a", "refs/tags/a/", "refs/tags/a.lock", "refs/tags/a.locks", "refs/tags/.lock",
+    "refs/tags/x.y", "refs/tags/-x", "refs/tags/a/b.c/d", "refs/tags/a=b#c#1", "refs/tags/a=b@v1.0.0-rc.1+b.2",
+    "refs/tags/é", "onelevel", "refs/tags/a/.b.lock", "refs/tags/a{b}", "refs/tags/a@", "refs/tags/./a",
+]
+
+
+@pytest.mark.parametrize("name", REF_NAMES)
+def test_ref_name_rules_match_git(name):
+    from gitml.store.repo import valid_ref_name
+
+    real = subprocess.run(["git", "check-ref-format", name], capture_output=True).returncode == 0
+    assert valid_ref_name(name) == real
+
+
+@pytest.mark.parametrize("name", [".x:m", "x/.y:m", "a.lock/:m", "x./:m", "a/.b/c:m", "x.lock:m", "dir/a.b:m",
+                                  "a/b", "dir:m", "a.b/c:m", "x.y.z:m", "models/churn", "-a:m"])
+def test_model_names_make_tags_git_can_see(repo, name):
+    from gitml.errors import InvalidName
+    from gitml.registry import tags as grammar
+
+    tag = grammar.format(grammar.TagName(name, grammar.REGISTER, version="v0.0.1"))
+    git_ok = subprocess.run(["git", "check-ref-format", f"refs/tags/{tag}"], capture_output=True).returncode == 0
+    try:
+        grammar.check_model_name(name)
+        accepted = True
+    except InvalidName:
+        accepted = False
+    assert not accepted or git_ok  # never a name whose tags git cannot see
+    if accepted:  # and such a tag really is listed by git and read back by gitml
+        from gitml import registry
+
+        c = commits(repo, 1)[0]
+        registry.register(open_repo(repo), name, c, path="model", run_id=None)
+        assert tag in tags(repo)
+        assert registry.get_model(open_repo(repo), name).versions[0].version == "v0.0.1"
+    assert accepted == (name in ("dir/a.b:m", "a/b", "dir:m", "a.b/c:m", "x.y.z:m", "models/churn", "-a:m", "x.lock:m"))
+
+
+def test_discover_agrees_with_libgit2(tmp_path):
+    import pygit2
+
+    from gitml.errors import NotARepository
+    from gitml.store.repo import GitRepo
+
+    main = tmp_path / "main"
+    main.mkdir()
+    git(main, "init", "-q")
+    git(main, "commit", "-q", "--allow-empty", "-m", "x")
+    (main / "sub" / "deeper").mkdir(parents=True)
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    (bare / "objects" / "x").mkdir(exist_ok=True)
+    git(main, "worktree", "add", "-q", str(tmp_path / "wt"))
+    (tmp_path / "wt" / "inside").mkdir()
+    # a checked-out-looking submodule whose git dir is gone, inside the main repo
+    (main / "sub" / "broken").mkdir()
+    (main / "sub" / "broken" / ".git").write_text("gitdir: ../../.git/modules/broken\n")
+    (main / "sub" / "broken" / "src").mkdir()
+    # a worktree pruned behind its back
+    (main / "sub" / "pruned").mkdir()
+    (main / "sub" / "pruned" / ".git").write_text(f"gitdir: {main}/.git/worktrees/gone\n")
+    (main / "sub" / "junk").mkdir()
+    (main / "sub" / "junk" / ".git").write_text("not a gitfile\n")
+
+    def ours(path: Path) -> str | None:
+        try:
+            return str(GitRepo.discover(path).git_dir)
+        except NotARepository:
+            return None
+
+    def theirs(path: Path) -> str | None:
+        found = pygit2.discover_repository(str(path))
+        return str(Path(found).resolve()) if found else None
+
+    cases = [main, main / "sub" / "deeper", bare, bare / "objects" / "x", main / ".git", main / ".git" / "refs",
+             tmp_path / "wt", tmp_path / "wt" / "inside", main / "sub" / "broken", main / "sub" / "broken" / "src",
+             main / "sub" / "pruned"]
+    for case in cases:
+        assert ours(case) == theirs(case), case
+    assert ours(main / "sub" / "broken" / "src") is None
+    assert ours(main / "sub" / "junk") is None  # git: invalid gitfile format
+    assert ours(tmp_path / "wt" / "inside") == str((main / ".git" / "worktrees" / "wt").resolve())
+    assert ours(tmp_path) is None or ours(tmp_path) == theirs(tmp_path)
+
+
+def test_discover_stops_at_ceiling_directories(tmp_path, monkeypatch):
+    import pygit2
+
+    from gitml.errors import NotARepository
+    from gitml.store.repo import GitRepo
+
+    git(tmp_path, "init", "-q", "top")
+    inner = tmp_path / "top" / "a" / "b"
+    inner.mkdir(parents=True)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path / "top" / "a"))
+    with pytest.raises(NotARepository):
+        GitRepo.discover(inner)
+    assert pygit2.discover_repository(str(inner), False, str(tmp_path / "top" / "a")) is None
+    assert GitRepo.discover(tmp_path / "top" / "a").git_dir == (tmp_path / "top" / ".git").resolve()
+    assert GitRepo.discover(tmp_path / "top").git_dir == (tmp_path / "top" / ".git").resolve()
+    for ceiling, start in (("top/a", "top/a"), ("top/a", "top/a/b"), ("top", "top/a/b"), ("top", "top"),
+                           ("top", "top/a")):
+        monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path / ceiling))
+        real = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=tmp_path / start,
+                              capture_output=True, text=True)
+        try:
+            ours = str(GitRepo.discover(tmp_path / start).git_dir)
+        except NotARepository:
+            ours = None
+        assert ours == (str(Path(real.stdout.strip()).resolve()) if real.returncode == 0 else None), (ceiling, start)
+
+
+def test_register_model_from_artifact_uri(tracking, repo):
+    """mlflow.register_model(f"{run.info.artifact_uri}/model"): artifact_uri ends in '/'."""
+    from sklearn.linear_model import LinearRegression
+
+    with tracking.start_run() as run:
+        tracking.sklearn.log_model(LinearRegression().fit(X, X.sum(axis=1)), "model")
+    assert run.info.artifact_uri.endswith("/")
+    mv = tracking.register_model(f"{run.info.artifact_uri}/model", "rf")
+    assert (mv.version, mv.source) == ("1", f"runs:/{run.info.run_id}/model")
+
+
+def test_wrong_shaped_cache_entries_are_misses(repo):
+    from gitml import registry
+    from gitml.registry.state import CACHE_FILE
+
+    register_commits(repo, 2)
+    gr = open_repo(repo)
+    registry.comment(gr, "rf", 1, "looks good")
+    model = registry.get_model(gr, "rf")
+    registry.run_metrics(gr, model.versions)
+    registry.comments(gr, model.versions)
+    path = repo / ".git" / "gitml" / CACHE_FILE
+    data = json.loads(path.read_text())
+    oids = list(data["tags"])
+    bad_rows = [[1, 2], "x", 5, {"a": 1}, ["t", "a", "e", "1", 0, "m"], [None] * 6]
+    for bad_notes in ([1, 2], {"commit": 5}, {"commit": "abc", "notes": [1]}, {"commit": "abc", "notes": {"x": 1}}):
+        data["tags"] = {oid: bad_rows[i % len(bad_rows)] for i, oid in enumerate(oids)}
+        data["metrics"] = {c: [1, 2] for c in data["metrics"]} or {"x": "y"}
+        data["notes"] = bad_notes
+        path.write_text(json.dumps(data))
+        model = registry.get_model(gr, "rf")
+        assert [v.version for v in model.versions] == ["v0.0.1", "v0.0.2"]
+        assert all(m == {} for m in registry.run_metrics(gr, model.versions).values())
+        assert [c.text for c in registry.comments(gr, model.versions)[model.versions[0].tag]] == ["looks good"]
+    # every row that was damaged is read again and stored right
+    data["tags"] = {oid: [1, 2] for oid in oids}
+    path.write_text(json.dumps(data))
+    registry.get_model(gr, "rf")
+    assert all(isinstance(row, list) and len(row) == 6 for row in json.loads(path.read_text())["tags"].values())
+
+
+def test_a_deprecated_model_does_not_load_but_still_shows(repo):
+    from gitml import registry
+
+    register_commits(repo, 2)
+    gr = open_repo(repo)
+    registry.assign(gr, "rf", 2, "production")
+    registry.deprecate(gr, "rf")
+    for spec in ("rf/1", "rf/latest", "rf@production", "rf#production", "rf/v0.0.2"):
+        with pytest.raises(registry.ModelDeprecated,
+                           match="(?i)model rf is deprecated; register a new version to revive it"):
+            registry.resolve(gr, spec)
+    out = gitml_cli(repo, "models", "show", "rf", "--json").stdout
+    assert json.loads(out)["deprecated"] is True
+    assert json.loads(gitml_cli(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
+    assert "deprecate" in gitml_cli(repo, "models", "history", "rf").stdout
+    # a new version revives the model
+    registry.register(gr, "rf", commits(repo, 1)[0], path="model", run_id=None)
+    assert registry.resolve(gr, "rf/latest").version == "v0.0.3"

@@ -264,3 +264,107 @@ def test_merged_status_reaches_the_note(team):
     gitml_cli(b, "pull")
     assert runs(b) == {}
     assert "[deleted]" in git(b, "notes", "--ref=gitml", "show", "HEAD")
+
+
+# -- registry tags meeting on sync -----------------------------------------------------------------
+
+
+def _registry_repo(repo: Path):
+    """Two registered versions (gitml's own tags) in ``repo``; the GitRepo and the two commits."""
+    from gitml import registry
+    from gitml.store.repo import GitRepo
+
+    gr = GitRepo.discover(repo)
+    cs = []
+    for i in range(2):
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"c{i}")
+        cs.append(git(repo, "rev-parse", "HEAD").strip())
+        registry.register(gr, "rf", cs[-1], path="model", run_id=None)
+    return gr, cs
+
+
+def _their_tag(gr, name: str, target: str, message: str) -> str:
+    """A tag object as another clone wrote it (fetched, no ref yet): its oid."""
+    raw = (f"object {target}\ntype commit\ntag {name}\n"
+           f"tagger Remote Person <remote@example.com> 1600000000 +0200\n\n{message}")
+    out = subprocess.run(["git", "hash-object", "-t", "tag", "-w", "--stdin"], input=raw, cwd=gr.git_dir,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_renumbered_tag_keeps_its_tagger_and_time(repo, monkeypatch):
+    from gitml import registry
+    from gitml.sync import SyncReport, _absorb_tags
+
+    gr, cs = _registry_repo(repo)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Local Person")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "local@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1650000000 -0330")
+    git(repo, "tag", "-a", "rf#production#1", "-m", "ours", cs[0])  # our unpublished promotion
+    ours = gr.read_tag(gr.tag_refs()["rf#production#1"])
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    theirs = _their_tag(gr, "rf#production#1", cs[1], "theirs\n")
+    report = SyncReport("origin")
+    _absorb_tags(gr, {"refs/tags/rf#production#1": theirs}, report)
+    assert report.tags_renumbered == {"rf#production#1": "rf#production#2"} and report.tag_conflicts == {}
+    moved = gr.read_tag(gr.tag_refs()["rf#production#2"])
+    assert (moved.tagger, moved.email, moved.time, moved.offset, moved.message, moved.target) == (
+        "Local Person", "local@example.com", 1650000000, -210, ours.message, cs[0])
+    assert "Local Person <local@example.com> 1650000000 -0330" in git(repo, "cat-file", "-p", "rf#production#2")
+    assert gr.tag_refs()["rf#production#1"] == theirs
+    assert len([e for e in registry.get_model(gr, "rf").events if e.action == "assign"]) == 2
+
+
+def test_renumbering_interrupted_half_way_is_not_duplicated_on_rerun(repo, monkeypatch):
+    from gitml import registry
+    from gitml.store.repo import GitRepo
+    from gitml.sync import SyncReport, _absorb_tags
+
+    gr, cs = _registry_repo(repo)
+    registry.assign(gr, "rf", 1, "production")  # our unpublished rf#production#1
+    theirs = _their_tag(gr, "rf#production#1", cs[1], "theirs\n")
+    incoming = {"refs/tags/rf#production#1": theirs}
+    real = GitRepo.cas_ref
+    calls = []
+
+    def second_fails(self, name, new, old):  # the copy is created, then the process dies
+        calls.append(name)
+        return real(self, name, new, old) if len(calls) == 1 else False
+
+    monkeypatch.setattr(GitRepo, "cas_ref", second_fails)
+    first = SyncReport("origin")
+    _absorb_tags(gr, incoming, first)
+    assert first.tag_conflicts and "rf#production#2" in gr.tag_refs()
+    monkeypatch.setattr(GitRepo, "cas_ref", real)
+    for _ in range(2):  # rerun, and once more: our event exists once, under the new name
+        again = SyncReport("origin")
+        _absorb_tags(gr, incoming, again)
+        assert again.tag_conflicts == {}
+    names = sorted(n for n in gr.tag_refs() if n.startswith("rf#"))
+    assert names == ["rf#production#1", "rf#production#2"]
+    assert gr.tag_refs()["rf#production#1"] == theirs
+
+
+@pytest.mark.parametrize("action", ["deprecate", "deregister"])
+def test_the_same_uncounted_change_on_both_sides_is_not_a_conflict(repo, action):
+    from gitml import registry
+    from gitml.sync import SyncReport, _absorb_tags
+
+    gr, cs = _registry_repo(repo)
+    if action == "deprecate":
+        written = registry.deprecate(gr, "rf")
+    else:
+        written = registry.deregister(gr, "rf", 1)
+    name = written[0]
+    assert "#" not in name  # no counter: both clones write this very name
+    ours = gr.read_tag(gr.tag_refs()[name])
+    theirs = _their_tag(gr, name, ours.target, "their words\n")
+    report = SyncReport("origin")
+    _absorb_tags(gr, {f"refs/tags/{name}": theirs}, report)
+    assert report.tag_conflicts == {} and report.tags_received == [name]
+    assert gr.tag_refs()[name] == theirs
+    # a different target is still a conflict, and ours is kept
+    other = _their_tag(gr, name, cs[1] if ours.target == cs[0] else cs[0], "elsewhere\n")
+    report = SyncReport("origin")
+    _absorb_tags(gr, {f"refs/tags/{name}": other}, report)
+    assert name in report.tag_conflicts and gr.tag_refs()[name] == theirs

@@ -8,7 +8,9 @@ and the later one decides who holds the stage.
 
 A tag is dated one second after the latest event on the same version when
 they would fall in the same second, so tools that order events by time
-alone, such as GTO, see them in the same order as gitml.
+alone, such as GTO, see them in the same order as gitml; a registration is
+dated after the model's latest registration, so version numbers (the order
+of registration) do not depend on how same-second events are ordered.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from gitml.registry.state import (
     ModelState,
     VersionState,
     load,
+    load_model_for_write,
     run_metrics,
     semver_key,
+    valid_notes,
 )
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
 
 __all__ = [
-    "Comment", "Event", "ModelState", "ModelNotRegistered", "VersionNotFound", "VersionState",
+    "Comment", "Event", "ModelDeprecated", "ModelState", "ModelNotRegistered", "RegistryConflict",
+    "VersionNotFound", "VersionState",
     "assign", "comment", "comments", "deprecate", "deregister", "find_version", "get_model",
     "load", "register", "register_model", "resolve", "run_metrics", "unassign",
 ]
@@ -46,6 +51,10 @@ class ModelNotRegistered(NotFound):
 
 class VersionNotFound(NotFound):
     """The model has no such version, or no version in that stage."""
+
+
+class ModelDeprecated(NotFound):
+    """The model is deprecated: it does not load until a new version is registered."""
 
 
 class RegistryConflict(GitmlError):
@@ -115,16 +124,22 @@ def resolve(repo: GitRepo, spec: str) -> VersionState:
     ``rf/latest``, ``rf@production`` (stage, MLflow's alias form),
     ``rf@v1.2.0`` and ``rf#production`` (GTO's shorthands).
 
+    Stages match case-insensitively (``rf#production`` finds a stage
+    ``Production`` written by ``gto``).
+
     Raises:
-        ModelNotRegistered, VersionNotFound, InvalidValue
+        ModelNotRegistered, ModelDeprecated (as MLflow's deleted models, a
+        deprecated model does not load), VersionNotFound, InvalidValue
     """
     name, sep, ref = _split_spec(spec)
     model = get_model(repo, name)
+    if model.deprecated:
+        raise ModelDeprecated(f"Model {name} is deprecated; register a new version to revive it")
     if sep == "/" and (ref.isdigit() or ref in ("latest", "greatest") or grammar.VERSION_RE.match(ref)):
         return find_version(model, ref, active_only=True)
     if sep == "@" and (ref in ("latest", "greatest") or grammar.VERSION_RE.match(ref)):
         return find_version(model, ref, active_only=True)
-    stage = grammar.check_stage(ref)
+    stage = model.stage_name(grammar.check_stage(ref))
     holder = model.stages.get(stage)
     if holder is None:
         held = ", ".join(sorted(model.stages)) or "none"
@@ -150,7 +165,7 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
     """Create the tags ``plan`` asks for against the current state, retrying lost races."""
     grammar.check_model_name(name)
     for _ in range(CAS_RETRIES):
-        model = load(repo, name).get(name) or ModelState(name)
+        model = load_model_for_write(repo, name)
         todo = plan(model)
         if not todo:
             return model, []
@@ -158,6 +173,12 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
         refs = {}
         for event, target, message in todo:
             tag = grammar.format(event)
+            if tag in model.tag_names:
+                # In the listing the plan was made from, so not a lost race: a tag
+                # gitml does not read as an event (lightweight, or unreadable).
+                raise RegistryConflict(
+                    f"Tag {tag} exists already but is not a registry event gitml can read "
+                    f"(a lightweight tag?); delete it (git tag -d '{tag}') or choose another version")
             refs["refs/tags/" + tag] = repo.write_tag(tag, target, message, when)
         if repo.create_refs(refs):
             return load(repo, name)[name], [r[len("refs/tags/") :] for r in refs]
@@ -166,10 +187,16 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
 
 def _tag_time(model: ModelState, todo: Plan) -> int:
     """Now, or one second after the latest event on the same versions (GTO orders events by
-    time alone, at one-second resolution, so a same-second event could read as older)."""
+    time alone, at one-second resolution, so a same-second event could read as older).
+
+    A registration is dated after the model's latest registration too: version numbers
+    count registrations in time order, so each new one must sort last.
+    """
     touched = {target for _, target, _ in todo}
     deprecating = any(e.action == grammar.DEPRECATE for e, _, _ in todo)
-    related = [e.time for e in model.events if deprecating or model.deprecated or e.commit in touched]
+    registering = any(e.action == grammar.REGISTER for e, _, _ in todo)
+    related = [e.time for e in model.events if deprecating or model.deprecated or e.commit in touched
+               or (registering and e.action == grammar.REGISTER)]
     return max([int(time.time())] + [t + 1 for t in related])
 
 
@@ -222,10 +249,11 @@ def assign(repo: GitRepo, name: str, version: str | int, stage: str, message: st
     Raises:
         ModelNotRegistered, VersionNotFound, RegistryConflict (deregistered version), InvalidName
     """
-    stage = grammar.check_stage(stage)
+    wanted = grammar.check_stage(stage)
     get_model(repo, name)
 
     def plan(model: ModelState) -> Plan:
+        stage = model.stage_name(wanted)  # the spelling the model's tags use, if any
         v = find_version(model, version, active_only=True)
         holder = model.stages.get(stage)
         if holder is not None and holder.version == v.version:
@@ -250,10 +278,11 @@ def unassign(repo: GitRepo, name: str, version: str | int, stage: str, message: 
     Raises:
         ModelNotRegistered, VersionNotFound, RegistryConflict (it does not hold that stage)
     """
-    stage = grammar.check_stage(stage)
+    wanted = grammar.check_stage(stage)
     get_model(repo, name)
 
     def plan(model: ModelState) -> Plan:
+        stage = model.stage_name(wanted)
         v = find_version(model, version)
         if stage not in v.stages:
             held = ", ".join(v.stages) or "no stage"
@@ -276,7 +305,10 @@ def deregister(repo: GitRepo, name: str, version: str | int, message: str | None
     def plan(model: ModelState) -> Plan:
         v = find_version(model, version, active_only=True)
         text = message or f"Deregistering model {name} version {v.version}"
-        return [(grammar.TagName(name, grammar.DEREGISTER, version=v.version), v.commit, text.strip() + "\n")]
+        event = grammar.TagName(name, grammar.DEREGISTER, version=v.version)
+        if grammar.format(event) in model.tag_names:  # deregistered before, and registered again
+            event = grammar.TagName(name, grammar.DEREGISTER, version=v.version, counter=model.next_counter)
+        return [(event, v.commit, text.strip() + "\n")]
 
     return _write(repo, name, plan)[1]
 
@@ -292,7 +324,7 @@ def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]
     def plan(model: ModelState) -> Plan:
         if model.deprecated:
             raise RegistryConflict(f"Model {name!r} is deprecated already")
-        first = not any(e.action == grammar.DEPRECATE for e in model.events)
+        first = grammar.format(grammar.TagName(name, grammar.DEPRECATE)) not in model.tag_names
         target = model.events[-1].commit
         text = message or f"Deprecating model {name}"
         return [(grammar.TagName(name, grammar.DEPRECATE, counter=None if first else model.next_counter), target,
@@ -318,6 +350,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
     grammar.check_model_name(name)
     uri = str(model_uri)
     run_id, _, path = uri[len("runs:/") :].strip("/").partition("/") if uri.startswith("runs:/") else ("", "", "")
+    path = path.lstrip("/")  # runs:/<id>//model, from f"{run.info.artifact_uri}/model"
     if not run_id or not path:
         raise InvalidValue(
             f"Cannot register {uri!r}: a version is a tag on a run's commit, so give the model as "
@@ -377,7 +410,7 @@ def comments(repo: GitRepo, versions: list[VersionState]) -> dict[str, list[Comm
     if not versions or head is None:
         return {}
     cache = Cache(repo)
-    if cache.notes.get("commit") != head:
+    if not valid_notes(cache.notes) or cache.notes["commit"] != head:
         cache.notes = {"commit": head, "notes": dict(repo.note_targets(names.REGISTRY_NOTES_REF))}
         cache.dirty = True
         cache.save()

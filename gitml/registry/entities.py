@@ -41,7 +41,7 @@ class ModelVersion:
 
     @classmethod
     def of(cls, v: VersionState, comments: list[Any] | None = None) -> ModelVersion:
-        ranked = sorted(v.stages, key=lambda s: (_STAGE_RANK.index(s) if s in _STAGE_RANK else 99, s))
+        ranked = sorted(v.stages, key=lambda s: (_STAGE_RANK.index(s.lower()) if s.lower() in _STAGE_RANK else 99, s))
         return cls(
             name=v.model, version=str(v.number), semver=v.version,
             creation_timestamp=v.registered_at * 1000, last_updated_timestamp=v.updated_at * 1000,
@@ -83,7 +83,7 @@ def latest_versions(m: ModelState, stages: list[str] | None = None) -> list[Mode
     wanted = None if stages is None else {s.lower() for s in stages}
     out: dict[str, VersionState] = {}
     for stage, v in m.stages.items():
-        if wanted is None or stage in wanted:
+        if wanted is None or stage.lower() in wanted:
             out[stage] = v
     if wanted is None or "none" in wanted:
         loose = [v for v in m.active_versions() if not v.stages]
@@ -136,15 +136,19 @@ def _like(value: str, pattern: str, ignore_case: bool) -> bool:
 
 
 def matches(mv: ModelVersion, clauses: list[tuple[str, str, Any]]) -> bool:
+    """True if ``mv`` passes every clause. Stages compare case-insensitively, whatever the operator."""
     for key, op, value in clauses:
         fields = {"name": [mv.name], "run_id": [mv.run_id or ""], "version": [mv.version],
                   "semver": [mv.semver], "stage": mv.stages or ["none"], "source": [mv.source]}[key]
+        if key == "stage":
+            fields = [f.lower() for f in fields]
+            value = tuple(x.lower() for x in value) if isinstance(value, tuple) else value.lower()
         if op == "IN":
             ok = any(f in value for f in fields)
         elif op in ("LIKE", "ILIKE"):
             ok = any(_like(f, value, op == "ILIKE") for f in fields)
         elif op == "=":
-            ok = value in fields or (key == "stage" and value.lower() in fields)
+            ok = value in fields
         else:
             ok = value not in fields
         if not ok:

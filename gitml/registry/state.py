@@ -8,7 +8,9 @@ only new tags are read. The cache is derived: delete it at will.
 
 The rules are GTO's, so ``gto show`` agrees:
 
-- events of a model are ordered by tag time, then by the event counter;
+- events of a model are ordered by tag time, then by the event counter
+  (events of the same second without a counter, such as registrations, by
+  semver precedence, then by tag name);
 - a version is active while its latest registration event is not a
   deregistration;
 - a version holds a stage while its latest event for that stage is an
@@ -18,7 +20,9 @@ The rules are GTO's, so ``gto show`` agrees:
 - a model is deprecated while its latest event is a deprecation.
 
 Version numbers (``models:/rf/3``) count registrations in order, from 1,
-deregistered versions included, so a number never changes its meaning.
+deregistered versions included, so a number keeps its meaning in one
+repository. (Registrations made in two clones before they synced interleave
+by time afterwards, which can shift the numbers of the later ones.)
 """
 
 from __future__ import annotations
@@ -57,8 +61,11 @@ class Event:
     message: str
 
     @property
-    def sort_key(self) -> tuple[int, int, str]:
-        return (self.time, -1 if self.counter is None else self.counter, self.tag)
+    def sort_key(self) -> tuple[int, int, tuple[Any, ...], str]:
+        """(time, counter, version precedence, tag name). Events of one second without a
+        counter (registrations) are ordered by semver, not by name (``v0.0.10`` > ``v0.0.2``)."""
+        return (self.time, -1 if self.counter is None else self.counter,
+                precedence(self.version) if self.version else (), self.tag)
 
     @property
     def text(self) -> str:
@@ -96,10 +103,34 @@ class ModelState:
     stages: dict[str, VersionState] = field(default_factory=dict)
     deprecated: bool = False
     events: list[Event] = field(default_factory=list)
+    #: Every tag name of this model in the grammar, lightweight tags included.
+    tag_names: set[str] = field(default_factory=set)
 
     @property
     def next_counter(self) -> int:
-        return max((e.counter or 0 for e in self.events), default=0) + 1
+        """One more than the highest counter in any tag name of the model (GTO's rule: every
+        tag name counts, even a lightweight tag or one whose object cannot be read)."""
+        counters = [e.counter or 0 for e in self.events]
+        for name in self.tag_names:
+            parsed = grammar.parse(name)
+            if parsed is not None and parsed.counter is not None:
+                counters.append(parsed.counter)
+        return max(counters, default=0) + 1
+
+    def stage_name(self, stage: str) -> str:
+        """How ``stage`` is spelled in this model's tags (stages match case-insensitively):
+        the exact spelling if a tag uses it, else the spelling of the stage held now or
+        of its latest event, else lower case (a new stage)."""
+        spelled = {e.stage for e in self.events if e.stage}
+        if stage in spelled:
+            return stage
+        same = [s for s in spelled if s.lower() == stage.lower()]
+        if not same:
+            return stage.lower()
+        held = [s for s in same if s in self.stages]
+        if held:
+            return sorted(held)[0]
+        return next(e.stage for e in reversed(self.events) if e.stage in same)
 
     @property
     def last_time(self) -> int:
@@ -143,6 +174,20 @@ def _trailer(message: str, key: str) -> str | None:
         if line.startswith(key):
             return line[len(key) :].strip() or None
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def precedence(version: str) -> tuple[Any, ...]:
+    """SemVer 2 precedence as a plain tuple (comparable with any other version's)."""
+    try:
+        v = semver_key(version)
+    except ValueError:
+        return ()
+    if v.prerelease is None:
+        pre: tuple[Any, ...] = (1,)
+    else:  # a pre-release sorts before its release; numeric identifiers before alphanumeric ones
+        pre = (0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in v.prerelease.split(".")))
+    return (v.major, v.minor, v.patch, pre)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -195,12 +240,41 @@ class Cache:
                 pass
 
 
-def read_events(repo: GitRepo, model: str | None = None, cache: Cache | None = None) -> list[Event]:
+_MISSING: Any = object()
+
+
+def _valid_row(row: Any) -> bool:
+    """A cached tag row as ``read_events`` writes it: None (not a tag object) or
+    [target, tagger, email, time, offset, message]. Anything else is a miss."""
+    if row is None:
+        return True
+    return (isinstance(row, list) and len(row) == 6
+            and isinstance(row[0], str) and isinstance(row[1], str) and isinstance(row[2], str)
+            and type(row[3]) is int and type(row[4]) is int and isinstance(row[5], str))
+
+
+def valid_metrics(entry: Any) -> bool:
+    """A cached metrics entry: {name: number}."""
+    return isinstance(entry, dict) and all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in entry.items())
+
+
+def valid_notes(section: Any) -> bool:
+    """The cached notes section: {"commit": notes commit, "notes": {tag oid: text}}."""
+    if not isinstance(section, dict) or not isinstance(section.get("commit"), str):
+        return False
+    notes = section.get("notes")
+    return isinstance(notes, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in notes.items())
+
+
+def read_events(repo: GitRepo, model: str | None = None, cache: Cache | None = None,
+                refs: dict[str, str] | None = None) -> list[Event]:
     """The registry events in the repository's tags (of one model, or all), oldest first.
 
-    Lightweight tags are ignored, as GTO does.
+    Lightweight tags are ignored, as GTO does. ``refs``: the tag refs, if
+    the caller listed them already (``GitRepo.tag_refs``).
     """
-    refs = repo.tag_refs()
+    refs = repo.tag_refs() if refs is None else refs
     own = cache is None
     cache = cache or Cache(repo)
     events = []
@@ -212,9 +286,8 @@ def read_events(repo: GitRepo, model: str | None = None, cache: Cache | None = N
         live.add(oid)
         if model is not None and parsed.model != model:
             continue
-        if oid in cache.tags:
-            row = cache.tags[oid]
-        else:
+        row = cache.tags.get(oid, _MISSING)
+        if row is _MISSING or not _valid_row(row):
             info: TagInfo | None = repo.read_tag(oid)
             row = None if info is None else [info.target, info.tagger, info.email, info.time, info.offset, info.message]
             cache.tags[oid] = row
@@ -245,7 +318,7 @@ def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[s
         commit = (runs.get(names.run_ref(v.run_id)) if runs is not None else repo.ref_target(names.run_ref(v.run_id))) \
             if v.run_id else None
         commit = commit or v.commit
-        if commit not in cache.metrics:
+        if not valid_metrics(cache.metrics.get(commit)):
             from gitml.tracking.runfiles import read_state
 
             try:
@@ -275,7 +348,7 @@ def build(events: list[Event]) -> dict[str, ModelState]:
 
 
 def _apply(model: ModelState) -> None:
-    holds: dict[tuple[str, str], bool] = {}  # (version, stage) -> assigned now
+    holds: dict[tuple[str, str], bool] = {}  # (commit, stage) -> assigned now
     for e in model.events:
         if e.action == grammar.REGISTER and e.version:
             v = model.by_version(e.version)
@@ -293,12 +366,14 @@ def _apply(model: ModelState) -> None:
             if v is not None:
                 v.active, v.updated_at = False, e.time
         elif e.action in (grammar.ASSIGN, grammar.UNASSIGN) and e.stage:
+            # By commit: a stage tag dated before its version's registration (another
+            # tool's, in the same second) still counts once the commit is registered.
+            holds[(e.commit, e.stage)] = e.action == grammar.ASSIGN
             v = model.by_commit(e.commit)
-            if v is not None:  # a stage on a commit with no registered version: history only
-                holds[(v.version, e.stage)] = e.action == grammar.ASSIGN
+            if v is not None:
                 v.updated_at = e.time
-    for (version, stage), held in holds.items():
-        v = model.by_version(version)
+    for (commit, stage), held in holds.items():
+        v = model.by_commit(commit)  # a stage on a commit with no registered version: history only
         if not held or v is None or not v.active:
             continue
         current = model.stages.get(stage)
@@ -311,4 +386,27 @@ def _apply(model: ModelState) -> None:
 
 def load(repo: GitRepo, model: str | None = None) -> dict[str, ModelState]:
     """The registry as the repository's tags say now (only ``model``'s, if given)."""
-    return build(read_events(repo, model))
+    refs = repo.tag_refs()
+    models = build(read_events(repo, model, refs=refs))
+    _add_tag_names(models, refs)
+    return models
+
+
+def load_model_for_write(repo: GitRepo, model: str) -> ModelState:
+    """One model's state (empty if it has no events) with every tag name it has, for
+    choosing the names of new tags."""
+    refs = repo.tag_refs()
+    models = build(read_events(repo, model, refs=refs))
+    models.setdefault(model, ModelState(model))
+    _add_tag_names(models, refs)
+    return models[model]
+
+
+def _add_tag_names(models: dict[str, ModelState], refs: dict[str, str]) -> None:
+    if not models:
+        return
+    for name in refs:
+        if "@" in name or "#" in name:
+            parsed = grammar.parse(name)
+            if parsed is not None and parsed.model in models:
+                models[parsed.model].tag_names.add(name)

@@ -15,10 +15,12 @@ written ``dir=name`` inside a tag.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from gitml.errors import InvalidName, InvalidValue
+from gitml.store.repo import valid_ref_name
 
 REGISTER, DEREGISTER, ASSIGN, UNASSIGN, DEPRECATE, CREATE = (
     "register", "deregister", "assign", "unassign", "deprecate", "create",
@@ -55,6 +57,7 @@ class TagName:
     counter: int | None = None
 
 
+@functools.lru_cache(maxsize=65536)
 def parse(tag: str) -> TagName | None:
     """The registry event a tag name encodes, or None for any other tag."""
     if "@" not in tag and "#" not in tag:
@@ -98,11 +101,20 @@ def check_model_name(name: str) -> str:
             f"Invalid model name {name!r}: use letters, digits, '-', '_' and '/', "
             "starting and ending with a letter or digit (GTO's naming rules)"
         )
+    tag = format(TagName(name, REGISTER, version="v0.0.1"))
+    parts = tag.split("/")
+    if not valid_ref_name("refs/tags/" + tag) or any(p.endswith(".") for p in parts):
+        raise InvalidName(
+            f"Invalid model name {name!r}: its tags ({tag}) would not be valid git ref names "
+            "(no part between slashes may start with '.' or end with '.' or '.lock')"
+        )
     return name
 
 
 def check_stage(stage: str) -> str:
-    """The stage name, lower-cased (``Production`` and ``production`` are one stage).
+    """The stage name, as given. Stages match case-insensitively (``Production`` and
+    ``production`` are one stage): ``ModelState.stage_name`` finds how a model's tags
+    spell it, and a new stage is written lower-case.
 
     Raises:
         InvalidName: not a valid GTO stage name.
@@ -114,7 +126,7 @@ def check_stage(stage: str) -> str:
         )
     if stage.lower() == "none":
         raise InvalidName("'None' is not a stage: to take a version out of a stage, unassign it")
-    return stage.lower()
+    return stage
 
 
 def check_version(version: str) -> str:

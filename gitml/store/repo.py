@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitml.errors import ConcurrentUpdate, NotARepository
+from gitml.errors import ConcurrentUpdate, GitmlError, NotARepository
 from gitml.store import names
 
 
@@ -47,6 +47,9 @@ TREE_MODE = 0o040000
 _OBJECT_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
 _HEX = frozenset("0123456789abcdef")
 CAS_RETRIES = 200
+#: Seconds ``create_refs`` waits for a ref lock another writer holds before giving up.
+LOCK_WAIT = 1.0
+_FILE_REFS_ATTEMPTS = 5
 
 _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
 
@@ -113,27 +116,85 @@ def _backoff() -> None:
     time.sleep(random.uniform(0.0005, 0.005))
 
 
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of a file, or None if it does not exist: changes when it is rewritten."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _is_git_dir(d: Path) -> bool:
     return (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir() or (
         (d / "HEAD").is_file() and (d / "commondir").is_file())
 
 
+def _ceilings() -> list[Path]:
+    """GIT_CEILING_DIRECTORIES: absolute directories discovery must not climb into."""
+    out = []
+    for entry in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(os.pathsep):
+        if entry and os.path.isabs(entry):
+            out.append(Path(os.path.realpath(entry)))
+    return out
+
+
 def _discover(start: Path) -> Path | None:
     """The git dir for ``start`` as git finds it: ``.git`` (a directory, or a
-    file with ``gitdir:``) in it or a parent, or a git dir itself (bare)."""
+    file with ``gitdir:``) in it or a parent, or a git dir itself (bare).
+
+    A ``.git`` file whose git dir is missing (a pruned worktree, a submodule
+    not checked out) ends the search with None, as git fails there rather
+    than use the repository above. Directories listed in
+    ``GIT_CEILING_DIRECTORIES`` (and their parents) are not climbed into.
+    """
+    ceilings = [c for c in _ceilings() if c != start and c in start.parents]
+    ceiling = max(ceilings, key=lambda c: len(c.parts), default=None)
     for d in (start, *start.parents):
+        if ceiling is not None and d != start and (d == ceiling or d in ceiling.parents):
+            return None
         dotgit = d / ".git"
         if dotgit.is_dir() and _is_git_dir(dotgit):
             return dotgit
         if dotgit.is_file():
-            text = dotgit.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                found = (d / text[len("gitdir:") :].strip()).resolve()
-                if _is_git_dir(found):
-                    return found
+            try:
+                text = dotgit.read_text(errors="replace").strip()
+            except OSError:
+                return None
+            if not text.startswith("gitdir:"):
+                return None  # git: "invalid gitfile format"
+            found = (d / text[len("gitdir:") :].strip()).resolve()
+            return found if _is_git_dir(found) else None  # git: "not a git repository"
         if _is_git_dir(d):
             return d
     return None
+
+
+_BAD_REF_CHARS = frozenset(b" :?[\\^~*\x7f") | frozenset(range(0x20))
+
+
+def valid_ref_name(name: str) -> bool:
+    """True if git accepts ``name`` as a full ref name (``git check-ref-format``, no options).
+
+    git's rules, per slash-separated component: not empty, not starting with
+    '.', not ending with '.lock'; and in the whole name: no '..', no '@{',
+    no control characters, space, ':', '?', '[', '\\', '^', '~' or '*'; not
+    '@' alone, not ending with '.', and at least two components.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if raw == b"@" or b".." in raw or b"@{" in raw or any(c in _BAD_REF_CHARS for c in raw):
+        return False
+    parts = raw.split(b"/")
+    if len(parts) < 2 or raw.endswith(b"."):
+        return False
+    return all(p and not p.startswith(b".") and not p.endswith(b".lock") for p in parts)
+
+
+class RefUpdateFailed(GitmlError):
+    """A ref could not be written for a reason other than another writer winning the race."""
+
+    http_status = 500
+    error_code = "INTERNAL_ERROR"
 
 
 class GitRepo:
@@ -464,24 +525,43 @@ class GitRepo:
             }
 
     def file_refs(self, prefix: str) -> dict[str, str] | None:
-        """Refs under ``prefix`` read straight from packed-refs and the loose ref files.
+        """Refs under ``prefix`` read straight from the loose ref files and packed-refs.
 
         No libgit2 needed (what a warm registry read uses). Returns None for
         a ref storage this does not read (reftable): ask libgit2 instead.
+
+        Loose refs are read first, then packed-refs, as git does: ``git
+        pack-refs --prune`` writes packed-refs before it deletes the loose
+        files, so a ref moving from one to the other is seen in at least one
+        of the two reads (a loose ref wins over its packed value). If
+        packed-refs changed while the loose refs were read, both are read
+        again.
         """
         common = self.common_dir
         if (common / "reftable").exists():
             return None
+        packed_path = common / "packed-refs"
+        for _ in range(_FILE_REFS_ATTEMPTS):
+            before = _file_id(packed_path)
+            loose = self._loose_refs(common, prefix)
+            try:
+                packed = packed_path.read_text(errors="replace")
+            except FileNotFoundError:
+                packed = ""
+            if _file_id(packed_path) == before:
+                break
         refs: dict[str, str] = {}
-        try:
-            packed = (common / "packed-refs").read_text(errors="replace")
-        except FileNotFoundError:
-            packed = ""
         for line in packed.splitlines():
             if line and line[0] not in "#^":
                 oid, _, name = line.partition(" ")
                 if name.startswith(prefix):
                     refs[name] = oid
+        refs.update(loose)
+        return refs
+
+    @staticmethod
+    def _loose_refs(common: Path, prefix: str) -> dict[str, str]:
+        refs = {}
         for root, _, files in os.walk(common / prefix):
             for f in files:
                 if f.endswith(".lock"):
@@ -491,7 +571,7 @@ class GitRepo:
                     with open(path, encoding="ascii", errors="replace") as fh:
                         oid = fh.read().strip()
                 except OSError:
-                    continue  # deleted under us
+                    continue  # deleted under us (packed since: read from packed-refs after this)
                 if len(oid) in (40, 64) and set(oid) <= _HEX:
                     refs[os.path.relpath(path, common).replace(os.sep, "/")] = oid
         return refs
@@ -510,11 +590,20 @@ class GitRepo:
                 message=obj.message or "",
             )
 
-    def write_tag(self, name: str, target: str, message: str, when: int | None = None) -> str:
-        """Write an annotated tag object (no ref yet) tagged now, or at ``when`` (epoch seconds)."""
-        sig = self.signature()
-        if when is not None:
-            sig = pygit2.Signature(sig.name, sig.email, when, sig.offset)
+    def write_tag(self, name: str, target: str, message: str, when: int | None = None,
+                  signature: tuple[str, str, int, int] | None = None) -> str:
+        """Write an annotated tag object (no ref yet).
+
+        Tagged by the current user now, or at ``when`` (epoch seconds); or by
+        ``signature`` = (name, email, epoch seconds, minutes east of UTC),
+        as when a tag is rewritten under another name.
+        """
+        if signature is not None:
+            sig = pygit2.Signature(signature[0], signature[1], int(signature[2]), int(signature[3]))
+        else:
+            sig = self.signature()
+            if when is not None:
+                sig = pygit2.Signature(sig.name, sig.email, when, sig.offset)
         with self.lock:
             return self._tag_object(name, target, self._repo[target].type, sig, message)
 
@@ -533,25 +622,51 @@ class GitRepo:
 
         All the refs' locks are taken first; if any of them exists already
         (another writer got there first) nothing is written and False is
-        returned, so the caller can re-read and retry.
+        returned, so the caller can re-read and retry. A lock held by another
+        writer is waited for (up to ``LOCK_WAIT`` seconds).
+
+        Raises:
+            RefUpdateFailed: a ref could not be locked or written for another
+            reason: a stale ``.lock`` file (named in the message), a ref in
+            the way of the name (``refs/tags/a`` blocks ``refs/tags/a/b``)...
         """
-        with self.lock:
-            repo = self._repo
-            try:
-                with repo.transaction() as tx:
-                    for name in refs:
-                        tx.lock_ref(name)
-                    if any(repo.references.get(name) is not None for name in refs):
-                        raise _LostRace
-                    for name, oid in refs.items():
-                        tx.set_target(name, oid, message=f"gitml: create {name}")
-                return True
-            except _LostRace:
-                pass
-            except (pygit2.GitError, ValueError, OSError, KeyError):
-                pass  # another process holds one of the locks
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.001
+        failures = 0
+        while True:
+            with self.lock:
+                repo = self._repo
+                try:
+                    with repo.transaction() as tx:
+                        for name in refs:
+                            tx.lock_ref(name)
+                        if any(repo.references.get(name) is not None for name in refs):
+                            raise _LostRace
+                        for name, oid in refs.items():
+                            tx.set_target(name, oid, message=f"gitml: create {name}")
+                    return True
+                except _LostRace:
+                    break
+                except (pygit2.GitError, ValueError, OSError, KeyError) as e:
+                    error = e
+            # Not a lost race: a lock held by another writer (wait for it), or
+            # something that will not go away by itself (say so).
+            failures += 1
+            locked = "failed to lock" in str(error)
+            if (not locked and failures >= 3) or time.monotonic() >= deadline:
+                raise RefUpdateFailed(self._ref_failure(list(refs), error))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         _backoff()
         return False
+
+    def _ref_failure(self, names_: list[str], error: BaseException) -> str:
+        locks = [p for p in (self.common_dir / f"{n}.lock" for n in names_) if p.exists()]
+        if locks:
+            return (f"Cannot write {', '.join(names_)}: {locks[0]} exists (held for over {LOCK_WAIT:g} s). "
+                    "Another git process may be writing it; if none is running, the lock file is stale "
+                    "(left by a killed process): delete it and try again")
+        return f"Cannot write {', '.join(names_)}: {error}"
 
     # -- notes -----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gitml.errors import GitmlError
 from gitml.store import gitremote, names
@@ -306,7 +307,9 @@ def _registry_tags(refs: dict[str, str]) -> dict[str, str]:
 def _absorb_tags(repo: GitRepo, incoming: dict[str, str], report: SyncReport) -> None:
     """Take the remote's registry tags. Tags are immutable: a name both sides wrote differently is
     a stage event numbered twice (two clones promoted at once); ours, unpublished, gets the next
-    free counter and theirs takes the name. A version both registered differently is reported."""
+    free counter (same tagger, time and message) and theirs takes the name. The same deprecation
+    or deregistration made on both sides (no counter, same target) is theirs, silently. A version
+    both registered differently is reported."""
     from gitml.registry import tags as grammar
 
     incoming = _registry_tags(incoming)
@@ -327,18 +330,58 @@ def _absorb_tags(repo: GitRepo, incoming: dict[str, str], report: SyncReport) ->
             continue
         parsed = grammar.parse(name)
         info = repo.read_tag(ours)
-        if parsed is None or parsed.counter is None or info is None:
+        if parsed is None or info is None:
             report.tag_conflicts[name] = "the remote has a different tag of this name; yours was kept"
             continue
-        counters[parsed.model] += 1
-        new_name = grammar.format(grammar.TagName(parsed.model, parsed.action, parsed.version, parsed.stage,
-                                                  counters[parsed.model]))
-        new_oid = repo.write_tag(new_name, info.target, info.message, info.time)
-        if repo.cas_ref("refs/tags/" + new_name, new_oid, None) and repo.cas_ref(ref, theirs, ours):
-            report.tags_renumbered[name] = new_name
+        if parsed.counter is None:
+            their_info = repo.read_tag(theirs)
+            same = (their_info is not None and their_info.target == info.target
+                    and parsed.action in (grammar.DEPRECATE, grammar.DEREGISTER))
+            if same and repo.cas_ref(ref, theirs, ours):  # the same change, made on both sides
+                report.tags_received.append(name)
+            elif same:
+                report.tag_conflicts[name] = "changed while taking the remote's tag; run the command again"
+            else:
+                report.tag_conflicts[name] = "the remote has a different tag of this name; yours was kept"
+            continue
+        # Renumbered on an earlier run that stopped half-way? Then our event is already under
+        # another name: take theirs for this one, and do not copy ours again.
+        copy = _same_event(repo, local, ref, parsed, info)
+        if copy is None:
+            counters[parsed.model] += 1
+            new_name = grammar.format(grammar.TagName(parsed.model, parsed.action, parsed.version, parsed.stage,
+                                                      counters[parsed.model]))
+            new_oid = repo.write_tag(new_name, info.target, info.message,
+                                     signature=(info.tagger, info.email, info.time, info.offset))
+            if not repo.cas_ref("refs/tags/" + new_name, new_oid, None):
+                report.tag_conflicts[name] = "changed while renumbering; run the command again"
+                continue
+            local["refs/tags/" + new_name] = new_oid
+            copy = new_name
+        if repo.cas_ref(ref, theirs, ours):
+            report.tags_renumbered[name] = copy
             report.tags_received.append(name)
         else:
             report.tag_conflicts[name] = "changed while renumbering; run the command again"
+
+
+def _same_event(repo: GitRepo, local: dict[str, str], ref: str, parsed: Any, info: Any) -> str | None:
+    """The name of another local tag recording the same event as ``info`` (same action, stage or
+    version, target, message, tagger and time), or None."""
+    from gitml.registry import tags as grammar
+
+    for other, oid in sorted(local.items()):
+        if other == ref:
+            continue
+        p = grammar.parse(other[len("refs/tags/") :])
+        if (p is None or p.model != parsed.model or p.action != parsed.action or p.stage != parsed.stage
+                or p.version != parsed.version):
+            continue
+        o = repo.read_tag(oid)
+        if o is not None and (o.target, o.message, o.tagger, o.email, o.time, o.offset) == (
+                info.target, info.message, info.tagger, info.email, info.time, info.offset):
+            return other[len("refs/tags/") :]
+    return None
 
 
 def _tag_updates(repo: GitRepo, remote_refs: dict[str, str], report: SyncReport) -> list[tuple[str, str, str | None]]:
