@@ -173,9 +173,9 @@ def promote(ctx: click.Context, name: str, version: str, stage: str, message: st
 
     v, written = registry.assign(repo_from(ctx), name, version, stage, message)
     if not written:
-        click.echo(f"{name} {v.version} is in {stage.lower()} already; nothing written")
+        click.echo(f"{name} {v.version} is in {stage} already; nothing written")
         return
-    click.echo(f"{name} {v.version} is now in {stage.lower()}: tags {', '.join(written)}")
+    click.echo(f"{name} {v.version} is now in {stage}: tags {', '.join(written)}")
 
 
 @_stage_change("unassign")
@@ -184,7 +184,7 @@ def unassign(ctx: click.Context, name: str, version: str, stage: str, message: s
     from gitml import registry
 
     written = registry.unassign(repo_from(ctx), name, version, stage, message)
-    click.echo(f"{name} {version} left {stage.lower()}: tag {written[0]}")
+    click.echo(f"{name} {version} left {stage}: tag {written[0]}")
 
 
 @models.command("deregister", epilog=VERSION_HELP)
