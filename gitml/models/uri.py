@@ -38,8 +38,16 @@ def local_model_path(model_uri: str | os.PathLike[str], dst_path: str | None = N
     Raises:
         ModelNotFound, InvalidValue (a URI scheme gitml does not know).
     """
-    uri = os.fspath(model_uri)
-    source = resolve(uri)
+    return fetch(resolve(os.fspath(model_uri)), dst_path)
+
+
+def fetch(source: ModelSource, dst_path: str | None = None) -> Path:
+    """A local directory holding the model ``source`` names: its path, or its files downloaded
+    (and verified) from the run commit it pins, into ``dst_path`` or a new temporary directory.
+
+    Raises:
+        ModelNotFound, MissingObject / CorruptObject (artifact cache).
+    """
     if source.run_id is None:
         return source.path  # type: ignore[return-value]
     from gitml.tracking import artifacts, runs
@@ -49,7 +57,7 @@ def local_model_path(model_uri: str | os.PathLike[str], dst_path: str | None = N
         local = artifacts.download_artifacts(runs.open_repo(), source.run_id, source.artifact_path, dst,
                                              commit=source.commit)
     except artifacts.ArtifactNotFound as e:
-        raise ModelNotFound(f"No model at {uri!r}: {e}") from e
+        raise ModelNotFound(f"No model at {source.uri!r}: {e}") from e
     return Path(local)
 
 

@@ -70,20 +70,13 @@ def _follows(uri: str) -> bool:
 def _load_source(source: Any) -> Any:
     """The PyFuncModel at a resolved ModelSource, from exactly the run commit it pins (no second resolve)."""
     from gitml.models.pyfunc import load_model
+    from gitml.models.uri import fetch
 
     if source.run_id is None:
         return load_model(str(source.path))
-    from gitml.models.mlmodel import ModelNotFound
-    from gitml.tracking import artifacts, runs
-
     dst = tempfile.mkdtemp(prefix="gitml-serve-")
     try:
-        try:
-            local = artifacts.download_artifacts(runs.open_repo(), source.run_id, source.artifact_path, dst,
-                                                 commit=source.commit)
-        except artifacts.ArtifactNotFound as e:
-            raise ModelNotFound(f"No model at {source.uri!r}: {e}") from e
-        return load_model(local)
+        return load_model(str(fetch(source, dst)))
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise
