@@ -202,7 +202,19 @@ def main() -> None:
         sh(*gitml, "build-docker", "linear#production", "-d", str(root / "image"), cwd=repo)
         sh("ls", str(root / "image"), cwd=repo)
 
-        print("\n# 9. From Python, as with MLflow")
+        print("\n# 9. Git workflow: a post-commit hook logs a run from params.yaml/metrics.json; diff and report")
+        sh(*gitml, "hooks", "install", "--post-commit", cwd=repo)
+        (repo / "params.yaml").write_text("lr: 0.25\nepochs: 80\n")
+        (repo / "metrics.json").write_text('{"mse": 0.0115, "w": 3.01}\n')
+        sh("git", "add", "params.yaml", "metrics.json", cwd=repo)
+        sh("git", "commit", "-q", "-m", "Record tuned params and metrics", cwd=repo)
+        sh(*gitml, "log", "--graph", "-n", "3", cwd=repo)
+        sh(*gitml, "diff", "HEAD~1", "HEAD", cwd=repo)
+        sh(*gitml, "report", "HEAD~1..HEAD", "-o", str(root / "pr-report"), "--max-plots", "0", cwd=repo)
+        print((root / "pr-report" / "report.md").read_text())
+        sh(*gitml, "hooks", "uninstall", cwd=repo)
+
+        print("\n# 10. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))
