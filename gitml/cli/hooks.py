@@ -93,7 +93,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show which of gitml's hooks are installed, where, and the hooks they chain."""
     from gitml.hooks import config
     from gitml.hooks import install as api
-    from gitml.hooks.gitcli import hooks_dir
+    from gitml.store.gitcli import hooks_dir
 
     states = api.status(_path(ctx))
     if as_json:

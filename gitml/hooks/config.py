@@ -78,7 +78,7 @@ def load(git_dir: str | Path) -> HookConfig:
     A boolean git would refuse counts as false, as it does in the hook
     scripts (``git config --bool`` fails there), and is named in ``warnings``.
     """
-    from gitml.hooks.gitcli import config
+    from gitml.store.gitcli import config
 
     raw = config(git_dir, PREFIX)
     values: dict[str, object] = {}

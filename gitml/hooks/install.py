@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gitml.errors import InvalidValue
 from gitml.hooks import HOOK_NAMES
-from gitml.hooks.gitcli import hooks_dir
+from gitml.store.gitcli import hooks_dir
 
 MARKER = b"# gitml-hook: "
 CHAINED_SUFFIX = ".gitml-chained"

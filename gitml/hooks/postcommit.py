@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import GitmlError
 from gitml.hooks import config
-from gitml.hooks.gitcli import git
+from gitml.store.gitcli import git
 
 if TYPE_CHECKING:
     from gitml.store.repo import GitRepo

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-
+from gitml.store.gitcli import GitCommandError, git
 from gitml.store.repo import GitRepo
 
 _SEP = "\x1f"
@@ -15,15 +14,12 @@ def graph(repo: GitRepo, rev: str, max_count: int) -> list[tuple[str, str | None
     Raises:
         ValueError: git refused the revision (the message is git's).
     """
-    out = subprocess.run(
-        ["git", "--git-dir", str(repo.git_dir), "log", "--graph", f"--max-count={max_count}",
-         f"--format={_SEP}%H{_SEP}%s", rev, "--"],
-        capture_output=True, text=True,
-    )
-    if out.returncode != 0:
-        raise ValueError(out.stderr.strip() or f"git log {rev} failed")
+    try:
+        out = git(repo.git_dir, "log", "--graph", f"--max-count={max_count}", f"--format={_SEP}%H{_SEP}%s", rev, "--")
+    except GitCommandError as e:
+        raise ValueError(e.message) from None
     lines = []
-    for line in out.stdout.splitlines():
+    for line in out.stdout.decode(errors="replace").splitlines():
         prefix, sep, rest = line.partition(_SEP)
         if sep:
             oid, _, subject = rest.partition(_SEP)

@@ -1,4 +1,4 @@
-"""The ``git`` binary, for what the hooks must see exactly as git does.
+"""The ``git`` binary, for what must be seen exactly as git sees it (behind the store layer).
 
 Hook decisions use git's own rules (pathspecs, config booleans, the
 effective hooks directory with ``core.hooksPath``), the same ones the hook
