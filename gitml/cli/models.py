@@ -24,19 +24,6 @@ def models() -> None:
     """Register model versions and move them through stages (git tags, GTO's grammar)."""
 
 
-def _version_dict(v: Any, comments: list[Any] | None = None, metrics: dict[str, float] | None = None) -> dict[str, Any]:
-    d = {
-        "model": v.model, "number": v.number, "version": v.version, "active": v.active,
-        "stages": list(v.stages), "run_id": v.run_id, "path": v.path, "commit": v.commit, "tag": v.tag,
-        "registered_at": v.registered_at, "author": v.author, "email": v.email, "description": v.message,
-    }
-    if comments is not None:
-        d["comments"] = [vars(c) for c in comments]
-    if metrics is not None:
-        d["metrics"] = metrics
-    return d
-
-
 @models.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include deprecated models.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -44,14 +31,11 @@ def _version_dict(v: Any, comments: list[Any] | None = None, metrics: dict[str, 
 def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List registered models: latest version and who holds each stage."""
     from gitml import registry
+    from gitml.registry import listing
 
     found = [m for _, m in sorted(registry.load(_repo(ctx)).items()) if show_all or not m.deprecated]
     if as_json:
-        echo_json([{
-            "name": m.name, "deprecated": m.deprecated, "versions": len(m.active_versions()),
-            "latest": m.latest().version if m.latest() else None,
-            "stages": {s: v.version for s, v in sorted(m.stages.items())},
-        } for m in found])
+        echo_json([listing.model_summary(m) for m in found])
         return
     echo_table(["MODEL", "LATEST", "VERSIONS", "STAGES"], [[
         m.name + (" (deprecated)" if m.deprecated else ""),
@@ -69,6 +53,7 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
     """Show a model's versions: stages, run, metrics of that run, description and comments."""
     from gitml import registry
+    from gitml.registry import listing
 
     repo = _repo(ctx)
     model = registry.get_model(repo, name)
@@ -79,7 +64,7 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
         echo_json({
             "name": model.name, "deprecated": model.deprecated,
             "stages": {s: v.version for s, v in sorted(model.stages.items())},
-            "versions": [_version_dict(v, notes.get(v.tag, []), metrics[v.tag]) for v in versions],
+            "versions": [listing.version_record(v, notes.get(v.tag, []), metrics[v.tag]) for v in versions],
         })
         return
     click.echo(f"Model {model.name}" + (" (deprecated)" if model.deprecated else ""))
@@ -104,23 +89,11 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
 def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Every registry event (register, stage moves, deregister, comments), newest first."""
     from gitml import registry
+    from gitml.registry import listing
 
     repo = _repo(ctx)
     models_ = [registry.get_model(repo, name)] if name else list(registry.load(repo).values())
-    rows = []
-    for m in models_:
-        for e in m.events:
-            v = m.by_version(e.version) if e.version else m.by_commit(e.commit)
-            rows.append({"time": e.time, "model": m.name, "event": e.action, "version": v.version if v else e.version,
-                         "stage": e.stage, "author": e.author, "email": e.email, "tag": e.tag,
-                         "commit": e.commit, "message": e.text})
-        for tag, notes in registry.comments(repo, m.versions).items():
-            v = next(x for x in m.versions if x.tag == tag)
-            rows.extend({"time": c.time, "model": m.name, "event": "comment", "version": v.version, "stage": None,
-                         "author": c.author, "email": c.email, "tag": tag, "commit": v.commit,
-                         "message": c.text} for c in notes)
-    # oldest first in event order (time, then counter), comments after same-second events; then newest first
-    rows = [r for _, r in sorted(enumerate(rows), key=lambda p: (p[1]["time"], p[0]))][::-1]
+    rows = listing.history(repo, models_)
     if as_json:
         echo_json(rows)
         return

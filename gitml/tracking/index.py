@@ -192,6 +192,17 @@ class RunIndex:
                 out.setdefault(commit, []).append(run_id)
         return out
 
+    def keys(self, experiment_ids: list[str] | None) -> dict[str, list[str]]:
+        """Distinct param, metric and tag keys of the runs of ``experiment_ids`` (None: every run)."""
+        where, args = "", []
+        if experiment_ids is not None:
+            marks = ",".join("?" * len(experiment_ids)) or "NULL"
+            where, args = f"WHERE run_id IN (SELECT run_id FROM runs WHERE experiment_id IN ({marks}))", experiment_ids
+        return {
+            kind: [row[0] for row in self.db.execute(f"SELECT DISTINCT key FROM {table} {where} ORDER BY key", args)]
+            for kind, table in (("params", "params"), ("metrics", "latest_metrics"), ("tags", "tags"))
+        }
+
     def load(self, run_ids: list[str]) -> list[Run]:
         """Runs from the index, in the order of ``run_ids``."""
         if not run_ids:

@@ -23,7 +23,7 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, search, writer
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
-from gitml.tracking.runfiles import INFO, RunState, read_metric_history, read_state
+from gitml.tracking.runfiles import INFO, RunState, read_metric_columns, read_metric_history, read_state
 
 if TYPE_CHECKING:
     import pandas
@@ -269,6 +269,12 @@ def metric_history(repo: GitRepo, run_id: str, key: str) -> list[Metric]:
     return read_metric_history(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
 
 
+def metric_columns(repo: GitRepo, run_id: str, key: str) -> tuple[list[int], list[int], list[float]]:
+    """Every point of metric ``key`` as (steps, timestamps, values) lists, in logging order."""
+    run = get_run(repo, run_id)
+    return read_metric_columns(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+
+
 def search_runs(
     repo: GitRepo,
     experiment_ids: list[str] | None = None,
@@ -293,6 +299,39 @@ def search_runs(
         params = [*params, int(max_results)]
     idx = sync_index(repo)
     return idx.load(idx.query_ids(sql, params))
+
+
+def search_runs_page(
+    repo: GitRepo,
+    experiment_ids: list[str] | None = None,
+    filter_string: str | None = None,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    order_by: list[str] | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[int, list[Run]]:
+    """One page of a search: (how many runs match, the runs at ``offset``..``offset+limit``).
+
+    Only the page's runs are loaded, so a page of 10k matching runs costs
+    one id query and 50 loads.
+
+    Raises:
+        InvalidFilter: the filter or order_by does not parse.
+    """
+    sql, params = search.compile_search(
+        filter_string,
+        order_by,
+        experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
+        lifecycle_stages=ViewType.stages(view_type),
+    )
+    idx = sync_index(repo)
+    ids = idx.query_ids(sql, params)
+    return len(ids), idx.load(ids[offset : offset + limit])
+
+
+def run_keys(repo: GitRepo, experiment_ids: list[str] | None = None) -> dict[str, list[str]]:
+    """The param, metric and tag keys the runs of these experiments (default: all) have, sorted."""
+    return sync_index(repo).keys([str(e) for e in experiment_ids] if experiment_ids is not None else None)
 
 
 def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
