@@ -65,7 +65,7 @@ def repo_from(ctx: click.Context) -> Any:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, hooks, log, models, projects, review, runs, serving, sync
+    from gitml.cli import artifacts, experiments, hooks, log, models, projects, review, runs, serving, sync, ui
 
     main.add_command(runs.runs)
     main.add_command(artifacts.artifacts)
@@ -84,6 +84,7 @@ def _register() -> None:
     main.add_command(sync.pull)
     main.add_command(sync.remote)
     main.add_command(hooks.hooks)
+    main.add_command(ui.ui)
 
 
 _register()

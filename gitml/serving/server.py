@@ -52,29 +52,43 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
     Raises:
         ModelNotFound and the registry's errors, before anything listens.
     """
-    from gunicorn.app.base import BaseApplication
-
     log_to_stderr()
     app = make_app(model_uri, poll_seconds, max_body)
+    run_gunicorn(lambda: app, host, port, workers=workers, timeout=timeout, name=f"gitml-serve {model_uri}",
+                 post_fork=lambda server, worker: worker_started(app.holder, worker), ready=ready)
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int, name: str,
+                 post_fork: Any = None, ready: Any = None) -> None:
+    """Run the WSGI app ``load()`` returns under gunicorn's sync workers until interrupted.
+
+    ``load`` is called in each worker after the fork (return a prebuilt app
+    to share what the master loaded, as ``gitml serve`` does with its model).
+    """
+    from gunicorn.app.base import BaseApplication
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in {
-                "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                "bind": bind_address(host, port),
                 "workers": workers,
                 "worker_class": "sync",
                 "timeout": timeout,
                 "keepalive": 5,
                 "accesslog": None,
-                "post_fork": lambda server, worker: worker_started(app.holder, worker),
+                "post_fork": post_fork or (lambda server, worker: None),
                 "when_ready": (lambda server: ready(server)) if ready else (lambda server: None),
-                "proc_name": f"gitml-serve {model_uri}",
+                "proc_name": name,
                 "control_socket_disable": True,  # gunicorn >= 24: no shared ~/.gunicorn socket
             }.items():
                 if key in self.cfg.settings:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return app
+            return load()
 
     _Server().run()

@@ -1,0 +1,136 @@
+"""The web viewer: a read-only Flask app over one repository (``gitml ui``).
+
+``create_app(repo_path)`` builds the app; ``pages`` renders HTML, ``api``
+answers JSON, both from the functions in ``data``. Every route is GET: the
+viewer never changes the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+
+from gitml.errors import GitmlError
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+# No inline script anywhere: data reaches the page's JavaScript through data-* attributes.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def create_app(repo_path: str | os.PathLike[str] | None = None, *, trusted_hosts: list[str] | None = None) -> Flask:
+    """The viewer for the repository at ``repo_path`` (default: the one around the cwd).
+
+    ``trusted_hosts`` limits the Host header the app answers (``gitml ui`` on
+    a loopback address passes the loopback names, so a web page that rebinds
+    its DNS name to 127.0.0.1 gets no data).
+
+    Raises:
+        NotARepository: no git repository there.
+    """
+    from gitml.tracking import runs
+
+    repo = runs.open_repo(repo_path)
+    app = Flask(__name__)
+    app.config["GITML_REPO"] = repo
+    app.config["TRUSTED_HOSTS"] = trusted_hosts
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, duration=format_duration,
+                                 size=format_size)
+    app.jinja_env.globals.update(repo_name=(repo.workdir or repo.git_dir).name)
+
+    from gitml.webview import api, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_error_handler(GitmlError, _gitml_error)
+    app.register_error_handler(404, _http_error)
+    app.register_error_handler(405, _http_error)
+    app.register_error_handler(500, _internal_error)
+    app.after_request(_secure_headers)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response | str, int]:
+    if _wants_json():
+        return jsonify(error_code=code, message=message), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _gitml_error(e: GitmlError) -> tuple[Response | str, int]:
+    status = e.http_status if 400 <= e.http_status < 600 else 500
+    return _error(status, e.error_code, e.message)
+
+
+def _http_error(e: Any) -> tuple[Response | str, int]:
+    code = "ENDPOINT_NOT_FOUND" if e.code == 404 else "METHOD_NOT_ALLOWED"
+    message = "No such page" if e.code == 404 else "The viewer is read-only: only GET requests are answered"
+    return _error(e.code, code, message)
+
+
+def _internal_error(e: Any) -> tuple[Response | str, int]:
+    original = getattr(e, "original_exception", None) or e
+    return _error(500, "INTERNAL_ERROR", f"Unexpected {type(original).__name__}: {original}")
+
+
+def _secure_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+# -- formatting for templates -------------------------------------------------------------------
+
+
+def format_time(seconds: float | None) -> str:
+    """ISO 8601 in UTC (the page's script shows it in the reader's time zone)."""
+    if seconds is None:
+        return ""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_ms(ms: int | None) -> str:
+    return "" if ms is None else format_time(ms / 1000)
+
+
+def format_num(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def format_duration(run: dict[str, Any]) -> str:
+    info = run["info"]
+    if not info.get("start_time"):
+        return ""
+    end = info.get("end_time") or int(dt.datetime.now().timestamp() * 1000)
+    seconds = max(0, (end - info["start_time"]) // 1000)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def format_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)

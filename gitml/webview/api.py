@@ -1,0 +1,108 @@
+"""``/api/...``: the JSON the pages are made of (documented in docs/webview.md)."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gitml.errors import InvalidValue
+from gitml.webview import data
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+INLINE_TYPES = {**data.IMAGE_TYPES, "txt": "text/plain", "log": "text/plain"}
+
+
+def repo() -> Any:
+    return current_app.config["GITML_REPO"]
+
+
+def max_count(default: int = 50, limit: int = 1000) -> int:
+    return data.int_arg(request.args, "max", default, 1, limit)
+
+
+@bp.get("/experiments")
+def experiments() -> Response:
+    return jsonify(data.experiments(repo()))
+
+
+@bp.get("/runs")
+def runs() -> Response:
+    return jsonify(data.runs_page(repo(), data.RunsQuery.from_args(request.args)))
+
+
+@bp.get("/runs/<run_id>")
+def run(run_id: str) -> Response:
+    return jsonify(data.run_detail(repo(), run_id))
+
+
+@bp.get("/runs/<run_id>/metrics/<path:key>")
+def metric(run_id: str, key: str) -> Response:
+    return jsonify(data.metric_history(repo(), run_id, key))
+
+
+@bp.get("/runs/<run_id>/artifacts")
+def artifacts(run_id: str) -> Response:
+    return jsonify(data.artifact_listing(repo(), run_id, request.args.get("path", "")))
+
+
+@bp.get("/runs/<run_id>/artifact")
+def artifact(run_id: str) -> Response:
+    """One artifact file: a download, or shown inline when it is an image or plain text.
+
+    Only files listed in the run's manifest can be named, and their bytes come
+    from the content store by hash, so no path reaches the file system.
+    """
+    from gitml.tracking.artifacts import read_artifact, validate_artifact_path
+
+    path = validate_artifact_path(request.args.get("path", ""))
+    if not path:
+        raise InvalidValue("Name the artifact: ?path=<file>")
+    body = read_artifact(repo(), run_id, path)
+    name = path.rsplit("/", 1)[-1]
+    inline_type = INLINE_TYPES.get(data.suffix(path)) if request.args.get("inline") == "1" else None
+    if inline_type:
+        response = Response(body, mimetype=inline_type)
+        if inline_type == "text/plain":
+            response.charset = "utf-8"
+    else:
+        response = Response(body, mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream")
+        response.headers.set("Content-Disposition", "attachment", filename=name)
+    # Whatever a file holds, it never runs as a page of this origin.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    return response
+
+
+@bp.get("/compare")
+def compare() -> Response:
+    return jsonify(data.compare(repo(), request.args.getlist("run")))
+
+
+@bp.get("/commits")
+def commits() -> Response:
+    rev = request.args.get("rev") or "HEAD"
+    return jsonify(data.commits(repo(), rev, max_count(), request.args.get("runs_only") == "1"))
+
+
+@bp.get("/branches")
+def branches() -> Response:
+    return jsonify(data.branches(repo()))
+
+
+@bp.get("/diff")
+def diff() -> Response:
+    args = request.args
+    return jsonify(data.diff(repo(), args.get("base") or "HEAD~1", args.get("head") or "HEAD",
+                             args.get("pick") or None, args.get("all") == "1"))
+
+
+@bp.get("/models")
+def models() -> Response:
+    return jsonify(data.models(repo()))
+
+
+@bp.get("/models/<path:name>")
+def model(name: str) -> Response:
+    return jsonify(data.model(repo(), name))

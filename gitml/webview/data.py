@@ -1,0 +1,303 @@
+"""What the viewer shows, as plain JSON-ready data: one function per API route.
+
+The HTML pages render the same dicts the ``/api`` routes return, so a page
+and its API answer never disagree. Nothing here imports flask; every value
+that reaches a page is escaped there (Jinja autoescape) or set as text by the
+browser.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitml.errors import InvalidValue, NotFound
+from gitml.store.repo import GitRepo
+from gitml.tracking import runs as _runs
+from gitml.tracking.entities import Run, RunStatus, ViewType
+
+PER_PAGE = 50
+MAX_PER_PAGE = 1000
+PREVIEW_BYTES = 512 * 1024
+CSV_PREVIEW_ROWS = 200
+VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+               "webp": "image/webp", "bmp": "image/bmp"}
+TEXT_SUFFIXES = {"txt", "log", "md", "py", "yaml", "yml", "toml", "cfg", "ini", "sh", "json", "csv", "tsv",
+                 "html", "xml", "svg", "js", "css", "mlmodel", "r", "sql", "ipynb", "rst", "out", "err"}
+
+
+def number(value: Any) -> Any:
+    """JSON has no NaN or infinity: those become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    d = run.to_dictionary()
+    d["data"]["metrics"] = {k: number(v) for k, v in d["data"]["metrics"].items()}
+    return d
+
+
+# -- experiments and the runs table -------------------------------------------------------------
+
+
+def experiments(repo: GitRepo) -> dict[str, Any]:
+    from gitml.tracking.experiments import list_experiments
+
+    return {"experiments": [
+        {"experiment_id": e.experiment_id, "name": e.name, "lifecycle_stage": e.lifecycle_stage,
+         "tags": dict(e.tags), "creation_time": e.creation_time}
+        for e in list_experiments(repo, ViewType.ALL)
+    ]}
+
+
+def int_arg(args: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidValue(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidValue(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+@dataclass
+class RunsQuery:
+    """The runs table's state, as it travels in the URL."""
+
+    experiment_ids: list[str] = field(default_factory=list)
+    filter: str = ""
+    order_by: list[str] = field(default_factory=list)
+    view: str = "active"
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @classmethod
+    def from_args(cls, args: Any) -> RunsQuery:
+        """From a werkzeug MultiDict (anything with ``get`` and ``getlist``)."""
+        view = args.get("view") or "active"
+        if view not in VIEWS:
+            raise InvalidValue(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+        return cls(
+            experiment_ids=[e for e in args.getlist("experiment_id") if e],
+            filter=(args.get("filter") or "").strip(),
+            order_by=[o for o in args.getlist("order_by") if o.strip()],
+            view=view,
+            page=int_arg(args, "page", 1, 1, 10**9),
+            per_page=int_arg(args, "per_page", PER_PAGE, 1, MAX_PER_PAGE),
+        )
+
+
+def runs_page(repo: GitRepo, q: RunsQuery) -> dict[str, Any]:
+    total, found = _runs.search_runs_page(
+        repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
+        offset=(q.page - 1) * q.per_page, limit=q.per_page,
+    )
+    return {
+        "total": total, "page": q.page, "per_page": q.per_page, "pages": max(1, -(-total // q.per_page)),
+        "runs": [run_record(r) for r in found],
+        "keys": _runs.run_keys(repo, q.experiment_ids or None),
+    }
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def commit_record(repo: GitRepo, oid: str | None) -> dict[str, Any] | None:
+    if not oid or not repo.has_object(oid):
+        return None
+    c = repo.commit_info(oid)
+    return {"oid": c.oid, "short": c.oid[:8], "summary": c.message.split("\n", 1)[0], "message": c.message,
+            "author": c.author_name, "email": c.author_email, "time": c.time, "parents": list(c.parents)}
+
+
+def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
+    run = _runs.get_run(repo, run_id)
+    return {
+        "run": run_record(run),
+        "source_commit": commit_record(repo, run.source.get("commit")),
+        "metric_keys": sorted(run.data.metrics),
+        "live": run.info.status == RunStatus.RUNNING,
+    }
+
+
+def metric_history(repo: GitRepo, run_id: str, key: str) -> dict[str, Any]:
+    run = _runs.get_run(repo, run_id)
+    steps, times, values = _runs.metric_columns(repo, run.info.run_id, key)
+    if not steps and key not in run.data.metrics:
+        raise NotFound(f"Run {run.info.run_id} has no metric {key!r}")
+    return {"run_id": run.info.run_id, "key": key, "steps": steps, "timestamps": times,
+            "values": [v if math.isfinite(v) else None for v in values]}
+
+
+def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
+    from gitml.tracking.artifacts import ArtifactNotFound, list_artifacts, validate_artifact_path
+
+    path = validate_artifact_path(path)
+    files = list_artifacts(repo, run_id, path)
+    if path and not files:
+        raise ArtifactNotFound(f"Run {run_id} has no artifact {path!r}")
+    return {"path": path, "files": [vars(f) for f in files]}
+
+
+def suffix(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else name.lower()
+
+
+def preview(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
+    """How the artifact browser shows one file: image, table, JSON, text, or only a download link."""
+    import json
+
+    from gitml.tracking.artifacts import read_artifact
+
+    kind = suffix(path)
+    if kind in IMAGE_TYPES:
+        return {"kind": "image", "path": path}
+    if kind not in TEXT_SUFFIXES:
+        return {"kind": "binary", "path": path}
+    data = read_artifact(repo, run_id, path)
+    truncated = len(data) > PREVIEW_BYTES
+    text = data[:PREVIEW_BYTES].decode("utf-8", errors="replace")
+    if kind in ("csv", "tsv"):
+        import csv
+
+        rows = list(csv.reader(text.splitlines()[: CSV_PREVIEW_ROWS + 1], delimiter="\t" if kind == "tsv" else ","))
+        return {"kind": "table", "path": path, "header": rows[0] if rows else [], "rows": rows[1:],
+                "truncated": truncated or len(text.splitlines()) > CSV_PREVIEW_ROWS + 1}
+    if kind == "json" and not truncated:
+        try:
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+    return {"kind": "text", "path": path, "text": text, "truncated": truncated}
+
+
+def model_summaries(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
+    """Each MLmodel file among the run's artifacts: flavors, signature, when and by which tool it was saved."""
+    import yaml
+
+    from gitml.tracking.artifacts import manifest, read_artifact
+
+    out = []
+    for path in sorted(p for p in manifest(repo, run_id) if p == "MLmodel" or p.endswith("/MLmodel")):
+        try:
+            spec = yaml.safe_load(read_artifact(repo, run_id, path)) or {}
+        except Exception as e:  # noqa: BLE001 - a broken or unpulled file is shown, not fatal to the page
+            out.append({"path": path, "error": str(e)})
+            continue
+        if not isinstance(spec, dict):
+            out.append({"path": path, "error": "MLmodel is not a mapping"})
+            continue
+        signature = spec.get("signature") or {}
+        out.append({
+            "path": path, "directory": path.rpartition("/")[0],
+            "flavors": sorted((spec.get("flavors") or {}).keys()),
+            "python_version": ((spec.get("flavors") or {}).get("python_function") or {}).get("python_version"),
+            "created": spec.get("utc_time_created"), "model_uuid": spec.get("model_uuid"),
+            "inputs": _signature_columns(signature.get("inputs")),
+            "outputs": _signature_columns(signature.get("outputs")),
+        })
+    return out
+
+
+def _signature_columns(raw: Any) -> list[dict[str, str]]:
+    import json
+
+    try:
+        cols = json.loads(raw) if isinstance(raw, str) else raw or []
+    except ValueError:
+        return []
+    return [{"name": str(c.get("name", "")), "type": str(c.get("type", c.get("tensor-spec", "")))}
+            for c in cols if isinstance(c, dict)]
+
+
+# -- compare, commits, diff ---------------------------------------------------------------------
+
+
+def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
+    if not run_ids:
+        raise InvalidValue("Pick runs to compare: /compare?run=<id>&run=<id>")
+    found = [_runs.get_run(repo, r) for r in dict.fromkeys(run_ids)]
+
+    def table(get: Any) -> dict[str, dict[str, Any]]:
+        keys = sorted({k for r in found for k in get(r)})
+        out = {}
+        for k in keys:
+            values = [number(get(r).get(k)) for r in found]
+            out[k] = {"values": values, "changed": len({repr(v) for v in values}) > 1}
+        return out
+
+    return {"runs": [run_record(r) for r in found], "params": table(lambda r: r.data.params),
+            "metrics": table(lambda r: r.data.metrics), "tags": table(lambda r: r.data.tags)}
+
+
+def commits(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) -> dict[str, Any]:
+    from gitml.tracking.history import commit_log
+
+    out = []
+    for c, rs in commit_log(repo, rev, max_count, runs_only):
+        rec = commit_record(repo, c.oid) or {}
+        rec["runs"] = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+                        "dirty": bool(r.source.get("dirty")),
+                        "metrics": {k: number(v) for k, v in sorted(r.data.metrics.items())}} for r in rs]
+        out.append(rec)
+    return {"rev": rev, "commits": out}
+
+
+def branches(repo: GitRepo) -> dict[str, Any]:
+    """Local branches and tags (registry tags left out), for the diff page's pickers."""
+    heads = sorted(ref[len("refs/heads/"):] for ref, _ in repo.iter_refs("refs/heads/"))
+    tags = sorted(t for t in repo.tag_refs() if "@" not in t and "#" not in t)
+    return {"head": repo.head()[1], "branches": heads, "tags": tags}
+
+
+def _side(side: Any) -> dict[str, Any]:
+    return {"ref": side.ref, "label": side.label, "commit": side.commit, "note": side.note,
+            "run": run_record(side.run) if side.run else None}
+
+
+def diff(repo: GitRepo, base: str, head: str, pick: str | None, show_all: bool = False) -> dict[str, Any]:
+    from gitml.review import diff as review
+
+    new = review.resolve_side(repo, head, pick)
+    old = review.resolve_side(repo, base, pick, exclude=new.run.info.run_id if new.run else None)
+    result = review.compare(old, new, include_unchanged=show_all)
+    for section in result.values():
+        for row in section.values():
+            for k in ("old", "new", "diff"):
+                if k in row:
+                    row[k] = number(row[k])
+    return {"base": _side(old), "head": _side(new), **result}
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def models(repo: GitRepo) -> dict[str, Any]:
+    from gitml import registry
+    from gitml.registry import listing
+
+    return {"models": [listing.model_summary(m) for _, m in sorted(registry.load(repo).items())]}
+
+
+def model(repo: GitRepo, name: str) -> dict[str, Any]:
+    from gitml import registry
+    from gitml.registry import listing
+
+    m = registry.get_model(repo, name)
+    notes = registry.comments(repo, m.versions)
+    metrics = registry.run_metrics(repo, m.versions)
+    return {
+        **listing.model_summary(m),
+        "versions": [listing.version_record(v, notes.get(v.tag, []), {k: number(x) for k, x in metrics[v.tag].items()})
+                     for v in reversed(m.versions)],
+        "history": listing.history(repo, [m]),
+    }
