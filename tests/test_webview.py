@@ -1,0 +1,447 @@
+"""The web viewer through Flask's test client: every page and API route, escaping, confinement, read-only.
+
+One repository is seeded once per module (in a subprocess, with its own HOME)
+with two experiments, a hostile run whose name, params, tags, metric key,
+artifact name and commit message carry markup, artifacts of every previewed
+kind, a parent and child run, two branches with runs, and a registered model
+in production with a comment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+
+HOSTILE = "<script>window.__xss=1</script>\"'><img src=x onerror=window.__xss=2>"
+RAW_MARKERS = ("<script>window.__xss", "<img src=x onerror")
+
+SEED = textwrap.dedent(r'''
+    import json, os, sys
+    import numpy as np
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    import gitml
+    from gitml import registry
+    from gitml.tracking import runs as _runs
+
+    HOSTILE = sys.argv[2]
+    repo = sys.argv[1]
+    os.chdir(repo)
+    gitml.set_tracking_uri(repo)
+    out = {}
+
+    gitml.set_experiment("baseline")
+    for i, lr in enumerate([0.1, 0.01, 0.001]):
+        with gitml.start_run(run_name=f"lr-{lr}") as r:
+            gitml.log_params({"lr": lr, "model": "rf" if i < 2 else "gbm", "depth": 3 + i})
+            for s in range(50):
+                gitml.log_metric("loss", 1.0 / (s + 1) + i * 0.1, step=s)
+                gitml.log_metric("train/acc", 0.5 + s / 100 - i * 0.05, step=s)
+            gitml.log_metric("nan_metric", float("nan"))
+            gitml.set_tag("team", "vision")
+        out.setdefault("baseline", []).append(r.info.run_id)
+
+    gitml.set_experiment("hostile " + HOSTILE)
+    with gitml.start_run(run_name=HOSTILE) as r:
+        gitml.log_param("evil", HOSTILE)
+        gitml.set_tag("evil", HOSTILE)
+        gitml.log_metric("odd key: a/b.c", 1.5, step=0)
+        gitml.log_text("text with " + HOSTILE, "notes/readme.txt")
+        gitml.log_text("name,value\n" + HOSTILE.replace(",", ";") + ",1\nplain,2\n", "table.csv")
+        gitml.log_dict({"nested": {"a": [1, 2]}, "evil": HOSTILE}, "cfg.json")
+        gitml.log_text("<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "pic.svg")
+        Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save("/tmp/_wv_img.png")
+        gitml.log_artifact("/tmp/_wv_img.png", "plots")
+        with gitml.start_run(run_name="child", nested=True) as child:
+            gitml.log_metric("loss", 0.5)
+        X = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+        gitml.sklearn.log_model(LogisticRegression().fit(X, [0, 1, 0, 1]), name="model")
+    out["hostile"] = r.info.run_id
+    out["child"] = child.info.run_id
+    grepo = _runs.open_repo(repo)
+    v = registry.register_model(grepo, f"runs:/{r.info.run_id}/model", "demo-model", description=HOSTILE)
+    registry.assign(grepo, "demo-model", v.version, "production", message="ship it")
+    registry.comment(grepo, "demo-model", v.version, "comment " + HOSTILE)
+    print(json.dumps(out))
+''')
+
+FEATURE = textwrap.dedent(r'''
+    import json, sys
+    import gitml
+    gitml.set_tracking_uri(sys.argv[1])
+    gitml.set_experiment("baseline")
+    with gitml.start_run(run_name="feature-run") as r:
+        gitml.log_param("lr", 0.05)
+        gitml.log_metric("loss", 0.05, step=0)
+    print(json.dumps(r.info.run_id))
+''')
+
+
+def _run_py(code: str, *args: str, cwd: Path) -> str:
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, "GITML_FLUSH_INTERVAL": "0.2"})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("wvhome")
+    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
+                                     "[init]\n\tdefaultBranch = main\n")
+    old = {k: os.environ.get(k) for k in ("HOME", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME")}
+    os.environ.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", XDG_CONFIG_HOME=str(home / ".config"))
+    try:
+        path = tmp_path_factory.mktemp("wv") / "repo"
+        path.mkdir()
+        git(path, "init", "-q")
+        (path / "train.py").write_text("print('train')\n")
+        git(path, "add", ".")
+        git(path, "commit", "-q", "-m", "first " + HOSTILE)
+        ids = json.loads(_run_py(SEED, str(path), HOSTILE, cwd=path))
+        git(path, "checkout", "-q", "-b", "feature")
+        (path / "train.py").write_text("print('train better')\n")
+        git(path, "commit", "-qam", "better training")
+        ids["feature"] = json.loads(_run_py(FEATURE, str(path), cwd=path))
+        git(path, "checkout", "-q", "main")
+        yield {"path": path, **ids}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def client(site: dict):
+    from gitml.webview import create_app
+
+    return create_app(site["path"], trusted_hosts=["localhost", "127.0.0.1"]).test_client()
+
+
+def page(client, url: str, status: int = 200) -> str:
+    r = client.get(url)
+    assert r.status_code == status, (url, r.status_code, r.data[:500])
+    body = r.get_data(as_text=True)
+    for marker in RAW_MARKERS:
+        assert marker not in body, f"{url} shows user content unescaped"
+    return body
+
+
+def api(client, url: str, status: int = 200) -> dict:
+    r = client.get(url)
+    assert r.status_code == status, (url, r.status_code, r.data[:500])
+    assert r.mimetype == "application/json"
+    return r.get_json()
+
+
+def refs_and_notes(path: Path) -> str:
+    return git(path, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+
+def all_pages(site: dict) -> list[str]:
+    h, b0, b1 = site["hostile"], site["baseline"][0], site["baseline"][1]
+    return [
+        "/runs", "/runs?view=all", "/runs?filter=params.model%20%3D%20%27rf%27", f"/runs/{h}", f"/runs/{b0}",
+        f"/runs/{h}/artifacts", f"/runs/{h}/artifacts?path=notes", f"/runs/{h}/artifacts?path=notes/readme.txt",
+        f"/runs/{h}/artifacts?path=table.csv", f"/runs/{h}/artifacts?path=cfg.json",
+        f"/runs/{h}/artifacts?path=plots/_wv_img.png", f"/runs/{h}/artifacts?path=pic.svg",
+        f"/runs/{h}/artifacts?path=model/MLmodel", f"/compare?run={h}&run={b0}&run={b1}", "/commits",
+        "/commits?rev=feature&runs_only=1", "/diff", "/diff?base=main&head=feature", "/models", "/models/demo-model",
+    ]
+
+
+def test_every_page_renders_and_escapes_user_content(site, client):
+    for url in all_pages(site):
+        page(client, url)
+    commit = git(site["path"], "rev-parse", "main").strip()
+    body = page(client, f"/commits/{commit}")
+    assert "first &lt;script&gt;window.__xss=1&lt;/script&gt;" in body
+
+
+def test_hostile_strings_are_shown_as_text(site, client):
+    body = page(client, f"/runs/{site['hostile']}")
+    escaped = "&lt;script&gt;window.__xss=1&lt;/script&gt;&#34;&#39;&gt;&lt;img src=x onerror=window.__xss=2&gt;"
+    assert body.count(escaped) >= 3  # title, name, param, tag
+    assert "odd key: a/b.c" in body
+    # data handed to the page's script travels as JSON in a quoted attribute, with < > ' escaped
+    assert "data-labels='[\"\\u003cscript\\u003ewindow.__xss=1\\u003c/script\\u003e\\\"\\u0027" in body
+    assert "<script>" not in body.replace('<script src="/static/', "")
+
+
+def test_pages_send_a_script_policy(client):
+    r = client.get("/runs")
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Frame-Options"] == "DENY"
+
+
+def test_static_assets_are_vendored(client):
+    body = page(client, "/runs")
+    assert "//" not in body.split("<body>")[0].replace("http://www.w3.org", "").replace('"/static/', "")
+    for asset in ("/static/gitml.js", "/static/gitml.css", "/static/vendor/uPlot.iife.min.js"):
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.data) > 500, asset
+
+
+# -- the runs table -----------------------------------------------------------------------------
+
+
+def names_in(data: dict) -> list[str]:
+    return [r["info"]["run_name"] for r in data["runs"]]
+
+
+def test_runs_api_sorts_filters_and_pages(site, client):
+    everything = api(client, "/api/runs")
+    assert everything["total"] == 6  # 3 baseline + hostile + child + feature
+    exp = next(e for e in api(client, "/api/experiments")["experiments"] if e["name"] == "baseline")
+    base = f"/api/runs?experiment_id={exp['experiment_id']}"
+    by_loss = api(client, base + "&order_by=metrics.loss%20ASC")
+    assert names_in(by_loss) == ["lr-0.1", "feature-run", "lr-0.01", "lr-0.001"]  # 0.02, 0.05, 0.12, 0.22
+    desc = api(client, base + "&order_by=params.depth%20DESC")
+    assert names_in(desc)[0] == "lr-0.001"
+    rf = api(client, base + "&filter=params.model%20%3D%20%27rf%27%20and%20metrics.loss%20%3C%200.2")
+    assert sorted(names_in(rf)) == ["lr-0.01", "lr-0.1"]
+    p2 = api(client, base + "&order_by=metrics.loss&per_page=1&page=2")
+    assert (p2["total"], p2["pages"], names_in(p2)) == (4, 4, ["feature-run"])
+    assert "train/acc" in everything["keys"]["metrics"] and "depth" in everything["keys"]["params"]
+    nan_run = next(r for r in by_loss["runs"] if r["info"]["run_name"] == "lr-0.1")
+    assert nan_run["data"]["metrics"]["nan_metric"] is None  # NaN is not valid JSON
+
+
+def test_runs_api_rejects_bad_queries(client):
+    for url, word in [("/api/runs?filter=metrics.loss%20%3E", "filter"), ("/api/runs?page=0", "page"),
+                      ("/api/runs?per_page=abc", "per_page"), ("/api/runs?view=mine", "view"),
+                      ("/api/runs?order_by=metrics.", "order")]:
+        err = api(client, url, 400)
+        assert err["error_code"] == "INVALID_PARAMETER_VALUE" and word in err["message"].lower(), (url, err)
+
+
+def test_runs_page_columns_sort_links_and_pagination(site, client):
+    body = page(client, "/runs?col=params.depth&col=metrics.loss&order_by=metrics.%60loss%60%20DESC&per_page=2")
+    head = body.split("<thead>")[1].split("</thead>")[0]
+    assert "depth" in head and "loss" in head and "team" not in head and "train/acc" not in head
+    assert "page 1 of 3" in body and 'rel="next"' in body
+    assert "order_by=metrics.%60loss%60+ASC" in head and "loss ▼" in head  # the sorted column flips to ascending
+    rows = body.split("<tbody>")[1]
+    assert rows.index(">child<") < rows.index(">lr-0.001<") and "lr-0.01<" not in rows  # 0.5, 0.22 | 0.12 ...
+
+    bad = page(client, "/runs?filter=metrics.loss%20%3E%3E%201")
+    assert "error-box" in bad and "Invalid filter" in bad and 'value="metrics.loss &gt;&gt; 1"' in bad
+
+
+def test_runs_table_scales_by_loading_only_its_page(site, client, monkeypatch):
+    from gitml.tracking import index
+
+    loaded = []
+    original = index.RunIndex.load
+    monkeypatch.setattr(index.RunIndex, "load", lambda self, ids: loaded.append(len(ids)) or original(self, ids))
+    api(client, "/api/runs?per_page=2")
+    assert loaded == [2]
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def test_run_api_and_metric_history(site, client):
+    b0 = site["baseline"][0]
+    d = api(client, f"/api/runs/{b0}")
+    assert d["run"]["info"]["run_id"] == b0 and d["live"] is False
+    assert d["source_commit"]["summary"].startswith("first <script>")  # raw in JSON; escaped where shown
+    assert d["metric_keys"] == ["loss", "nan_metric", "train/acc"]
+    h = api(client, f"/api/runs/{b0[:8]}/metrics/train/acc")
+    assert h["steps"] == list(range(50)) and h["values"][10] == pytest.approx(0.6)
+    assert len(h["timestamps"]) == 50
+    assert api(client, f"/api/runs/{b0}/metrics/nan_metric")["values"] == [None]
+    assert "no metric" in api(client, f"/api/runs/{b0}/metrics/nope", 404)["message"]
+    assert api(client, "/api/runs/0000", 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_run_page_shows_source_params_charts_artifacts_model_and_children(site, client):
+    body = page(client, f"/runs/{site['hostile']}")
+    assert 'class="chart-panel"' in body and 'data-live="0"' in body
+    assert "<td>python_function, sklearn</td>" in body
+    assert "model/" in body and "notes/" in body and "table.csv" in body
+    assert "child" in body and f"/runs/{site['child']}" in body
+    commit = git(site["path"], "rev-parse", "main").strip()
+    assert f"/commits/{commit}" in body
+
+
+def test_a_running_run_is_live(tracking):
+    from gitml.webview import create_app
+
+    client = tracking.Client()
+    with tracking.start_run(run_name="in-progress") as r:
+        tracking.log_metric("loss", 1.0, step=0)
+        client.flush()
+        c = create_app(os.environ["GITML_REPO"]).test_client()
+        d = c.get(f"/api/runs/{r.info.run_id}").get_json()
+        assert d["live"] is True and d["run"]["info"]["status"] == "RUNNING"
+        assert 'data-live="1"' in c.get(f"/runs/{r.info.run_id}").get_data(as_text=True)
+        tracking.log_metric("loss", 0.5, step=1)
+        client.flush()
+        assert c.get(f"/api/runs/{r.info.run_id}/metrics/loss").get_json()["values"] == [1.0, 0.5]
+    d = c.get(f"/api/runs/{r.info.run_id}").get_json()
+    assert d["live"] is False and d["run"]["info"]["status"] == "FINISHED"
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+
+def test_artifact_listing_and_previews(site, client):
+    h = site["hostile"]
+    listing = api(client, f"/api/runs/{h}/artifacts")
+    assert {f["path"] for f in listing["files"]} >= {"notes", "table.csv", "cfg.json", "plots", "model", "pic.svg"}
+    assert api(client, f"/api/runs/{h}/artifacts?path=notes")["files"] == [
+        {"path": "notes/readme.txt", "is_dir": False, "file_size": len("text with " + HOSTILE)}]
+    csv_page = page(client, f"/runs/{h}/artifacts?path=table.csv")
+    assert '<table class="csv">' in csv_page and "<td>plain</td><td>2</td>" in csv_page
+    json_page = page(client, f"/runs/{h}/artifacts?path=cfg.json")
+    assert '&#34;nested&#34;: {\n    &#34;a&#34;: [' in json_page
+    img_page = page(client, f"/runs/{h}/artifacts?path=plots/_wv_img.png")
+    assert 'class="preview-image"' in img_page and "inline=1" in img_page
+    assert "No preview" in page(client, f"/runs/{h}/artifacts?path=model/model.skops")
+
+
+def test_artifact_downloads_are_confined_and_never_run_as_pages(site, client):
+    h = site["hostile"]
+    r = client.get(f"/api/runs/{h}/artifact?path=notes/readme.txt")
+    assert r.status_code == 200 and r.data == ("text with " + HOSTILE).encode()
+    assert r.headers["Content-Disposition"].startswith("attachment")
+    assert "sandbox" in r.headers["Content-Security-Policy"]
+    img = client.get(f"/api/runs/{h}/artifact?path=plots/_wv_img.png&inline=1")
+    assert img.mimetype == "image/png" and "Content-Disposition" not in img.headers
+    svg = client.get(f"/api/runs/{h}/artifact?path=pic.svg&inline=1")
+    assert svg.headers["Content-Disposition"].startswith("attachment")  # svg can carry script: never inline
+    for bad in ("../../etc/passwd", "/etc/passwd", "notes/../../x", "notes/./readme.txt/.."):
+        err = api(client, f"/api/runs/{h}/artifact?path={bad}", 400)
+        assert "artifact path" in err["message"], (bad, err)
+    assert api(client, f"/api/runs/{h}/artifact?path=nope.txt", 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert api(client, f"/api/runs/{h}/artifacts?path=nope", 404)
+    page(client, f"/runs/{h}/artifacts?path=../x", 400)
+
+
+# -- compare, commits, diff ---------------------------------------------------------------------
+
+
+def test_compare_marks_what_differs(site, client):
+    b0, b1 = site["baseline"][:2]
+    d = api(client, f"/api/compare?run={b0}&run={b1}")
+    assert d["params"]["lr"] == {"values": ["0.1", "0.01"], "changed": True}
+    assert d["params"]["model"] == {"values": ["rf", "rf"], "changed": False}
+    assert d["metrics"]["nan_metric"]["values"] == [None, None]
+    body = page(client, f"/compare?run={b0}&run={b1}")
+    assert 'id="only-changed"' in body and 'class="parcoords"' in body
+    assert '<tr class="same"><th>model</th>' in body and '<tr class="changed"><th>lr</th>' in body
+    assert "Pick runs" in api(client, "/api/compare", 400)["message"]
+
+
+def test_commits_show_runs_and_metrics(site, client):
+    d = api(client, "/api/commits?rev=feature")
+    first, second = d["commits"]
+    assert first["summary"] == "better training" and first["runs"][0]["run_name"] == "feature-run"
+    assert first["runs"][0]["metrics"] == {"loss": 0.05}
+    assert len(second["runs"]) == 5
+    assert api(client, "/api/commits?rev=nope", 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    body = page(client, "/commits?rev=feature")
+    assert "feature-run" in body and "loss=<b>0.05</b>" in body
+    assert "main" in api(client, "/api/branches")["branches"]
+
+
+def test_diff_between_branches(site, client):
+    d = api(client, "/api/diff?base=main&head=feature&pick=best:loss:min")
+    assert d["head"]["run"]["info"]["run_name"] == "feature-run"
+    assert d["base"]["run"]["info"]["run_name"] == "lr-0.1"  # lowest loss among main's runs
+    assert d["metrics"]["loss"]["old"] == 0.02 and d["metrics"]["loss"]["new"] == 0.05
+    assert d["metrics"]["loss"]["diff"] == pytest.approx(0.03)
+    body = page(client, "/diff?base=main&head=feature&pick=best:loss:min")
+    assert 'class="diff-table"' in body and "+0.03" in body and 'class="chart-panel"' in body
+    err = page(client, "/diff?base=nope&head=feature")
+    assert "error-box" in err and "nope" in err
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_pages(site, client):
+    d = api(client, "/api/models")
+    assert d["models"] == [{"name": "demo-model", "deprecated": False, "versions": 1, "latest": "v0.0.1",
+                            "stages": {"production": "v0.0.1"}}]
+    m = api(client, "/api/models/demo-model")
+    assert m["versions"][0]["run_id"] == site["hostile"] and m["versions"][0]["stages"] == ["production"]
+    assert sorted(e["event"] for e in m["history"]) == ["assign", "comment", "register"]
+    assert m["history"][-1]["event"] == "register"  # newest first
+    assert m["versions"][0]["comments"][0]["text"] == "comment " + HOSTILE
+    body = page(client, "/models/demo-model")
+    assert "production" in body and "ship it" in body and "comment &lt;script&gt;" in body
+    assert api(client, "/api/models/nope", 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    page(client, "/models/nope", 404)
+
+
+# -- read-only and bound to this machine --------------------------------------------------------
+
+
+def test_nothing_but_get_is_answered_and_get_changes_nothing(site, client):
+    before = refs_and_notes(site["path"])
+    for url in all_pages(site):
+        client.get(url)
+    for url in ["/api/runs", f"/api/runs/{site['hostile']}", "/api/models", "/api/commits", "/runs", "/models"]:
+        for method in ("post", "put", "delete", "patch"):
+            r = getattr(client, method)(url)
+            assert r.status_code == 405, (method, url, r.status_code)
+    assert refs_and_notes(site["path"]) == before
+
+
+def test_foreign_host_headers_are_refused(client):
+    assert client.get("/api/runs", headers={"Host": "attacker.example:5050"}).status_code == 400
+    assert client.get("/api/runs", headers={"Host": "127.0.0.1:5050"}).status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gitml_ui_serves_on_loopback_only(site):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gitml", "-C", str(site["path"]), "ui", "--port", str(port),
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2) as r:
+                    assert json.load(r)["models"][0]["name"] == "demo-model"
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.time() < deadline, "gitml ui did not answer"
+                time.sleep(0.2)
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        if listening:  # ss is there: the socket is bound to loopback, not to every interface
+            assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{port}"]
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(10)
+
+
+def test_gitml_ui_outside_a_repository_fails_clearly(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "gitml", "-C", str(tmp_path), "ui"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert out.returncode != 0 and "Error:" in out.stderr and "git" in out.stderr.lower()
