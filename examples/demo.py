@@ -10,6 +10,7 @@ thing travels to a teammate's clone through a bare remote.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -69,33 +70,56 @@ def sh(*args: str, cwd: Path) -> str:
     return out.stdout
 
 
-def serve_and_follow(gitml: list[str], repo: Path) -> None:
-    import json
+def free_port() -> int:
     import socket
-    import time
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    cmd = [*gitml, "serve", "linear#production", "--port", str(port), "--workers", "2", "--poll", "0.5"]
+        return s.getsockname()[1]
+
+
+def http_get(url: str, body: dict | None = None) -> bytes:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+@contextlib.contextmanager
+def background(cmd: list[str], repo: Path, ready_url: str):
+    """Start a server, wait until ``ready_url`` answers, stop it afterwards."""
+    import time
+
     print(f"\n$ {' '.join(cmd)} &", flush=True)
     server = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def get(path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
     try:
         for _ in range(150):
             try:
-                get("/version")
+                http_get(ready_url)
                 break
             except OSError:
                 time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def serve_and_follow(gitml: list[str], repo: Path) -> None:
+    import json
+    import time
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None) -> dict:
+        return json.loads(http_get(url + path, body))
+
+    cmd = [*gitml, "serve", "linear#production", "--port", str(port), "--workers", "2", "--poll", "0.5"]
+    with background(cmd, repo, url + "/version"):
         payload = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
         print(f"$ curl -X POST {url}/invocations -H 'Content-Type: application/json' -d '{json.dumps(payload)}'")
         print(json.dumps(get("/invocations", payload)))
@@ -110,9 +134,27 @@ def serve_and_follow(gitml: list[str], repo: Path) -> None:
         print(f"$ curl {url}/version  ->  {v['model']} {v['version']} (run {v['run_id'][:12]}): followed the tag")
         print(json.dumps(get("/invocations", payload)))
         sh(*gitml, "models", "promote", "linear", "v0.0.2", "production", cwd=repo)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def browse(gitml: list[str], repo: Path) -> None:
+    """The web viewer: the same runs, charts and registry, over HTTP."""
+    import json
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with background([*gitml, "ui", "--port", str(port), "--workers", "1"], repo, url + "/api/models"):
+        page = json.loads(http_get(url + "/api/runs?order_by=metrics.mse&per_page=3"))
+        print(f"$ curl '{url}/api/runs?order_by=metrics.mse&per_page=3'   # {page['total']} runs; best three:")
+        for r in page["runs"]:
+            print(f"  {r['info']['run_id'][:8]}  {r['info']['run_name']:<20} mse={r['data']['metrics'].get('mse')}")
+        trained = next(r for r in page["runs"] if r["info"]["run_name"].startswith("lr-"))["info"]["run_id"]
+        history = json.loads(http_get(f"{url}/api/runs/{trained}/metrics/mse"))
+        print(f"$ curl {url}/api/runs/{trained[:8]}/metrics/mse   # {len(history['values'])} points: its chart")
+        best = page["runs"][0]["info"]["run_id"]
+        for path in ("/runs", f"/runs/{best}", "/commits", "/models/linear", "/diff?base=HEAD~1&head=HEAD"):
+            html = http_get(url + path)
+            print(f"  GET {path:<45} {len(html):>6} bytes of HTML")
+        print(f"Open {url}/ in a browser while `gitml ui` runs.")
 
 
 def main() -> None:
@@ -214,7 +256,10 @@ def main() -> None:
         print((root / "pr-report" / "report.md").read_text())
         sh(*gitml, "hooks", "uninstall", cwd=repo)
 
-        print("\n# 10. From Python, as with MLflow")
+        print("\n# 10. The web viewer (gitml ui): runs table, run pages with charts, commits, diff, registry")
+        browse(gitml, repo)
+
+        print("\n# 11. From Python, as with MLflow")
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))
