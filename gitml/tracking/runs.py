@@ -288,17 +288,24 @@ def search_runs(
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
+    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by, max_results)
+    return idx.load(ids)
+
+
+def _search_ids(repo: GitRepo, experiment_ids: list[str] | None, filter_string: str | None, view_type: int,
+                order_by: list[str] | None, limit: int | None = None) -> tuple[RunIndex, list[str]]:
+    """The synced index and the ids of the matching runs, in order."""
     sql, params = search.compile_search(
         filter_string,
         order_by,
         experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
         lifecycle_stages=ViewType.stages(view_type),
     )
-    if max_results is not None:
+    if limit is not None:
         sql += " LIMIT ?"
-        params = [*params, int(max_results)]
+        params = [*params, int(limit)]
     idx = sync_index(repo)
-    return idx.load(idx.query_ids(sql, params))
+    return idx, idx.query_ids(sql, params)
 
 
 def search_runs_page(
@@ -318,14 +325,7 @@ def search_runs_page(
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
-    sql, params = search.compile_search(
-        filter_string,
-        order_by,
-        experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
-        lifecycle_stages=ViewType.stages(view_type),
-    )
-    idx = sync_index(repo)
-    ids = idx.query_ids(sql, params)
+    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by)
     return len(ids), idx.load(ids[offset : offset + limit])
 
 
