@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import InvalidValue, NotFound
+from gitml.errors import GitmlError, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
 from gitml.tracking import runs as _runs
 from gitml.tracking.entities import Run, RunStatus, ViewType
@@ -119,9 +119,16 @@ def commit_record(repo: GitRepo, oid: str | None) -> dict[str, Any] | None:
 
 
 def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
+    from gitml.tracking.experiments import get_experiment
+
     run = _runs.get_run(repo, run_id)
+    try:
+        experiment_name = get_experiment(repo, run.info.experiment_id).name
+    except GitmlError:
+        experiment_name = None
     return {
         "run": run_record(run),
+        "experiment_name": experiment_name,
         "source_commit": commit_record(repo, run.source.get("commit")),
         "metric_keys": sorted(run.data.metrics),
         "live": run.info.status == RunStatus.RUNNING,
