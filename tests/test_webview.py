@@ -296,6 +296,8 @@ def test_a_running_run_is_live(tracking):
         tracking.log_metric("loss", 0.5, step=1)
         client.flush()
         assert c.get(f"/api/runs/{r.info.run_id}/metrics/loss").get_json()["values"] == [1.0, 0.5]
+        tail = c.get(f"/api/runs/{r.info.run_id}/metrics/loss?offset=1").get_json()
+        assert (tail["total"], tail["steps"], tail["values"]) == (2, [1], [0.5])
     d = c.get(f"/api/runs/{r.info.run_id}").get_json()
     assert d["live"] is False and d["run"]["info"]["status"] == "FINISHED"
 

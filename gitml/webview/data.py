@@ -135,13 +135,15 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
     }
 
 
-def metric_history(repo: GitRepo, run_id: str, key: str) -> dict[str, Any]:
+def metric_history(repo: GitRepo, run_id: str, key: str, offset: int = 0) -> dict[str, Any]:
+    """The points of metric ``key`` from the ``offset``-th on (a live chart asks only for new ones)."""
     run = _runs.get_run(repo, run_id)
     steps, times, values = _runs.metric_columns(repo, run.info.run_id, key)
     if not steps and key not in run.data.metrics:
         raise NotFound(f"Run {run.info.run_id} has no metric {key!r}")
-    return {"run_id": run.info.run_id, "key": key, "steps": steps, "timestamps": times,
-            "values": [v if math.isfinite(v) else None for v in values]}
+    return {"run_id": run.info.run_id, "key": key, "offset": offset, "total": len(steps),
+            "steps": steps[offset:], "timestamps": times[offset:],
+            "values": [v if math.isfinite(v) else None for v in values[offset:]]}
 
 
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:

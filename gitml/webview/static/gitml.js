@@ -84,11 +84,27 @@
   }
 
   // A run without this metric answers 404: it simply has no line.
-  function fetchHistory(runId, key) {
-    return fetchJSON(metricUrl(runId, key)).catch((error) => {
+  function fetchHistory(runId, key, offset) {
+    const query = offset ? "?offset=" + offset : "";
+    return fetchJSON(metricUrl(runId, key) + query).catch((error) => {
       if (error.status === 404) return EMPTY_HISTORY;
       throw error;
     });
+  }
+
+  // Histories only grow: a live refresh asks for the points after those it has.
+  // Should the history have shrunk (rewritten by a merge), it is fetched whole again.
+  async function refreshHistory(runId, key, known) {
+    const have = known ? known.values.length : 0;
+    if (!have) return fetchHistory(runId, key);
+    const tail = await fetchHistory(runId, key, have);
+    if (tail.total === undefined || tail.total < have) return fetchHistory(runId, key);
+    if (!tail.values.length) return known;
+    return {
+      steps: known.steps.concat(tail.steps),
+      timestamps: known.timestamps.concat(tail.timestamps),
+      values: known.values.concat(tail.values),
+    };
   }
 
   // "//host" and "/\host" are read by browsers as other hosts.
@@ -265,7 +281,7 @@
       const wanted = runIndexes.filter((i) => this.panel.mayHave(i, this.key));
       for (const i of runIndexes) if (!wanted.includes(i)) this.histories[i] = EMPTY_HISTORY;
       await Promise.all(wanted.map((i) =>
-        fetchHistory(this.panel.runs[i], this.key).then(
+        refreshHistory(this.panel.runs[i], this.key, this.histories[i]).then(
           (history) => { this.histories[i] = history; },
           () => { failed.push(this.panel.labelOf(i)); })));
       this.note.textContent = failed.length ? "Could not load: " + failed.join(", ") : "";
