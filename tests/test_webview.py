@@ -224,6 +224,17 @@ def test_runs_api_sorts_filters_and_pages(site, client):
     assert nan_run["data"]["metrics"]["nan_metric"] is None  # NaN is not valid JSON
 
 
+def test_runs_csv_has_every_matching_run(site, client):
+    import csv
+    import io
+
+    r = client.get("/api/runs.csv?filter=params.model%20%3D%20%27rf%27&order_by=metrics.loss&per_page=1")
+    assert r.status_code == 200 and r.mimetype == "text/csv" and r.headers["Content-Disposition"].startswith("attachment")
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert [row["tags.mlflow.runName"] for row in rows] == ["lr-0.1", "lr-0.01"]  # both pages, in order
+    assert rows[0]["params.depth"] == "3" and float(rows[0]["metrics.loss"]) == pytest.approx(0.02)
+
+
 def test_runs_api_rejects_bad_queries(client):
     for url, word in [("/api/runs?filter=metrics.loss%20%3E", "filter"), ("/api/runs?page=0", "page"),
                       ("/api/runs?per_page=abc", "per_page"), ("/api/runs?view=mine", "view"),
@@ -278,6 +289,7 @@ def test_run_page_shows_source_params_charts_artifacts_model_and_children(site, 
     assert "<td>python_function, sklearn</td>" in body
     assert "model/" in body and "notes/" in body and "table.csv" in body
     assert "child" in body and f"/runs/{site['child']}" in body
+    assert "Registered as" in body and 'href="/models/demo-model"' in body
     commit = git(site["path"], "rev-parse", "main").strip()
     assert f"/commits/{commit}" in body
 

@@ -33,6 +33,14 @@ def runs() -> Response:
     return jsonify(data.runs_page(repo(), data.RunsQuery.from_args(request.args)))
 
 
+@bp.get("/runs.csv")
+def runs_csv() -> Response:
+    """The runs table as CSV: every matching run, with the page's filter, sort and experiment."""
+    response = Response(data.runs_csv(repo(), data.RunsQuery.from_args(request.args)), mimetype="text/csv")
+    response.headers.set("Content-Disposition", "attachment", filename="runs.csv")
+    return response
+
+
 @bp.get("/runs/<run_id>")
 def run(run_id: str) -> Response:
     return jsonify(data.run_detail(repo(), run_id))

@@ -135,6 +135,21 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
     }
 
 
+def versions_of_run(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
+    """The registered model versions made from this run (what MLflow's run page lists as registered models)."""
+    from gitml import registry
+
+    return [{"model": v.model, "version": v.version, "number": v.number, "stages": list(v.stages), "active": v.active}
+            for m in registry.load(repo).values() for v in m.versions if v.run_id == run_id]
+
+
+def runs_csv(repo: GitRepo, q: RunsQuery) -> str:
+    """Every run the query matches (all pages) as MLflow's search_runs table, in CSV."""
+    _, found = _runs.search_runs_page(repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
+                                      offset=0, limit=100_000)
+    return _runs.runs_to_dataframe(found).to_csv(index=False)
+
+
 def metric_history(repo: GitRepo, run_id: str, key: str, offset: int = 0) -> dict[str, Any]:
     """The points of metric ``key`` from the ``offset``-th on (a live chart asks only for new ones)."""
     run = _runs.get_run(repo, run_id)

@@ -82,6 +82,7 @@ def run(run_id: str) -> str:
     children = data.runs_page(repo(), data.RunsQuery(filter=f"tags.`mlflow.parentRunId` = '{run_id}'",
                                                      view="all", per_page=100))["runs"]
     return render_template("run.html", d=detail, run=detail["run"], children=children,
+                           versions=_safe(data.versions_of_run, run_id) or [],
                            artifacts=_artifact_root(run_id), models=_safe(data.model_summaries, run_id) or [])
 
 
