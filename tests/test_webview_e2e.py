@@ -1,0 +1,203 @@
+"""The web viewer end to end: the real `gitml ui` server driven by headless Chromium.
+
+One demo repository (tests.browser.seed_repo: two branches, four runs with
+200-step histories and artifacts, one run made of script-injection payloads,
+a model in production) and one server serve the whole module. Every page
+visited must show the hostile run as text (window.__xss stays undefined, no
+injected element appears) and log no console error. ``GITML_SCREENSHOTS=1``
+writes docs/img/*.png of the main pages.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.browser import ODD_METRIC, XSS, XSS_FILE, DemoRepo, UiPage
+from tests.webview_fixtures import *  # noqa: F403  (browser, ui_env, demo_repo, ui_server, ui)
+
+CHART_DRAWN = '.chart-panel .chart-card[data-drawn="1"]'  # one card per metric key
+
+
+def row_names(ui: UiPage) -> list[str]:
+    return ui.page.locator("table.runs-table tbody td.name").all_inner_texts()
+
+
+def expect_drawn_chart(ui: UiPage, min_points: int = 1) -> None:
+    """A chart panel is drawn, says how many points, and its canvas has ink on it."""
+    panel = ui.page.locator(CHART_DRAWN).first
+    panel.wait_for(state="attached")
+    points = panel.get_attribute("data-points")
+    assert points is not None and int(points) >= min_points, f"data-points={points!r}"
+    assert ui.canvas_ink(CHART_DRAWN) > 0, "the chart's canvas is blank"
+
+
+def test_runs_table_sorts_by_a_metric_and_filters(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/")  # redirects to the runs table
+    assert ui.page.url.endswith("/runs")
+    assert sorted(row_names(ui)) == sorted(demo_repo.runs)  # the hostile name shown verbatim, as text
+    assert ui.page.locator(".table-bar .count").inner_text() == f"{len(demo_repo.runs)} runs"
+    ui.screenshot("runs")
+
+    by_acc = sorted(demo_repo.final_acc, key=demo_repo.final_acc.__getitem__)
+    sort_acc = ui.page.locator("th.metrics-col a.sort", has_text=re.compile(r"^acc\b"))
+    sort_acc.click()
+    ui.page.wait_for_url(re.compile(r"order_by="))
+    ui.check()
+    assert row_names(ui) == by_acc[::-1]  # first click: highest first
+    sort_acc.click()
+    ui.page.wait_for_url(re.compile(r"ASC"))
+    ui.check()
+    assert row_names(ui) == by_acc
+
+    box = ui.page.locator("input.filter-input")
+    box.fill("metrics.acc > 0.5")
+    box.press("Enter")
+    ui.page.wait_for_url(re.compile(r"filter="))
+    ui.check()
+    assert sorted(row_names(ui)) == sorted(n for n, acc in demo_repo.final_acc.items() if acc > 0.5)
+    assert box.input_value() == "metrics.acc > 0.5"  # kept for editing
+
+    # A key with spaces, a slash and a colon, quoted as the search syntax wants.
+    box.fill(f"metrics.`{ODD_METRIC}` < 0.5 and params.alpha != '0.1'")
+    ui.page.locator("form.filter button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    ui.check()
+    assert sorted(row_names(ui)) == sorted(n for n, acc in demo_repo.final_acc.items()
+                                           if acc * 0.9 < 0.5 and n != "ridge-a")
+
+    box.fill("metrics.acc >")  # a broken filter is reported, not a crash
+    box.press("Enter")
+    ui.page.wait_for_load_state("load")
+    assert ui.page.locator(".error-box").is_visible()
+    assert row_names(ui) == []
+
+
+def test_run_page_from_the_table_draws_the_metric_charts(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/runs")
+    ui.page.locator("table.runs-table td.name a", has_text=re.compile(r"^ridge-a$")).click()
+    ui.page.wait_for_url(f"**/runs/{demo_repo.runs['ridge-a']}")
+    ui.check()
+    assert ui.page.locator("h1").inner_text() == "ridge-a"
+    assert ui.page.locator('[data-param-value="alpha"]').inner_text() == "0.1"
+    expect_drawn_chart(ui, demo_repo.steps)
+    ui.check()
+    ui.screenshot("run", scroll_to="section.card:has(.chart-panel)")
+
+    files = ui.page.locator("ul.files").inner_text()
+    for name in ("config.json", "predictions.csv", "notes", "plots"):
+        assert name in files
+
+
+def test_artifacts_preview_text_table_and_image(ui: UiPage, demo_repo: DemoRepo):
+    run_id = demo_repo.runs["ridge-a"]
+    ui.goto(f"/runs/{run_id}/artifacts?path=notes/summary.txt")
+    assert "trained on the demo data" in ui.page.locator("pre.text-preview").inner_text()
+    ui.goto(f"/runs/{run_id}/artifacts?path=predictions.csv")
+    assert ui.page.locator("table.csv thead th").all_inner_texts() == ["id", "y_true", "y_pred"]
+    assert ui.page.locator("table.csv tbody tr").count() == 20
+    ui.goto(f"/runs/{run_id}/artifacts?path=plots/curve.png")
+    img = ui.page.locator("img.preview-image")
+    img.wait_for()
+    assert ui.page.wait_for_function("(img) => img.complete && img.naturalWidth === 160", arg=img.element_handle())
+    ui.check()
+
+
+def test_hostile_run_is_shown_as_text_everywhere(ui: UiPage, demo_repo: DemoRepo):
+    run_id = demo_repo.hostile_run_id
+    ui.goto(f"/runs/{run_id}")
+    assert ui.page.locator("h1").inner_text() == XSS
+    assert ui.page.locator('[data-param-value="model"]').inner_text() == XSS
+    assert XSS in ui.page.locator("section.card", has_text="Tags").inner_text()
+    expect_drawn_chart(ui)
+    ui.check()
+    assert ui.page.title().startswith(XSS)
+
+    ui.goto(f"/runs/{run_id}/artifacts")
+    assert XSS_FILE in ui.page.locator("ul.files").inner_text()
+    ui.page.locator("ul.files a", has_text=XSS_FILE).click()
+    ui.page.wait_for_load_state("load")
+    ui.check()
+    assert ui.page.locator("pre.text-preview").inner_text().strip() == XSS
+    ui.goto(f"/runs/{run_id}/artifacts?path=hostile.json")
+    assert XSS.replace('"', '\\"') in ui.page.locator("pre.text-preview").inner_text()
+
+    exp_id = demo_repo.experiments[XSS]
+    ui.goto(f"/runs?experiment_id={exp_id}")
+    assert ui.page.locator("aside .experiments li.active").inner_text().strip() == XSS
+    assert row_names(ui) == [XSS]
+
+
+def test_compare_two_runs_shows_table_and_parallel_coordinates(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/runs")
+    picked = [demo_repo.runs["ridge-a"], demo_repo.runs["forest"]]
+    for run_id in picked:
+        ui.page.locator(f'input[name="run"][value="{run_id}"]').check()
+    ui.page.locator(".compare-btn").click()
+    ui.page.wait_for_url(re.compile(r"/compare\?"))
+    ui.check()
+    header = ui.page.locator("table.compare-table").first.locator("thead th").all_inner_texts()
+    assert sorted(h for h in header if h) == ["forest", "ridge-a"]
+    params = ui.page.locator("section.card", has_text="Parameters").locator("tr.changed th").all_inner_texts()
+    assert "alpha" in params and "model" in params
+    parcoords = ui.page.locator('.parcoords[data-drawn="1"]')
+    parcoords.wait_for(state="attached")
+    assert parcoords.locator("svg").count() >= 1
+    assert parcoords.locator("svg path, svg polyline, svg line").count() >= 2
+    expect_drawn_chart(ui, demo_repo.steps)
+    ui.check()
+    ui.screenshot("compare", scroll_to="section.card:has(.parcoords)")
+
+
+def test_compare_with_the_hostile_run_draws_its_name_as_text(ui: UiPage, demo_repo: DemoRepo):
+    ids = [demo_repo.runs["ridge-b"], demo_repo.hostile_run_id]
+    ui.goto("/compare?" + "&".join(f"run={i}" for i in ids))
+    ui.page.locator('.parcoords[data-drawn="1"]').wait_for(state="attached")
+    expect_drawn_chart(ui)
+    ui.check()
+    assert XSS in ui.page.locator("table.compare-table").first.inner_text()
+
+
+def test_registry_shows_the_model_in_production(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/models")
+    row = ui.page.locator("table.models tbody tr", has_text=demo_repo.model)
+    assert re.search(r"production", row.inner_text(), re.I)
+    row.locator("a", has_text=demo_repo.model).click()
+    ui.page.wait_for_url(f"**/models/{demo_repo.model}")
+    ui.check()
+    version = ui.page.locator("table.versions tbody tr").first
+    assert re.search(r"production", version.locator("td").nth(2).inner_text(), re.I)
+    assert version.locator(f'a[href$="/runs/{demo_repo.runs["forest"]}"]').count() == 1
+    assert ui.page.locator("table.history tbody tr").count() >= 2  # registered, then promoted
+    ui.screenshot("registry")
+
+
+def test_commits_view_lists_runs_under_their_commits(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/commits")
+    rows = ui.page.locator("table.commits tbody tr")
+    tip = rows.first
+    assert "tune: a forest with 200 trees" in tip.inner_text()
+    tip_runs = sorted(tip.locator(".commit-run > a").all_inner_texts())
+    assert tip_runs == sorted(["forest", XSS])
+    assert "initial" in rows.nth(1).inner_text()
+    assert sorted(rows.nth(1).locator(".commit-run > a").all_inner_texts()) == ["ridge-a", "ridge-b"]
+    ui.screenshot("commits")
+
+    ui.page.locator(f'table.commits a[href$="/commits/{demo_repo.head}"]').click()
+    ui.page.wait_for_url(f"**/commits/{demo_repo.head}")
+    ui.check()
+
+
+def test_diff_page_compares_two_branches(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/diff?base=main&head=feature")
+    sides = ui.page.locator(".grid.two section.card").all_inner_texts()
+    assert "base: main" in sides[0] and "head: feature" in sides[1]
+    metrics = ui.page.locator("table.diff-table").first.locator("tbody th").all_inner_texts()
+    assert "acc" in metrics and "loss" in metrics
+    params = ui.page.locator("table.diff-table").nth(1).locator("tbody th").all_inner_texts()
+    assert "alpha" in params
+    expect_drawn_chart(ui)
+    ui.check()
+    ui.screenshot("diff")
+
+    ui.goto(f"/diff?base={demo_repo.base}&head={demo_repo.head}")
+    assert ui.page.locator("table.diff-table").count() == 2

@@ -1,0 +1,93 @@
+"""Fixtures for the web viewer's browser tests (headless Debian Chromium via Playwright).
+
+An end-to-end test module imports them all::
+
+    from tests.webview_fixtures import *  # noqa: F403  (browser, ui_env, demo_repo, ui_server, ui)
+
+- ``browser`` (session): Chromium launched from ``/usr/bin/chromium`` or
+  ``$GITML_CHROMIUM``; Playwright never downloads one. Without it the tests
+  FAIL naming ``apt-get install chromium``, unless ``GITML_SKIP_BROWSER=1``
+  (then they are skipped).
+- ``ui_env`` (module): os.environ with git isolated in a HOME of its own (tmp).
+- ``demo_repo`` (module): ``tests.browser.seed_repo`` run in a fresh
+  interpreter with git isolated (HOME in tmp, no system config); a ``DemoRepo``.
+- ``ui_server`` (module): the real ``gitml -C <repo> ui --port N`` in its own
+  process group; its base URL once ``/`` answers (60 s at most). Torn down
+  with the whole process group.
+- ``ui`` (function): a ``UiPage`` (fresh browser context, 1280x800) on that
+  server; it records console errors and uncaught exceptions, and checks that
+  no injected script ran, on every ``goto`` and again at teardown.
+
+Set ``GITML_SCREENSHOTS=1`` to have ``UiPage.screenshot`` write docs/img/*.png.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser import (
+    DemoRepo, UiPage, UiServer, chromium_missing, isolated_env, launch_browser, seed_repo_in_subprocess,
+)
+
+__all__ = ["browser", "demo_repo", "ui", "ui_env", "ui_server"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (the system one), shared by the session."""
+    problem = chromium_missing()
+    if problem:
+        if os.environ.get("GITML_SKIP_BROWSER") == "1":
+            pytest.skip(f"GITML_SKIP_BROWSER=1: {problem}")
+        pytest.fail(f"The web viewer's browser tests need Chromium: {problem}", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = launch_browser(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture(scope="module")
+def ui_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment with git isolated in a HOME of this module's own."""
+    return isolated_env(tmp_path_factory.mktemp("ui-home"))
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tmp_path_factory: pytest.TempPathFactory, ui_env: dict[str, str]) -> DemoRepo:
+    """The demo repository (see ``tests.browser.seed_repo``), seeded once per module."""
+    return seed_repo_in_subprocess(tmp_path_factory.mktemp("ui") / "repo", ui_env)
+
+
+@pytest.fixture(scope="module")
+def ui_server(demo_repo: DemoRepo, ui_env: dict[str, str]) -> Iterator[str]:
+    """The real ``gitml ui`` on ``demo_repo``; its base URL (http://127.0.0.1:PORT)."""
+    server = UiServer(demo_repo.path, env=ui_env)
+    try:
+        yield server.wait_ready(timeout=60)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ui(browser: Any, ui_server: str) -> Iterator[UiPage]:
+    """A fresh page on the viewer; fails at teardown on console errors or an injected script."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=ui_server)
+    context.set_default_timeout(15_000)
+    page = UiPage(context.new_page(), ui_server)
+    try:
+        yield page
+        if not page.page.is_closed():
+            page.check()
+    finally:
+        context.close()
