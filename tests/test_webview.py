@@ -459,3 +459,28 @@ def test_gitml_ui_outside_a_repository_fails_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gitml", "-C", str(tmp_path), "ui"], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)})
     assert out.returncode != 0 and "Error:" in out.stderr and "git" in out.stderr.lower()
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("", True), ("0\t1700000000000\t0.5\n1\t1700000000001\tnan\n2\t3\t-inf\n3\t4\t1e-05\n", True),
+    ("0\t1\t0.5", False),                   # no final newline
+    ("0\t1\t[0.5]\n", False),               # not a number's characters
+    ('0\t1\t"x"\n', False),
+    ("0\t1\t2\t3\n", False),                # four tokens
+    ("0\t\t2\n", False),                    # an empty token
+    ("0\t1\t2\n\n", False),
+])
+def test_metric_text_is_served_as_is_only_when_it_is_number_tokens(text, ok):
+    from gitml.tracking.runfiles import _looks_like_metric_lines
+
+    assert _looks_like_metric_lines(text) is ok
+
+
+def test_metric_history_json_matches_the_parsed_history(site, client):
+    from gitml.tracking import runs
+
+    b0 = site["baseline"][0]
+    served = api(client, f"/api/runs/{b0}/metrics/loss?offset=5")
+    steps, times, values = runs.metric_columns(runs.open_repo(site["path"]), b0, "loss")
+    assert (served["steps"], served["timestamps"], served["values"]) == (steps[5:], times[5:], values[5:])
+    assert served["total"] == 50 and served["offset"] == 5

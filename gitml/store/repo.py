@@ -303,7 +303,15 @@ class GitRepo:
             return str(ref.resolve().target)
 
     def iter_refs(self, prefix: str) -> Iterator[tuple[str, str]]:
-        """(name, oid) of every ref whose name starts with ``prefix``."""
+        """(name, oid) of every ref whose name starts with ``prefix``.
+
+        A directory prefix (``refs/gitml/experiments/``) is read from the ref
+        files, so listing 5 experiments does not walk 10k run refs.
+        """
+        if prefix.endswith("/"):
+            found_files = self.file_refs(prefix)
+            if found_files is not None:
+                return iter(sorted(found_files.items()))
         with self.lock:
             found = [
                 (ref.name, str(ref.target))

@@ -304,6 +304,38 @@ def _metric_lines(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
         yield from data.decode().splitlines()
 
 
+_NUMBER_TEXT = str.maketrans("", "", "0123456789-+.einfa\t\n")  # deletes what a metric line may hold
+
+
+def _looks_like_metric_lines(text: str) -> bool:
+    """Lines of 3 tab-separated tokens made of number characters only: cheap enough for 100k lines."""
+    lines = text.count("\n")
+    return (not text or text.endswith("\n")) and text.count("\t") == 2 * lines \
+        and not text.translate(_NUMBER_TEXT) \
+        and "\t\t" not in text and "\n\t" not in text and "\t\n" not in text and "\n\n" not in text \
+        and not text.startswith(("\t", "\n"))
+
+
+def read_metric_tokens(repo: GitRepo, tree: str, key: str) -> tuple[list[str], list[str], list[str]] | None:
+    """The history of ``key`` as its stored text: (steps, timestamps, values) tokens, no parsing.
+
+    gitml writes steps and timestamps as integers and values with
+    ``repr(float)``: JSON numbers, or ``nan``/``inf``/``-inf``. The text is
+    checked to be lines of three non-empty tokens of number characters only
+    (no quote, bracket or comma can get through). Returns None otherwise (a
+    file written by something else): parse it with ``read_metric_columns``.
+    """
+    directory = f"{METRICS_DIR}/{key}"
+    text = "".join(
+        (repo.read_path(tree, f"{directory}/{name}") or b"").decode()
+        for name in sorted(n for n, _, is_tree in repo.list_dir(tree, directory) if not is_tree)
+    )
+    if not _looks_like_metric_lines(text):
+        return None
+    tokens = text.replace("\n", "\t").split("\t")[:-1]
+    return tokens[0::3], tokens[1::3], tokens[2::3]
+
+
 def read_metric_history(repo: GitRepo, tree: str, key: str) -> list[Metric]:
     """Every logged point of metric ``key`` in the order it was logged."""
     out: list[Metric] = []

@@ -23,7 +23,7 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, search, writer
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
-from gitml.tracking.runfiles import INFO, RunState, read_metric_columns, read_metric_history, read_state
+from gitml.tracking.runfiles import INFO, RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
 
 if TYPE_CHECKING:
     import pandas
@@ -273,6 +273,12 @@ def metric_columns(repo: GitRepo, run_id: str, key: str) -> tuple[list[int], lis
     """Every point of metric ``key`` as (steps, timestamps, values) lists, in logging order."""
     run = get_run(repo, run_id)
     return read_metric_columns(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+
+
+def metric_tokens(repo: GitRepo, run_id: str, key: str) -> tuple[list[str], list[str], list[str]] | None:
+    """``metric_columns`` as the stored text tokens, or None if the stored text is not in gitml's form."""
+    run = get_run(repo, run_id)
+    return read_metric_tokens(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
 
 
 def search_runs(

@@ -48,7 +48,8 @@ def run(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/metrics/<path:key>")
 def metric(run_id: str, key: str) -> Response:
-    return jsonify(data.metric_history(repo(), run_id, key, data.int_arg(request.args, "offset", 0, 0, 10**12)))
+    offset = data.int_arg(request.args, "offset", 0, 0, 10**12)
+    return Response(data.metric_history_json(repo(), run_id, key, offset), mimetype="application/json")
 
 
 @bp.get("/runs/<run_id>/artifacts")

@@ -150,15 +150,31 @@ def runs_csv(repo: GitRepo, q: RunsQuery) -> str:
     return _runs.runs_to_dataframe(found).to_csv(index=False)
 
 
-def metric_history(repo: GitRepo, run_id: str, key: str, offset: int = 0) -> dict[str, Any]:
-    """The points of metric ``key`` from the ``offset``-th on (a live chart asks only for new ones)."""
+def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -> str:
+    """The points of metric ``key`` from the ``offset``-th on, as the JSON text of the API's answer.
+
+    Built from the stored text without turning 100k tokens into floats and
+    back: the tokens are JSON numbers already (``read_metric_tokens`` checks),
+    but for NaN and infinities, which become null.
+    """
+    import json
+
     run = _runs.get_run(repo, run_id)
-    steps, times, values = _runs.metric_columns(repo, run.info.run_id, key)
+    run_id = run.info.run_id
+    tokens = _runs.metric_tokens(repo, run_id, key)
+    if tokens is None:  # not in gitml's own form: parse it, and write it back out as gitml would
+        steps, times, values = _runs.metric_columns(repo, run_id, key)
+        tokens = [str(x) for x in steps], [str(x) for x in times], [repr(x) for x in values]
+    steps, times, values = tokens
     if not steps and key not in run.data.metrics:
-        raise NotFound(f"Run {run.info.run_id} has no metric {key!r}")
-    return {"run_id": run.info.run_id, "key": key, "offset": offset, "total": len(steps),
-            "steps": steps[offset:], "timestamps": times[offset:],
-            "values": [v if math.isfinite(v) else None for v in values[offset:]]}
+        raise NotFound(f"Run {run_id} has no metric {key!r}")
+
+    def array(part: list[str]) -> str:
+        return "[" + ",".join(part[offset:]) + "]"
+
+    finite = array(values).replace("-inf", "null").replace("inf", "null").replace("nan", "null")
+    head = json.dumps({"run_id": run_id, "key": key, "offset": offset, "total": len(steps)})
+    return f'{head[:-1]}, "steps": {array(steps)}, "timestamps": {array(times)}, "values": {finite}}}'
 
 
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
