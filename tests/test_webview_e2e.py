@@ -201,3 +201,54 @@ def test_diff_page_compares_two_branches(ui: UiPage, demo_repo: DemoRepo):
 
     ui.goto(f"/diff?base={demo_repo.base}&head={demo_repo.head}")
     assert ui.page.locator("table.diff-table").count() == 2
+
+
+LIVE_WRITER = r'''
+import sys
+import gitml
+
+gitml.set_tracking_uri(sys.argv[1])
+client = gitml.Client()
+with gitml.start_run(run_name="live-run") as run:
+    gitml.log_metric("live_loss", 1.0, step=0)
+    client.flush()
+    print(run.info.run_id, flush=True)
+    sys.stdin.readline()  # the page shows the first point
+    for step in range(1, 4):
+        gitml.log_metric("live_loss", 1.0 / (step + 1), step=step)
+    gitml.log_metric("late_metric", 7.0)
+    client.flush()
+    sys.stdin.readline()  # the page shows the new points: end the run
+'''
+
+
+def test_a_running_run_updates_itself_until_it_ends(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Last in the module: it adds a run to the shared demo repository."""
+    import subprocess
+    import sys
+
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(demo_repo.path)], cwd=demo_repo.path,
+                              env=ui_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = writer.stdout.readline().strip()
+        assert len(run_id) == 32, run_id
+        ui.goto(f"/runs/{run_id}")
+        status = ui.page.locator('[data-live-field="status"]')
+        assert status.inner_text() == "RUNNING"
+        ui.page.locator('.chart-card[data-chart-key="live_loss"][data-points="1"]').wait_for()
+
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        ui.page.locator('.chart-card[data-chart-key="live_loss"][data-points="4"]').wait_for(timeout=20_000)
+        ui.page.locator('.chart-card[data-chart-key="late_metric"][data-drawn="1"]').wait_for(timeout=20_000)
+        assert ui.page.locator('td[data-metric-value="live_loss"]').inner_text() == "0.25"
+
+        writer.stdin.write("end\n")
+        writer.stdin.flush()
+        assert writer.wait(30) == 0
+        ui.page.locator('.chart-panel[data-live="0"]').wait_for(timeout=20_000)
+        assert status.inner_text() == "FINISHED"
+        ui.check()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
