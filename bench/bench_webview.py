@@ -40,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_tracking's helpers; tests.browser's Chromium
 
 from bench_tracking import (  # noqa: E402
-    EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, ratio, say, versions,
+    EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, print_summary, ratio, say,
+    versions,
 )
 
 FILTER = "params.p1 = '3'"
@@ -366,24 +367,6 @@ def summary_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         add("mlflow_sampled", f"(b) MLflow UI's sampled history ({m['bulk_interval']['points']} pts)",
             g["api"]["warm_ms"], m["bulk_interval"]["warm_ms"])
     return rows
-
-
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
-def print_summary(rows: list[dict[str, Any]]) -> None:
-    say("\n== Summary (medians; ratio = MLflow / gitml, i.e. how many times faster gitml is)")
-    head = f"{'workload':<46} {'unit':<4} {'gitml':>9} {'MLflow':>9} {'ratio':>8}  {'target':>8}  ok"
-    say(head)
-    say("-" * len(head))
-    for r in rows:
-        target = f"<= {r['target']:g}" if r["target"] is not None else ""
-        ok = "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")
-        rt = f"{r['ratio']:.1f}x" if r["ratio"] is not None else "-"
-        say(f"{r['workload']:<46} {r['unit']:<4} {fmt(r['gitml']):>9} {fmt(r['mlflow']):>9} {rt:>8}  {target:>8}  {ok}")
 
 
 def main(argv: list[str] | None = None) -> int:

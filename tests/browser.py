@@ -227,6 +227,7 @@ def seed_repo(path: Path, *, steps: int = 200) -> DemoRepo:
     unset afterwards.
     """
     import gitml
+    from tests.conftest import close_tracking
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -298,26 +299,7 @@ def seed_repo(path: Path, *, steps: int = 200) -> DemoRepo:
                         hostile_run_id=runs[XSS], base=base, head=head, steps=steps,
                         model_version=str(version.version))
     finally:
-        _close_tracking()
-
-
-def _close_tracking() -> None:
-    """End open runs, close writers and indexes, and unset the tracking target (as tests' fixtures do)."""
-    import gitml
-    from gitml.tracking import fluent, runs, writer
-
-    while fluent.active_run() is not None:
-        fluent.end_run()
-    for key, w in list(writer._writers.items()):
-        if not w.closed:
-            w.flush(close=True)
-        writer._writers.pop(key, None)
-    for idx in runs._indexes.values():
-        idx.close()
-    runs._indexes.clear()
-    runs._repos.clear()
-    gitml.set_tracking_uri(None)
-    fluent._experiment_id = None
+        close_tracking()
 
 
 def isolated_env(home: Path) -> dict[str, str]:
@@ -365,7 +347,7 @@ class UiServer:
         # ``argv`` replaces the command (its "{port}" is filled in), e.g. to try a stand-in server.
         self.argv = ([a.replace("{port}", str(self.port)) for a in argv] if argv else
                      [sys.executable, "-m", "gitml", "-C", str(self.repo), "ui",
-                      "--host", "127.0.0.1", "--port", str(self.port)])
+                      "--port", str(self.port)])
         self.log = log or self.repo.parent / f"gitml-ui-{self.port}.log"
         self._log_file = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(self.argv, cwd=self.repo, env=env, stdout=self._log_file,

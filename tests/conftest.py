@@ -62,12 +62,20 @@ def repo(tmp_path: Path) -> Path:
 def tracking(repo: Path, monkeypatch: pytest.MonkeyPatch):
     """The fluent API pointed at ``repo``; active runs and caches reset after the test."""
     import gitml
-    from gitml.tracking import fluent, runs, writer
+    from gitml.tracking import fluent
 
     monkeypatch.setenv("GITML_REPO", str(repo))
     gitml.set_tracking_uri(repo)
     fluent._experiment_id = None
     yield gitml
+    close_tracking()
+
+
+def close_tracking() -> None:
+    """End open runs, flush and close writers, close indexes, unset the tracking target."""
+    import gitml
+    from gitml.tracking import fluent, runs, writer
+
     while fluent.active_run() is not None:
         fluent.end_run()
     for key, w in list(writer._writers.items()):

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.browser import UiServer, isolated_env
 from tests.conftest import git
 
 HOSTILE = "<script>window.__xss=1</script>\"'><img src=x onerror=window.__xss=2>"
@@ -88,40 +87,33 @@ FEATURE = textwrap.dedent(r'''
 ''')
 
 
-def _run_py(code: str, *args: str, cwd: Path) -> str:
+def _run_py(code: str, *args: str, cwd: Path, env: dict) -> str:
     out = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, "GITML_FLUSH_INTERVAL": "0.2"})
+                         env={**env, "GITML_FLUSH_INTERVAL": "0.2"})
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    home = tmp_path_factory.mktemp("wvhome")
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n"
-                                     "[init]\n\tdefaultBranch = main\n")
-    old = {k: os.environ.get(k) for k in ("HOME", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME")}
-    os.environ.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", XDG_CONFIG_HOME=str(home / ".config"))
-    try:
-        path = tmp_path_factory.mktemp("wv") / "repo"
-        path.mkdir()
-        git(path, "init", "-q")
-        (path / "train.py").write_text("print('train')\n")
-        git(path, "add", ".")
-        git(path, "commit", "-q", "-m", "first " + HOSTILE)
-        ids = json.loads(_run_py(SEED, str(path), HOSTILE, cwd=path))
-        git(path, "checkout", "-q", "-b", "feature")
-        (path / "train.py").write_text("print('train better')\n")
-        git(path, "commit", "-qam", "better training")
-        ids["feature"] = json.loads(_run_py(FEATURE, str(path), cwd=path))
-        git(path, "checkout", "-q", "main")
-        yield {"path": path, **ids}
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    env = isolated_env(tmp_path_factory.mktemp("wvhome"))
+
+    def git(cwd: Path, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    path = tmp_path_factory.mktemp("wv") / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "train.py").write_text("print('train')\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "first " + HOSTILE)
+    ids = json.loads(_run_py(SEED, str(path), HOSTILE, cwd=path, env=env))
+    git(path, "checkout", "-q", "-b", "feature")
+    (path / "train.py").write_text("print('train better')\n")
+    git(path, "commit", "-qam", "better training")
+    ids["feature"] = json.loads(_run_py(FEATURE, str(path), cwd=path, env=env))
+    git(path, "checkout", "-q", "main")
+    return {"path": path, "env": env, **ids}
 
 
 @pytest.fixture
@@ -426,33 +418,16 @@ def test_foreign_host_headers_are_refused(client):
     assert client.get("/api/runs", headers={"Host": "127.0.0.1:5050"}).status_code == 200
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gitml_ui_serves_on_loopback_only(site):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gitml", "-C", str(site["path"]), "ui", "--port", str(port),
-                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    server = UiServer(site["path"], env=site["env"])
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2) as r:
-                    assert json.load(r)["models"][0]["name"] == "demo-model"
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.time() < deadline, "gitml ui did not answer"
-                time.sleep(0.2)
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        with urllib.request.urlopen(server.wait_ready(timeout=60) + "/api/models", timeout=10) as r:
+            assert json.load(r)["models"][0]["name"] == "demo-model"
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True).stdout
         if listening:  # ss is there: the socket is bound to loopback, not to every interface
-            assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{port}"]
+            assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{server.port}"]
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(10)
+        server.stop()
 
 
 def test_gitml_ui_outside_a_repository_fails_clearly(tmp_path):
