@@ -459,3 +459,15 @@ def test_metric_history_json_matches_the_parsed_history(site, client):
     steps, times, values = runs.metric_columns(runs.open_repo(site["path"]), b0, "loss")
     assert (served["steps"], served["timestamps"], served["values"]) == (steps[5:], times[5:], values[5:])
     assert served["total"] == 50 and served["offset"] == 5
+
+
+def test_gitml_ui_on_a_taken_port_says_so(site):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "gitml", "-C", str(site["path"]), "ui", "--port", str(port)],
+                             capture_output=True, text=True, timeout=60, env=site["env"])
+    assert out.returncode == 1 and f"Cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr

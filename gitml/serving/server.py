@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from gitml.errors import GitmlError
 from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
 
 
@@ -62,6 +63,28 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class AddressInUse(GitmlError):
+    """The host and port to listen on are taken (or not this machine's)."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail now, with the fix named, rather than after gunicorn's retries.
+
+    Raises:
+        AddressInUse.
+    """
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise AddressInUse(f"Cannot listen on {bind_address(host, port)}: {e.strerror}; "
+                               "pick another port with --port (or stop what uses it)") from None
+
+
 def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int, name: str,
                  post_fork: Any = None, ready: Any = None) -> None:
     """Run the WSGI app ``load()`` returns under gunicorn's sync workers until interrupted.
@@ -70,6 +93,8 @@ def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int,
     to share what the master loaded, as ``gitml serve`` does with its model).
     """
     from gunicorn.app.base import BaseApplication
+
+    check_address(host, port)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
