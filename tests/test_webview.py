@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -60,6 +61,9 @@ SEED = textwrap.dedent(r'''
         gitml.log_text("name,value\n" + HOSTILE.replace(",", ";") + ",1\nplain,2\n", "table.csv")
         gitml.log_dict({"nested": {"a": [1, 2]}, "evil": HOSTILE}, "cfg.json")
         gitml.log_text("<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "pic.svg")
+        gitml.log_text("unicode name", "漢字 café.txt")
+        gitml.log_text("line\n" * 200_000, "big.log")
+        gitml.log_text('a,b\n"' + "x" * 200_000 + '",1\n', "bigfield.csv")
         Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save("/tmp/_wv_img.png")
         gitml.log_artifact("/tmp/_wv_img.png", "plots")
         with gitml.start_run(run_name="child", nested=True) as child:
@@ -120,7 +124,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def client(site: dict):
     from gitml.webview import create_app
 
-    return create_app(site["path"], trusted_hosts=["localhost", "127.0.0.1"]).test_client()
+    from gitml.webview import LOOPBACK_HOSTS
+
+    return create_app(site["path"], allowed_hosts=LOOPBACK_HOSTS).test_client()
 
 
 def page(client, url: str, status: int = 200) -> str:
@@ -236,10 +242,15 @@ def test_runs_api_rejects_bad_queries(client):
 
 
 def test_runs_page_columns_sort_links_and_pagination(site, client):
+    default = page(client, "/runs").split("<thead>")[1].split("</thead>")[0]
+    assert "Created ▼" in default and "attributes.start_time+ASC" in default  # newest first, as MLflow
+    plain = page(client, "/runs?col=metrics.loss&order_by=metrics.loss%20DESC").split("<thead>")[1]
+    assert "loss ▼" in plain.split("</thead>")[0]  # however the URL spells the key
     body = page(client, "/runs?col=params.depth&col=metrics.loss&order_by=metrics.%60loss%60%20DESC&per_page=2")
     head = body.split("<thead>")[1].split("</thead>")[0]
     assert "depth" in head and "loss" in head and "team" not in head and "train/acc" not in head
     assert "page 1 of 3" in body and 'rel="next"' in body
+    assert body.count('<input type="hidden" name="per_page" value="2">') == 2  # filter and columns keep the page size
     assert "order_by=metrics.%60loss%60+ASC" in head and "loss ▼" in head  # the sorted column flips to ascending
     rows = body.split("<tbody>")[1]
     assert rows.index(">child<") < rows.index(">lr-0.001<") and "lr-0.01<" not in rows  # 0.5, 0.22 | 0.12 ...
@@ -319,9 +330,18 @@ def test_artifact_listing_and_previews(site, client):
     assert '<table class="csv">' in csv_page and "<td>plain</td><td>2</td>" in csv_page
     json_page = page(client, f"/runs/{h}/artifacts?path=cfg.json")
     assert '&#34;nested&#34;: {\n    &#34;a&#34;: [' in json_page
+    big = page(client, f"/runs/{h}/artifacts?path=big.log")
+    assert "Truncated" in big and big.count("line\n") == data_preview_lines()
+    assert "x" * 1000 in page(client, f"/runs/{h}/artifacts?path=bigfield.csv")  # not a table: shown as text
     img_page = page(client, f"/runs/{h}/artifacts?path=plots/_wv_img.png")
     assert 'class="preview-image"' in img_page and "inline=1" in img_page
     assert "No preview" in page(client, f"/runs/{h}/artifacts?path=model/model.skops")
+
+
+def data_preview_lines() -> int:
+    from gitml.webview.data import PREVIEW_BYTES
+
+    return PREVIEW_BYTES // len("line\n")
 
 
 def test_artifact_downloads_are_confined_and_never_run_as_pages(site, client):
@@ -330,6 +350,12 @@ def test_artifact_downloads_are_confined_and_never_run_as_pages(site, client):
     assert r.status_code == 200 and r.data == ("text with " + HOSTILE).encode()
     assert r.headers["Content-Disposition"].startswith("attachment")
     assert "sandbox" in r.headers["Content-Security-Policy"]
+    uni = client.get(f"/api/runs/{h}/artifact?path=漢字 café.txt")
+    assert uni.data == b"unicode name" and uni.headers["Content-Length"] == "12"
+    disposition = uni.headers["Content-Disposition"]
+    assert disposition.isascii() and "filename*=UTF-8''%E6%BC%A2%E5%AD%97%20caf%C3%A9.txt" in disposition
+    big = client.get(f"/api/runs/{h}/artifact?path=big.log")
+    assert len(big.data) == 1_000_000 and big.headers["Content-Length"] == "1000000"
     img = client.get(f"/api/runs/{h}/artifact?path=plots/_wv_img.png&inline=1")
     assert img.mimetype == "image/png" and "Content-Disposition" not in img.headers
     svg = client.get(f"/api/runs/{h}/artifact?path=pic.svg&inline=1")
@@ -414,15 +440,33 @@ def test_nothing_but_get_is_answered_and_get_changes_nothing(site, client):
 
 
 def test_foreign_host_headers_are_refused(client):
-    assert client.get("/api/runs", headers={"Host": "attacker.example:5050"}).status_code == 400
-    assert client.get("/api/runs", headers={"Host": "127.0.0.1:5050"}).status_code == 200
+    for host in ("attacker.example:5050", "attacker.example", "127.0.0.1.attacker.example", "[::2]:5050", "[::1"):
+        err = client.get("/api/runs", headers={"Host": host})
+        assert err.status_code == 400 and err.get_json()["error_code"] == "INVALID_HOST", host
+    for host in ("127.0.0.1:5050", "localhost", "LOCALHOST:80", "[::1]:5050", "[::1]"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+    assert "--allowed-hosts" in client.get("/runs", headers={"Host": "evil.example"}).get_data(as_text=True)
+
+
+def test_allowed_hosts_follow_the_bind_address():
+    from gitml.webview.server import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", None) == allowed_hosts("::1", None) == allowed_hosts("localhost", None)
+    assert "localhost" in allowed_hosts("127.0.0.2", None)
+    assert allowed_hosts("0.0.0.0", None) is None and allowed_hosts("::", None) is None
+    assert allowed_hosts("0.0.0.0", ["ml.example.com"]) == ["ml.example.com"]
+    assert allowed_hosts("127.0.0.1", ["*"]) is None
 
 
 def test_gitml_ui_serves_on_loopback_only(site):
     server = UiServer(site["path"], env=site["env"])
     try:
-        with urllib.request.urlopen(server.wait_ready(timeout=60) + "/api/models", timeout=10) as r:
+        base = server.wait_ready(timeout=60)
+        with urllib.request.urlopen(base + "/api/models", timeout=10) as r:
             assert json.load(r)["models"][0]["name"] == "demo-model"
+        quoted = urllib.parse.quote("漢字 café.txt")
+        with urllib.request.urlopen(f"{base}/api/runs/{site['hostile']}/artifact?path={quoted}", timeout=10) as r:
+            assert r.read() == b"unicode name"  # gunicorn sends only ASCII headers: the name goes as filename*
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True).stdout
         if listening:  # ss is there: the socket is bound to loopback, not to every interface
             assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{server.port}"]
@@ -432,7 +476,7 @@ def test_gitml_ui_serves_on_loopback_only(site):
 
 def test_gitml_ui_outside_a_repository_fails_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gitml", "-C", str(tmp_path), "ui"], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+                         timeout=60, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
     assert out.returncode != 0 and "Error:" in out.stderr and "git" in out.stderr.lower()
 
 
@@ -471,3 +515,39 @@ def test_gitml_ui_on_a_taken_port_says_so(site):
         out = subprocess.run([sys.executable, "-m", "gitml", "-C", str(site["path"]), "ui", "--port", str(port)],
                              capture_output=True, text=True, timeout=60, env=site["env"])
     assert out.returncode == 1 and f"Cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr
+
+
+CRASH = r'''
+import os, signal, sys
+import gitml
+gitml.set_tracking_uri(sys.argv[1])
+run = gitml.start_run(run_name="crashed")
+gitml.log_metric("loss", 0.5, step=0)
+gitml.Client().flush()
+gitml.log_metric("loss", 0.25, step=1)  # only in the live log: the flusher waits 1000 s
+print(run.info.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_crashed_run_is_shown_as_it_is_in_git_and_not_recovered_by_a_get(repo):
+    from gitml.webview import create_app
+
+    out = subprocess.run([sys.executable, "-c", CRASH, str(repo)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "GITML_FLUSH_INTERVAL": "1000"})
+    run_id = out.stdout.strip()
+    assert out.returncode == -9 and len(run_id) == 32, out.stderr
+    before = refs_and_notes(repo)
+    client = create_app(repo).test_client()
+    for url in ["/runs", "/api/runs", f"/runs/{run_id}", f"/api/runs/{run_id[:8]}", f"/api/runs/{run_id}/metrics/loss",
+                "/commits", f"/compare?run={run_id}"]:
+        assert client.get(url).status_code == 200, url
+    assert refs_and_notes(repo) == before  # recovery is a write: left to the next gitml command that writes
+    d = client.get(f"/api/runs/{run_id}").get_json()
+    assert d["run"]["info"]["status"] == "RUNNING" and d["writer_alive"] is False
+    assert "no process logging" in client.get(f"/runs/{run_id}").get_data(as_text=True)
+
+    subprocess.run([sys.executable, "-m", "gitml", "-C", str(repo), "runs", "list"], check=True, capture_output=True)
+    d = client.get(f"/api/runs/{run_id}").get_json()
+    assert d["run"]["info"]["status"] == "KILLED" and d["live"] is False
+    assert client.get(f"/api/runs/{run_id}/metrics/loss").get_json()["values"] == [0.5, 0.25]

@@ -324,7 +324,7 @@ def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[s
             try:
                 state, _ = read_state(repo, commit)
                 cache.metrics[commit] = {k: value for k, (value, _, _) in state.summary.items()}
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, AttributeError):  # not a run commit (GTO can tag a tree or a blob)
                 cache.metrics[commit] = {}
             cache.dirty = True
         out[v.tag] = cache.metrics[commit]

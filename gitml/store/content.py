@@ -21,7 +21,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import GitmlError
@@ -229,6 +229,39 @@ class ContentStore:
         if hashlib.md5(data).hexdigest() != md5.split(".")[0]:
             raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
         return data
+
+    def iter_verified(self, md5: str, block: int = 1 << 20) -> Iterator[bytes]:
+        """The content of an object in blocks, for streaming it; its hash is checked at the end.
+
+        Raises:
+            MissingObject (before the first block), CorruptObject (after the last).
+        """
+        path = self._existing(md5)
+
+        def blocks() -> Iterator[bytes]:
+            digest = hashlib.md5()
+            with open(path, "rb") as f:
+                while data := f.read(block):
+                    digest.update(data)
+                    yield data
+            if digest.hexdigest() != md5.split(".")[0]:
+                raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
+
+        return blocks()
+
+    def read_head(self, md5: str, size: int) -> tuple[bytes, int]:
+        """The first ``size`` bytes of an object and its whole size (verified when that is all of it).
+
+        Raises:
+            MissingObject, CorruptObject.
+        """
+        path = self._existing(md5)
+        with open(path, "rb") as f:
+            head = f.read(size)
+            total = os.fstat(f.fileno()).st_size
+        if total <= size and hashlib.md5(head).hexdigest() != md5.split(".")[0]:
+            raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
+        return head, total
 
     def checkout(self, md5: str, dest: str | os.PathLike[str]) -> None:
         """Copy an object to ``dest``, checking its hash on the way.

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -306,10 +307,24 @@ def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_
     return str(dst / prefix) if prefix else str(dst)
 
 
-def read_artifact(repo: GitRepo, run_id: str, path: str) -> bytes:
-    """The verified bytes of one artifact file."""
+def _file_hash(repo: GitRepo, run_id: str, path: str) -> str:
     prefix = validate_artifact_path(path)
     entry = manifest(repo, run_id).get(prefix)
     if entry is None or prefix.endswith("/"):
         raise ArtifactNotFound(f"Run {run_id} has no artifact file {prefix!r}")
-    return content_store(repo).read_bytes(entry["md5"])
+    return entry["md5"]
+
+
+def read_artifact(repo: GitRepo, run_id: str, path: str) -> bytes:
+    """The verified bytes of one artifact file."""
+    return content_store(repo).read_bytes(_file_hash(repo, run_id, path))
+
+
+def read_artifact_head(repo: GitRepo, run_id: str, path: str, size: int) -> tuple[bytes, int]:
+    """The first ``size`` bytes of an artifact file and its whole size (for previews of big files)."""
+    return content_store(repo).read_head(_file_hash(repo, run_id, path), size)
+
+
+def stream_artifact(repo: GitRepo, run_id: str, path: str) -> Iterator[bytes]:
+    """An artifact file's bytes in blocks, hash checked at the end (for downloads of any size)."""
+    return content_store(repo).iter_verified(_file_hash(repo, run_id, path))

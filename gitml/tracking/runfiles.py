@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitml.errors import InvalidValue
 from gitml.store.repo import GitRepo
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 
@@ -351,8 +352,12 @@ def read_metric_columns(repo: GitRepo, tree: str, key: str) -> tuple[list[int], 
     times: list[int] = []
     values: list[float] = []
     for line in _metric_lines(repo, tree, key):
-        step, ts, value = line.split("\t")
-        steps.append(int(step))
-        times.append(int(ts))
-        values.append(float(value))
+        try:
+            step, ts, value = line.split("\t")
+            steps.append(int(step))
+            times.append(int(ts))
+            values.append(float(value))
+        except ValueError:
+            raise InvalidValue(f"Metric {key!r} has a line that is not <step> <timestamp> <value>: {line[:80]!r} "
+                               "(the run commit was not written by gitml)") from None
     return steps, times, values

@@ -73,10 +73,38 @@ def index_for(repo: GitRepo) -> RunIndex:
     return idx
 
 
+_read_only: set[str] = set()
+
+
+def open_read_only(path: str | os.PathLike[str] | None = None) -> GitRepo:
+    """The repository for a reader that must not write to git (the web viewer).
+
+    Reads through this process never recover dead runs: recovery turns a
+    crashed run's live log into a run commit and a note, a write that the
+    next gitml command that writes will do. Derived caches (the SQLite
+    index) are still refreshed.
+    """
+    repo = open_repo(path)
+    _read_only.add(str(repo.git_dir))
+    return repo
+
+
+def _recover(repo: GitRepo, run_id: str | None = None) -> None:
+    if str(repo.git_dir) not in _read_only:
+        writer.recover(repo, run_id)
+
+
+def has_live_writer(repo: GitRepo, run_id: str) -> bool:
+    """True while some process holds a live log of the run open (it is being logged right now)."""
+    from gitml.store import livelog
+
+    return any(livelog.is_locked(p) for p in livelog.live_writers(writer.live_dir(repo), run_id))
+
+
 def sync_index(repo: GitRepo) -> RunIndex:
     """Commit this process's pending events, recover dead runs, refresh the index."""
     writer.flush_all(repo)
-    writer.recover(repo)
+    _recover(repo)
     idx = index_for(repo)
     idx.refresh()
     return idx
@@ -236,7 +264,7 @@ def resolve_run_id(repo: GitRepo, run_id: str) -> str:
         if local is not None:
             local.flush()  # a run this process started may not be in git yet
         if repo.ref_target(names.run_ref(run_id)) is None:
-            writer.recover(repo)
+            _recover(repo)
             if repo.ref_target(names.run_ref(run_id)) is None:
                 raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
         return run_id

@@ -11,33 +11,34 @@ import datetime as dt
 import os
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 
 from gitml.errors import GitmlError
 
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 # No inline script anywhere: data reaches the page's JavaScript through data-* attributes.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-def create_app(repo_path: str | os.PathLike[str] | None = None, *, trusted_hosts: list[str] | None = None) -> Flask:
+def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts: list[str] | None = None) -> Flask:
     """The viewer for the repository at ``repo_path`` (default: the one around the cwd).
 
-    ``trusted_hosts`` limits the Host header the app answers (``gitml ui`` on
-    a loopback address passes the loopback names, so a web page that rebinds
-    its DNS name to 127.0.0.1 gets no data).
+    ``allowed_hosts`` limits the Host header the app answers (names, IPv4 or
+    IPv6 addresses, without ports; None: any). ``gitml ui`` on a loopback
+    address passes the loopback names, so a web page that rebinds its DNS
+    name to 127.0.0.1 gets no data.
 
     Raises:
         NotARepository: no git repository there.
     """
     from gitml.tracking import runs
 
-    repo = runs.open_repo(repo_path)
+    repo = runs.open_read_only(repo_path)
     app = Flask(__name__)
     app.config["GITML_REPO"] = repo
-    app.config["TRUSTED_HOSTS"] = trusted_hosts
+    app.config["GITML_ALLOWED_HOSTS"] = {_bracketed(h.lower()) for h in allowed_hosts} if allowed_hosts else None
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, duration=format_duration,
@@ -52,8 +53,30 @@ def create_app(repo_path: str | os.PathLike[str] | None = None, *, trusted_hosts
     app.register_error_handler(404, _http_error)
     app.register_error_handler(405, _http_error)
     app.register_error_handler(500, _internal_error)
+    app.before_request(_check_host)
     app.after_request(_secure_headers)
     return app
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address as it appears in a Host header: ``::1`` -> ``[::1]``."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: ``[::1]:5050`` -> ``[::1]``, ``Localhost:80`` -> ``localhost``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if ":" in header else header
+
+
+def _check_host() -> tuple[Response | str, int] | None:
+    allowed = current_app.config["GITML_ALLOWED_HOSTS"]
+    if allowed is None or host_name(request.host) in allowed:
+        return None
+    return _error(400, "INVALID_HOST", f"This viewer does not answer to the host name {request.host!r}: open it as "
+                  "http://127.0.0.1:<port>/ or start it with --allowed-hosts")
 
 
 def _wants_json() -> bool:

@@ -37,7 +37,7 @@ def runs() -> Response:
 def runs_csv() -> Response:
     """The runs table as CSV: every matching run, with the page's filter, sort and experiment."""
     response = Response(data.runs_csv(repo(), data.RunsQuery.from_args(request.args)), mimetype="text/csv")
-    response.headers.set("Content-Disposition", "attachment", filename="runs.csv")
+    attachment(response, "runs.csv")
     return response
 
 
@@ -62,26 +62,43 @@ def artifact(run_id: str) -> Response:
     """One artifact file: a download, or shown inline when it is an image or plain text.
 
     Only files listed in the run's manifest can be named, and their bytes come
-    from the content store by hash, so no path reaches the file system.
+    from the content store by hash, so no path reaches the file system. The
+    bytes are streamed (a model file can be gigabytes) and their hash checked
+    as they go.
     """
-    from gitml.tracking.artifacts import read_artifact, validate_artifact_path
+    from gitml.tracking.artifacts import list_artifacts, stream_artifact, validate_artifact_path
 
     path = validate_artifact_path(request.args.get("path", ""))
     if not path:
         raise InvalidValue("Name the artifact: ?path=<file>")
-    body = read_artifact(repo(), run_id, path)
+    body = stream_artifact(repo(), run_id, path)
+    size = next((f.file_size for f in list_artifacts(repo(), run_id, path) if f.path == path), None)
     name = path.rsplit("/", 1)[-1]
     inline_type = INLINE_TYPES.get(data.suffix(path)) if request.args.get("inline") == "1" else None
-    if inline_type:
-        response = Response(body, mimetype=inline_type)
-        if inline_type == "text/plain":
-            response.charset = "utf-8"
-    else:
-        response = Response(body, mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream")
-        response.headers.set("Content-Disposition", "attachment", filename=name)
+    response = Response(body, mimetype=inline_type or mimetypes.guess_type(name)[0] or "application/octet-stream")
+    if inline_type == "text/plain":
+        response.charset = "utf-8"
+    if not inline_type:
+        attachment(response, name)
+    if size is not None:
+        response.content_length = size
     # Whatever a file holds, it never runs as a page of this origin.
     response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
     return response
+
+
+def attachment(response: Response, name: str) -> None:
+    """``Content-Disposition: attachment`` for any file name (RFC 6266: an ASCII name plus a UTF-8 one)."""
+    import unicodedata
+    from urllib.parse import quote
+
+    try:
+        name.encode("ascii")
+        names = {"filename": name}
+    except UnicodeEncodeError:
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii") or "download"
+        names = {"filename": ascii_name, "filename*": "UTF-8''" + quote(name, safe="!#$&+^`|~")}
+    response.headers.set("Content-Disposition", "attachment", **names)
 
 
 @bp.get("/compare")

@@ -132,6 +132,8 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
         "source_commit": commit_record(repo, run.source.get("commit")),
         "metric_keys": sorted(run.data.metrics),
         "live": run.info.status == RunStatus.RUNNING,
+        # RUNNING with no process logging it: crashed, or created by a client and never ended
+        "writer_alive": run.info.status == RunStatus.RUNNING and _runs.has_live_writer(repo, run.info.run_id),
     }
 
 
@@ -196,22 +198,26 @@ def preview(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
     """How the artifact browser shows one file: image, table, JSON, text, or only a download link."""
     import json
 
-    from gitml.tracking.artifacts import read_artifact
+    from gitml.tracking.artifacts import read_artifact_head
 
     kind = suffix(path)
     if kind in IMAGE_TYPES:
         return {"kind": "image", "path": path}
     if kind not in TEXT_SUFFIXES:
         return {"kind": "binary", "path": path}
-    data = read_artifact(repo, run_id, path)
-    truncated = len(data) > PREVIEW_BYTES
-    text = data[:PREVIEW_BYTES].decode("utf-8", errors="replace")
+    head, size = read_artifact_head(repo, run_id, path, PREVIEW_BYTES)
+    truncated = size > PREVIEW_BYTES
+    text = head.decode("utf-8", errors="replace")
     if kind in ("csv", "tsv"):
         import csv
 
-        rows = list(csv.reader(text.splitlines()[: CSV_PREVIEW_ROWS + 1], delimiter="\t" if kind == "tsv" else ","))
-        return {"kind": "table", "path": path, "header": rows[0] if rows else [], "rows": rows[1:],
-                "truncated": truncated or len(text.splitlines()) > CSV_PREVIEW_ROWS + 1}
+        try:
+            rows = list(csv.reader(text.splitlines()[: CSV_PREVIEW_ROWS + 1], delimiter="\t" if kind == "tsv" else ","))
+        except csv.Error:  # not the table its name says (a field over csv's limit, say): shown as text
+            rows = None
+        if rows is not None:
+            return {"kind": "table", "path": path, "header": rows[0] if rows else [], "rows": rows[1:],
+                    "truncated": truncated or len(text.splitlines()) > CSV_PREVIEW_ROWS + 1}
     if kind == "json" and not truncated:
         try:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
@@ -231,10 +237,10 @@ def model_summaries(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
         try:
             spec = yaml.safe_load(read_artifact(repo, run_id, path)) or {}
         except Exception as e:  # noqa: BLE001 - a broken or unpulled file is shown, not fatal to the page
-            out.append({"path": path, "error": str(e)})
+            out.append({"path": path, "directory": path.rpartition("/")[0], "error": str(e)})
             continue
         if not isinstance(spec, dict):
-            out.append({"path": path, "error": "MLmodel is not a mapping"})
+            out.append({"path": path, "directory": path.rpartition("/")[0], "error": "MLmodel is not a mapping"})
             continue
         signature = spec.get("signature") or {}
         out.append({
@@ -265,7 +271,7 @@ def _signature_columns(raw: Any) -> list[dict[str, str]]:
 def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
     if not run_ids:
         raise InvalidValue("Pick runs to compare: /compare?run=<id>&run=<id>")
-    found = [_runs.get_run(repo, r) for r in dict.fromkeys(run_ids)]
+    found = list({run.info.run_id: run for run in (_runs.get_run(repo, r) for r in run_ids)}.values())
 
     def table(get: Any) -> dict[str, dict[str, Any]]:
         keys = sorted({k for r in found for k in get(r)})

@@ -65,9 +65,26 @@ def runs() -> str:
         chosen = ([f"metrics.{k}" for k in page["keys"]["metrics"][:DEFAULT_KEY_COLUMNS]]
                   + [f"params.{k}" for k in page["keys"]["params"][:DEFAULT_KEY_COLUMNS]])
     columns = [_column(c) for c in chosen if c.partition(".")[0] in ("metrics", "params", "tags")]
-    sort = q.order_by[0] if q.order_by else ""
     return render_template("runs.html", q=q, page=page, experiments=exps, columns=columns, chosen=set(chosen),
-                           attribute_columns=ATTRIBUTE_COLUMNS, sort=sort, error=error, quote_key=quote_key)
+                           attribute_columns=ATTRIBUTE_COLUMNS, direction=_sort_direction(q.order_by), error=error)
+
+
+def _sort_direction(order_by: list[str]) -> Any:
+    """For a column's order_by term, "asc"/"desc" if the table is sorted on it (however the URL spelled it)."""
+    from gitml.tracking.search import parse_order_by
+
+    try:
+        first = parse_order_by(order_by[:1])[0] if order_by else parse_order_by(["attributes.start_time DESC"])[0]
+    except GitmlError:
+        first = None
+
+    def direction(term: str) -> str | None:
+        key = parse_order_by([term])[0]
+        if first is None or (key.kind, key.key) != (first.kind, first.key):
+            return None
+        return "asc" if first.ascending else "desc"
+
+    return direction
 
 
 def _column(spec: str) -> dict[str, str]:
