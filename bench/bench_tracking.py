@@ -664,6 +664,14 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:.2f}"
 
 
+def write_results(res: dict[str, Any], path: Path | None, cwd: str) -> None:
+    """Write every sample, the medians and the summary as JSON (``--json``), relative to where the bench started."""
+    if path:
+        path = path if path.is_absolute() else Path(cwd) / path
+        path.write_text(json.dumps(res, indent=2, default=str))
+        say(f"results written to {path}")
+
+
 def print_summary(rows: list[dict[str, Any]]) -> None:
     say("\n== Summary (medians; ratio = MLflow / gitml, i.e. how many times faster gitml is)")
     head = f"{'workload':<40} {'unit':<8} {'gitml':>10} {'MLflow':>10} {'ratio':>9}  {'target':>8}  ok"
@@ -816,10 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(res["summary"])
         say(f"\nelapsed {res['meta']['elapsed_s']:.0f} s")
 
-        if args.json:
-            path = args.json if args.json.is_absolute() else Path(old_cwd) / args.json
-            path.write_text(json.dumps(res, indent=2, default=str))
-            say(f"results written to {path}")
+        write_results(res, args.json, old_cwd)
 
         if args.profile:
             outdir = args.profile if args.profile.is_absolute() else Path(old_cwd) / args.profile

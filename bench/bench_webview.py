@@ -41,7 +41,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_tracking's helpers; tests.
 
 from bench_tracking import (  # noqa: E402
     EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, print_summary, ratio, say,
-    versions,
+    versions, write_results,
 )
 
 FILTER = "params.p1 = '3'"
@@ -441,10 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         res["meta"]["elapsed_s"] = now() - t_start
         print_summary(res["summary"])
         say(f"\nelapsed {res['meta']['elapsed_s']:.0f} s")
-        if args.json:
-            path = args.json if args.json.is_absolute() else Path(old_cwd) / args.json
-            path.write_text(json.dumps(res, indent=2, default=str))
-            say(f"results written to {path}")
+        write_results(res, args.json, old_cwd)
     finally:
         os.chdir(old_cwd)
         if not args.keep:
