@@ -56,6 +56,7 @@ SEED = textwrap.dedent(r'''
     with gitml.start_run(run_name=HOSTILE) as r:
         gitml.log_param("evil", HOSTILE)
         gitml.set_tag("evil", HOSTILE)
+        gitml.set_tag("mlflow.note.content", "Description line one\n" + HOSTILE)
         gitml.log_metric("odd key: a/b.c", 1.5, step=0)
         gitml.log_text("text with " + HOSTILE, "notes/readme.txt")
         gitml.log_text("name,value\n" + HOSTILE.replace(",", ";") + ",1\nplain,2\n", "table.csv")
@@ -293,6 +294,7 @@ def test_run_page_shows_source_params_charts_artifacts_model_and_children(site, 
     assert "model/" in body and "notes/" in body and "table.csv" in body
     assert "child" in body and f"/runs/{site['child']}" in body
     assert "Registered as" in body and 'href="/models/demo-model"' in body
+    assert "<h2>Description</h2>" in body and "Description line one" in body  # MLflow's run description tag
     commit = git(site["path"], "rev-parse", "main").strip()
     assert f"/commits/{commit}" in body
 
