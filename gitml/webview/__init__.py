@@ -39,7 +39,6 @@ def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts
     app = Flask(__name__)
     app.config["GITML_REPO"] = repo
     app.config["GITML_ALLOWED_HOSTS"] = {_bracketed(h.lower()) for h in allowed_hosts} if allowed_hosts else None
-    app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, duration=format_duration,
                                  size=format_size)
