@@ -242,6 +242,8 @@ def test_a_running_run_updates_itself_until_it_ends(ui: UiPage, demo_repo: DemoR
         ui.page.locator('.chart-card[data-chart-key="live_loss"][data-points="4"]').wait_for(timeout=20_000)
         ui.page.locator('.chart-card[data-chart-key="late_metric"][data-drawn="1"]').wait_for(timeout=20_000)
         assert ui.page.locator('td[data-metric-value="live_loss"]').inner_text() == "0.25"
+        ui.page.locator('td[data-metric-value="late_metric"]').wait_for()  # a row for a metric new since the page loaded
+        assert ui.page.locator('td[data-metric-value="late_metric"]').inner_text() == "7"
 
         writer.stdin.write("end\n")
         writer.stdin.flush()

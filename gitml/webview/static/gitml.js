@@ -543,13 +543,28 @@
       if (badge) el.classList.add("status-" + badge);
     }
     const data = run.data || {};
-    for (const el of fieldsOf(runId, isDefault, "data-metric-value")) {
-      const key = el.dataset.metricValue;
-      if (has(data.metrics, key)) el.textContent = formatNumber(data.metrics[key]);
+    updateValues(data.metrics || {}, runId, isDefault, "metric-value", formatNumber);
+    updateValues(data.params || {}, runId, isDefault, "param-value", String);
+  }
+
+  // Sets each shown value; a key logged since the page loaded gets a new row in its table.
+  function updateValues(values, runId, isDefault, field, format) {
+    const attribute = "data-" + field;
+    const shown = new Set();
+    for (const el of fieldsOf(runId, isDefault, attribute)) {
+      const key = el.getAttribute(attribute);
+      shown.add(key);
+      if (has(values, key)) el.textContent = format(values[key]);
     }
-    for (const el of fieldsOf(runId, isDefault, "data-param-value")) {
-      const key = el.dataset.paramValue;
-      if (has(data.params, key)) el.textContent = String(data.params[key]);
+    const table = fieldsOf(runId, isDefault, "data-live-table")
+      .find((el) => el.getAttribute("data-live-table") === field);
+    if (!table) return;
+    for (const key of Object.keys(values).sort()) {
+      if (shown.has(key)) continue;
+      for (const empty of table.querySelectorAll("td.muted")) empty.closest("tr").remove();
+      const cell = h("td", {}, format(values[key]));
+      cell.setAttribute(attribute, key);
+      (table.tBodies[0] || table).append(h("tr", {}, [h("th", {}, key), cell]));
     }
   }
 
