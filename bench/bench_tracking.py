@@ -664,6 +664,15 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:.2f}"
 
 
+def finish(res: dict[str, Any], summary: list[dict[str, Any]], t_start: float, path: Path | None, cwd: str) -> None:
+    """Print the summary table and the elapsed time; write the results as JSON with ``--json``."""
+    res["summary"] = summary
+    res["meta"]["elapsed_s"] = now() - t_start
+    print_summary(summary)
+    say(f"\nelapsed {res['meta']['elapsed_s']:.0f} s")
+    write_results(res, path, cwd)
+
+
 def write_results(res: dict[str, Any], path: Path | None, cwd: str) -> None:
     """Write every sample, the medians and the summary as JSON (``--json``), relative to where the bench started."""
     if path:
@@ -819,12 +828,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"MLflow search {mp['search_ms']:.0f} ms (wall {mp['wall_ms']:.0f} ms)")
             search_repo, search_exp = d["gitml"]["repo"], d["gitml"]["experiment_id"]
 
-        res["summary"] = summary_rows(res)
-        res["meta"]["elapsed_s"] = now() - t_start
-        print_summary(res["summary"])
-        say(f"\nelapsed {res['meta']['elapsed_s']:.0f} s")
-
-        write_results(res, args.json, old_cwd)
+        finish(res, summary_rows(res), t_start, args.json, old_cwd)
 
         if args.profile:
             outdir = args.profile if args.profile.is_absolute() else Path(old_cwd) / args.profile

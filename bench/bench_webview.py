@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_tracking's helpers; tests.browser's Chromium
 
 from bench_tracking import (  # noqa: E402
-    EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, print_summary, ratio, say,
-    versions, write_results,
+    EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, ratio, say, versions,
+    finish,
 )
 
 FILTER = "params.p1 = '3'"
@@ -437,11 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{g['http_bytes'] / 1e6:.1f} MB) | MLflow get-history {m['get_history']['warm_ms']:.0f} ms | "
                 f"{ratio(m['get_history']['warm_ms'], g['api']['warm_ms']):.1f}x")
 
-        res["summary"] = summary_rows(res)
-        res["meta"]["elapsed_s"] = now() - t_start
-        print_summary(res["summary"])
-        say(f"\nelapsed {res['meta']['elapsed_s']:.0f} s")
-        write_results(res, args.json, old_cwd)
+        finish(res, summary_rows(res), t_start, args.json, old_cwd)
     finally:
         os.chdir(old_cwd)
         if not args.keep:
