@@ -502,7 +502,8 @@ def test_metric_history_json_matches_the_parsed_history(site, client):
 
     b0 = site["baseline"][0]
     served = api(client, f"/api/runs/{b0}/metrics/loss?offset=5")
-    steps, times, values = runs.metric_columns(runs.open_repo(site["path"]), b0, "loss")
+    history = runs.metric_history(runs.open_repo(site["path"]), b0, "loss")
+    steps, times, values = ([m.step for m in history], [m.timestamp for m in history], [m.value for m in history])
     assert (served["steps"], served["timestamps"], served["values"]) == (steps[5:], times[5:], values[5:])
     assert served["total"] == 50 and served["offset"] == 5
 

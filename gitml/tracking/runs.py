@@ -297,16 +297,22 @@ def metric_history(repo: GitRepo, run_id: str, key: str) -> list[Metric]:
     return read_metric_history(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
 
 
-def metric_columns(repo: GitRepo, run_id: str, key: str) -> tuple[list[int], list[int], list[float]]:
-    """Every point of metric ``key`` as (steps, timestamps, values) lists, in logging order."""
-    run = get_run(repo, run_id)
-    return read_metric_columns(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+def metric_tokens(repo: GitRepo, run: Run, key: str) -> tuple[list[str], list[str], list[str]]:
+    """The history of ``key`` as (steps, timestamps, values) text tokens, in logging order.
 
+    The tokens are what gitml writes: integers, and ``repr(float)`` values
+    (JSON numbers, or ``nan``/``inf``/``-inf``). Stored text in another form
+    is parsed and written out that way.
 
-def metric_tokens(repo: GitRepo, run_id: str, key: str) -> tuple[list[str], list[str], list[str]] | None:
-    """``metric_columns`` as the stored text tokens, or None if the stored text is not in gitml's form."""
-    run = get_run(repo, run_id)
-    return read_metric_tokens(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+    Raises:
+        InvalidValue: a stored line is not three numbers.
+    """
+    tree = repo.commit_info(run.commit).tree  # type: ignore[arg-type]
+    tokens = read_metric_tokens(repo, tree, key)
+    if tokens is None:
+        steps, times, values = read_metric_columns(repo, tree, key)
+        tokens = [str(x) for x in steps], [str(x) for x in times], [repr(x) for x in values]
+    return tokens
 
 
 def search_runs(

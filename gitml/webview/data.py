@@ -163,11 +163,7 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
 
     run = _runs.get_run(repo, run_id)
     run_id = run.info.run_id
-    tokens = _runs.metric_tokens(repo, run_id, key)
-    if tokens is None:  # not in gitml's own form: parse it, and write it back out as gitml would
-        steps, times, values = _runs.metric_columns(repo, run_id, key)
-        tokens = [str(x) for x in steps], [str(x) for x in times], [repr(x) for x in values]
-    steps, times, values = tokens
+    steps, times, values = _runs.metric_tokens(repo, run, key)
     if not steps and key not in run.data.metrics:
         raise NotFound(f"Run {run_id} has no metric {key!r}")
 
