@@ -298,11 +298,16 @@ def metric_chunk_changes(repo: GitRepo, base_tree: str | None, lines: dict[str, 
     return changes
 
 
-def _metric_lines(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
+def _metric_chunks(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
+    """The text of each chunk file of metric ``key``, in order."""
     directory = f"{METRICS_DIR}/{key}"
     for name in sorted(n for n, _, is_tree in repo.list_dir(tree, directory) if not is_tree):
-        data = repo.read_path(tree, f"{directory}/{name}") or b""
-        yield from data.decode().splitlines()
+        yield (repo.read_path(tree, f"{directory}/{name}") or b"").decode()
+
+
+def _metric_lines(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
+    for chunk in _metric_chunks(repo, tree, key):
+        yield from chunk.splitlines()
 
 
 _NUMBER_TEXT = str.maketrans("", "", "0123456789-+.einfa\t\n")  # deletes what a metric line may hold
@@ -326,11 +331,7 @@ def read_metric_tokens(repo: GitRepo, tree: str, key: str) -> tuple[list[str], l
     (no quote, bracket or comma can get through). Returns None otherwise (a
     file written by something else): parse it with ``read_metric_columns``.
     """
-    directory = f"{METRICS_DIR}/{key}"
-    text = "".join(
-        (repo.read_path(tree, f"{directory}/{name}") or b"").decode()
-        for name in sorted(n for n, _, is_tree in repo.list_dir(tree, directory) if not is_tree)
-    )
+    text = "".join(_metric_chunks(repo, tree, key))
     if not _looks_like_metric_lines(text):
         return None
     tokens = text.replace("\n", "\t").split("\t")[:-1]
