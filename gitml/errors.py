@@ -98,3 +98,14 @@ class ConcurrentUpdate(GitmlError):
 
     http_status = 409
     error_code = "ABORTED"
+
+
+class CorruptRun(GitmlError):
+    """A run (or experiment) in git does not have the shape gitml writes.
+
+    Such data was written by hand or by another tool, or arrived damaged by
+    ``git fetch``; readers of many runs skip it with a warning naming it.
+    """
+
+    http_status = 422
+    error_code = "INVALID_STATE"

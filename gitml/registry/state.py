@@ -319,12 +319,13 @@ def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[s
             if v.run_id else None
         commit = commit or v.commit
         if not valid_metrics(cache.metrics.get(commit)):
+            from gitml.errors import CorruptRun
             from gitml.tracking.runfiles import read_state
 
             try:
                 state, _ = read_state(repo, commit)
                 cache.metrics[commit] = {k: value for k, (value, _, _) in state.summary.items()}
-            except (KeyError, ValueError, AttributeError):  # not a run commit (GTO can tag a tree or a blob)
+            except CorruptRun:  # not a run commit (GTO can tag a tree or a blob), or a malformed one
                 cache.metrics[commit] = {}
             cache.dirty = True
         out[v.tag] = cache.metrics[commit]

@@ -19,6 +19,8 @@ SYNC_REFSPECS = ("refs/gitml/*", "refs/notes/gitml*")
 #: Directory under the git dir for derived and live state (never committed).
 STATE_DIR = "gitml"
 LIVE_DIR = "gitml/live"
+#: Live logs recovery could not apply yet (retried by every recovery).
+LIVE_FAILED_DIR = "gitml/live-failed"
 INDEX_FILE = "gitml/index.sqlite"
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -7,6 +7,8 @@ pygit2 types.
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import random
 import threading
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import ConcurrentUpdate, GitmlError, NotARepository
 from gitml.store import names
+
+log = logging.getLogger("gitml")
 
 
 class _LazyModule:
@@ -47,6 +51,10 @@ TREE_MODE = 0o040000
 _OBJECT_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
 _HEX = frozenset("0123456789abcdef")
 CAS_RETRIES = 200
+#: A ref's ``.lock`` file that no live gitml process holds (gitml flocks the
+#: locks it takes) and that is at least this old was left by a killed process:
+#: git and libgit2 hold ref locks for milliseconds.
+STALE_LOCK_SECONDS = 2.0
 #: Seconds ``create_refs`` waits for a ref lock another writer holds before giving up.
 LOCK_WAIT = 1.0
 _FILE_REFS_ATTEMPTS = 5
@@ -329,11 +337,13 @@ class GitRepo:
         processes could both "create" a ref). Returns False when another
         writer got there first: the caller re-reads and retries.
         """
+        held: list[int] = []
         with self.lock:
             repo = self._repo
             try:
                 with repo.transaction() as tx:
                     tx.lock_ref(name)
+                    held = self._own_locks([name])
                     ref = repo.references.get(name)
                     current = str(ref.target) if ref is not None else None
                     if current != old:
@@ -348,9 +358,73 @@ class GitRepo:
             except _LostRace:
                 pass
             except (pygit2.GitError, ValueError, OSError, KeyError):
-                pass  # another process holds the ref's .lock file right now
+                # Another process holds the ref's .lock file right now, or a
+                # killed one left it: wait for a stale lock to be clearly stale.
+                self._clear_stale_locks([name], wait=True)
+            finally:
+                for fd in held:
+                    os.close(fd)
         _backoff()
         return False
+
+    def _lock_path(self, name: str) -> Path:
+        return self.common_dir / f"{name}.lock"
+
+    def _own_locks(self, refs: list[str]) -> list[int]:
+        """flock the ``.lock`` files libgit2 just created for ``refs``: while this process lives they
+        are known to be held (``_clear_stale_locks`` never removes them). Returns the fds to close."""
+        fds = []
+        for name in refs:
+            try:
+                fd = os.open(self._lock_path(name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fds.append(fd)
+            except OSError:
+                os.close(fd)  # a stale-lock check has it this instant: our lock is young, so it stays
+        return fds
+
+    def _clear_stale_locks(self, refs: list[str], wait: bool = False) -> bool:
+        """Remove the ``.lock`` files of ``refs`` that a killed process left; True if one was removed.
+
+        A lock is stale when no live gitml process holds it (no flock) and
+        it is at least STALE_LOCK_SECONDS old, so a lock another git process
+        holds for its usual milliseconds is never touched. ``wait``: sleep
+        until an unheld young lock is old enough to judge.
+        """
+        removed = False
+        for name in refs:
+            path = self._lock_path(name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # gone already
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live gitml process holds it
+                st = os.fstat(fd)
+                age = time.time() - st.st_mtime
+                if age < STALE_LOCK_SECONDS:
+                    if not wait:
+                        continue
+                    time.sleep(STALE_LOCK_SECONDS - age)
+                    if _file_id(path) != (st.st_mtime_ns, st.st_size, st.st_ino):
+                        continue  # released and taken again meanwhile: a live writer
+                try:
+                    if os.stat(path).st_ino != st.st_ino:
+                        continue
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed = True
+                log.warning("gitml: warning: removed stale lock %s (left by a killed process)", path)
+            finally:
+                os.close(fd)
+        return removed
 
     def pack_refs(self) -> None:
         """Pack loose refs into packed-refs (what `git pack-refs --all` does)."""
@@ -362,6 +436,15 @@ class GitRepo:
     def has_object(self, oid: str) -> bool:
         with self.lock:
             return oid in self._repo
+
+    def is_commit(self, oid: str) -> bool:
+        """True if ``oid`` is a commit in this repository."""
+        with self.lock:
+            try:
+                obj = self._repo.get(oid)
+            except (ValueError, TypeError):
+                return False
+            return obj is not None and obj.type == _COMMIT
 
     def write_blob(self, data: bytes) -> str:
         with self.lock:
@@ -383,11 +466,20 @@ class GitRepo:
             except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
                 return None
 
-    def read_commit_files(self, commit: str, files: tuple[str, ...]) -> tuple[str, str, dict[str, bytes]]:
-        """(message, tree oid, {name: content}) of top-level ``files`` of a commit, in one pass."""
+    def read_commit_files(self, commit: str, files: tuple[str, ...]) -> tuple[str, str, dict[str, bytes]] | None:
+        """(message, tree oid, {name: content}) of top-level ``files`` of a commit, in one pass.
+
+        None if ``commit`` is missing or is not a commit (a ref someone
+        pointed at a blob, say). Entries that are not blobs are left out.
+        """
         with self.lock:
             repo = self._repo
-            c = repo[commit]
+            try:
+                c = repo[commit]
+            except (KeyError, ValueError):
+                return None
+            if c.type != _COMMIT:
+                return None
             tree = c.tree
             out = {}
             for name in files:
@@ -642,12 +734,14 @@ class GitRepo:
         delay = 0.001
         failures = 0
         while True:
+            held: list[int] = []
             with self.lock:
                 repo = self._repo
                 try:
                     with repo.transaction() as tx:
                         for name in refs:
                             tx.lock_ref(name)
+                        held = self._own_locks(list(refs))
                         if any(repo.references.get(name) is not None for name in refs):
                             raise _LostRace
                         for name, oid in refs.items():
@@ -657,10 +751,17 @@ class GitRepo:
                     break
                 except (pygit2.GitError, ValueError, OSError, KeyError) as e:
                     error = e
-            # Not a lost race: a lock held by another writer (wait for it), or
+                finally:
+                    for fd in held:
+                        os.close(fd)
+            # Not a lost race: a lock held by another writer (wait for it), a
+            # lock a killed process left (removed once clearly stale), or
             # something that will not go away by itself (say so).
             failures += 1
             locked = "failed to lock" in str(error)
+            if locked and self._clear_stale_locks(list(refs), wait=True):
+                deadline = time.monotonic() + LOCK_WAIT
+                continue
             if (not locked and failures >= 3) or time.monotonic() >= deadline:
                 raise RefUpdateFailed(self._ref_failure(list(refs), error))
             time.sleep(delay)

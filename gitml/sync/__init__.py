@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import GitmlError
-from gitml.store import gitremote, names
+from gitml.errors import CorruptRun, GitmlError
+from gitml.store import gitremote, livelog, names
 from gitml.store.repo import GitRepo
-from gitml.tracking import writer
+from gitml.tracking import experiments, schema, writer
 from gitml.tracking.merge import merge_runs
-from gitml.tracking.notes import merge_lines, note_runs
+from gitml.tracking.notes import merge_lines, note_runs, parse_lines
+from gitml.tracking.runfiles import read_state
 
 Progress = Callable[[int, int], None]
 
@@ -43,6 +44,7 @@ class SyncReport:
     artifact_remote: str | None = None
     artifacts_missing: dict[str, list[str]] = field(default_factory=dict)  # run id -> paths
     notes: str = "unchanged"
+    rejected: dict[str, str] = field(default_factory=dict)  # remote ref -> why it was not taken
 
 
 def _incoming(remote: str) -> str:
@@ -66,19 +68,44 @@ def _fetch_incoming(repo: GitRepo, remote: str) -> dict[str, str]:
     return found
 
 
-def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[str, str]:
-    """Combine our and their version of one gitml ref; return (kind, resulting oid)."""
-    if ours is None or ours == theirs:
-        return ("received" if ours is None else "same"), theirs
-    if names.parse_run_ref(ref):
-        merged = merge_runs(repo, ours, theirs)
-    elif ref == names.REGISTRY_NOTES_REF:
-        merged = _merge_notes(repo, ours, theirs, _union_lines)
-    elif ref.startswith("refs/notes/gitml"):
-        merged = _merge_notes(repo, ours, theirs, _union_runs)
+def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[str, str | None]:
+    """Combine our and their version of one gitml ref; return (kind, resulting oid).
+
+    What arrives is someone else's data: a run or experiment that is not in
+    gitml's shape is not taken (kind "rejected", with ``CorruptRun``
+    raised for the caller to report), and ours is kept.
+
+    Raises:
+        CorruptRun: their copy is malformed (ours, if any, stays).
+    """
+    if ours == theirs:
+        return "same", theirs
+    run_id = names.parse_run_ref(ref)
+    if run_id is not None:
+        read_state(repo, theirs, run_id)  # raises CorruptRun: never take a malformed run
+        if ours is None:
+            return "received", theirs
+        try:
+            merged = merge_runs(repo, ours, theirs, run_id, keep_ours=_logging_here(repo, run_id))
+        except CorruptRun:
+            return "received", theirs  # ours is the malformed one: theirs repairs it
+    elif (experiment_id := names.parse_experiment_ref(ref)) is not None:
+        experiments.read_experiment(repo, theirs, experiment_id)  # raises CorruptRun
+        merged = theirs if ours is None else _merge_history(repo, ours, theirs)
+    elif ref in (names.NOTES_REF, names.REGISTRY_NOTES_REF):
+        if not repo.is_commit(theirs):
+            raise CorruptRun(f"{ref} on the remote does not point at a commit")
+        if ours is None:
+            return "received", theirs
+        merged = _merge_notes(repo, ours, theirs, _union_lines if ref == names.REGISTRY_NOTES_REF else _union_runs)
     else:
-        merged = _merge_history(repo, ours, theirs)
+        raise CorruptRun(f"{ref} is not a ref gitml writes")
     return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
+
+
+def _logging_here(repo: GitRepo, run_id: str) -> bool:
+    """True while this machine has a live log of the run (its writer counts must stay in our commit)."""
+    return bool(livelog.live_writers(writer.live_dir(repo), run_id))
 
 
 def _merge_history(repo: GitRepo, ours: str, theirs: str) -> str:
@@ -92,17 +119,19 @@ def _merge_history(repo: GitRepo, ours: str, theirs: str) -> str:
 
 
 def _union_runs(mine: str, theirs: str) -> str | None:
-    """Run notes: their lines for runs our note does not list (ours wins for the rest)."""
-    theirs_lines = {line.split()[1]: line for line in theirs.splitlines() if line.startswith("run ")}
+    """Run notes: their lines for runs our note does not list (ours wins for the rest).
+
+    Only well-formed run lines are taken from theirs (``notes.parse_lines``).
+    """
     mine_ids = set(note_runs(mine))
-    new_lines = {rid: line for rid, line in theirs_lines.items() if rid not in mine_ids}
+    new_lines = {rid: line for rid, line in parse_lines(theirs).items() if rid not in mine_ids}
     return (merge_lines(mine, new_lines) or "") if new_lines else None
 
 
 def _union_lines(mine: str, theirs: str) -> str | None:
-    """Registry comments: every line of both, ours first, each once."""
-    have = set(mine.splitlines())
-    extra = [line for line in theirs.splitlines() if line not in have]
+    """Registry comments: every line of both, ours first, each once (lines split at newlines only)."""
+    have = set(mine.split("\n"))
+    extra = [line for line in theirs.split("\n") if line and line not in have]
     return mine.rstrip("\n") + "\n" + "\n".join(extra) + "\n" if extra else None
 
 
@@ -132,12 +161,14 @@ def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> d
 
 
 def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """md5 -> [(run id, artifact path)] referenced by these run commits."""
-    from gitml.tracking.runfiles import read_state
-
+    """md5 -> [(run id, artifact path)] referenced by these run commits (malformed ones skipped)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for oid in run_oids:
-        state, _ = read_state(repo, oid)
+        try:
+            state, _ = read_state(repo, oid)
+        except CorruptRun as e:
+            schema.warn_skipped(e, ("?", oid))
+            continue
         for path, entry in state.artifacts.items():
             out.setdefault(entry["md5"], []).append((state.run_id, path))
     return out
@@ -158,8 +189,13 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     remote_tags = _registry_tags(remote_refs)
     remote_refs = {r: o for r, o in remote_refs.items() if not r.startswith("refs/tags/") or r in remote_tags}
     try:
-        if any(not repo.has_object(oid) for oid in remote_refs.values()):
-            _absorb(repo, _fetch_incoming(repo, remote), report, count_received=False)
+        # Whatever the remote has that we do not is merged in first (runs are
+        # joined, so pushing the result back converges instead of overwriting).
+        differ = {ref: oid for ref, oid in remote_refs.items() if repo.ref_target(ref) != oid}
+        if differ:
+            if any(not repo.has_object(oid) for oid in differ.values()):
+                differ = {ref: oid for ref, oid in _fetch_incoming(repo, remote).items() if ref in differ}
+            _absorb(repo, differ, report, count_received=False)
         local = dict(repo.iter_refs("refs/gitml/"))
         for ref in (names.NOTES_REF, names.REGISTRY_NOTES_REF):
             oid = repo.ref_target(ref)
@@ -254,7 +290,13 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
             continue
         for _ in range(20):
             ours = repo.ref_target(ref)
-            kind, result = _merge_ref(repo, ref, ours, theirs)
+            try:
+                kind, result = _merge_ref(repo, ref, ours, theirs)
+            except CorruptRun as e:
+                report.rejected[ref] = str(e)
+                schema.warn_skipped(GitmlError(f"{report.remote}: {ref} not taken: {e}"), (ref, theirs))
+                kind, result = "rejected", ours
+                break
             if result == ours or repo.cas_ref(ref, result, ours):
                 break
         else:
@@ -270,7 +312,6 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
             report.notes = kind
     if changed:
         from gitml.tracking import runs
-        from gitml.tracking.runfiles import read_state
 
         # A merge may have changed a run's status or lifecycle: its note line
         # follows the run, whichever side's notes commit won the notes merge.
@@ -291,7 +332,9 @@ def _version_commits(repo: GitRepo, tag_oids: list[str]) -> list[str]:
     out = set()
     for oid in tag_oids:
         info = repo.read_tag(oid)
-        if info is not None and repo.read_path(repo.commit_info(info.target).tree, RUN_FILE) is not None:
+        # GTO may tag a plain commit, a tree or a blob: only run commits have artifacts
+        if info is not None and repo.is_commit(info.target) \
+                and repo.read_path(repo.commit_info(info.target).tree, RUN_FILE) is not None:
             out.add(info.target)
     return sorted(out)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidName, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
+from gitml.tracking.validation import validate_artifact_path
 
 if TYPE_CHECKING:
     from gitml.store.content import ContentStore
@@ -39,7 +39,6 @@ class FileInfo:
 
 
 _stores: dict[tuple[str, int], ContentStore] = {}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def content_store(repo: GitRepo) -> ContentStore:
@@ -51,25 +50,6 @@ def content_store(repo: GitRepo) -> ContentStore:
     if store is None:
         store = _stores[key] = ContentStore.for_repo(repo)
     return store
-
-
-def validate_artifact_path(path: str | None, what: str = "artifact path") -> str:
-    """Normalise a run-relative artifact path ('' for the root).
-
-    Raises:
-        InvalidName: absolute, with ``..``, a backslash or control characters.
-    """
-    if path is None or path in ("", "."):
-        return ""
-    text = str(path)
-    if _CONTROL.search(text) or "\\" in text:
-        raise InvalidName(f"Invalid {what} {text!r}: control characters and backslashes are not allowed")
-    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
-        raise InvalidName(f"Invalid {what} {text!r}: must be relative to the run's artifacts, not absolute")
-    parts = [p for p in PurePosixPath(text).parts if p != "."]
-    if any(p == ".." for p in parts):
-        raise InvalidName(f"Invalid {what} {text!r}: '..' would leave the run's artifacts")
-    return "/".join(parts)
 
 
 def _join(prefix: str, name: str) -> str:

@@ -13,10 +13,10 @@ import hashlib
 import json
 import time
 
-from gitml.errors import ConcurrentUpdate, ExperimentNotFound, InvalidName
+from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import validation
+from gitml.tracking import schema, validation
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
 
 DEFAULT_ID = "0"
@@ -49,8 +49,37 @@ def _read(repo: GitRepo, experiment_id: str) -> tuple[Experiment | None, str | N
     old = repo.ref_target(names.experiment_ref(experiment_id))
     if old is None:
         return (_default() if experiment_id == DEFAULT_ID else None), None
-    raw = repo.read_path(repo.commit_info(old).tree, FILE)
-    return _from_json(json.loads(raw or b"{}")), old
+    return read_experiment(repo, old, experiment_id), old
+
+
+def read_experiment(repo: GitRepo, commit: str, experiment_id: str) -> Experiment:
+    """The experiment stored in ``commit``, checked like a run (it may come from another clone).
+
+    Raises:
+        CorruptRun: not a commit holding a well-formed experiment.json for ``experiment_id``.
+    """
+    def bad(problem: object) -> CorruptRun:
+        return CorruptRun(f"Experiment {experiment_id} (commit {commit[:12]}) is malformed: {problem}; it is skipped")
+
+    found = repo.read_commit_files(commit, (FILE,))
+    if found is None or FILE not in found[2]:
+        raise bad(f"it is not a commit holding {FILE}")
+    try:
+        data = schema.load_json(found[2][FILE], FILE)
+        if type(data) is not dict or data.get("experiment_id") != experiment_id:
+            raise schema.Problem(f"{FILE} does not name experiment {experiment_id}")
+        validation.validate_experiment_name(data.get("name"))
+        if data.get("lifecycle_stage", LifecycleStage.ACTIVE) not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
+            raise schema.Problem("lifecycle_stage must be 'active' or 'deleted'")
+        schema.check_tags(data.get("tags") or {})
+        for key in ("creation_time", "last_update_time"):
+            if data.get(key) is not None and (type(data[key]) is not int or data[key] < 0):
+                raise schema.Problem(f"{key} must be milliseconds or null")
+        if type(data.get("artifact_location") or "") is not str:
+            raise schema.Problem("artifact_location must be a string")
+    except (schema.Problem, GitmlError) as e:
+        raise bad(e) from None
+    return _from_json(data)
 
 
 def _write(repo: GitRepo, exp: Experiment, old: str | None) -> bool:
@@ -72,12 +101,13 @@ def _write(repo: GitRepo, exp: Experiment, old: str | None) -> bool:
 def list_experiments(repo: GitRepo, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
     """Every experiment in the repository, Default first, then by name."""
     found: dict[str, Experiment] = {DEFAULT_ID: _default()}
-    for ref, _ in repo.iter_refs(names.EXPERIMENTS_PREFIX):
+    for ref, oid in repo.iter_refs(names.EXPERIMENTS_PREFIX):
         experiment_id = names.parse_experiment_ref(ref)
         if experiment_id is not None:
-            exp, _ = _read(repo, experiment_id)
-            if exp is not None:
-                found[experiment_id] = exp
+            try:
+                found[experiment_id] = read_experiment(repo, oid, experiment_id)
+            except CorruptRun as e:
+                schema.warn_skipped(e, (ref, oid))
     stages = ViewType.stages(view_type)
     exps = [e for e in found.values() if e.lifecycle_stage in stages]
     return sorted(exps, key=lambda e: (e.experiment_id != DEFAULT_ID, e.name))
@@ -102,7 +132,10 @@ def get_experiment_by_name(repo: GitRepo, name: str) -> Experiment | None:
         if exp is not None and exp.name == DEFAULT_NAME:
             return exp
     for salt in range(8):
-        exp, _ = _read(repo, _derived_id(name, salt))
+        try:
+            exp, _ = _read(repo, _derived_id(name, salt))
+        except CorruptRun:
+            continue  # a malformed experiment holds this id: the name takes the next salt
         if exp is None:
             break
         if exp.name == name:
@@ -129,7 +162,10 @@ def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = No
         exp = Experiment(experiment_id, name, "runs:/", tags=dict(tags or {}), creation_time=now, last_update_time=now)
         if _write(repo, exp, None):
             return experiment_id
-        other, _ = _read(repo, experiment_id)
+        try:
+            other, _ = _read(repo, experiment_id)
+        except CorruptRun:
+            continue
         if other is not None and other.name == name:
             return experiment_id  # another process created it at the same time
     raise ConcurrentUpdate(f"Could not find a free id for experiment {name!r}")

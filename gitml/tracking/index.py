@@ -6,23 +6,36 @@ each query ``refresh()`` checks a cheap stamp of the run refs (the mtime of
 listed and only the runs whose commit changed are read again. A stamp taken
 within a second of the last ref change is not trusted (file times are
 coarse), so a write in the same clock tick cannot hide from the next query.
+
+Runs whose files do not have gitml's shape (``CorruptRun``) are listed in
+``bad_runs`` with the commit that failed, so they are skipped (and warned
+about once) rather than read again by every refresh. A damaged database file
+is deleted and rebuilt from the refs, and a ``.git/gitml`` this process may
+not write is served from an index in memory; both with a one-line warning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
+from gitml.errors import CorruptRun
 from gitml.store import names
 from gitml.store.repo import GitRepo
+from gitml.tracking import schema
 from gitml.tracking.entities import Run, RunData, RunInfo
 from gitml.tracking.runfiles import RunState, artifact_uri, read_state
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("gitml")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -34,6 +47,7 @@ CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KE
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
   timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS bad_runs (run_id TEXT PRIMARY KEY, commit_oid TEXT, reason TEXT);
 CREATE INDEX IF NOT EXISTS params_kv ON params (key, value);
 CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
 CREATE INDEX IF NOT EXISTS metrics_kv ON latest_metrics (key, value);
@@ -49,15 +63,64 @@ class RunIndex:
 
     def __init__(self, repo: GitRepo) -> None:
         self.repo = repo
-        path = repo.git_dir / names.INDEX_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        version = self._meta("schema_version")
-        if version != str(SCHEMA_VERSION):
-            self._reset()
+        self.path = repo.git_dir / names.INDEX_FILE
+        self.in_memory = False
+        self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The index database: the file, rebuilt if damaged; in memory if it cannot be written."""
+        for attempt in range(2):
+            db = None
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                self.db = db
+                if self._meta("schema_version") != str(SCHEMA_VERSION):
+                    self._reset()
+                return db
+            except (sqlite3.DatabaseError, OSError) as e:
+                if db is not None:
+                    db.close()
+                if attempt == 0 and _is_corrupt(e):
+                    self._discard_damaged(e)
+                    continue
+                return self._open_in_memory(e)
+        raise AssertionError("unreachable")
+
+    def _discard_damaged(self, error: BaseException) -> None:
+        log.warning("gitml: warning: the run index %s is damaged (%s); rebuilding it from the run refs",
+                    self.path, error)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+
+    def _open_in_memory(self, error: BaseException) -> sqlite3.Connection:
+        log.warning("gitml: warning: cannot write the run index %s (%s); reading the runs into memory instead",
+                    self.path, error)
+        self.in_memory = True
+        self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._reset()
+        return self.db
+
+    def _guard(self, work: Callable[[], T]) -> T:
+        """Run ``work``; if the database turns out damaged or read-only, rebuild (or go in memory) and retry once."""
+        try:
+            return work()
+        except (sqlite3.DatabaseError, OSError) as e:
+            if self.in_memory or not (_is_corrupt(e) or _is_read_only(e)):
+                raise
+            self.db.close()
+            if _is_corrupt(e):
+                self._discard_damaged(e)
+                self.db = self._open()
+            else:
+                self._open_in_memory(e)
+            self.refresh(force=True)
+            return work()
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -69,7 +132,8 @@ class RunIndex:
     def _reset(self) -> None:
         # executescript commits on its own, so this runs outside _write(); a
         # concurrent reset in another process at worst repeats the same work.
-        drops = "".join(f"DROP TABLE IF EXISTS {t};" for t in ("meta", "runs", "params", "tags", "latest_metrics"))
+        drops = "".join(f"DROP TABLE IF EXISTS {t};"
+                        for t in ("meta", "runs", "params", "tags", "latest_metrics", "bad_runs"))
         self.db.executescript(drops + SCHEMA)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -102,6 +166,9 @@ class RunIndex:
 
     def refresh(self, force: bool = False) -> int:
         """Bring the index up to date with the run refs; return runs re-read."""
+        return self._guard(lambda: self._refresh(force))
+
+    def _refresh(self, force: bool) -> int:
         stamp, newest = self._stamp()
         if not force and self._meta("stamp") == stamp:
             return 0
@@ -111,27 +178,42 @@ class RunIndex:
             if run_id is not None:
                 refs[run_id] = oid
         known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs"))
+        known.update(self.db.execute("SELECT run_id, commit_oid FROM bad_runs"))
         changed = [(r, oid) for r, oid in refs.items() if known.get(r) != oid]
         gone = [r for r in known if r not in refs]
         from gitml.tracking.writer import known_state
 
-        states = [(r, oid, known_state(self.repo, r, oid) or read_state(self.repo, oid)[0]) for r, oid in changed]
+        states, bad = [], []
+        for r, oid in changed:
+            try:
+                states.append((r, oid, known_state(self.repo, r, oid) or read_state(self.repo, oid, r)[0]))
+            except CorruptRun as e:
+                schema.warn_skipped(e, (r, oid))
+                bad.append((r, oid, str(e)))
         trusted = time.time() - newest > RACY_SECONDS
         with self._write():
             self._delete(gone + [r for r, _ in changed])
             self._insert_many(states)
+            self.db.executemany("INSERT INTO bad_runs VALUES (?,?,?)", bad)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", (stamp if trusted else "",)
             )
         return len(changed)
 
+    def bad_runs(self) -> dict[str, str]:
+        """Runs skipped because their files are malformed: run id -> the problem."""
+        return dict(self._guard(lambda: list(self.db.execute("SELECT run_id, reason FROM bad_runs ORDER BY run_id"))))
+
     def rebuild(self) -> int:
         """Drop everything and re-read every run ref."""
-        self._reset()
-        return self.refresh(force=True)
+        def work() -> int:
+            self._reset()
+            return self._refresh(force=True)
+
+        return self._guard(work)
 
     def _delete(self, run_ids: list[str]) -> None:
-        for table in ("runs", "params", "tags", "latest_metrics"):
+        for table in ("runs", "params", "tags", "latest_metrics", "bad_runs"):
             self.db.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in run_ids])
 
     def _insert_many(self, states: list[tuple[str, str, RunState]]) -> None:
@@ -169,7 +251,7 @@ class RunIndex:
     # -- queries ---------------------------------------------------------------
 
     def query_ids(self, sql: str, params: list) -> list[str]:
-        return [row[0] for row in self.db.execute(sql, params)]
+        return self._guard(lambda: [row[0] for row in self.db.execute(sql, params)])
 
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
         return self.query_ids(
@@ -179,8 +261,11 @@ class RunIndex:
 
     def runs_for_commits(self, commits: Iterable[str]) -> dict[str, list[str]]:
         """Run ids by source commit, for the given commits."""
-        out: dict[str, list[str]] = {}
         commits = list(commits)
+        return self._guard(lambda: self._runs_for_commits(commits))
+
+    def _runs_for_commits(self, commits: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
         for i in range(0, len(commits), 500):
             chunk = commits[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -194,6 +279,9 @@ class RunIndex:
 
     def keys(self, experiment_ids: list[str] | None) -> dict[str, list[str]]:
         """Distinct param, metric and tag keys of the runs of ``experiment_ids`` (None: every run)."""
+        return self._guard(lambda: self._keys(experiment_ids))
+
+    def _keys(self, experiment_ids: list[str] | None) -> dict[str, list[str]]:
         where, args = "", []
         if experiment_ids is not None:
             marks = ",".join("?" * len(experiment_ids)) or "NULL"
@@ -207,6 +295,9 @@ class RunIndex:
         """Runs from the index, in the order of ``run_ids``."""
         if not run_ids:
             return []
+        return self._guard(lambda: self._load(run_ids))
+
+    def _load(self, run_ids: list[str]) -> list[Run]:
         db = self.db
         ids = json.dumps(run_ids)
         wanted = "run_id IN (SELECT value FROM json_each(?))"
@@ -249,3 +340,22 @@ class RunIndex:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _is_corrupt(error: BaseException) -> bool:
+    """SQLite's 'database disk image is malformed' or 'file is not a database'."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    text = str(error)
+    return "malformed" in text or "not a database" in text
+
+
+def _is_read_only(error: BaseException) -> bool:
+    if isinstance(error, PermissionError):
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (8, 14)  # SQLITE_READONLY, SQLITE_CANTOPEN
+    text = str(error)
+    return "readonly" in text or "unable to open" in text

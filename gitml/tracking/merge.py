@@ -1,30 +1,44 @@
-"""Merging two versions of the same run (from two clones) into one.
+"""Merging two copies of the same run (from two clones) into one.
 
 Run commits do not form a history (each flush replaces the commit; its
 parent stays the source snapshot), so there is no common ancestor to diff
-against. Runs only ever grow, though, so a union is the right merge:
+against. Instead every part of a run merges as a join: a function of the two
+copies that does not care which side is ours, and that gives back a copy
+unchanged when it already holds the other. So two clones that exchange a
+run in any order end with the same run tree, and pushing it back and forth
+changes nothing (before, a run whose copies differed flipped on every push).
 
-- params, tags, artifacts: union; on a conflict ours wins;
-- metrics: union of points, ours first, then the points only theirs has;
+- tags: per key, the last write wins by the time in ``clock.json`` (ms); a
+  deletion is a tombstone with its time, and wins a tie; a tag written at
+  the run's creation has time 0. The run name is the ``mlflow.runName`` tag.
+- artifacts: per path, the later entry wins (a tie: the larger md5).
+- params are write-once: of two different values the smaller one wins, so
+  both clones agree (a clash can only come from two machines logging one
+  param of one run differently).
+- metrics: the union of the points. If one side has them all, its files
+  are kept as they are; else the union is written in (step, time) order.
 - status: a finished run beats a running one; of two finished ones the later
-  end wins; lifecycle (deleted/active): the later change wins.
-
-When one side already contains the other, that side's commit is returned
-unchanged, so a plain fast-forward writes nothing.
+  end wins. Lifecycle (deleted/active): the later change wins.
+- anything else that differs (a field gitml does not write): the larger JSON
+  value, so the choice is the same on both sides.
 """
 
 from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
 
 from gitml.store.repo import GitRepo
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.runfiles import (
     METRICS_DIR,
+    RUN_NAME_TAG,
     RunState,
     is_newer,
     metric_chunk_changes,
     read_state,
 )
-
 
 def _metric_lines(repo: GitRepo, tree: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -35,55 +49,137 @@ def _metric_lines(repo: GitRepo, tree: str) -> dict[str, list[str]]:
     return out
 
 
-def _merge_info(ours: RunState, theirs: RunState) -> dict:
-    info = dict(ours.info)
+def _json_max(a: Any, b: Any) -> Any:
+    return max(a, b, key=lambda v: json.dumps(v, sort_keys=True))
+
+
+def _merge_info(ours: RunState, theirs: RunState) -> dict[str, Any]:
     o, t = ours.info, theirs.info
-    o_done, t_done = RunStatus.is_terminated(o.get("status", "")), RunStatus.is_terminated(t.get("status", ""))
-    if t_done and (not o_done or (t.get("end_time") or 0) > (o.get("end_time") or 0)):
-        info["status"], info["end_time"] = t["status"], t.get("end_time")
-    if (t.get("lifecycle_time") or 0) > (o.get("lifecycle_time") or 0):
-        info["lifecycle_stage"], info["lifecycle_time"] = t.get("lifecycle_stage"), t.get("lifecycle_time")
+    info = {k: o[k] if k not in t or o[k] == t[k] else _json_max(o[k], t[k]) for k in o}
+    info.update({k: v for k, v in t.items() if k not in o})
+
+    def finish(i: dict[str, Any]) -> tuple[bool, int, str]:
+        status = str(i.get("status", ""))
+        return RunStatus.is_terminated(status), i.get("end_time") or 0, status
+
+    winner = max(o, t, key=finish)
+    info["status"], info["end_time"] = winner.get("status"), winner.get("end_time")
+    if "lifecycle_stage" in o or "lifecycle_stage" in t:
+        later = max(o, t, key=lambda i: (i.get("lifecycle_time") or 0, str(i.get("lifecycle_stage", ""))))
+        info["lifecycle_stage"] = later.get("lifecycle_stage")
+        if later.get("lifecycle_time") is not None:
+            info["lifecycle_time"] = later["lifecycle_time"]
     return info
 
 
-def merge_runs(repo: GitRepo, ours: str, theirs: str) -> str:
-    """The commit holding the union of run commits ``ours`` and ``theirs``."""
+def _tag_version(state: RunState, key: str) -> tuple[int, int, str] | None:
+    """(time, kind, value) of a tag's last write on one side; a deletion ranks above a set at one time."""
+    candidates = []
+    if key in state.tags:
+        candidates.append((state.clock.get("tags", {}).get(key, 0), 0, state.tags[key]))
+    deleted = state.clock.get("tags_deleted", {})
+    if key in deleted:
+        candidates.append((deleted[key], 1, ""))
+    return max(candidates) if candidates else None
+
+
+def _merge_tags(merged: RunState, ours: RunState, theirs: RunState) -> None:
+    keys = set(ours.tags) | set(theirs.tags)
+    keys |= set(ours.clock.get("tags_deleted", {})) | set(theirs.clock.get("tags_deleted", {}))
+    merged.tags = {}
+    for section in ("tags", "tags_deleted"):
+        merged.clock.pop(section, None)
+    for key in sorted(keys):
+        versions = [v for v in (_tag_version(ours, key), _tag_version(theirs, key)) if v is not None]
+        ms, deleted, value = max(versions)
+        if deleted:
+            merged.clock.setdefault("tags_deleted", {})[key] = ms
+        else:
+            merged.tags[key] = value
+            merged.stamp("tags", key, ms)
+    if RUN_NAME_TAG in merged.tags:
+        merged.info["run_name"] = merged.tags[RUN_NAME_TAG]
+
+
+def _merge_artifacts(merged: RunState, ours: RunState, theirs: RunState) -> None:
+    merged.artifacts = {}
+    merged.clock.pop("artifacts", None)
+    for path in sorted(set(ours.artifacts) | set(theirs.artifacts)):
+        versions = [(s.clock.get("artifacts", {}).get(path, 0), s.artifacts[path]["md5"], s.artifacts[path])
+                    for s in (ours, theirs) if path in s.artifacts]
+        ms, _, entry = max(versions, key=lambda v: (v[0], v[1]))
+        merged.artifacts[path] = dict(entry)
+        merged.stamp("artifacts", path, ms)
+
+
+def _merge_params(ours: dict[str, str], theirs: dict[str, str]) -> dict[str, str]:
+    out = dict(theirs)
+    for key, value in ours.items():
+        out[key] = min(value, out[key]) if key in out else value
+    return out
+
+
+def _merge_metrics(repo: GitRepo, tree_o: str, tree_t: str) -> dict[str, bytes | None]:
+    """Changes to our tree that make its metric files hold the union of both sides' points."""
+    lines_o, lines_t = _metric_lines(repo, tree_o), _metric_lines(repo, tree_t)
+    changes: dict[str, bytes | None] = {}
+    for key in set(lines_o) | set(lines_t):
+        mine, other = lines_o.get(key, []), lines_t.get(key, [])
+        if mine == other:
+            continue
+        count_o, count_t = Counter(mine), Counter(other)  # a point logged twice counts twice
+        if count_t <= count_o and count_o != count_t:
+            continue  # ours has every point already: keep our chunk files
+        if count_o <= count_t and count_o != count_t:
+            combined = other
+        else:  # each has points the other lacks (or the same points in another order)
+            combined = sorted((count_o | count_t).elements(), key=_point_order)
+        for name, _, is_tree in repo.list_dir(tree_o, f"{METRICS_DIR}/{key}"):
+            if not is_tree:
+                changes[f"{METRICS_DIR}/{key}/{name}"] = None
+        changes.update(metric_chunk_changes(repo, None, {key: combined}))
+    return changes
+
+
+def _point_order(line: str) -> tuple[int, int, str]:
+    step, ts, _ = line.split("\t", 2)
+    return int(step), int(ts), line
+
+
+def merge_runs(repo: GitRepo, ours: str, theirs: str, run_id: str | None = None,
+               keep_ours: bool = False) -> str:
+    """The commit holding the join of run commits ``ours`` and ``theirs``.
+
+    When the joined tree is theirs, their commit is returned, so two clones
+    end on one commit, unless ``keep_ours`` (a writer on this machine still
+    logs to the run, and its counts in our commit's trailers must stay).
+
+    Raises:
+        CorruptRun: either copy is malformed (the caller decides which to keep).
+    """
     if ours == theirs:
         return ours
-    s_o, tree_o = read_state(repo, ours)
-    s_t, tree_t = read_state(repo, theirs)
+    s_o, tree_o = read_state(repo, ours, run_id)
+    s_t, tree_t = read_state(repo, theirs, run_id)
     merged = RunState(
         info=_merge_info(s_o, s_t),
-        params={**s_t.params, **s_o.params},
-        tags={**s_t.tags, **s_o.tags},
+        params=_merge_params(s_o.params, s_t.params),
         summary=dict(s_o.summary),
         writers=dict(s_o.writers),
-        artifacts={**s_t.artifacts, **s_o.artifacts},
+        clock={},
     )
-    merged.info["run_name"] = merged.tags.get("mlflow.runName", merged.info.get("run_name"))
+    _merge_tags(merged, s_o, s_t)
+    _merge_artifacts(merged, s_o, s_t)
     for key, point in s_t.summary.items():
         if is_newer(point, merged.summary.get(key)):
             merged.summary[key] = point
-    lines_o, lines_t = _metric_lines(repo, tree_o), _metric_lines(repo, tree_t)
-    metric_changes: dict[str, bytes | None] = {}
-    for key in set(lines_o) | set(lines_t):
-        mine, other = lines_o.get(key, []), lines_t.get(key, [])
-        seen = set(mine)
-        extra = [ln for ln in other if ln not in seen]
-        if not extra:
-            continue  # ours has every point already: keep our chunk files
-        combined = mine + extra
-        for name, _, is_tree in repo.list_dir(tree_o, f"{METRICS_DIR}/{key}"):
-            if not is_tree:
-                metric_changes[f"{METRICS_DIR}/{key}/{name}"] = None
-        metric_changes.update(metric_chunk_changes(repo, None, {key: combined}))
     changes: dict[str, bytes | None] = dict(merged.files())
-    changes.update(metric_changes)
+    changes.update(_merge_metrics(repo, tree_o, tree_t))
     tree = repo.update_tree(tree_o, changes)
+    if tree == tree_t and not keep_ours:
+        return theirs
     if tree == tree_o:
         return ours
-    if tree == tree_t:
-        return theirs
     source = merged.info.get("source") or {}
     parents = [source["commit"]] if source.get("commit") else []
     return repo.write_commit(tree, parents, merged.commit_message())

@@ -22,6 +22,11 @@ from gitml.store.repo import GitRepo
 from gitml.tracking.runfiles import RunState
 
 _LINE_RE = re.compile(r"^run ([0-9a-f]{32}) ")
+# A line taken from another clone's note: a run line of printable text, of a sane length.
+_FOREIGN_LINE_RE = re.compile(r"run ([0-9a-f]{32}) [A-Z]+( [^\x00-\x1f\x7f\x85\u2028\u2029]*)?")
+_MAX_LINE = 2000
+# Characters str.splitlines() (and some viewers) take as line breaks that JSON leaves as they are.
+_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def run_line(state: RunState, max_metrics: int) -> str:
@@ -29,7 +34,8 @@ def run_line(state: RunState, max_metrics: int) -> str:
     info = state.info
     parts = [f"run {state.run_id}", info["status"]]
     if info.get("run_name"):
-        parts.append(json.dumps(info["run_name"], ensure_ascii=False))
+        # JSON escapes control characters (terminal escapes too); these three it leaves raw
+        parts.append(json.dumps(info["run_name"], ensure_ascii=False).translate(_BREAKS))
     if info.get("lifecycle_stage") == "deleted":
         parts.append("[deleted]")
     metrics = sorted(state.summary.items())[:max_metrics]
@@ -47,7 +53,7 @@ def merge_lines(old: str | None, new_lines: dict[str, str | None]) -> str | None
     """
     pending = dict(new_lines)
     kept: list[str] = []
-    for ln in (old or "").splitlines():
+    for ln in (old or "").split("\n"):
         if not ln.strip():
             continue
         m = _LINE_RE.match(ln)
@@ -63,7 +69,17 @@ def merge_lines(old: str | None, new_lines: dict[str, str | None]) -> str | None
 
 def note_runs(text: str) -> list[str]:
     """Run ids listed in a note, in order."""
-    return [m.group(1) for ln in text.splitlines() if (m := _LINE_RE.match(ln))]
+    return [m.group(1) for ln in text.split("\n") if (m := _LINE_RE.match(ln))]
+
+
+def parse_lines(text: str) -> dict[str, str]:
+    """The well-formed run lines of a note written elsewhere: run id -> line (anything else is dropped)."""
+    out = {}
+    for ln in text.split("\n"):
+        m = _FOREIGN_LINE_RE.fullmatch(ln)
+        if m and len(ln) <= _MAX_LINE:
+            out[m.group(1)] = ln
+    return out
 
 
 def update_run_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> None:

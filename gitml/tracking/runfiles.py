@@ -8,6 +8,10 @@ metrics/<key>/000000.tsv   "step<TAB>timestamp_ms<TAB>value" lines, chunks of
                            CHUNK_LINES; only the last chunk is ever rewritten
 artifacts.json             {"model/model.pkl": {"md5": ..., "size": ...}}: the
                            content lives in the DVC-layout cache (store/content.py)
+clock.json                 when each tag, tag deletion and artifact entry was last
+                           written (ms), so two clones' copies merge key by key
+                           (last writer wins); absent until something changes
+                           after the run's creation
 ```
 The run commit's message carries one ``Gitml-Writer: <writer_id> <count>``
 trailer per writer that logged to the run on this machine: how many events
@@ -29,12 +33,14 @@ from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.store.repo import GitRepo
+from gitml.tracking import schema
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.json"
 ARTIFACTS_FILE = "artifacts.json"
 TAGS_FILE = "tags.json"
+CLOCK_FILE = "clock.json"
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
@@ -67,6 +73,9 @@ class RunState:
     # artifact path -> {"md5", "size"}; a directory logged whole also has an
     # entry "<dir>/" whose md5 is its DVC ``.dir`` object
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # section ("tags", "tags_deleted", "artifacts") -> key -> ms it was last written;
+    # what a merge of two clones' copies compares (see tracking/merge.py)
+    clock: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -80,7 +89,20 @@ class RunState:
             summary=dict(self.summary),
             writers=dict(self.writers),
             artifacts=dict(self.artifacts),
+            clock={k: dict(v) for k, v in self.clock.items()},
         )
+
+    def stamp(self, section: str, key: str, ms: int) -> None:
+        """Record that ``key`` of ``section`` was written at ``ms`` (0: at the run's creation)."""
+        if ms:
+            self.clock.setdefault(section, {})[key] = ms
+        else:
+            self.unstamp(section, key)
+
+    def unstamp(self, section: str, key: str) -> None:
+        times = self.clock.get(section)
+        if times is not None and times.pop(key, None) is not None and not times:
+            del self.clock[section]
 
     def files(self) -> dict[str, bytes | None]:
         """The JSON files of this state, ready for ``GitRepo.update_tree``."""
@@ -94,6 +116,7 @@ class RunState:
             PARAMS_FILE: _dump(self.params),
             TAGS_FILE: _dump(self.tags),
             ARTIFACTS_FILE: _dump(self.artifacts) if self.artifacts else None,
+            CLOCK_FILE: _dump(self.clock) if self.clock else None,
         }
 
     def commit_message(self) -> str:
@@ -160,33 +183,58 @@ def _pretty(obj: Any, pad: str) -> str:
 WRITER_TRAILER = "Gitml-Writer:"
 
 
-def read_state(repo: GitRepo, commit: str) -> tuple[RunState, str]:
-    """The state stored in run commit ``commit``, and that commit's tree."""
-    message, tree, files = repo.read_commit_files(commit, _STATE_FILES)
-    state = _state_from_files(files)
+def read_state(repo: GitRepo, commit: str, run_id: str | None = None) -> tuple[RunState, str]:
+    """The state stored in run commit ``commit``, and that commit's tree.
+
+    Every file is checked against the shapes gitml writes (``schema``);
+    ``run_id`` (the id the run's ref names) must match run.json's.
+
+    Raises:
+        CorruptRun: the commit is not a run commit gitml could have written.
+    """
+    found = repo.read_commit_files(commit, _STATE_FILES)
+    if found is None:
+        raise schema.corrupt(run_id or "?", commit, "its ref does not point at a commit")
+    message, tree, files = found
+    try:
+        state = _state_from_files(files, run_id)
+    except schema.Problem as e:
+        raise schema.corrupt(run_id or _claimed_id(files), commit, e) from None
     for line in message.splitlines():
         if line.startswith(WRITER_TRAILER):
             parts = line.split()
-            if len(parts) == 3 and parts[2].isdigit():
+            if len(parts) == 3 and parts[2].isdigit() and len(parts[2]) < 19:
                 state.writers[parts[1]] = int(parts[2])
     return state, tree
 
 
-_STATE_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, ARTIFACTS_FILE)
+_STATE_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, ARTIFACTS_FILE, CLOCK_FILE)
 
 
-def _state_from_files(files: dict[str, bytes]) -> RunState:
-    run = json.loads(files.get(RUN_FILE) or b"{}")
-    summary = {
-        k: (decode_float(d["value"]), int(d["step"]), int(d["timestamp"]))
-        for k, d in run.pop("summary", {}).items()
-    }
+def _claimed_id(files: dict[str, bytes]) -> str:
+    try:
+        run_id = json.loads(files.get(RUN_FILE) or b"{}").get("run_id")
+    except (ValueError, RecursionError, AttributeError):
+        return "?"
+    return run_id if isinstance(run_id, str) and len(run_id) == 32 else "?"
+
+
+def _state_from_files(files: dict[str, bytes], run_id: str | None) -> RunState:
+    if RUN_FILE not in files:
+        raise schema.Problem("it has no run.json")
+    run = schema.check_info(schema.load_json(files[RUN_FILE], RUN_FILE), run_id)
+    summary = schema.check_summary(run.pop("summary", {}))
+
+    def load(name: str, check: Any) -> Any:
+        return check(schema.load_json(files[name], name)) if name in files else {}
+
     return RunState(
         info=run,
-        params=json.loads(files.get(PARAMS_FILE) or b"{}"),
-        tags=json.loads(files.get(TAGS_FILE) or b"{}"),
+        params=load(PARAMS_FILE, schema.check_params),
+        tags=load(TAGS_FILE, schema.check_tags),
         summary=summary,
-        artifacts=json.loads(files.get(ARTIFACTS_FILE) or b"{}"),
+        artifacts=load(ARTIFACTS_FILE, schema.check_artifacts),
+        clock=load(CLOCK_FILE, schema.check_clock),
     )
 
 
@@ -215,7 +263,9 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
 
     A param that already holds a different value keeps its first value
     (params are write-once; the logging process has already refused the
-    second value, this only guards races between processes).
+    second value, this only guards races between processes). Tag, tag
+    deletion and artifact events carry the time they were logged (ms; 0 for
+    the run's creation), which goes to ``state.clock`` for merges.
     """
     by_key: dict[str, list[tuple]] = {}
     for ev in events:
@@ -225,18 +275,36 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
         elif kind == PARAM:
             state.params.setdefault(ev[1], ev[2])
         elif kind == TAG:
-            state.tags[ev[1]] = ev[2]
-            if ev[1] == "mlflow.runName":
-                state.info["run_name"] = ev[2]
+            set_tag(state, ev[1], ev[2], ev[3] if len(ev) > 3 else 0)
         elif kind == DELETE_TAG:
-            state.tags.pop(ev[1], None)
+            delete_tag(state, ev[1], ev[2] if len(ev) > 2 else 0)
         elif kind == ARTIFACT:
             state.artifacts[ev[1]] = {"md5": ev[2], "size": ev[3]}
+            state.stamp("artifacts", ev[1], ev[4] if len(ev) > 4 else 0)
         elif kind == INFO:
             state.info.update(ev[1])
             if "run_name" in ev[1] and ev[1]["run_name"]:
                 state.tags["mlflow.runName"] = ev[1]["run_name"]
     return apply_metrics(state, by_key)
+
+
+RUN_NAME_TAG = "mlflow.runName"
+
+
+def set_tag(state: RunState, key: str, value: str, ms: int) -> None:
+    """Set a tag (the run name too, for ``mlflow.runName``), written at ``ms``."""
+    state.tags[key] = value
+    if key == RUN_NAME_TAG:
+        state.info["run_name"] = value
+    state.stamp("tags", key, ms)
+    state.unstamp("tags_deleted", key)
+
+
+def delete_tag(state: RunState, key: str, ms: int) -> None:
+    """Delete a tag, leaving a tombstone dated ``ms`` so a merge does not bring it back."""
+    state.tags.pop(key, None)
+    state.unstamp("tags", key)
+    state.clock.setdefault("tags_deleted", {})[key] = ms
 
 
 # A pending point is (value, timestamp, step, line): a metric event minus kind and key.

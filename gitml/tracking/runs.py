@@ -13,14 +13,15 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml import settings
-from gitml.errors import AmbiguousRunId, RunNotActive, RunNotFound
+from gitml.errors import AmbiguousRunId, CorruptRun, RunNotActive, RunNotFound
 from gitml.store import names
 from gitml.store.repo import GitRepo
-from gitml.tracking import experiments, search, writer
+from gitml.tracking import experiments, schema, search, writer
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
 from gitml.tracking.runfiles import INFO, RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
@@ -288,7 +289,7 @@ def get_run(repo: GitRepo, run_id: str) -> Run:
     commit = repo.ref_target(names.run_ref(run_id))
     if commit is None:
         raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
-    return read_state(repo, commit)[0].to_run(commit)
+    return read_state(repo, commit, run_id)[0].to_run(commit)
 
 
 def metric_history(repo: GitRepo, run_id: str, key: str) -> list[Metric]:
@@ -409,6 +410,17 @@ def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:
     }
 
 
+def readable_states(repo: GitRepo) -> Iterator[RunState]:
+    """The state of every run in the repository; a malformed run is skipped with a warning."""
+    for ref, oid in repo.iter_refs(names.RUNS_PREFIX):
+        run_id = names.parse_run_ref(ref)
+        if run_id is not None:
+            try:
+                yield read_state(repo, oid, run_id)[0]
+            except CorruptRun as e:
+                schema.warn_skipped(e, (run_id, oid))
+
+
 def reindex(repo: GitRepo) -> tuple[int, int]:
     """Rebuild the query index and the git notes from the run refs.
 
@@ -419,6 +431,6 @@ def reindex(repo: GitRepo) -> tuple[int, int]:
     writer.flush_all(repo)
     writer.recover(repo)
     count = index_for(repo).rebuild()
-    states = [read_state(repo, oid)[0] for ref, oid in repo.iter_refs(names.RUNS_PREFIX) if names.parse_run_ref(ref)]
+    states = list(readable_states(repo))
     noted = notes.rebuild_notes(repo, states, settings.get("note_metrics", repo))
     return count, noted

@@ -17,6 +17,7 @@ import math
 import numbers
 import operator
 import re
+from pathlib import PurePosixPath
 
 from gitml.errors import InvalidName, InvalidValue, ParamAlreadyLogged
 
@@ -28,6 +29,8 @@ __all__ = [
     "MAX_PARAMS_TAGS_PER_BATCH",
     "MAX_PARAM_VAL_LENGTH",
     "MAX_TAG_VAL_LENGTH",
+    "validate_artifact_md5",
+    "validate_artifact_path",
     "validate_batch_limits",
     "validate_experiment_name",
     "validate_metric_key",
@@ -69,6 +72,7 @@ _PATH_RULE = (
 )
 _CHUNK_RE = re.compile(r"\d+\.tsv")
 _RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
+_MD5_RE = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 # Tree entry names `git fsck --strict` refuses (hasDotgit, gitmodulesBlob,
@@ -396,3 +400,37 @@ def validate_batch_limits(metrics: int, params: int, tags: int) -> None:
                 f"Invalid batch: it has {count} {what}; one batch may hold at most {limit}. "
                 "Split it into several calls."
             )
+
+
+def validate_artifact_path(path: str | None, what: str = "artifact path") -> str:
+    """Normalise a run-relative artifact path ('' for the root).
+
+    Raises:
+        InvalidName: absolute, with ``..``, a backslash or control characters.
+    """
+    if path is None or path in ("", "."):
+        return ""
+    text = str(path)
+    if _CONTROL_RE.search(text) or "\\" in text:
+        raise InvalidName(f"Invalid {what} {_show(text)}: control characters and backslashes are not allowed")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise InvalidName(f"Invalid {what} {_show(text)}: must be relative to the run's artifacts, not absolute")
+    parts = [p for p in PurePosixPath(text).parts if p != "."]
+    if any(p == ".." for p in parts):
+        raise InvalidName(f"Invalid {what} {_show(text)}: '..' would leave the run's artifacts")
+    return "/".join(parts)
+
+
+def validate_artifact_md5(md5: object, directory: bool = False) -> str:
+    """Check an artifact hash: 32 lowercase hex digits, plus ``.dir`` for a directory object.
+
+    A hash names a file in the content store, so anything else (``../x``)
+    must never reach a path.
+
+    Raises:
+        InvalidValue: not an md5 of the expected kind.
+    """
+    if type(md5) is str and _MD5_RE.fullmatch(md5) and md5.endswith(".dir") == directory:
+        return md5
+    kind = "a directory's md5 with '.dir'" if directory else "32 lowercase hex digits"
+    raise InvalidValue(f"Invalid artifact hash {_show(md5)}: expected {kind}")

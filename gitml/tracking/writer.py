@@ -33,7 +33,7 @@ from gitml import settings
 from gitml.errors import ConcurrentUpdate, GitmlError, RunNotFound
 from gitml.store import livelog, names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import notes, validation
+from gitml.tracking import notes, schema, validation
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.runfiles import (
     ARTIFACT,
@@ -52,6 +52,10 @@ from gitml.tracking.runfiles import (
 
 log = logging.getLogger("gitml")
 
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 LOG_MAGIC = "gitml-live 1"
 
 Event = tuple
@@ -66,19 +70,71 @@ def encode_event(ev: Event) -> bytes:
     return (ev[0] + json.dumps(list(ev[1:]), ensure_ascii=False) + "\n").encode()
 
 
-def decode_event(line: bytes) -> Event | None:
-    """The event a live-log line holds, or None if the line is damaged."""
+def decode_event(line: bytes, metric_keys: set[str] | None = None) -> Event | None:
+    """The event a live-log line holds, or None if the line is damaged or malformed.
+
+    A live log is read back only by recovery, possibly long after it was
+    written and by another version of gitml, so every event is checked as
+    if it came from outside: right kind, right arity, values ``log_*``
+    would have accepted. ``metric_keys`` caches metric keys already checked.
+    """
     try:
         text = line.decode()
         kind = text[:1]
         if kind == METRIC:
             key, step, ts, value = text[1:].split("\t")
-            return metric_event(key, float(value), int(step), int(ts))
-        if kind in (PARAM, TAG, DELETE_TAG, INFO, ARTIFACT):
-            return (kind, *json.loads(text[1:]))
-    except (ValueError, UnicodeDecodeError):
+            if metric_keys is None or key not in metric_keys:
+                validation.validate_metric_key(key)
+                if metric_keys is not None:
+                    metric_keys.add(key)
+            return metric_event(key, float(value), validation.validate_metric_step(int(step)),
+                                validation.validate_timestamp(int(ts)))
+        if kind in _EVENT_CHECKS:
+            args = json.loads(text[1:])
+            if type(args) is list and _EVENT_CHECKS[kind](args):
+                return (kind, *args)
+    except (ValueError, RecursionError, GitmlError):  # UnicodeDecodeError is a ValueError
         pass
     return None
+
+
+def _ms(args: list, at: int) -> bool:
+    """No timestamp at position ``at`` (logs of older gitml), or milliseconds."""
+    return len(args) <= at or (type(args[at]) is int and 0 <= args[at] < 2**63)
+
+
+def _param_ok(args: list) -> bool:
+    return len(args) == 2 and validation.validate_param_key(args[0]) and type(args[1]) is str \
+        and validation.validate_param_value(args[0], args[1]) is not None
+
+
+def _tag_ok(args: list) -> bool:
+    return 2 <= len(args) <= 3 and validation.validate_tag_key(args[0]) and type(args[1]) is str \
+        and validation.validate_tag_value(args[0], args[1]) is not None and _ms(args, 2)
+
+
+def _delete_ok(args: list) -> bool:
+    return 1 <= len(args) <= 2 and bool(validation.validate_tag_key(args[0])) and _ms(args, 1)
+
+
+def _info_ok(args: list) -> bool:
+    return len(args) == 1 and schema.check_info(args[0], None, partial=True) is not None
+
+
+def _artifact_ok(args: list) -> bool:
+    if not 3 <= len(args) <= 4 or type(args[0]) is not str:
+        return False
+    path, md5, size = args[:3]
+    is_dir = path.endswith("/")
+    bare = path[:-1] if is_dir else path
+    return bool(bare) and validation.validate_artifact_path(bare) == bare \
+        and validation.validate_artifact_md5(md5, directory=is_dir) == md5 \
+        and type(size) is int and size >= 0 and _ms(args, 3)
+
+
+_EVENT_CHECKS: dict[str, Callable[[list], bool]] = {
+    PARAM: _param_ok, TAG: _tag_ok, DELETE_TAG: _delete_ok, INFO: _info_ok, ARTIFACT: _artifact_ok,
+}
 
 
 # -- applying events to the run ref --------------------------------------------
@@ -120,7 +176,7 @@ def commit_events(
         elif cache is not None and cache[0] == old:
             state, base_tree = cache[1].copy(), cache[2]
         else:
-            state, base_tree = read_state(repo, old)
+            state, base_tree = read_state(repo, old, run_id)
         was = (state.info.get("status"), state.info.get("lifecycle_stage"))
         points = apply_events(state, events)
         if metrics:
@@ -283,15 +339,15 @@ class RunWriter:
 
     def set_tag(self, key: str, value: object) -> None:
         validation.validate_tag_key(key)
-        self.append((TAG, key, validation.validate_tag_value(key, value)))
+        self.append((TAG, key, validation.validate_tag_value(key, value), _now_ms()))
 
     def delete_tag(self, key: str) -> None:
         validation.validate_tag_key(key)
-        self.append((DELETE_TAG, key))
+        self.append((DELETE_TAG, key, _now_ms()))
 
     def add_artifact(self, path: str, md5: str, size: int) -> None:
         """Record an artifact already stored in the content store."""
-        self.append((ARTIFACT, path, md5, size))
+        self.append((ARTIFACT, path, md5, size, _now_ms()))
 
     def set_info(self, **fields: object) -> None:
         self.append((INFO, fields))
@@ -373,7 +429,12 @@ _pid = os.getpid()
 
 
 def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
-    """This process's writer for ``run_id`` (created on first use)."""
+    """This process's writer for ``run_id`` (created on first use).
+
+    Raises:
+        InvalidValue: a setting the writer needs (flush_interval) is invalid;
+            no live log is created then.
+    """
     key = (str(repo.git_dir), run_id)
     w = _writers.get(key)
     if w is not None and not w.closed:
@@ -381,9 +442,9 @@ def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
     with _registry_lock:
         w = _writers.get(key)
         if w is None or w.closed:
+            _start_flusher(repo)  # first: a bad setting must not leave a live log behind
             w = RunWriter(repo, run_id)
             _writers[key] = w
-            _start_flusher(repo)
         return w
 
 
@@ -400,12 +461,14 @@ def create_run(repo: GitRepo, info: dict, tags: dict[str, str]) -> tuple[RunWrit
     flush (end_run, a read from this process, the background flusher, or a
     fork). Returns the writer and the run's state as created.
     """
+    events: list[Event] = [(INFO, info)]
+    for k, v in tags.items():  # all checked before anything is logged: a refused tag makes no run
+        events.append((TAG, validation.validate_tag_key(k), validation.validate_tag_value(k, v), 0))
     w = get_writer(repo, info["run_id"])
-    w.append((INFO, info))
-    for k, v in tags.items():
-        w.set_tag(k, v)
+    for ev in events:
+        w.append(ev)
     state = RunState(info=dict(info))
-    apply_events(state, list(w._events))
+    apply_events(state, events)
     return w, state
 
 
@@ -520,46 +583,111 @@ def _close_all_at_exit() -> None:
 # -- recovery of dead writers ------------------------------------------------------
 
 
+def failed_dir(repo: GitRepo) -> Path:
+    return repo.git_dir / names.LIVE_FAILED_DIR
+
+
 def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
     """Turn the live logs of dead writers into commits; return the run ids.
 
     A run left RUNNING with no other live writer is marked KILLED, its
     end time the last event it logged. ``run_id`` limits this to one run.
-    A log that cannot be applied (its run is gone, say) is moved to
-    ``.git/gitml/live-failed/`` with a warning, so it never blocks other
-    commands and its data stays on disk.
+    A log that cannot be applied now (its run is gone, a ref stays locked)
+    is moved to ``.git/gitml/live-failed/`` with a warning, so it never
+    blocks other commands; every later recovery tries it again, and its
+    data stays on disk until it applies. Lines that do not decode are
+    copied to ``<log>.rejected`` beside it and the rest is applied.
     """
     recovered: list[str] = []
     for orphan in livelog.orphan_logs(live_dir(repo), run_id):
         try:
-            lines = orphan.read_lines()
-            header = lines[0].decode(errors="replace").split("\t") if lines else []
-            if len(header) < 3 or header[0] != LOG_MAGIC:
-                kept = orphan.set_aside(repo.git_dir / names.STATE_DIR / "live-failed")
-                log.warning("gitml: live log without a gitml header set aside as %s", kept)
-                continue
-            log_run_id, writer_id = header[1], header[2]
-            events = [decode_event(ln) for ln in lines[1:]]
-            try:
-                _recover_one(repo, log_run_id, writer_id, events, orphan.path)
-            except GitmlError as e:
-                kept = orphan.set_aside(repo.git_dir / names.STATE_DIR / "live-failed")
-                log.warning("gitml: could not recover live log of run %s (%s); kept it as %s", log_run_id, e, kept)
-                continue
-            orphan.discard()
-            recovered.append(log_run_id)
+            outcome = _recover_log(repo, orphan.path, orphan.read_lines())
+            if outcome is None:
+                kept = orphan.set_aside(failed_dir(repo))
+                log.warning("gitml: warning: live log %s has no gitml header; set aside as %s", orphan.path.name, kept)
+            elif isinstance(outcome, GitmlError):
+                kept = orphan.set_aside(failed_dir(repo))
+                log.warning("gitml: warning: could not recover the live log of run %s (%s); kept it as %s "
+                            "(tried again by every recovery)", orphan.path.name.split(".")[0], outcome, kept)
+            else:
+                orphan.discard()
+                recovered.append(outcome)
         except BaseException:
             orphan.release()
             raise
+    if run_id is None:
+        recovered += _retry_failed(repo)
     if recovered:
         write_notes(repo)
     return recovered
 
 
+_failed_warned: set[tuple[str, str]] = set()
+
+
+def _retry_failed(repo: GitRepo) -> list[str]:
+    """Try the logs in ``live-failed/`` again: a lock since removed or a run since pulled lets them apply."""
+    done = []
+    for orphan in livelog.orphan_logs(failed_dir(repo)):
+        try:
+            outcome = _recover_log(repo, orphan.path, orphan.read_lines())
+            if isinstance(outcome, str):
+                orphan.discard()
+                done.append(outcome)
+                continue
+            reason = str(outcome) if outcome is not None else "no gitml header"
+            if (str(orphan.path), reason) not in _failed_warned:
+                _failed_warned.add((str(orphan.path), reason))
+                log.warning("gitml: warning: live log %s still cannot be applied (%s); its data stays there "
+                            "until it can (delete it if you do not need it)", orphan.path, reason)
+            orphan.release()
+        except BaseException:
+            orphan.release()
+            raise
+    return done
+
+
+def pending_failed(repo: GitRepo) -> list[Path]:
+    """The live logs waiting in ``live-failed/``."""
+    try:
+        return sorted(failed_dir(repo).glob("*.log"))
+    except FileNotFoundError:
+        return []
+
+
+def _recover_log(repo: GitRepo, path: Path, lines: list[bytes]) -> str | GitmlError | None:
+    """Apply one dead writer's log; return its run id, the error that stopped it, or None (no header)."""
+    header = lines[0].decode(errors="replace").split("\t") if lines else []
+    if len(header) < 3 or header[0] != LOG_MAGIC or not names.RUN_ID_RE.match(header[1]):
+        return None
+    log_run_id, writer_id = header[1], header[2]
+    keys: set[str] = set()
+    events = [decode_event(ln, keys) for ln in lines[1:]]
+    bad = [(n, ln) for n, (ln, ev) in enumerate(zip(lines[1:], events), start=2) if ev is None]
+    try:
+        _recover_one(repo, log_run_id, writer_id, events, path)
+    except GitmlError as e:
+        return e
+    if bad:
+        kept = _keep_rejected(repo, path, bad)
+        log.warning("gitml: warning: run %s: %d malformed line%s of a dead writer's live log %s set aside in %s; "
+                    "the rest was recovered", log_run_id, len(bad), "" if len(bad) == 1 else "s",
+                    "was" if len(bad) == 1 else "were", kept)
+    return log_run_id
+
+
+def _keep_rejected(repo: GitRepo, path: Path, bad: list[tuple[int, bytes]]) -> Path:
+    target = failed_dir(repo) / (path.name + ".rejected")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "ab") as f:
+        f.write(b"".join(b"%d\t%s\n" % (n, ln) for n, ln in bad))
+    return target
+
+
 def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event | None], path: Path) -> None:
     ref = names.run_ref(run_id)
     old = repo.ref_target(ref)
-    current = read_state(repo, old)[0] if old else None
+    current = read_state(repo, old, run_id)[0] if old else None
     applied = current.writers.get(writer_id, 0) if current else 0
     todo = [ev for ev in events[applied:] if ev is not None]
     if old is None and not todo:
