@@ -368,3 +368,71 @@ def test_the_same_uncounted_change_on_both_sides_is_not_a_conflict(repo, action)
     report = SyncReport("origin")
     _absorb_tags(gr, {f"refs/tags/{name}": other}, report)
     assert name in report.tag_conflicts and gr.tag_refs()[name] == theirs
+
+
+def _ref(repo: Path, run_id: str) -> str:
+    return git(repo, "rev-parse", f"refs/gitml/runs/{run_id}").strip()
+
+
+def test_tag_rename_and_delete_reach_the_other_clone_and_push_converges(team):
+    """Issue 14 (3): A changes a tag, deletes another and renames the run; B pulls and takes all
+    three (before: "0 runs received", old values kept), and B's push then sends nothing back
+    instead of reverting A's changes on the remote (the ref flipped on every push)."""
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    run_python(f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'stage', 'dev')\n"
+               f"c.set_tag('{ra}', 'keep', 'me')\n", a)
+    gitml_cli(a, "push")
+    gitml_cli(b, "pull")
+    assert runs(b)[ra]["data"]["tags"]["keep"] == "me"
+    out = run_python(f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'stage', 'prod')\n"
+                     f"c.delete_tag('{ra}', 'keep')\nc.update_run('{ra}', name='renamed')\n", a)
+    assert out.returncode == 0, out.stderr
+    gitml_cli(a, "push")
+    pulled = json.loads(gitml_cli(b, "pull", "--json").stdout)
+    assert pulled["runs_received"] == [ra]
+    got = runs(b)[ra]
+    assert got["data"]["tags"]["stage"] == "prod" and "keep" not in got["data"]["tags"]
+    assert got["info"]["run_name"] == "renamed" and got["data"]["tags"]["mlflow.runName"] == "renamed"
+    pushed = json.loads(gitml_cli(b, "push", "--json").stdout)
+    assert pushed["runs_sent"] == [] and pushed["refs_rejected"] == {}
+    assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
+
+
+def test_edits_on_both_clones_converge_to_one_commit(team):
+    """Issue 14 (3): both clones change the same run before syncing: tags merge key by key (the
+    later write wins, a deletion too), artifacts re-logged on one side win by time, metrics are
+    the union; after one round of push/pull both clones and the remote hold the same commit,
+    and further pushes and pulls change nothing."""
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    run_python(f"import gitml\ngitml.Client().set_tag('{ra}', 'gone', 'soon')\n", a)
+    gitml_cli(a, "push")
+    gitml_cli(b, "pull")
+    edit_a = (f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'x', 'from-a')\nc.set_tag('{ra}', 'a_only', '1')\n"
+              f"c.log_metric('{ra}', 'loss', 0.1, step=10)\n")
+    assert run_python(edit_a, a).returncode == 0
+    (b / "out").mkdir()
+    (b / "out" / "alice.bin").write_bytes(b"rewritten by bob")
+    edit_b = (f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'x', 'from-b')\nc.delete_tag('{ra}', 'gone')\n"
+              f"c.log_metric('{ra}', 'loss', 0.2, step=11)\nc.log_artifact('{ra}', 'out/alice.bin', 'out')\n")
+    out = run_python(edit_b, b)  # later than A's edits: B's x and B's artifact win
+    assert out.returncode == 0, out.stderr
+    gitml_cli(a, "push")
+    assert json.loads(gitml_cli(b, "push", "--json").stdout)["runs_merged"] == [ra]
+    gitml_cli(a, "pull")
+    assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
+    for clone in (a, b):
+        got = runs(clone)[ra]
+        tags = got["data"]["tags"]
+        assert tags["x"] == "from-b" and tags["a_only"] == "1" and "gone" not in tags, clone
+        assert got["data"]["metrics"]["loss"] == 0.2
+    history = run_python(f"import gitml\nprint(sorted(m.step for m in gitml.Client().get_metric_history('{ra}', 'loss')))\n", a)
+    assert history.stdout.strip() == "[0, 1, 2, 10, 11]"
+    dl = run_python(f"import gitml\nprint(open(gitml.artifacts.download_artifacts(run_id='{ra}', "
+                    f"artifact_path='out/alice.bin'), 'rb').read())\n", a)
+    assert dl.stdout.strip() == "b'rewritten by bob'", dl.stderr
+    for clone in (a, b, a, b):
+        assert json.loads(gitml_cli(clone, "push", "--json").stdout)["runs_sent"] == []
+        pulled = json.loads(gitml_cli(clone, "pull", "--json").stdout)
+        assert pulled["runs_received"] == [] and pulled["runs_merged"] == []

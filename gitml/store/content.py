@@ -18,6 +18,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 HASH = "md5"
 _CHUNK = 4 * 1024 * 1024
+_OID_RE = re.compile(r"[0-9a-f]{32}(\.dir)?")
+# Objects whose whole content was hashed in this process: path -> (inode, size, mtime_ns) then.
+_verified: dict[str, tuple[int, int, int]] = {}
 
 
 class CorruptObject(GitmlError):
@@ -213,6 +217,10 @@ class ContentStore:
     # -- reading ------------------------------------------------------------
 
     def object_path(self, md5: str) -> Path:
+        """Where object ``md5`` lives. Refuses anything but an md5 (``.dir`` allowed): a hash
+        read from someone else's manifest must never become a path like ``../../etc/passwd``."""
+        if type(md5) is not str or not _OID_RE.fullmatch(md5):
+            raise CorruptObject(f"Invalid object id {str(md5)[:80]!r}: not an md5 hash")
         return Path(self.odb.oid_to_path(md5))
 
     def exists(self, md5: str) -> bool:
@@ -231,26 +239,36 @@ class ContentStore:
         return data
 
     def iter_verified(self, md5: str, block: int = 1 << 20) -> Iterator[bytes]:
-        """The content of an object in blocks, for streaming it; its hash is checked at the end.
+        """The content of an object in blocks, for streaming it, hash checked before the end.
+
+        Each block is handed out only once the next one has been read, and
+        the last one only after the hash matched: a corrupted object raises
+        before its last byte is sent, so a client never receives all of it
+        (a server sending ``Content-Length`` then cuts the transfer short).
 
         Raises:
-            MissingObject (before the first block), CorruptObject (after the last).
+            MissingObject (before the first block), CorruptObject (before the last).
         """
         path = self._existing(md5)
 
         def blocks() -> Iterator[bytes]:
             digest = hashlib.md5()
             with open(path, "rb") as f:
+                held = f.read(block)
+                digest.update(held)
                 while data := f.read(block):
                     digest.update(data)
-                    yield data
+                    yield held
+                    held = data
             if digest.hexdigest() != md5.split(".")[0]:
                 raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
+            if held:
+                yield held
 
         return blocks()
 
     def read_head(self, md5: str, size: int) -> tuple[bytes, int]:
-        """The first ``size`` bytes of an object and its whole size (verified when that is all of it).
+        """The first ``size`` bytes of an object and its whole size; the whole object is verified.
 
         Raises:
             MissingObject, CorruptObject.
@@ -258,10 +276,18 @@ class ContentStore:
         path = self._existing(md5)
         with open(path, "rb") as f:
             head = f.read(size)
-            total = os.fstat(f.fileno()).st_size
-        if total <= size and hashlib.md5(head).hexdigest() != md5.split(".")[0]:
+            st = os.fstat(f.fileno())
+            if st.st_size <= size:
+                digest = hashlib.md5(head).hexdigest()
+            elif _verified.get(str(path)) == (st.st_ino, st.st_size, st.st_mtime_ns):
+                digest = md5.split(".")[0]  # hashed whole since it last changed
+            else:
+                f.seek(0)
+                digest = _md5_of(f)[0]
+        if digest != md5.split(".")[0]:
             raise CorruptObject(f"Cache object {path} is corrupted: its content does not hash to {md5}")
-        return head, total
+        _verified[str(path)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return head, st.st_size
 
     def checkout(self, md5: str, dest: str | os.PathLike[str]) -> None:
         """Copy an object to ``dest``, checking its hash on the way.

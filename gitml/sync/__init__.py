@@ -20,7 +20,7 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, schema, writer
 from gitml.tracking.merge import merge_runs
 from gitml.tracking.notes import merge_lines, note_runs, parse_lines
-from gitml.tracking.runfiles import read_state
+from gitml.tracking.runfiles import check_metric_files, read_state
 
 Progress = Callable[[int, int], None]
 
@@ -82,7 +82,7 @@ def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[
         return "same", theirs
     run_id = names.parse_run_ref(ref)
     if run_id is not None:
-        read_state(repo, theirs, run_id)  # raises CorruptRun: never take a malformed run
+        _check_incoming_run(repo, theirs, run_id)  # raises CorruptRun: never take a malformed run
         if ours is None:
             return "received", theirs
         try:
@@ -101,6 +101,19 @@ def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[
     else:
         raise CorruptRun(f"{ref} is not a ref gitml writes")
     return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
+
+
+def _check_incoming_run(repo: GitRepo, commit: str, run_id: str) -> None:
+    """Every file of a run commit from elsewhere, metric chunks included.
+
+    Raises:
+        CorruptRun.
+    """
+    _, tree = read_state(repo, commit, run_id)
+    try:
+        check_metric_files(repo, tree)
+    except schema.Problem as e:
+        raise schema.corrupt(run_id, commit, e) from None
 
 
 def _logging_here(repo: GitRepo, run_id: str) -> bool:
@@ -167,7 +180,7 @@ def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[s
         try:
             state, _ = read_state(repo, oid)
         except CorruptRun as e:
-            schema.warn_skipped(e, ("?", oid))
+            schema.warn_skipped(e, oid)
             continue
         for path, entry in state.artifacts.items():
             out.setdefault(entry["md5"], []).append((state.run_id, path))
@@ -294,7 +307,7 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
                 kind, result = _merge_ref(repo, ref, ours, theirs)
             except CorruptRun as e:
                 report.rejected[ref] = str(e)
-                schema.warn_skipped(GitmlError(f"{report.remote}: {ref} not taken: {e}"), (ref, theirs))
+                schema.warn_skipped(e, theirs, f"not taken from {report.remote}")
                 kind, result = "rejected", ours
                 break
             if result == ours or repo.cas_ref(ref, result, ours):

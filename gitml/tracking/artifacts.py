@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidName, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
+from gitml.tracking import schema
+from gitml.tracking.runfiles import ARTIFACTS_FILE
 from gitml.tracking.validation import validate_artifact_path
 
 if TYPE_CHECKING:
@@ -229,13 +231,14 @@ def manifest(repo: GitRepo, run_id: str, commit: str | None = None) -> dict[str,
         from gitml.tracking import runs
 
         commit = runs.get_run(repo, run_id).commit
-    raw = repo.read_path(repo.commit_info(commit).tree, "artifacts.json")  # type: ignore[arg-type]
-    entries = json.loads(raw or b"{}")
-    # The manifest may come from someone else's clone: never trust its paths.
-    for path in entries:
-        if validate_artifact_path(path.rstrip("/"), "artifact path in artifacts.json") != path.rstrip("/"):
-            raise InvalidName(f"Run {run_id} lists an artifact with a non-normal path {path!r}")
-    return entries
+    if not repo.is_commit(commit):  # type: ignore[arg-type]
+        raise schema.corrupt(run_id, commit, "it is not a commit")
+    raw = repo.read_path(repo.commit_info(commit).tree, ARTIFACTS_FILE)  # type: ignore[arg-type]
+    # The manifest may come from someone else's clone: never trust its paths or hashes.
+    try:
+        return schema.check_artifacts(schema.load_json(raw, ARTIFACTS_FILE)) if raw is not None else {}
+    except schema.Problem as e:
+        raise schema.corrupt(run_id, commit, e) from None
 
 
 def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[FileInfo]:

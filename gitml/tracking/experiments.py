@@ -59,7 +59,7 @@ def read_experiment(repo: GitRepo, commit: str, experiment_id: str) -> Experimen
         CorruptRun: not a commit holding a well-formed experiment.json for ``experiment_id``.
     """
     def bad(problem: object) -> CorruptRun:
-        return CorruptRun(f"Experiment {experiment_id} (commit {commit[:12]}) is malformed: {problem}; it is skipped")
+        return CorruptRun(f"Experiment {experiment_id} (commit {commit[:12]}) is malformed: {problem}")
 
     found = repo.read_commit_files(commit, (FILE,))
     if found is None or FILE not in found[2]:
@@ -107,7 +107,7 @@ def list_experiments(repo: GitRepo, view_type: int = ViewType.ACTIVE_ONLY) -> li
             try:
                 found[experiment_id] = read_experiment(repo, oid, experiment_id)
             except CorruptRun as e:
-                schema.warn_skipped(e, (ref, oid))
+                schema.warn_skipped(e, oid)
     stages = ViewType.stages(view_type)
     exps = [e for e in found.values() if e.lifecycle_stage in stages]
     return sorted(exps, key=lambda e: (e.experiment_id != DEFAULT_ID, e.name))

@@ -188,7 +188,7 @@ class RunIndex:
             try:
                 states.append((r, oid, known_state(self.repo, r, oid) or read_state(self.repo, oid, r)[0]))
             except CorruptRun as e:
-                schema.warn_skipped(e, (r, oid))
+                schema.warn_skipped(e, oid)
                 bad.append((r, oid, str(e)))
         trusted = time.time() - newest > RACY_SECONDS
         with self._write():

@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import InvalidValue
+from gitml.errors import GitmlError, InvalidValue
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
@@ -370,7 +371,11 @@ def _metric_chunks(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
     """The text of each chunk file of metric ``key``, in order."""
     directory = f"{METRICS_DIR}/{key}"
     for name in sorted(n for n, _, is_tree in repo.list_dir(tree, directory) if not is_tree):
-        yield (repo.read_path(tree, f"{directory}/{name}") or b"").decode()
+        try:
+            yield (repo.read_path(tree, f"{directory}/{name}") or b"").decode()
+        except UnicodeDecodeError:
+            raise InvalidValue(f"Metric {key!r} has a chunk that is not UTF-8 text ({name}; the run commit "
+                               "was not written by gitml)") from None
 
 
 def _metric_lines(repo: GitRepo, tree: str, key: str) -> Iterator[str]:
@@ -406,13 +411,55 @@ def read_metric_tokens(repo: GitRepo, tree: str, key: str) -> tuple[list[str], l
     return tokens[0::3], tokens[1::3], tokens[2::3]
 
 
+def check_metric_files(repo: GitRepo, tree: str) -> None:
+    """Check every file under ``metrics/`` of a run tree from elsewhere: valid keys, chunk names, lines.
+
+    Raises:
+        schema.Problem: the first thing that is not what gitml writes.
+    """
+    from gitml.tracking import validation
+
+    keys: dict[str, list[str]] = {}
+    for path, blob in repo.walk_blobs(tree, METRICS_DIR):
+        key, _, name = path.rpartition("/")
+        if not key or not _CHUNK_NAME.fullmatch(name):
+            raise schema.Problem(f"{METRICS_DIR}/{path} is not a metric chunk file")
+        try:
+            validation.validate_metric_key(key)
+        except GitmlError as e:
+            raise schema.Problem(f"metric key: {e}") from None
+        keys.setdefault(key, []).append(name)
+        data = repo.read_blob(blob)
+        if len(data) > schema.MAX_FILE_BYTES:
+            raise schema.Problem(f"{METRICS_DIR}/{path} is {len(data)} bytes")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise schema.Problem(f"{METRICS_DIR}/{path} is not UTF-8 text") from None
+        if not _looks_like_metric_lines(text) or not _strictly_metric_lines(text):
+            raise schema.Problem(f"{METRICS_DIR}/{path} has a line that is not <step> <timestamp> <value>")
+    for key, chunks in keys.items():
+        if sorted(chunks) != [CHUNK_FORMAT.format(i) for i in range(len(chunks))]:
+            raise schema.Problem(f"metric {key!r} has chunk files out of sequence")
+
+
+_CHUNK_NAME = re.compile(r"\d{6}\.tsv")
+_INT_TOKEN = re.compile(r"-?\d{1,19}")
+_FLOAT_TOKEN = re.compile(r"-?(\d+(\.\d*)?(e[-+]?\d+)?|inf|nan)")
+
+
+def _strictly_metric_lines(text: str) -> bool:
+    for line in text.split("\n")[:-1]:
+        step, ts, value = line.split("\t")
+        if not (_INT_TOKEN.fullmatch(step) and _INT_TOKEN.fullmatch(ts) and _FLOAT_TOKEN.fullmatch(value)):
+            return False
+    return True
+
+
 def read_metric_history(repo: GitRepo, tree: str, key: str) -> list[Metric]:
     """Every logged point of metric ``key`` in the order it was logged."""
-    out: list[Metric] = []
-    for line in _metric_lines(repo, tree, key):
-        step, ts, value = line.split("\t")
-        out.append(Metric(key=key, value=float(value), timestamp=int(ts), step=int(step)))
-    return out
+    steps, times, values = read_metric_columns(repo, tree, key)
+    return [Metric(key=key, value=v, timestamp=t, step=s) for s, t, v in zip(steps, times, values)]
 
 
 def read_metric_columns(repo: GitRepo, tree: str, key: str) -> tuple[list[int], list[int], list[float]]:

@@ -418,7 +418,7 @@ def readable_states(repo: GitRepo) -> Iterator[RunState]:
             try:
                 yield read_state(repo, oid, run_id)[0]
             except CorruptRun as e:
-                schema.warn_skipped(e, (run_id, oid))
+                schema.warn_skipped(e, oid)
 
 
 def reindex(repo: GitRepo) -> tuple[int, int]:

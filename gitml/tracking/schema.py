@@ -231,15 +231,15 @@ def check_clock(clock: object) -> dict[str, dict[str, int]]:
 def corrupt(run_id: str, commit: str | None, problem: object) -> CorruptRun:
     """The error for a malformed run, naming it and the problem."""
     where = f" (commit {commit[:12]})" if commit else ""
-    return CorruptRun(f"Run {run_id}{where} is malformed: {problem}. It was not written by gitml "
-                      "(hand-made or damaged in transit); it is skipped")
+    return CorruptRun(f"Run {run_id}{where} is malformed: {problem} (not written by gitml: made by hand "
+                      "or damaged in transit)")
 
 
-_warned: set[tuple[str, str]] = set()
+_warned: set[str] = set()
 
 
-def warn_skipped(error: GitmlError, key: tuple[str, str]) -> None:
-    """Log a one-line warning for a skipped run or experiment, once per process and ``key``."""
-    if key not in _warned:
-        _warned.add(key)
-        log.warning("gitml: warning: %s", error)
+def warn_skipped(error: GitmlError, oid: str, context: str = "skipped") -> None:
+    """Log a one-line warning for a skipped run or experiment, once per process and object ``oid``."""
+    if oid not in _warned:
+        _warned.add(oid)
+        log.warning("gitml: warning: %s; %s", str(error).replace("\n", " "), context)

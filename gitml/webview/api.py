@@ -13,6 +13,8 @@ from gitml.webview import data
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 INLINE_TYPES = {**data.IMAGE_TYPES, "txt": "text/plain", "log": "text/plain"}
+#: Artifacts up to this size are read and verified whole before they are sent.
+VERIFY_FIRST_BYTES = 8 * 1024 * 1024
 
 
 def repo() -> Any:
@@ -66,13 +68,17 @@ def artifact(run_id: str) -> Response:
     bytes are streamed (a model file can be gigabytes) and their hash checked
     as they go.
     """
-    from gitml.tracking.artifacts import list_artifacts, stream_artifact, validate_artifact_path
+    from gitml.tracking.artifacts import list_artifacts, read_artifact, stream_artifact, validate_artifact_path
 
     path = validate_artifact_path(request.args.get("path", ""))
     if not path:
         raise InvalidValue("Name the artifact: ?path=<file>")
-    body = stream_artifact(repo(), run_id, path)
     size = next((f.file_size for f in list_artifacts(repo(), run_id, path) if f.path == path), None)
+    # A file that fits in memory is verified before the first byte goes out (a damaged one is
+    # an error response); a bigger one streams, and the stream stops short of its last block
+    # if the hash does not match, so the client sees a failed transfer, never a success.
+    body: Any = (read_artifact(repo(), run_id, path) if size is not None and size <= VERIFY_FIRST_BYTES
+                 else stream_artifact(repo(), run_id, path))
     name = path.rsplit("/", 1)[-1]
     inline_type = INLINE_TYPES.get(data.suffix(path)) if request.args.get("inline") == "1" else None
     response = Response(body, mimetype=inline_type or mimetypes.guess_type(name)[0] or "application/octet-stream")

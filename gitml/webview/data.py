@@ -217,7 +217,7 @@ def preview(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
     if kind == "json" and not truncated:
         try:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to indent: shown as it is
             pass
     return {"kind": "text", "path": path, "text": text, "truncated": truncated}
 
