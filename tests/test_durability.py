@@ -832,3 +832,88 @@ def test_runs_round_trip_through_git_clone_and_fetch(repo, tracking, tmp_path, v
     for run_id in run_ids:
         assert f"run {run_id} FINISHED" in logged
     assert_fsck_clean(clone)
+
+
+# -- 5. locks and logs a killed process leaves behind (issue 14) -----------------------------------
+
+HOLD_LOCK = """
+    import fcntl, os, pygit2
+    ref, own = sys.argv[1], sys.argv[2] == "own"
+    repo = pygit2.Repository(".")
+    with repo.transaction() as tx:
+        tx.lock_ref(ref)
+        if own:  # as gitml does: the lock file flocked while held
+            fd = os.open(os.path.join(repo.path, ref + ".lock"), os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        say("locked")
+        wait_for_go()
+"""
+
+
+@pytest.mark.parametrize("holder", ["gitml", "other-git"])
+def test_stale_ref_lock_left_by_a_killed_process_is_removed_and_the_run_recovered(repo, tracking, spawn, holder):
+    """Issue 14 (4): kill -9 between taking a run ref's lock and releasing it left
+    refs/gitml/runs/<id>.lock; recovery then gave up after 200 attempts, moved the log to
+    live-failed/ and left the run RUNNING. A lock no live process holds is removed once it is
+    clearly stale (STALE_LOCK_SECONDS), and the run is recovered with every point."""
+    run_id = start_and_kill(spawn, repo, N // 2)
+    lock = repo / ".git" / "refs" / "gitml" / "runs" / f"{run_id}.lock"
+    holder_proc = spawn(HOLD_LOCK, f"refs/gitml/runs/{run_id}", "own" if holder == "gitml" else "plain")
+    holder_proc.expect("locked")
+    holder_proc.kill()
+    assert lock.exists()
+    out = gitml_cli(repo, "runs", "recover")
+    assert out.stdout.split() == ["recovered", run_id], out.stderr
+    assert "removed stale lock" in out.stderr and str(lock) in out.stderr
+    assert not lock.exists()
+    assert not (repo / ".git" / "gitml" / "live-failed").exists()
+    assert_recovered(repo, tracking.Client(repo), run_id)
+
+
+def test_a_lock_held_by_a_live_process_is_respected_and_the_log_retried_later(repo, tracking, spawn):
+    """Issue 14 (4): a log that cannot be applied now (its run ref locked by a live process for
+    longer than every retry) goes to live-failed/, which is no dead end: the next recovery
+    applies it once the lock is gone, and `gitml runs recover` says so."""
+    run_id = start_and_kill(spawn, repo, N // 2)
+    lock = repo / ".git" / "refs" / "gitml" / "runs" / f"{run_id}.lock"
+    holder = spawn(HOLD_LOCK, f"refs/gitml/runs/{run_id}", "own")
+    holder.expect("locked")
+    out = gitml_cli(repo, "runs", "recover")  # the live holder's lock is never touched
+    assert lock.exists() and "removed stale lock" not in out.stderr
+    failed = list((repo / ".git" / "gitml" / "live-failed").glob(f"{run_id}.*.log"))
+    assert len(failed) == 1 and "tried again by every recovery" in out.stderr
+    assert "1 live log waits in" in out.stdout
+    assert raw_run(repo, run_id)["status"] == "RUNNING"
+    holder.go()
+    holder.finish()
+    out = gitml_cli(repo, "runs", "recover")
+    assert out.stdout.split()[:2] == ["recovered", run_id], out.stdout
+    assert not failed[0].exists()
+    assert_recovered(repo, tracking.Client(repo), run_id)
+
+
+BAD_LINES = [b'P[1]\n', b'T[null,null]\n', b'D[]\n', b'I["x"]\n', b'A["../x","' + b"0" * 32 + b'",1]\n',
+             b'A["a.txt","../../etc/passwd",1]\n', b'Mloss\tx\t1\t2\n', b'M../../x\t1\t1\t2\n',
+             b'I[{"status": "PWNED"}]\n', b'P' + b"[" * 100_000 + b'\n', b'\xff\xfe\n', b'Q["?"]\n',
+             b'Pafter"ok"\n']
+
+
+def test_malformed_lines_of_a_dead_writer_are_set_aside_and_the_rest_recovered(repo, tracking, spawn):
+    """Issue 14 (5): one bad line in a dead process's live log (P[1], T[null,null], D[], I["x"]...)
+    gave IndexError/TypeError in every command. The bad lines are set aside in
+    live-failed/<log>.rejected with their line numbers, the rest is recovered, a warning says so."""
+    run_id = start_and_kill(spawn, repo, N // 2)
+    (log,) = live_files(repo)
+    with open(log, "ab") as f:
+        f.write(b"".join(BAD_LINES) + b'P["after", "ok"]\n')
+    listed = gitml_cli(repo, "runs", "list", "--json")
+    assert [r["info"]["status"] for r in json.loads(listed.stdout)] == ["KILLED"]
+    assert f"{len(BAD_LINES)} malformed lines" in listed.stderr and run_id in listed.stderr
+    rejected = repo / ".git" / "gitml" / "live-failed" / (log.name + ".rejected")
+    kept = rejected.read_bytes().split(b"\n")[:-1]
+    assert len(kept) == len(BAD_LINES) and kept[0].split(b"\t", 1)[1] == BAD_LINES[0].rstrip(b"\n")
+    run = tracking.Client(repo).get_run(run_id)
+    assert run.data.params == {"alpha": "0.5", "layers": "3", "after": "ok"}
+    assert history(tracking.Client(repo), run_id, "loss") == [(i, 1.0 / (i + 1)) for i in range(N)]
+    for cmd in (("runs", "list"), ("runs", "recover"), ("runs", "show", run_id)):
+        gitml_cli(repo, *cmd)

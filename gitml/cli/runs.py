@@ -129,8 +129,12 @@ def recover_runs(ctx: click.Context) -> None:
     recovered = writer.recover(repo)
     for run_id in recovered:
         click.echo(f"recovered {run_id}")
-    if not recovered:
+    waiting = writer.pending_failed(repo)
+    if not recovered and not waiting:
         click.echo("nothing to recover")
+    if waiting:
+        click.echo(f"{len(waiting)} live log{' waits' if len(waiting) == 1 else 's wait'} in "
+                   f"{waiting[0].parent} (tried again by every recovery; see the warnings above)")
 
 
 @click.command()
