@@ -7,9 +7,15 @@ at import time.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+
+def _non_negative(value: Any) -> bool:
+    return math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,9 @@ class Setting:
     default: Any
     type: type
     help: str
+    #: What a parsed value must satisfy, and how to say it.
+    valid: Callable[[Any], bool] = lambda value: True
+    rule: str = ""
 
     @property
     def env(self) -> str:
@@ -27,15 +36,19 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("flush_interval", 5.0, float, "Seconds between background commits of a live run."),
+        Setting("flush_interval", 5.0, float, "Seconds between background commits of a live run (0: none).",
+                _non_negative, "a number of seconds, 0 or more"),
         Setting(
             "snapshot_max_file_size",
             10 * 1024 * 1024,
             int,
             "Files larger than this (bytes) are left out of dirty-tree snapshots.",
+            _non_negative,
+            "a number of bytes, 0 or more",
         ),
         Setting("repo", "", str, "Repository gitml tracks into (default: the one around the cwd)."),
-        Setting("note_metrics", 8, int, "How many metrics a run shows in its git note."),
+        Setting("note_metrics", 8, int, "How many metrics a run shows in its git note.",
+                lambda n: 0 <= n <= 1000, "a whole number from 0 to 1000"),
         Setting(
             "allow_pickle",
             False,
@@ -53,19 +66,47 @@ def config_key(name: str) -> str:
 
 
 def get(name: str, repo: Any = None) -> Any:
-    """The value of setting ``name``: env, then ``repo``'s git config, then the default."""
+    """The value of setting ``name``: env, then ``repo``'s git config, then the default.
+
+    Raises:
+        InvalidValue: the value set does not parse or breaks the setting's rule.
+    """
     setting = SETTINGS[name]
     raw, source = os.environ.get(setting.env) or None, setting.env
     if raw is None and repo is not None:
         raw, source = repo.config_value(config_key(name)), f"git config {config_key(name)}"
     if raw is None or raw == "":
         return setting.default
-    try:
-        return _parse_bool(raw) if setting.type is bool else setting.type(raw)
-    except ValueError as e:
-        from gitml.errors import InvalidValue
+    return _parse(setting, raw, source)
 
-        raise InvalidValue(f"Setting {source}={raw!r} is not a valid {setting.type.__name__}") from e
+
+def _parse(setting: Setting, raw: str, source: str) -> Any:
+    try:
+        value = _parse_bool(raw) if setting.type is bool else setting.type(raw)
+        if setting.valid(value):
+            return value
+    except (ValueError, OverflowError):
+        pass
+    from gitml.errors import InvalidValue
+
+    rule = setting.rule or ("true or false" if setting.type is bool else f"a valid {setting.type.__name__}")
+    raise InvalidValue(f"Setting {source}={raw!r} is not {rule} ({setting.help.rstrip('.')}); "
+                       f"fix or unset it")
+
+
+def check_environment() -> None:
+    """Check every ``GITML_*`` setting in the environment now, before anything is logged.
+
+    A bad value found later (at exit, in a background thread) could leave a
+    run half-written; found here it is a one-line error before the run starts.
+
+    Raises:
+        InvalidValue: naming the variable, its value and what it must be.
+    """
+    for setting in SETTINGS.values():
+        raw = os.environ.get(setting.env)
+        if raw:
+            _parse(setting, raw, setting.env)
 
 
 def _parse_bool(raw: str) -> bool:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from gitml.errors import (
     ParamAlreadyLogged,
     RunNotFound,
 )
-from tests.conftest import git, run_python
+from tests.conftest import git, gitml_cli, run_python
 
 
 def run_ids(repo: Path) -> list[str]:
@@ -438,3 +441,120 @@ def test_garbled_live_log_is_set_aside(tracking, repo):
     tracking.search_runs()  # any read recovers first
     assert not (live / "junk.log").exists()
     assert (repo / ".git" / "gitml" / "live-failed" / "junk.log").read_text() == "not a gitml log\n"
+
+
+def _run_refs(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split()
+
+
+def test_a_refused_run_name_creates_no_run(repo):
+    """Issue 14 (10): start_run(run_name='x'*9000) raised, yet a RUNNING run was committed at exit."""
+    out = run_python("import gitml\ntry:\n    gitml.start_run(run_name='x' * 9000)\nexcept gitml.errors.InvalidValue as e:\n"
+                     "    print('refused:', e)\n", repo)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused: Invalid value") and "8000" in out.stdout
+    assert _run_refs(repo) == []
+    assert list((repo / ".git" / "gitml" / "live").glob("*.log")) == []
+
+
+@pytest.mark.parametrize("name,value", [("GITML_FLUSH_INTERVAL", "soon"), ("GITML_FLUSH_INTERVAL", "-1"),
+                                        ("GITML_FLUSH_INTERVAL", "nan"), ("GITML_NOTE_METRICS", "lots"),
+                                        ("GITML_SNAPSHOT_MAX_FILE_SIZE", "1e9"), ("GITML_ALLOW_PICKLE", "maybe")])
+def test_a_bad_setting_is_a_one_line_error_before_anything_is_logged(repo, name, value):
+    """Issue 14 (13): GITML_FLUSH_INTERVAL=soon made the exit commit fail and the next command
+    silently delete the live log. Settings are checked when gitml opens the repository: a
+    one-line error naming the variable, and no run or live log is left behind."""
+    script = "import gitml\nwith gitml.start_run():\n    gitml.log_metric('loss', 1.0)\n"
+    out = run_python(script, repo, env={name: value})
+    assert out.returncode == 1 and f"{name}={value!r}" in out.stderr
+    cli = subprocess.run([sys.executable, "-m", "gitml", "runs", "list"], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, name: value})
+    assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and cli.stderr.startswith(f"Error: Setting {name}=")
+    assert _run_refs(repo) == [] and list((repo / ".git" / "gitml").rglob("*.log")) == []
+    assert json.loads(gitml_cli(repo, "runs", "list", "--json").stdout) == []
+
+
+def test_a_bad_setting_in_git_config_leaves_no_live_log(repo):
+    """Issue 14 (13): the same rule for a value in git config, read when the first writer starts."""
+    git(repo, "config", "gitml.flushinterval", "soon")
+    out = run_python("import gitml\ngitml.start_run()\n", repo)
+    assert out.returncode == 1 and "git config gitml.flushinterval='soon'" in out.stderr
+    assert _run_refs(repo) == [] and list((repo / ".git" / "gitml").rglob("*.log")) == []
+
+
+def _log_runs(repo: Path, n: int) -> list[str]:
+    code = (f"import gitml\nfor i in range({n}):\n    with gitml.start_run(run_name=f'r{{i}}') as r:\n"
+            "        gitml.log_param('i', i)\n        gitml.log_metric('loss', 1.0 / (i + 1))\n        print(r.info.run_id)\n")
+    out = run_python(code, repo)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+@pytest.mark.parametrize("damage", ["not-a-database", "torn", "page-garbage"])
+def test_a_damaged_index_is_rebuilt_from_the_refs(repo, damage):
+    """Issue 14 (12): a corrupted index.sqlite made every search and `gitml reindex` fail with
+    "unexpected DatabaseError". The index is derived: a damaged one is deleted and rebuilt from the
+    run refs, with a one-line warning."""
+    ids = _log_runs(repo, 5)
+    index = repo / ".git" / "gitml" / "index.sqlite"
+    run_python("import gitml\ngitml.search_runs()\nimport sqlite3\n"
+               f"sqlite3.connect({str(index)!r}).execute('PRAGMA wal_checkpoint(TRUNCATE)')\n", repo)
+    data = bytearray(index.read_bytes())
+    assert len(data) >= 4096 * 3
+    if damage == "not-a-database":
+        data = bytearray(b"garbage " * 1000)
+    elif damage == "torn":
+        data = data[: len(data) // 2 + 100]
+    else:
+        data[4096:4096 * 3] = os.urandom(4096 * 2)  # b-tree pages of the tables
+    index.write_bytes(bytes(data))
+    out = gitml_cli(repo, "runs", "list", "--json")
+    assert sorted(r["info"]["run_id"] for r in json.loads(out.stdout)) == sorted(ids)
+    assert "damaged" in out.stderr and str(index) in out.stderr and out.stderr.count("\n") == 1
+    found = run_python("import gitml\nprint(len(gitml.search_runs(filter_string='params.i = \"3\"')))\n", repo)
+    assert found.stdout.strip() == "1", found.stderr
+    index.write_bytes(b"garbage " * 1000)
+    assert gitml_cli(repo, "reindex").stdout.startswith("indexed 5 runs")
+
+
+def test_a_read_only_gitml_dir_still_allows_reads(repo, tmp_path):
+    """Issue 14 (12): with .git/gitml not writable (another user's repository, a read-only
+    mount), searches read the runs into an index in memory, with a one-line warning."""
+    import shutil
+    import tempfile
+
+    ids = _log_runs(repo, 3)
+    shared = Path(tempfile.mkdtemp(prefix="gitml-ro-"))
+    try:
+        os.chmod(shared, 0o755)
+        target = shared / "repo"
+        shutil.copytree(repo, target)
+        (target / ".git" / "gitml" / "index.sqlite").write_bytes(b"stale and damaged" * 100)
+        as_other = []
+        if os.geteuid() == 0:  # root ignores file modes: read as another user instead
+            as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        else:
+            for d in [target / ".git" / "gitml", *(target / ".git" / "gitml").rglob("*")]:
+                if d.is_dir():
+                    d.chmod(0o555)
+        home = shared / "home"
+        home.mkdir()
+        (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = *\n[user]\n\tname = x\n\temail = x@y\n")
+        os.chmod(home, 0o755)
+        env = {**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1"}
+        probe = subprocess.run([*as_other, sys.executable, "-c", "import gitml"], capture_output=True, env=env)
+        if probe.returncode != 0:
+            pytest.skip(f"cannot run Python as another user here: {probe.stderr[-200:]!r}")
+        out = subprocess.run([*as_other, sys.executable, "-m", "gitml", "-C", str(target), "runs", "list", "--json"],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        assert sorted(r["info"]["run_id"] for r in json.loads(out.stdout)) == sorted(ids)
+        assert "cannot write the run index" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+        shown = subprocess.run([*as_other, sys.executable, "-m", "gitml", "-C", str(target), "runs", "show", ids[0][:8]],
+                               capture_output=True, text=True, env=env)
+        assert shown.returncode == 0 and ids[0] in shown.stdout, shown.stderr
+    finally:
+        for d in shared.rglob("*"):
+            if d.is_dir():
+                d.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)

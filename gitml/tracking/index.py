@@ -83,20 +83,23 @@ class RunIndex:
             except (sqlite3.DatabaseError, OSError) as e:
                 if db is not None:
                     db.close()
-                if attempt == 0 and _is_corrupt(e):
-                    self._discard_damaged(e)
+                if attempt == 0 and _is_corrupt(e) and self._discard_damaged(e):
                     continue
                 return self._open_in_memory(e)
         raise AssertionError("unreachable")
 
-    def _discard_damaged(self, error: BaseException) -> None:
-        log.warning("gitml: warning: the run index %s is damaged (%s); rebuilding it from the run refs",
-                    self.path, error)
+    def _discard_damaged(self, error: BaseException) -> bool:
+        """Delete a damaged index (it is derived); False if this process may not."""
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")
             except FileNotFoundError:
                 pass
+            except OSError:
+                return False
+        log.warning("gitml: warning: the run index %s is damaged (%s); rebuilding it from the run refs",
+                    self.path, error)
+        return True
 
     def _open_in_memory(self, error: BaseException) -> sqlite3.Connection:
         log.warning("gitml: warning: cannot write the run index %s (%s); reading the runs into memory instead",
@@ -114,8 +117,7 @@ class RunIndex:
             if self.in_memory or not (_is_corrupt(e) or _is_read_only(e)):
                 raise
             self.db.close()
-            if _is_corrupt(e):
-                self._discard_damaged(e)
+            if _is_corrupt(e) and self._discard_damaged(e):
                 self.db = self._open()
             else:
                 self._open_in_memory(e)

@@ -52,6 +52,7 @@ def open_repo(path: str | os.PathLike[str] | None = None) -> GitRepo:
     Raises:
         NotARepository: no git repository there.
     """
+    settings.check_environment()
     if path is None:
         path = _default_location or settings.get("repo") or None
     start = str(Path(path).resolve()) if path is not None else os.getcwd()
