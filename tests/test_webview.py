@@ -554,3 +554,45 @@ def test_a_crashed_run_is_shown_as_it_is_in_git_and_not_recovered_by_a_get(repo)
     d = client.get(f"/api/runs/{run_id}").get_json()
     assert d["run"]["info"]["status"] == "KILLED" and d["live"] is False
     assert client.get(f"/api/runs/{run_id}/metrics/loss").get_json()["values"] == [0.5, 0.25]
+
+
+def test_a_corrupted_artifact_is_never_served_as_a_success(tracking, repo, tmp_path):
+    """Issue 14 (7): an object with 8 bytes changed (same size) was served with 200 and all its
+    bytes, and previews over 512 KB were never verified. A small file is verified before the
+    first byte goes out (an error answer); a big one streams but stops before its last block,
+    so the client never receives all of it; previews verify the whole object."""
+    import hashlib
+
+    from gitml.store.content import CorruptObject
+    from gitml.webview import LOOPBACK_HOSTS, create_app
+
+    small, big, text = tmp_path / "small.bin", tmp_path / "big.bin", tmp_path / "notes.txt"
+    small.write_bytes(os.urandom(10_000))
+    big.write_bytes(os.urandom(9 * 1024 * 1024 + 123))
+    text.write_text("line of text\n" * 100_000)  # 1.3 MB: previewed from its first 512 KB
+    with tracking.start_run() as run:
+        for f in (small, big, text):
+            tracking.log_artifact(str(f))
+    cache = repo / ".git" / "gitml" / "cache" / "files" / "md5"
+    client = create_app(repo, allowed_hosts=LOOPBACK_HOSTS).test_client()
+    base = f"/api/runs/{run.info.run_id}/artifact?path="
+    assert client.get(base + "small.bin").data == small.read_bytes()  # intact: served
+    for f in (small, big, text):
+        md5 = hashlib.md5(f.read_bytes()).hexdigest()
+        obj = cache / md5[:2] / md5[2:]
+        obj.chmod(0o644)
+        data = bytearray(obj.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 8] = b"EVILBYTE"
+        obj.write_bytes(bytes(data))
+    r = client.get(base + "small.bin")
+    assert r.status_code == 500 and b"corrupted" in r.data and len(r.data) < 1000
+    r = client.get(base + "big.bin", buffered=False)
+    assert r.status_code == 200 and r.content_length == big.stat().st_size
+    received = 0
+    with pytest.raises(CorruptObject):
+        for block in r.response:
+            received += len(block)
+    assert received < big.stat().st_size
+    page = client.get(f"/runs/{run.info.run_id}/artifacts?path=notes.txt").get_data(as_text=True)
+    assert "corrupted" in page and "line of text" not in page  # the page says so instead of a preview
+    assert client.get(f"/api/runs/{run.info.run_id}/artifact?path=notes.txt&inline=1").status_code == 500
