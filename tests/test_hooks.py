@@ -422,3 +422,40 @@ def test_pre_push_of_gitml_refs_alone_does_not_push_again(hooked, remote):
     out = subprocess.run([sys.executable, "-m", "gitml.hooks", "pre-push", "origin", str(remote)],
                          cwd=hooked, input=lines, capture_output=True, text=True, check=False)
     assert (out.returncode, out.stderr) == (0, "")
+
+
+BOMB = """a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f {k1: *e, k2: *e, k3: *e, k4: *e, k5: *e, k6: *e, k7: *e, k8: *e, k9: *e, k10: *e}
+"""
+
+
+def test_post_commit_caps_keys_aliases_sizes_and_depth(hooked):
+    """Issue 14 (9): a 20k-key metrics.json made `git commit` take 12 s (200k keys: > 120 s), and a
+    6-line YAML alias bomb in params.yaml gave 1.1M params and a 70 s commit. Keys are capped
+    (gitml.hooks.maxkeys, 1000), values once aliases are expanded (200k), file sizes (10 MB) and nesting, each with a
+    one-line warning; the commit stands and the rest is logged."""
+    (hooked / "metrics.json").write_text(json.dumps({f"m{i}": i for i in range(200_000)}))
+    (hooked / "params.yaml").write_text(BOMB)
+    (hooked / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    git(hooked, "config", "gitml.hooks.metrics", "metrics.json,deep.json")
+    git(hooked, "add", ".")
+    out = commit(hooked, "a generated metrics file and a bomb")
+    warnings = [ln for ln in out.stderr.splitlines() if "warning" in ln]
+    assert any("metrics.json: more than 1000 metrics" in w for w in warnings), out.stderr
+    assert any("params.yaml: more than 200000 values once its YAML aliases are expanded" in w for w in warnings), out.stderr
+    assert any("deep.json: nested too deeply" in w for w in warnings), out.stderr
+    assert len(warnings) == 3, out.stderr
+    [run] = runs(hooked)
+    assert len(run["data"]["metrics"]) == 1000 and run["data"]["params"] == {}
+    git(hooked, "config", "gitml.hooks.maxkeys", "5")
+    (hooked / "params.yaml").write_text("\n".join(f"p{i}: {i}" for i in range(10)) + "\n")
+    (hooked / "metrics.json").write_text("x" * (11 * 1024 * 1024))
+    git(hooked, "add", ".")
+    out = commit(hooked, "maxkeys 5")
+    assert "params.yaml: more than 5 params" in out.stderr and "metrics.json: 11534336 bytes" in out.stderr
+    run = next(r for r in runs(hooked) if r["data"]["params"])
+    assert sorted(run["data"]["params"]) == ["p0", "p1", "p2", "p3", "p4"]

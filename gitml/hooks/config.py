@@ -16,7 +16,7 @@ PREFIX = "gitml.hooks."
 @dataclass(frozen=True)
 class HookSetting:
     name: str
-    default: str | bool | tuple[str, ...] | None
+    default: str | bool | int | tuple[str, ...] | None
     type: type
     help: str
 
@@ -38,6 +38,8 @@ SETTINGS: dict[str, HookSetting] = {
                     "Experiment (by name, created if needed) for the runs post-commit logs (default: Default)."),
         HookSetting("strict", False, bool,
                     "Block the push when pre-push cannot push gitml's refs (default: warn and push the branch)."),
+        HookSetting("maxkeys", 1000, int,
+                    "Most params, and most metrics, post-commit logs for one commit (the rest are named in a warning)."),
     )
 }
 
@@ -49,6 +51,7 @@ class HookConfig:
     always: bool
     experiment: str | None
     strict: bool
+    maxkeys: int = 1000
     warnings: tuple[str, ...] = ()  # values that were not understood (and counted as the default)
 
 
@@ -93,6 +96,14 @@ def load(git_dir: str | Path) -> HookConfig:
             values[name] = bool(parsed)
         elif s.type is tuple:
             values[name] = split_paths(raw[s.key] or "")
+        elif s.type is int:
+            text = (raw[s.key] or "").strip()
+            if text.isdigit() and int(text) > 0:
+                values[name] = int(text)
+            else:
+                warnings.append(f"git config {s.key}={raw[s.key]!r} is not a positive whole number; "
+                                f"taken as {s.default}")
+                values[name] = s.default
         else:
             values[name] = (raw[s.key] or "").strip() or s.default
     return HookConfig(**values, warnings=tuple(warnings))  # type: ignore[arg-type]

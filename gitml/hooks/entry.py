@@ -18,6 +18,10 @@ from typing import TextIO
 USAGE = "usage: python -m gitml.hooks post-commit [--rev REV] | pre-push REMOTE [URL]"
 
 
+#: Warnings one hook prints at most (a generated file can give one per key).
+MAX_WARNINGS = 20
+
+
 def _line(text: str) -> str:
     """The first line of a message (git's errors run over several), without a final period."""
     return (text.strip().splitlines() or [""])[0].rstrip(".")
@@ -38,8 +42,10 @@ def post_commit(path: str = ".", rev: str = "HEAD", err: TextIO | None = None) -
     except Exception as e:  # noqa: BLE001 - a hook after a commit must never fail it
         err.write(f"gitml: warning: post-commit hook: no run logged: {_reason(e)}\n")
         return 0
-    for w in result.warnings:
+    for w in result.warnings[:MAX_WARNINGS]:
         err.write(f"gitml: warning: {_line(w)}\n")
+    if len(result.warnings) > MAX_WARNINGS:
+        err.write(f"gitml: warning: ... and {len(result.warnings) - MAX_WARNINGS} more warnings\n")
     if result.run_id and result.commit:
         err.write(f"gitml: logged run {result.run_id[:12]} for commit {result.commit[:7]} ({result.params} params, "
                   f"{result.metrics} metrics from {', '.join(result.files) or 'no file'})\n")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 HOOK_TAG = "gitml.hook"
 FILES_TAG = "gitml.hook.files"
+#: Params and metrics files bigger than this are not read (a warning says so).
+MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass
@@ -79,6 +81,8 @@ def parse_file(path: str, data: bytes) -> dict[str, Any]:
             loaded = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+        except RecursionError:
+            raise ValueError(f"{path}: nested too deeply") from None
     elif lower.endswith(".toml"):
         try:
             import tomllib
@@ -88,11 +92,15 @@ def parse_file(path: str, data: bytes) -> dict[str, Any]:
             loaded = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: not valid TOML ({e})") from e
+        except RecursionError:
+            raise ValueError(f"{path}: nested too deeply") from None
     else:
         import yaml
 
+        from gitml import safeyaml
+
         try:
-            loaded = yaml.safe_load(text)
+            loaded = safeyaml.load(text, path)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -109,14 +117,18 @@ def parse_file(path: str, data: bytes) -> dict[str, Any]:
 def flatten(data: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested mappings as dotted keys, as ``dvc params diff`` shows them: ``{"a": {"b": 1}}`` -> ``a.b``.
 
-    Lists stay values; empty mappings give nothing.
+    Lists stay values; empty mappings give nothing. Lazy (a caller may stop early)
+    and without recursion, so any depth is safe.
     """
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            yield from flatten(value, name)
-        else:
+    stack: list[Iterator[tuple[str, Any]]] = [((f"{prefix}.{k}" if prefix else str(k), v) for k, v in data.items())]
+    while stack:
+        for name, value in stack[-1]:
+            if isinstance(value, dict):
+                stack.append(((f"{name}.{k}", v) for k, v in value.items()))
+                break
             yield name, value
+        else:
+            stack.pop()
 
 
 def _is_number(value: Any) -> bool:
@@ -124,13 +136,21 @@ def _is_number(value: Any) -> bool:
 
 
 def collect(repo: GitRepo, commit: str, paths: list[str], kind: str,
-            warnings: list[str]) -> dict[str, tuple[Any, str]]:
-    """key -> (value, file) from ``paths`` at ``commit``; the first file to give a key wins."""
+            warnings: list[str], limit: int = 1000) -> dict[str, tuple[Any, str]]:
+    """key -> (value, file) from ``paths`` at ``commit``; the first file to give a key wins.
+
+    At most ``limit`` keys are taken, and files over MAX_FILE_BYTES are not
+    read: a commit is never held up by a generated file of 200k keys.
+    """
     tree = repo.commit_info(commit).tree
     found: dict[str, tuple[Any, str]] = {}
     for path in paths:
         data = repo.read_path(tree, path)
         if data is None:
+            continue
+        if len(data) > MAX_FILE_BYTES:
+            warnings.append(f"{path}: {len(data)} bytes, over the {MAX_FILE_BYTES // 2**20} MB gitml reads; "
+                            f"its {kind} were not logged")
             continue
         try:
             mapping = parse_file(path, data)
@@ -139,6 +159,10 @@ def collect(repo: GitRepo, commit: str, paths: list[str], kind: str,
             continue
         skipped = []
         for key, value in flatten(mapping):
+            if len(found) >= limit and key not in found:
+                warnings.append(f"{path}: more than {limit} {kind}; the rest were not logged "
+                                f"(git config gitml.hooks.maxkeys raises the limit)")
+                break
             if kind == "metrics" and not _is_number(value):
                 skipped.append(key)
             elif key in found and found[key][0] != value:
@@ -146,7 +170,8 @@ def collect(repo: GitRepo, commit: str, paths: list[str], kind: str,
             else:
                 found.setdefault(key, (value, path))
         if skipped:
-            warnings.append(f"{path}: skipped metrics that are not numbers: {', '.join(skipped)}")
+            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            warnings.append(f"{path}: skipped metrics that are not numbers: {shown}")
     return found
 
 
@@ -173,8 +198,8 @@ def log_commit(repo: GitRepo, rev: str = "HEAD") -> PostCommitResult:
         return result
     params_files = files_in(git_dir, commit, settings.params)
     metrics_files = files_in(git_dir, commit, settings.metrics)
-    params = collect(repo, commit, params_files, "params", result.warnings)
-    metrics = collect(repo, commit, metrics_files, "metrics", result.warnings)
+    params = collect(repo, commit, params_files, "params", result.warnings, settings.maxkeys)
+    metrics = collect(repo, commit, metrics_files, "metrics", result.warnings, settings.maxkeys)
     if not params and not metrics and not settings.always:
         result.skipped = "no params or metrics to log"
         return result

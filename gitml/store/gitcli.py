@@ -18,14 +18,16 @@ class GitCommandError(GitmlError):
     """A git command the hooks need failed."""
 
 
-def git(git_dir: str | Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+def git(git_dir: str | Path, *args: str, ok: tuple[int, ...] = (0,),
+        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run ``git args`` on the repository at ``git_dir``; raise GitCommandError unless its exit status is in ``ok``.
 
     The git dir is passed explicitly: inside a hook, git may export a
     relative ``GIT_DIR`` that means nothing from another directory.
+    ``input`` is fed to the command's stdin.
     """
     out = subprocess.run(["git", "--git-dir", str(git_dir), *args], cwd=git_dir, capture_output=True,
-                         check=False)
+                         check=False, input=input)
     if out.returncode not in ok:
         detail = out.stderr.decode(errors="replace").strip().splitlines()
         raise GitCommandError(f"'git {args[0]}' failed in {git_dir}: {detail[-1] if detail else out.returncode}")

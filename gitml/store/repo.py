@@ -8,6 +8,7 @@ pygit2 types.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import random
@@ -51,6 +52,8 @@ TREE_MODE = 0o040000
 _OBJECT_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
 _HEX = frozenset("0123456789abcdef")
 CAS_RETRIES = 200
+#: A tree update with at least this many changed files writes its objects as one pack.
+PACK_THRESHOLD = 256
 #: A ref's ``.lock`` file that no live gitml process holds (gitml flocks the
 #: locks it takes) and that is at least this old was left by a killed process:
 #: git and libgit2 hold ref locks for milliseconds.
@@ -543,11 +546,90 @@ class GitRepo:
 
         ``changes`` maps slash-separated paths to new content (bytes) or None
         to delete. Only the subtrees on changed paths are rewritten; empty
-        subtrees are dropped, as git does.
+        subtrees are dropped, as git does. Many changes at once (a run with
+        thousands of metric keys) are written as one pack, not loose files.
         """
         with self.lock:
+            if len(changes) >= PACK_THRESHOLD and self._sha1():
+                return self._update_packed(base, changes)
             base_tree = self._repo[base] if base else None
             return str(self._update(base_tree, changes))
+
+    def _sha1(self) -> bool:
+        if not hasattr(self, "_is_sha1"):
+            self._is_sha1 = (self.config_value("extensions.objectformat") or "sha1").lower() == "sha1"
+        return self._is_sha1
+
+    def _update_packed(self, base: str | None, changes: dict[str, bytes | None]) -> str:
+        """``update_tree`` building the new blobs and trees in memory and writing them as one pack.
+
+        A loose object costs a file create and rename (0.3-0.5 ms here), so a
+        run with 20k metric keys (40k objects) took ~10 s to commit; one pack
+        through ``git index-pack`` takes a fraction of that.
+        """
+        objects: dict[str, tuple[int, bytes]] = {}
+
+        def add(kind: int, data: bytes) -> str:
+            oid = hashlib.sha1(b"%s %d\0" % (_OBJECT_TYPE_NAMES[kind].encode(), len(data)) + data).hexdigest()
+            objects[oid] = (kind, data)
+            return oid
+
+        def build(tree: str | None, todo: dict[str, bytes | None]) -> str | None:
+            entries: dict[bytes, tuple[int, str]] = {}
+            if tree is not None:
+                for e in self._repo[tree]:
+                    entries[e.raw_name] = (e.filemode, str(e.id))
+            nested: dict[bytes, dict[str, bytes | None]] = {}
+            for path, data in todo.items():
+                head, _, rest = path.partition("/")
+                name = head.encode()
+                if rest:
+                    nested.setdefault(name, {})[rest] = data
+                elif data is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = (BLOB_MODE, add(_BLOB, data))
+            for name, sub in nested.items():
+                existing = entries.get(name)
+                oid = build(existing[1] if existing is not None and existing[0] == TREE_MODE else None, sub)
+                if oid is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = (TREE_MODE, oid)
+            if not entries and tree is not None and todo:
+                return None
+            # git's order: names compared as bytes, a tree's name as if it ended in '/'
+            order = sorted(entries, key=lambda n: n + b"/" if entries[n][0] == TREE_MODE else n)
+            return add(_TREE, b"".join(b"%o %s\0" % (entries[n][0], n) + bytes.fromhex(entries[n][1])
+                                       for n in order))
+
+        root = build(base, changes)
+        if root is None:
+            root = add(_TREE, b"")
+        self._write_pack(list(objects.values()))
+        return root
+
+    def _write_pack(self, objects: list[tuple[int, bytes]]) -> None:
+        """Store ``objects`` (type, raw data) as one pack, indexed by ``git index-pack``."""
+        import struct
+        import zlib
+
+        from gitml.store.gitcli import git
+
+        parts = [b"PACK", struct.pack(">II", 2, len(objects))]
+        for kind, data in objects:
+            size = len(data)
+            header = bytearray()
+            byte = (kind << 4) | (size & 0x0F)
+            size >>= 4
+            while size:
+                header.append(byte | 0x80)
+                byte = size & 0x7F
+                size >>= 7
+            header.append(byte)
+            parts += [bytes(header), zlib.compress(data, 1)]
+        body = b"".join(parts)
+        git(self.common_dir, "index-pack", "--stdin", input=body + hashlib.sha1(body).digest())
 
     def _update(self, tree: pygit2.Tree | None, changes: dict[str, bytes | None]) -> pygit2.Oid:
         repo = self._repo
