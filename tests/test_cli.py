@@ -150,3 +150,42 @@ def test_artifacts_list_and_download(repo, tmp_path):
     assert (dest / "docs" / "a.txt").read_text() == "hi"  # run-relative path kept, as in MLflow
     missing = gitml_cli(repo, "artifacts", "download", rid, "nope", check=False)
     assert missing.returncode == 1 and "no artifact" in missing.stderr
+
+
+EVIL_NAME = "evil\x1b[2J\x1b]0;pwned\x07\u202egnp.exe\x9b31m\u2028run " + "f" * 32 + " FINISHED"
+
+
+def test_terminal_escapes_in_user_data_are_printed_as_visible_escapes(repo):
+    """Issue 14 (14): terminal escape sequences in run names were printed raw (they can clear the
+    screen or retitle the terminal), and a U+2028 in a run name forged a line in refs/notes/gitml.
+    Every command writes such characters as JSON's \\uXXXX escapes; --json stays valid and decodes
+    to the exact name; the note line keeps them escaped."""
+    out = run_python(f"import gitml\nwith gitml.start_run(run_name={EVIL_NAME!r}) as r:\n"
+                     f"    gitml.set_tag('note', {EVIL_NAME!r})\nprint(r.info.run_id)\n", repo)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    raw = ("\x1b", "\x07", "\u202e", "\x9b", "\u2028")
+    for args in (["runs", "list"], ["runs", "show", run_id], ["log"], ["runs", "show", run_id, "--json"]):
+        printed = gitml_cli(repo, *args).stdout
+        assert not any(c in printed for c in raw), (args, printed)
+        assert "\\u009b31m" in printed, args
+    listed = json.loads(gitml_cli(repo, "runs", "list", "--json").stdout)
+    assert listed[0]["info"]["run_name"] == EVIL_NAME and listed[0]["data"]["tags"]["note"] == EVIL_NAME
+    missing = gitml_cli(repo, "runs", "show", "abcd\x1b[2J", check=False)
+    assert "\x1b" not in missing.stderr and missing.stderr.startswith("Error: ")
+    note = git(repo, "notes", "--ref=gitml", "show", "HEAD")
+    assert note.count("\n") == 1 and note.startswith(f"run {run_id} ") and "\u2028" not in note
+    assert "\x1b" not in note
+
+
+def test_a_closed_pipe_ends_a_command_quietly(logged):
+    """Issue 14 (14): `gitml runs show X | head` printed "unexpected BrokenPipeError"."""
+    import subprocess
+    import sys
+
+    run_python("import gitml\nfor i in range(300):\n    with gitml.start_run():\n        gitml.log_param('i', i)\n",
+               logged)
+    shell = f"{sys.executable} -m gitml runs list -n 1000 | head -1; echo \"status ${{PIPESTATUS[0]}}\" >&2"
+    out = subprocess.run(["bash", "-c", shell], cwd=logged, capture_output=True, text=True)
+    assert out.stdout.count("\n") == 1
+    assert out.stderr.strip().splitlines() == ["status 141"], out.stderr

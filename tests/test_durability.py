@@ -917,3 +917,52 @@ def test_malformed_lines_of_a_dead_writer_are_set_aside_and_the_rest_recovered(r
     assert history(tracking.Client(repo), run_id, "loss") == [(i, 1.0 / (i + 1)) for i in range(N)]
     for cmd in (("runs", "list"), ("runs", "recover"), ("runs", "show", run_id)):
         gitml_cli(repo, *cmd)
+
+
+SHORT_WRITES = """
+    import json, os, resource, signal
+    from gitml.tracking import writer
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    run = gitml.start_run(run_name="full-disk")
+    gitml.log_param("alpha", "0.5")
+    path = next(p for p in writer.live_dir(gitml.tracking.runs.open_repo()).glob(run.info.run_id + ".*.log"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 1000, hard))
+    acked, failed = [], 0
+    for i in range(100):
+        try:
+            gitml.log_metric("loss", i + 0.123456789, step=i)
+            acked.append(i)
+        except OSError:
+            failed += 1
+    try:
+        gitml.set_tag("during", "full")
+    except OSError:
+        failed += 1
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
+    for i in range(100, 120):
+        gitml.log_metric("loss", i + 0.123456789, step=i)
+        acked.append(i)
+    gitml.set_tag("after", "space")
+    say("ready", run.info.run_id, failed, json.dumps(acked, separators=(",", ":")))
+    wait_for_go()
+"""
+
+
+def test_short_writes_on_a_full_disk_lose_nothing_acknowledged_and_tear_nothing(repo, tracking, spawn):
+    """Issue 14 (14): after ENOSPC a torn last line could merge with the next one. A short write is
+    finished or raises; the torn line is closed off and marked, so recovery keeps exactly the
+    points whose log_metric returned, and the lines logged once there was space again."""
+    child = spawn(SHORT_WRITES, env=NO_FLUSHER)
+    run_id, failed, acked = child.expect("ready")
+    acked = json.loads(acked)
+    assert int(failed) > 0 and len(acked) > 20, (failed, acked)
+    (log,) = live_files(repo)
+    assert b"~torn" in log.read_bytes()
+    child.kill()
+    gitml_cli(repo, "runs", "recover")
+    assert raw_points(repo, run_id, "loss") == [(i, i + 0.123456789) for i in acked]
+    run = tracking.Client(repo).get_run(run_id)
+    assert run.data.tags["after"] == "space" and run.data.params == {"alpha": "0.5"}
+    assert run.info.status == "KILLED"
+    assert not (repo / ".git" / "gitml" / "live-failed").exists()

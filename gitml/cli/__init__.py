@@ -6,6 +6,7 @@ Heavy modules (pygit2, pandas) are imported inside commands so that
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,10 +19,18 @@ class GitmlGroup(click.Group):
     """Maps gitml errors to ``Error: ...`` and their exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from gitml.cli.output import safe_streams
         from gitml.errors import GitmlError
 
+        before = safe_streams()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            # `gitml runs list | head`: the reader is gone; stop quietly, as git does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except GitmlError as e:
             if ctx.meta.get("gitml.traceback"):
                 raise
@@ -34,6 +43,8 @@ class GitmlGroup(click.Group):
                 raise
             click.echo(f"Error: unexpected {type(e).__name__}: {e} (rerun with --traceback for details)", err=True)
             sys.exit(1)
+        finally:
+            sys.stdout, sys.stderr = before
 
 
 @click.group(cls=GitmlGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,6 +8,10 @@ writer and is ready for recovery.
 
 Lines are appended with one ``write(2)`` each, so a SIGKILL loses nothing the
 call returned from; only a half-written last line (power loss) is dropped.
+A short write (a full disk, a file size limit) finishes the line if it can;
+if it cannot, the call raises and the torn line is closed off later with a
+``~torn`` line, so recovery drops exactly that line (its call had failed)
+and the next line starts clean.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+#: Written after a torn line: that line was never acknowledged to the caller.
+TORN_MARK = b"~torn"
+
+
 class LiveLog:
     """An append-only log file owned (locked) by this process."""
 
@@ -26,6 +34,8 @@ class LiveLog:
         self.path = path
         self.fd = fd
         self.pid = os.getpid()
+        # Bytes that must reach the log before the next line: the end of a torn line and its mark.
+        self.owed = b""
 
     @classmethod
     def create(cls, live_dir: Path, run_id: str, writer_id: str, header: bytes) -> LiveLog:
@@ -41,8 +51,22 @@ class LiveLog:
         os.write(fd, header)
         return cls(path, fd)
 
-    def append(self, data: bytes) -> None:
-        os.write(self.fd, data)
+    def append(self, data: bytes, done: int = 0) -> None:
+        """Write all of ``data`` (``done`` bytes of it are written already).
+
+        Raises:
+            OSError: the disk is full (or similar). Nothing of ``data`` counts as logged then.
+        """
+        while self.owed:
+            n = os.write(self.fd, self.owed)
+            self.owed = self.owed[n:]
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError:
+            if done:
+                self.owed = b"\n" + TORN_MARK + b"\n"
+            raise
 
     def sync(self) -> None:
         os.fsync(self.fd)
@@ -68,10 +92,19 @@ class OrphanLog:
         self._fd = fd
 
     def read_lines(self) -> list[bytes]:
-        """Complete lines of the log (a torn last line is dropped)."""
+        """Complete lines of the log: a torn last line is dropped, and so is a line marked torn."""
         data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        return lines[:-1]  # the piece after the last newline is incomplete or empty
+        lines = data.split(b"\n")[:-1]  # the piece after the last newline is incomplete or empty
+        if TORN_MARK not in data:
+            return lines
+        kept: list[bytes] = []
+        for line in lines:
+            if line == TORN_MARK:
+                if kept:
+                    kept.pop()
+            else:
+                kept.append(line)
+        return kept
 
     def discard(self) -> None:
         """Delete the log (its content is now in git) and release it."""

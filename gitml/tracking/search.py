@@ -144,6 +144,10 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 # --------------------------------------------------------------------------- parsing
 
 
+#: Longest LIKE pattern (SQLite refuses 50k; no value gitml stores is longer than 8k).
+MAX_PATTERN = 10_000
+
+
 class _Cursor:
     """A position in the text being parsed, with helpers that build errors naming it."""
 
@@ -151,6 +155,13 @@ class _Cursor:
         self.text = text
         self.label = label
         self.pos = 0
+        if not isinstance(text, str):
+            raise InvalidFilter(f"Invalid {label}: expected a string, not {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise self.error(f"character {text[e.start]!r} at column {e.start + 1} is not valid Unicode "
+                             "(a lone surrogate, from undecodable bytes)") from None
 
     def error(self, detail: str) -> InvalidFilter:
         return InvalidFilter(f"Invalid {self.label} {self.text!r}: {detail}")
@@ -381,7 +392,10 @@ def _read_value(cur: _Cursor, kind: str, key: str, op: str, ident: str) -> objec
                 f"{_describe(kind, key)} in {ident!r} must be compared with an integer "
                 f"(milliseconds since the epoch), got {text!r}"
             )
-        return int(text)
+        number = int(text) if len(text) <= 20 else 2**63  # int() refuses thousands of digits
+        if not -(2**63) <= number < 2**63:
+            raise cur.error(f"{text!r} for {_describe(kind, key)} in {ident!r} is out of range (a 64-bit integer)")
+        return number
     raise cur.error(
         f"value {text!r} for {_describe(kind, key)} in {ident!r} must be quoted, e.g. '{text}'"
     )
@@ -404,6 +418,8 @@ def _read_comparison(cur: _Cursor) -> Comparison:
         )
     cur.skip_space()
     value = _read_value(cur, kind, key, op, ident)
+    if "LIKE" in op and isinstance(value, str) and len(value) > MAX_PATTERN:
+        raise cur.error(f"the {op} pattern for {ident!r} is {len(value)} characters long; the limit is {MAX_PATTERN}")
     return Comparison(kind, key, op, value)
 
 

@@ -319,7 +319,12 @@ class RunWriter:
         line = f"{step}\t{timestamp}\t{value!r}\n"
         data = f"M{key}\t{line}".encode()
         with self._lock:
-            os.write(self._fd, data)
+            if self.log.owed:
+                self.log.append(data)
+            else:
+                n = os.write(self._fd, data)
+                if n != len(data):  # a short write: finish it, or raise (nothing is queued then)
+                    self.log.append(data, n)
             bucket = self._metrics.get(key)
             if bucket is None:
                 bucket = self._metrics[key] = []
@@ -356,7 +361,7 @@ class RunWriter:
         """Queue one event and write it to the live log."""
         line = encode_event(ev)
         with self._lock:
-            os.write(self._fd, line)
+            self.log.append(line)
             self._events.append(ev)
             self._seq += 1
 
