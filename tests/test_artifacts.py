@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gitml.errors import InvalidName, InvalidValue
+from gitml.errors import CorruptRun, InvalidName, InvalidValue
 from tests.conftest import git
 
 
@@ -243,7 +243,7 @@ def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_pa
     commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "tampered").strip()
     git(repo, "update-ref", ref, commit)
     dst = tmp_path / "dst" / "inner"
-    with pytest.raises(InvalidName, match="escaped"):
+    with pytest.raises(CorruptRun, match="escaped"):
         tracking.Client().download_artifacts(rid, "", str(dst))
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dst" / "escaped.txt").exists()
 

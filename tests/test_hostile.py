@@ -544,3 +544,19 @@ def test_hostile_registry_tags_and_comments(in_site: Site):
         with pytest.raises(GitmlError):
             gitml.pyfunc.load_model(uri)
     _outside_untouched(in_site)
+
+
+def test_a_fresh_clone_pulls_only_clean_notes_and_comments(site: Site, tmp_path: Path):
+    """Notes of a clone with none of its own: forged, control-character and malformed lines are
+    not taken, nor registry comments that are not JSON objects; well-formed lines are."""
+    fresh = tmp_path / "fresh"
+    _sh(tmp_path, site.env, "git", "clone", "-q", "-b", "main", str(site.bare), str(fresh))
+    out = _gitml(fresh, site.env, "pull", "--json")
+    received = set(json.loads(out.stdout)["runs_received"])
+    assert site.their_good_run in received and not received & set(site.bad.values())
+    note = _sh(fresh, site.env, "git", "notes", "--ref=gitml", "show", "HEAD").stdout
+    assert "\x1b" not in note and "not a run line" not in note and "run x" not in note and "z" * 5000 not in note
+    assert "run " + "e" * 32 + ' FINISHED "forged"' in note  # well-formed: taken as written
+    comments = _sh(fresh, site.env, "git", "log", "-1", "--format=%N", "--notes=gitml-registry",
+                   "refs/tags/evil@v1.0.0", check=False).stdout
+    assert "not json" not in comments and "[1,2]" not in comments

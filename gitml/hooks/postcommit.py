@@ -120,15 +120,19 @@ def flatten(data: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
     Lists stay values; empty mappings give nothing. Lazy (a caller may stop early)
     and without recursion, so any depth is safe.
     """
-    stack: list[Iterator[tuple[str, Any]]] = [((f"{prefix}.{k}" if prefix else str(k), v) for k, v in data.items())]
+    stack: list[Iterator[tuple[str, Any]]] = [_named(prefix, data)]
     while stack:
         for name, value in stack[-1]:
             if isinstance(value, dict):
-                stack.append(((f"{name}.{k}", v) for k, v in value.items()))
+                stack.append(_named(name, value))
                 break
             yield name, value
         else:
             stack.pop()
+
+
+def _named(prefix: str, data: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
+    return ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in data.items())
 
 
 def _is_number(value: Any) -> bool:

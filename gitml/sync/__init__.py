@@ -92,12 +92,10 @@ def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[
     elif (experiment_id := names.parse_experiment_ref(ref)) is not None:
         experiments.read_experiment(repo, theirs, experiment_id)  # raises CorruptRun
         merged = theirs if ours is None else _merge_history(repo, ours, theirs)
-    elif ref in (names.NOTES_REF, names.REGISTRY_NOTES_REF):
+    elif ref in _NOTE_RULES:
         if not repo.is_commit(theirs):
             raise CorruptRun(f"{ref} on the remote does not point at a commit")
-        if ours is None:
-            return "received", theirs
-        merged = _merge_notes(repo, ours, theirs, _union_lines if ref == names.REGISTRY_NOTES_REF else _union_runs)
+        merged = _merge_notes(repo, ours, theirs, _NOTE_RULES[ref])
     else:
         raise CorruptRun(f"{ref} is not a ref gitml writes")
     return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
@@ -141,32 +139,80 @@ def _union_runs(mine: str, theirs: str) -> str | None:
     return (merge_lines(mine, new_lines) or "") if new_lines else None
 
 
+def _clean_run_note(text: str) -> str | None:
+    """Their note as it may be taken: its well-formed run lines only."""
+    lines = parse_lines(text)
+    return "\n".join(lines.values()) + "\n" if lines else None
+
+
 def _union_lines(mine: str, theirs: str) -> str | None:
-    """Registry comments: every line of both, ours first, each once (lines split at newlines only)."""
+    """Registry comments: every line of both, ours first, each once (lines split at newlines only).
+
+    Their lines are taken only if they are JSON objects, as gitml writes comments.
+    """
     have = set(mine.split("\n"))
-    extra = [line for line in theirs.split("\n") if line and line not in have]
-    return mine.rstrip("\n") + "\n" + "\n".join(extra) + "\n" if extra else None
+    extra = [line for line in theirs.split("\n") if line and line not in have and _json_object(line)]
+    if not extra:
+        return None
+    return (mine.rstrip("\n") + "\n" if mine.strip() else "") + "\n".join(extra) + "\n"
 
 
-def _merge_notes(repo: GitRepo, ours: str, theirs: str, combine: Callable[[str, str], str | None]) -> str:
-    """Union of two notes commits (``combine`` merges two notes on one object); a merge commit of both."""
-    if repo.is_ancestor(theirs, ours):
+def _clean_comments(text: str) -> str | None:
+    lines = [line for line in text.split("\n") if line and _json_object(line)]
+    return "\n".join(lines) + "\n" if lines else None
+
+
+def _json_object(line: str) -> bool:
+    import json
+
+    try:
+        return len(line) <= 100_000 and isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+@dataclass(frozen=True)
+class _NoteRules:
+    combine: Callable[[str, str], str | None]  # two clones' notes on one object -> the merged note
+    clean: Callable[[str], str | None]  # a note of theirs -> what of it may be taken
+
+
+_NOTE_RULES = {names.NOTES_REF: _NoteRules(_union_runs, _clean_run_note),
+               names.REGISTRY_NOTES_REF: _NoteRules(_union_lines, _clean_comments)}
+
+
+def _merge_notes(repo: GitRepo, ours: str | None, theirs: str, rules: _NoteRules) -> str:
+    """Their notes commit merged into ours, taking only well-formed lines of theirs.
+
+    If theirs is newer than ours (or we have none), their notes are taken
+    (cleaned), on top of their commit; if the two diverged, the notes are
+    combined per object in a merge commit of both.
+    """
+    if ours is not None and repo.is_ancestor(theirs, ours):
         return ours
-    if repo.is_ancestor(ours, theirs):
-        return theirs
-    our_tree, their_tree = repo.commit_info(ours).tree, repo.commit_info(theirs).tree
-    ours_notes = dict(repo.notes_in_tree(our_tree))
+    forward = ours is None or repo.is_ancestor(ours, theirs)
+    our_tree = repo.commit_info(ours).tree if ours is not None else None
+    their_tree = repo.commit_info(theirs).tree
+    ours_notes = dict(repo.notes_in_tree(our_tree)) if our_tree is not None else {}
     changes: dict[str, bytes | None] = {}
     for target, text in repo.notes_in_tree(their_tree):
-        mine = ours_notes.get(target)
-        if mine is None:
-            changes[target] = text.encode()
-        else:
-            merged = combine(mine, text)
-            if merged is not None:
+        if forward:
+            clean = rules.clean(text)
+            if clean != text:
+                changes[target] = clean.encode() if clean else None
+        elif ours_notes.get(target) != text:
+            merged = rules.combine(ours_notes.get(target) or "", text)  # a note only theirs has is cleaned too
+            if merged:
                 changes[target] = merged.encode()
-    tree = repo.update_tree(our_tree, _note_paths(repo, our_tree, changes))
-    return repo.write_commit(tree, [ours, theirs], "gitml: merge notes from two clones\n")
+    base = their_tree if forward else our_tree
+    assert base is not None
+    tree = repo.update_tree(base, _note_paths(repo, base, changes)) if changes else base
+    if tree == their_tree:
+        return theirs
+    if tree == our_tree:
+        return ours  # type: ignore[return-value]
+    parents = [theirs] if forward else [ours, theirs]
+    return repo.write_commit(tree, parents, "gitml: merge notes from two clones\n")  # type: ignore[list-item]
 
 
 def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
