@@ -24,6 +24,7 @@ import pytest
 
 import gitml.pyfunc
 from tests.conftest import git, gitml_cli
+from tests.slow_clients import answers_while_held, slow_clients
 
 pytest.importorskip("sklearn")
 
@@ -154,6 +155,22 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(registered, body
         assert set(got) == {"error_code", "message"} and words in got["message"], got
         ok, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
         assert ok == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+
+
+def test_slow_clients_do_not_stop_the_scoring_server(registered):
+    """issue 14: 4 connections sending a header every 2 s kept `gitml serve` from answering /ping for 30 s.
+
+    8 send their headers a line every 2 s and 8 more a 1000-byte body a byte
+    a second; none finishes. /ping and a prediction must still be answered.
+    """
+    repo, models = registered
+    port = free_port()
+    with gitml_serve("rf@v0.0.1", repo, port):
+        with slow_clients(port, "/invocations", headers=8, bodies=8) as clients:
+            assert answers_while_held(clients, f"http://127.0.0.1:{port}/ping") == [200] * 4
+            status, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
+            assert status == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+            assert clients.still_open() == 16  # they still hold their connections
 
 
 def test_limits_methods_and_unknown_paths(registered):

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 
@@ -52,12 +53,37 @@ class RunIndex:
         path = repo.git_dir / names.INDEX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         version = self._meta("schema_version")
         if version != str(SCHEMA_VERSION):
             self._reset()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the index.
+
+        One per thread, as one per process: a connection's transaction is
+        shared by everything that uses it, so two threads refreshing through
+        one connection collide ("cannot start a transaction within a
+        transaction") or commit each other's half-done work. Threads that
+        share a process (the viewer's request threads, the tracking flusher)
+        then meet in SQLite's own locking, as processes do.
+        """
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with self._lock:
+                for thread, old in self._connections:
+                    if not thread.is_alive():
+                        old.close()  # check_same_thread=False: closing another thread's connection is allowed
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), db))
+            self._local.db = db
+        return db
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -248,4 +274,9 @@ class RunIndex:
         return out
 
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection."""
+        with self._lock:
+            for _, db in self._connections:
+                db.close()
+            self._connections = []
+        self._local = threading.local()
