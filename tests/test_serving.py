@@ -447,6 +447,49 @@ def test_json_columns_that_do_not_cast_are_400_naming_the_column(tmp_path, colum
     assert call(app, json.dumps({"dataframe_records": [ROW]}))[0] == 200
 
 
+DEEP = 100_000
+
+
+@pytest.mark.parametrize("body, ctype, types, words", [
+    ('{"inputs": ' + "[" * DEEP + "]" * DEEP + "}", "application/json", {}, "nested too deeply"),
+    ('{"inputs": {"a": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}}", "application/json", {}, "nested too deeply"),
+    ('{"a": ' * DEEP + "1" + "}" * DEEP, "application/json", {}, "nested too deeply"),
+    ('{"inputs": [[1, 2]], "params": {"p": ' + "[" * DEEP + "]" * DEEP + "}}", "application/json", {},
+     "nested too deeply"),
+    ('{"dataframe_split": {"columns": ["a"], "data": [' + "[" * DEEP + "]" * DEEP + "]}}", "application/json",
+     {"a": "double"}, "nested too deeply"),
+    ('{"inputs": {"a": ["\\ud800"]}}', "application/json", {"a": "string"}, "not valid Unicode"),
+    ("a\n123456789012345678901234567890\n", "text/csv", {"a": "long"}, "Failed to parse input as a Pandas"),
+    (b'{"inputs": {"a": ["\xff\xfe"]}}', "application/json", {"a": "string"}, "valid JSON"),
+    ('"a JSON string"', "application/json", {}, "Received str"),
+    ("null", "application/json", {}, "Received NoneType"),
+])
+def test_adversarial_bodies_are_400_json_not_500(tmp_path, body, ctype, types, words):
+    """issue 14: {"inputs": [[[...10^5 levels...]]]} was a 500 (RecursionError in json.loads).
+
+    So were a lone surrogate in a string column and a too-long integer in a
+    CSV long column; each is now a 400 naming the problem.
+    """
+    app = echo_app(tmp_path, **(types or {"a": "double"}))
+    status, got = call(app, body, ctype)
+    assert status == 400 and got["error_code"] == "BAD_REQUEST" and words in got["message"], got
+    assert call(app, '{"inputs": {"a": [1]}}')[0] in (200, 400)  # the app still answers
+
+
+def test_json_infinities_and_nan_are_numbers_as_in_mlflow(tmp_path):
+    """1e999 reads as inf and NaN/Infinity literals as numbers (Python's json, as MLflow); not an error."""
+    app = echo_app(tmp_path, a="double", b="double")
+    status, got = call(app, '{"dataframe_split": {"columns": ["a", "b"], "data": [[1e999, NaN], [-Infinity, 1]]}}')
+    assert status == 200, got
+    assert got["predictions"] == {"a": ["float64", ["inf", "-inf"]], "b": ["float64", ["nan", "1.0"]]}
+
+
+def test_a_million_values_within_the_body_limit_are_read(tmp_path):
+    app = echo_app(tmp_path, a="double")
+    status, got = call(app, '{"inputs": {"a": [' + ",".join(["1.5"] * 1_000_000) + "]}}")
+    assert status == 200 and got["predictions"]["a"][0] == "float64" and len(got["predictions"]["a"][1]) == 10**6
+
+
 @pytest.fixture
 def holder_repo(registered):
     """``registered``, with the registry API pointed at it in this process."""
