@@ -447,6 +447,87 @@ def test_json_columns_that_do_not_cast_are_400_naming_the_column(tmp_path, colum
     assert call(app, json.dumps({"dataframe_records": [ROW]}))[0] == 200
 
 
+def bridge_request(bridge, chunks: list[bytes], headers: list[tuple[bytes, bytes]], raw_path: bytes = b"/x",
+                   query: bytes = b"", stall: bool = False) -> tuple[int, bytes]:
+    """One HTTP request through an ASGI app, in this process: (status, body).
+
+    The body arrives in ``chunks``; with ``stall`` the client then sends nothing more, ever.
+    """
+    import asyncio
+    from urllib.parse import unquote
+
+    async def run() -> list[dict]:
+        pending = list(chunks)
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if pending:
+                chunk = pending.pop(0)
+                return {"type": "http.request", "body": chunk, "more_body": bool(pending) or stall}
+            if stall:
+                await asyncio.Event().wait()
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": unquote(raw_path.decode()), "raw_path": raw_path, "query_string": query, "root_path": "",
+                 "headers": headers, "server": ("127.0.0.1", 5000), "client": ("127.0.0.1", 40000)}
+        await bridge(scope, receive, send)
+        return sent
+
+    messages = asyncio.run(run())
+    assert messages[0]["type"] == "http.response.start"
+    assert messages[-1]["type"] == "http.response.body" and not messages[-1].get("more_body")
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+def environ_app(environ, start_response):
+    """Answers with the environ it was given (the JSON-able part) and the body, in three chunks."""
+    seen = {k: v for k, v in environ.items() if isinstance(v, str)}
+    seen["body"] = environ["wsgi.input"].read().decode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    text = json.dumps(seen).encode()
+    return [text[:5], b"", text[5:]]
+
+
+def test_bridge_hands_the_app_a_wsgi_environ_and_streams_its_answer():
+    from gitml.serving.asgi import WsgiBridge
+
+    bridge = WsgiBridge(environ_app, max_body=100)
+    status, body = bridge_request(bridge, [b"ab", b"cd"], [(b"content-type", b"text/csv"), (b"x-a", b"1"),
+                                                          (b"x-a", b"2"), (b"host", b"127.0.0.1:5000")],
+                                  raw_path=b"/caf%C3%A9/x%2Fy", query=b"q=%20z&r")
+    got = json.loads(body)
+    assert status == 200
+    assert got["PATH_INFO"] == "/café/x/y".encode().decode("latin-1")  # PEP 3333: bytes as latin-1, as gunicorn
+    assert (got["QUERY_STRING"], got["CONTENT_TYPE"], got["CONTENT_LENGTH"]) == ("q=%20z&r", "text/csv", "4")
+    assert (got["HTTP_X_A"], got["HTTP_HOST"], got["REQUEST_METHOD"], got["body"]) == ("1,2", "127.0.0.1:5000",
+                                                                                      "POST", "abcd")
+
+
+def test_bridge_refuses_a_body_over_the_limit_or_one_that_does_not_arrive():
+    """issue 14: a body is read in the event loop, bounded in size (413) and time (408), before a thread runs the app."""
+    from gitml.serving.asgi import WsgiBridge
+
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ)
+        return environ_app(environ, start_response)
+
+    bridge = WsgiBridge(app, max_body=10, body_seconds=0.2)
+    status, body = bridge_request(bridge, [b"x"], [(b"content-length", b"11")])
+    assert status == 413 and json.loads(body)["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    status, body = bridge_request(bridge, [b"123456", b"789012"], [(b"transfer-encoding", b"chunked")])
+    assert status == 413 and "limit of 10 bytes" in json.loads(body)["message"]
+    status, body = bridge_request(bridge, [b"1"], [(b"content-length", b"5")], stall=True)
+    assert status == 408 and json.loads(body)["error_code"] == "REQUEST_TIMEOUT"
+    assert calls == []  # no thread was ever taken
+    assert bridge_request(bridge, [b"12345"], [(b"content-length", b"5")])[0] == 200
+
+
 DEEP = 100_000
 
 
