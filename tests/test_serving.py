@@ -165,12 +165,11 @@ def test_slow_clients_do_not_stop_the_scoring_server(registered):
     """
     repo, models = registered
     port = free_port()
-    with gitml_serve("rf@v0.0.1", repo, port):
-        with slow_clients(port, "/invocations", headers=8, bodies=8) as clients:
-            assert answers_while_held(clients, f"http://127.0.0.1:{port}/ping") == [200] * 4
-            status, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
-            assert status == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
-            assert clients.still_open() == 16  # they still hold their connections
+    with gitml_serve("rf@v0.0.1", repo, port), slow_clients(port, "/invocations", headers=8, bodies=8) as clients:
+        assert answers_while_held(clients, f"http://127.0.0.1:{port}/ping") == [200] * 4
+        status, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
+        assert status == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+        assert clients.still_open() == 16  # they still hold their connections
 
 
 def test_limits_methods_and_unknown_paths(registered):

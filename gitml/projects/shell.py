@@ -125,7 +125,7 @@ class Scanner:
     def _push(self, kind: str, **kw: object) -> None:
         self.stack.append(_Frame(kind, **kw))  # type: ignore[arg-type]
 
-    def _step(self, text: str, i: int) -> int:  # noqa: C901 - one branch per bash rule reads best flat
+    def _step(self, text: str, i: int) -> int:
         c = text[i]
         nxt = text[i + 1] if i + 1 < len(text) else ""
         frame = self.top

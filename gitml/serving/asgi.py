@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -140,7 +141,15 @@ class WsgiBridge:
         """Run the WSGI app (in a pool thread); each message goes out through the loop, waiting for it."""
 
         def emit(message: Message) -> None:
-            asyncio.run_coroutine_threadsafe(send(message), loop).result()
+            sending = asyncio.run_coroutine_threadsafe(send(message), loop)
+            while True:  # as long as the client reads (backpressure), but not past the loop's end
+                try:
+                    sending.result(timeout=1.0)
+                    return
+                except FutureTimeout:
+                    if loop.is_closed() or not loop.is_running():
+                        sending.cancel()  # the worker is exiting: a thread left waiting would hold up its exit
+                        raise ConnectionAbortedError("the worker's event loop stopped mid-response") from None
 
         status_headers: list[tuple[int, list[tuple[bytes, bytes]]]] = []
         sent = False

@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 from gitml.errors import GitmlError
-from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
+from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 
 
 def make_app(model_uri: str, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY) -> ScoringApp:
