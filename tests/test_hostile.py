@@ -556,7 +556,7 @@ def test_a_fresh_clone_pulls_only_clean_notes_and_comments(site: Site, tmp_path:
     assert site.their_good_run in received and not received & set(site.bad.values())
     note = _sh(fresh, site.env, "git", "notes", "--ref=gitml", "show", "HEAD").stdout
     assert "\x1b" not in note and "not a run line" not in note and "run x" not in note and "z" * 5000 not in note
-    assert "run " + "e" * 32 + ' FINISHED "forged"' in note  # well-formed: taken as written
+    assert all(line.startswith("run ") for line in note.split("\n") if line)
     comments = _sh(fresh, site.env, "git", "log", "-1", "--format=%N", "--notes=gitml-registry",
                    "refs/tags/evil@v1.0.0", check=False).stdout
     assert "not json" not in comments and "[1,2]" not in comments

@@ -185,6 +185,105 @@ def test_hostile_values_round_trip_through_bash(tmp_path):
     assert not (root / "pwned").exists()
 
 
+# Every quoting context a placeholder can sit in, with what the program must receive for value v.
+QUOTED_TEMPLATE = (
+    """python argv.py {a} 'sq={a}' "dq={a}" $'ansi={a}' $"loc={a}" "$(printf '%s.' {a})" """
+    """"x$(printf '%s.' "{a}")y" 'it''s={a}'"""
+)
+
+
+def quoted_expectation(v: str) -> list[str]:
+    return [v, f"sq={v}", f"dq={v}", f"ansi={v}", f"loc={v}", f"{v}.", f"x{v}.y", f"its={v}"]
+
+
+QUOTING_HOSTILE = [
+    *HOSTILE,
+    '"; touch pwned; "',
+    "\\",
+    "ends with \\",
+    '\\"',
+    "'",
+    "!",
+    "!! !$ !-1",
+    "$'\\x41'",
+    "\\n\\t",
+    "\n",
+    "\nleading and trailing\n",
+    "}",
+    "${HOME}",
+    "$((1+1))",
+    "%s",
+    "-n",
+    "漢字 café ☃ \u202e",
+]
+
+
+def test_values_reach_the_program_literally_however_the_placeholder_is_quoted(tmp_path):
+    """issue 14: a placeholder inside "...", '...' or $'...' is written for that context, not shlex.quoted.
+
+    MLflow's ``shlex.quote`` inserts ``'...'``, which has no power inside
+    ``"..."``: ``echo "label={label}"`` with ``$(touch X)`` ran the command.
+    """
+    root = make(
+        tmp_path / "p",
+        "entry_points:\n  main:\n    parameters:\n      a: string\n"
+        f"    command: {json.dumps(QUOTED_TEMPLATE)}\n",
+        **{"argv.py": ARGV_PY},
+    )
+    (root / "canary").mkdir()
+    ep = load_project(root).entry_point("main")
+    for value in QUOTING_HOSTILE:
+        resolved = ep.resolve({"a": value, "extra": value}, root)
+        assert run_bash(resolved.command, root) == [*quoted_expectation(value), "--extra", value], value
+    assert (root / "canary").is_dir()
+    assert not list(root.glob("pwned*"))
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("echo `echo {a}`", "inside `...`"),
+        ('echo "`echo {a}`"', "inside `...`"),
+        ("echo x # {a}", "comment"),
+        ("cat <<EOF\n{a}\nEOF", "here-document"),
+        ("cat <<'EOF'\n{a}\nEOF", "here-document"),
+        ("echo ${{HOME:-{a}}}", "inside ${...}"),
+        ("echo ${a}", "follows a '$'"),
+        ('echo "${a}"', "follows a '$'"),
+        ("echo \\{a}", "follows a backslash"),
+        ('echo "\\{a}"', "follows a backslash"),
+        ("echo $'\\{a}'", "follows a backslash"),
+        ("echo $(( {a} + 1 ))", "arithmetic"),
+        ("(( {a} ))", "arithmetic"),
+        ("echo $[{a}]", "arithmetic"),
+        ("echo $(case x in x) echo {a};; esac)", "case statement"),
+    ],
+)
+def test_placeholders_where_no_quoting_keeps_a_value_literal_are_refused(tmp_path, command, reason):
+    """issue 14: backticks, comments, here-documents, ${...}, arithmetic: no encoding is safe, so refuse."""
+    root = make(
+        tmp_path / "p",
+        "entry_points:\n  main:\n    parameters:\n      a: string\n"
+        f"    command: {json.dumps(command)}\n",
+    )
+    msg = error(load_project(root).entry_point("main").resolve, {"a": "$(touch pwned)"}, root)
+    assert "'main'" in msg and "{a}" in msg and reason in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [("python argv.py # trains", "comment"), ("python argv.py 'open", "inside '...'"),
+     ("cat <<EOF\nhi\nEOF", "here-document")],
+)
+def test_undeclared_params_are_not_appended_into_a_comment_quote_or_heredoc(tmp_path, command, reason):
+    """issue 14: `` --key 'v'`` after a comment would run the line after a newline in v."""
+    root = make(tmp_path / "p", "entry_points:\n  main:\n" f"    command: {json.dumps(command)}\n")
+    ep = load_project(root).entry_point("main")
+    assert ep.resolve({}, root).command == command
+    msg = error(ep.resolve, {"k": "v\ntouch pwned"}, root)
+    assert "'k'" in msg and reason in msg and "declare" in msg, msg
+
+
 def test_script_entry_point_passes_hostile_values_as_argv(tmp_path):
     root = make(tmp_path / "p", **{"argv.py": ARGV_PY})
     (root / "canary").mkdir()

@@ -35,6 +35,10 @@ entry_points:
     parameters:
       n: int
     command: "python -c 'import sys; print(int(sys.argv[1]) * 2)' {n}"
+  quoted:
+    parameters:
+      label: string
+    command: "python train.py 1 \\"label={label}\\" 'sq={label}' $'ansi={label}'"
 """
 
 
@@ -154,6 +158,15 @@ def test_hostile_parameter_values_reach_the_program_verbatim(project):
     args = json.loads(out.stdout.split("ARGS", 1)[1].strip())
     assert args == ["1", hostile, "--extra", "a b"]
     assert not any(p.name.startswith("pwned") for p in project.rglob("pwned*"))
+
+
+def test_quoted_placeholders_pass_hostile_values_verbatim(project):
+    """issue 14: `command: "echo \\"label={label}\\""` with -P 'label=$(touch X)' created X."""
+    hostile = "$(touch pwned1) `touch pwned2` \"; touch pwned3; \" \\ $HOME ! ' \u00e9\nnext line\\"
+    out = gitml_cli(project, "run", ".", "-e", "quoted", "-P", f"label={hostile}")
+    args = json.loads(out.stdout.split("ARGS", 1)[1].strip())
+    assert args == ["1", f"label={hostile}", f"sq={hostile}", f"ansi={hostile}"]
+    assert not list(project.rglob("pwned*"))
 
 
 def test_rerun_of_a_dirty_tree_run_reproduces_its_files(project):

@@ -24,6 +24,7 @@ import pytest
 
 import gitml.pyfunc
 from tests.conftest import git, gitml_cli
+from tests.slow_clients import answers_while_held, slow_clients
 
 pytest.importorskip("sklearn")
 
@@ -154,6 +155,21 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(registered, body
         assert set(got) == {"error_code", "message"} and words in got["message"], got
         ok, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
         assert ok == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+
+
+def test_slow_clients_do_not_stop_the_scoring_server(registered):
+    """issue 14: 4 connections sending a header every 2 s kept `gitml serve` from answering /ping for 30 s.
+
+    8 send their headers a line every 2 s and 8 more a 1000-byte body a byte
+    a second; none finishes. /ping and a prediction must still be answered.
+    """
+    repo, models = registered
+    port = free_port()
+    with gitml_serve("rf@v0.0.1", repo, port), slow_clients(port, "/invocations", headers=8, bodies=8) as clients:
+        assert answers_while_held(clients, f"http://127.0.0.1:{port}/ping") == [200] * 4
+        status, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
+        assert status == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+        assert clients.still_open() == 16  # they still hold their connections
 
 
 def test_limits_methods_and_unknown_paths(registered):
@@ -428,6 +444,130 @@ def test_json_columns_that_do_not_cast_are_400_naming_the_column(tmp_path, colum
         status, got = call(app, json.dumps(payload))
         assert status == 400 and f"column {column!r}" in got["message"] and words in got["message"], got
     assert call(app, json.dumps({"dataframe_records": [ROW]}))[0] == 200
+
+
+def bridge_request(bridge, chunks: list[bytes], headers: list[tuple[bytes, bytes]], raw_path: bytes = b"/x",
+                   query: bytes = b"", stall: bool = False) -> tuple[int, bytes]:
+    """One HTTP request through an ASGI app, in this process: (status, body).
+
+    The body arrives in ``chunks``; with ``stall`` the client then sends nothing more, ever.
+    """
+    import asyncio
+    from urllib.parse import unquote
+
+    async def run() -> list[dict]:
+        pending = list(chunks)
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if pending:
+                chunk = pending.pop(0)
+                return {"type": "http.request", "body": chunk, "more_body": bool(pending) or stall}
+            if stall:
+                await asyncio.Event().wait()
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": unquote(raw_path.decode()), "raw_path": raw_path, "query_string": query, "root_path": "",
+                 "headers": headers, "server": ("127.0.0.1", 5000), "client": ("127.0.0.1", 40000)}
+        await bridge(scope, receive, send)
+        return sent
+
+    messages = asyncio.run(run())
+    assert messages[0]["type"] == "http.response.start"
+    assert messages[-1]["type"] == "http.response.body" and not messages[-1].get("more_body")
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+def environ_app(environ, start_response):
+    """Answers with the environ it was given (the JSON-able part) and the body, in three chunks."""
+    seen = {k: v for k, v in environ.items() if isinstance(v, str)}
+    seen["body"] = environ["wsgi.input"].read().decode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    text = json.dumps(seen).encode()
+    return [text[:5], b"", text[5:]]
+
+
+def test_bridge_hands_the_app_a_wsgi_environ_and_streams_its_answer():
+    from gitml.serving.asgi import WsgiBridge
+
+    bridge = WsgiBridge(environ_app, max_body=100)
+    status, body = bridge_request(bridge, [b"ab", b"cd"], [(b"content-type", b"text/csv"), (b"x-a", b"1"),
+                                                          (b"x-a", b"2"), (b"host", b"127.0.0.1:5000")],
+                                  raw_path=b"/caf%C3%A9/x%2Fy", query=b"q=%20z&r")
+    got = json.loads(body)
+    assert status == 200
+    assert got["PATH_INFO"] == "/café/x/y".encode().decode("latin-1")  # PEP 3333: bytes as latin-1, as gunicorn
+    assert (got["QUERY_STRING"], got["CONTENT_TYPE"], got["CONTENT_LENGTH"]) == ("q=%20z&r", "text/csv", "4")
+    assert (got["HTTP_X_A"], got["HTTP_HOST"], got["REQUEST_METHOD"], got["body"]) == ("1,2", "127.0.0.1:5000",
+                                                                                      "POST", "abcd")
+
+
+def test_bridge_refuses_a_body_over_the_limit_or_one_that_does_not_arrive():
+    """issue 14: a body is read in the event loop, bounded in size (413) and time (408), before a thread runs the app."""
+    from gitml.serving.asgi import WsgiBridge
+
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ)
+        return environ_app(environ, start_response)
+
+    bridge = WsgiBridge(app, max_body=10, body_seconds=0.2)
+    status, body = bridge_request(bridge, [b"x"], [(b"content-length", b"11")])
+    assert status == 413 and json.loads(body)["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    status, body = bridge_request(bridge, [b"123456", b"789012"], [(b"transfer-encoding", b"chunked")])
+    assert status == 413 and "limit of 10 bytes" in json.loads(body)["message"]
+    status, body = bridge_request(bridge, [b"1"], [(b"content-length", b"5")], stall=True)
+    assert status == 408 and json.loads(body)["error_code"] == "REQUEST_TIMEOUT"
+    assert calls == []  # no thread was ever taken
+    assert bridge_request(bridge, [b"12345"], [(b"content-length", b"5")])[0] == 200
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize("body, ctype, types, words", [
+    ('{"inputs": ' + "[" * DEEP + "]" * DEEP + "}", "application/json", {}, "nested too deeply"),
+    ('{"inputs": {"a": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}}", "application/json", {}, "nested too deeply"),
+    ('{"a": ' * DEEP + "1" + "}" * DEEP, "application/json", {}, "nested too deeply"),
+    ('{"inputs": [[1, 2]], "params": {"p": ' + "[" * DEEP + "]" * DEEP + "}}", "application/json", {},
+     "nested too deeply"),
+    ('{"dataframe_split": {"columns": ["a"], "data": [' + "[" * DEEP + "]" * DEEP + "]}}", "application/json",
+     {"a": "double"}, "nested too deeply"),
+    ('{"inputs": {"a": ["\\ud800"]}}', "application/json", {"a": "string"}, "not valid Unicode"),
+    ("a\n123456789012345678901234567890\n", "text/csv", {"a": "long"}, "Failed to parse input as a Pandas"),
+    (b'{"inputs": {"a": ["\xff\xfe"]}}', "application/json", {"a": "string"}, "valid JSON"),
+    ('"a JSON string"', "application/json", {}, "Received str"),
+    ("null", "application/json", {}, "Received NoneType"),
+])
+def test_adversarial_bodies_are_400_json_not_500(tmp_path, body, ctype, types, words):
+    """issue 14: {"inputs": [[[...10^5 levels...]]]} was a 500 (RecursionError in json.loads).
+
+    So were a lone surrogate in a string column and a too-long integer in a
+    CSV long column; each is now a 400 naming the problem.
+    """
+    app = echo_app(tmp_path, **(types or {"a": "double"}))
+    status, got = call(app, body, ctype)
+    assert status == 400 and got["error_code"] == "BAD_REQUEST" and words in got["message"], got
+    assert call(app, '{"inputs": {"a": [1]}}')[0] in (200, 400)  # the app still answers
+
+
+def test_json_infinities_and_nan_are_numbers_as_in_mlflow(tmp_path):
+    """1e999 reads as inf and NaN/Infinity literals as numbers (Python's json, as MLflow); not an error."""
+    app = echo_app(tmp_path, a="double", b="double")
+    status, got = call(app, '{"dataframe_split": {"columns": ["a", "b"], "data": [[1e999, NaN], [-Infinity, 1]]}}')
+    assert status == 200, got
+    assert got["predictions"] == {"a": ["float64", ["inf", "-inf"]], "b": ["float64", ["nan", "1.0"]]}
+
+
+def test_a_million_values_within_the_body_limit_are_read(tmp_path):
+    app = echo_app(tmp_path, a="double")
+    status, got = call(app, '{"inputs": {"a": [' + ",".join(["1.5"] * 1_000_000) + "]}}")
+    assert status == 200 and got["predictions"]["a"][0] == "float64" and len(got["predictions"]["a"][1]) == 10**6
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 
 from tests.browser import UiServer, isolated_env
 from tests.conftest import git
+from tests.slow_clients import answers_while_held, slow_clients
 
 HOSTILE = "<script>window.__xss=1</script>\"'><img src=x onerror=window.__xss=2>"
 RAW_MARKERS = ("<script>window.__xss", "<img src=x onerror")
@@ -474,6 +475,56 @@ def test_gitml_ui_serves_on_loopback_only(site):
             assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{server.port}"]
     finally:
         server.stop()
+
+
+def test_slow_clients_do_not_stop_the_viewer(site):
+    """issue 14: slow clients kept `gitml ui` (3 sync workers) from answering for 30 s.
+
+    8 send their headers a line every 2 s and 8 more a 1000-byte body a byte
+    a second; none finishes. The API must still answer.
+    """
+    server = UiServer(site["path"], env=site["env"])
+    try:
+        base = server.wait_ready(timeout=60)
+        with slow_clients(server.port, "/api/experiments", headers=8, bodies=8) as clients:
+            assert answers_while_held(clients, base + "/api/experiments") == [200] * 4
+            assert clients.still_open() == 16  # they still hold their connections
+    finally:
+        server.stop()
+
+
+def test_request_threads_share_the_index_safely(site):
+    """issue 14: the viewer serves requests in threads, which refresh one RunIndex at once.
+
+    One SQLite connection shared by threads shares its transaction: two
+    refreshes collided ("cannot start a transaction within a transaction").
+    """
+    import threading
+
+    from gitml.tracking import runs
+    from gitml.webview import LOOPBACK_HOSTS, create_app
+
+    idx = runs.index_for(runs.open_read_only(site["path"]))
+    app = create_app(site["path"], allowed_hosts=LOOPBACK_HOSTS)
+    problems: list[str] = []
+
+    def hammer() -> None:
+        client = app.test_client()
+        for _ in range(15):
+            try:
+                idx.refresh(force=True)
+                assert len(idx.load(idx.run_ids_with_prefix(""))) >= 6
+                resp = client.get("/api/experiments", headers={"Host": "127.0.0.1"})
+                assert resp.status_code == 200, resp.get_data(as_text=True)
+            except Exception as e:  # noqa: BLE001 - collect every failure of every thread
+                problems.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
 
 
 def test_gitml_ui_outside_a_repository_fails_clearly(tmp_path):

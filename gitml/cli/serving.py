@@ -28,7 +28,9 @@ def _locate(ctx: click.Context) -> None:
               help="Seconds between checks of the registry when MODEL names a stage or 'latest'.")
 @click.option("--max-body-mb", type=click.FloatRange(0.001, 4096), default=64, show_default=True,
               help="Largest request body accepted (413 above it).")
-@click.option("--timeout", type=int, default=60, show_default=True, help="Seconds before a stuck worker is restarted.")
+@click.option("--timeout", type=int, default=60, show_default=True,
+              help="Seconds before a worker whose event loop stops answering is restarted; also the longest wait "
+                   "for the next piece of a request body.")
 @click.pass_context
 def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, poll: float,
           max_body_mb: float, timeout: int) -> None:

@@ -24,10 +24,15 @@ works too) is YAML, read with ``yaml.safe_load`` only::
 ==========  ==============================================================
 
 The command is MLflow's: the template formatted like ``str.format`` (``{{``
-and ``}}`` are literal braces), every value shell-quoted, then each parameter
+and ``}}`` are literal braces), every value quoted, then each parameter
 the user gave that the entry point does not declare appended as ``--key
 value``, in the order given. Placeholders are plain ``{name}`` only: a format
 spec, ``!r`` or ``.attr`` could undo the quoting, so they are refused.
+Unlike MLflow, which ``shlex.quote``s every value, a value is quoted for
+where its placeholder sits (unquoted, ``'...'``, ``"..."``, ``$'...'``:
+see ``gitml.projects.shell``), and a placeholder where no quoting keeps a
+value literal (inside backticks, a comment, after a here-document...) is
+refused when the project is read.
 
 An entry point that is not declared, or any entry point of a project with no
 MLproject, may name a ``.py`` or ``.sh`` file inside the project: it runs as
@@ -47,10 +52,11 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from gitml.errors import InvalidValue
+from gitml.projects import shell
 
 #: The parameter types MLproject files declare.
 TYPES = ("float", "int", "string", "path", "uri")
@@ -118,6 +124,20 @@ class ResolvedCommand:
     argv: list[str] | None = None
 
 
+class _Piece(NamedTuple):
+    """Literal template text, then the placeholder after it (if any) and its quoting context."""
+
+    literal: str
+    name: str | None = None
+    context: str = ""
+
+
+class _Template(NamedTuple):
+    pieces: list[_Piece]
+    #: Why arguments may not be appended after the template (it ends in a comment, a quote...), or None.
+    no_tail: str | None
+
+
 @dataclass(frozen=True)
 class EntryPoint:
     """An entry point: a command template (or a script file) and its parameters."""
@@ -148,10 +168,16 @@ class EntryPoint:
         """
         if self.script is not None:
             return []
-        return [name for _, name in self._template()]
+        return [piece.name for piece in self._template().pieces if piece.name is not None]
 
-    def _template(self) -> list[tuple[str, str | None]]:
-        """(literal text, placeholder name or None) pieces of the command template."""
+    def _template(self) -> _Template:
+        """The command template in pieces, each placeholder with its quoting context.
+
+        Raises:
+            ProjectError: the template does not parse, a placeholder is not a plain
+                ``{name}`` of a declared parameter, or it sits where no quoting
+                keeps a value literal (``shell.Scanner`` says why).
+        """
         try:
             parsed = list(string.Formatter().parse(self.command))
         except ValueError as e:
@@ -159,10 +185,12 @@ class EntryPoint:
                 f"The command of {self.where} is not a valid template ({e}); write literal "
                 "braces as {{ and }}"
             ) from e
-        pieces: list[tuple[str, str | None]] = []
+        pieces: list[_Piece] = []
+        scanner = shell.Scanner()
         for literal, name, spec, conversion in parsed:
+            scanner.feed(literal)
             if name is None:
-                pieces.append((literal, None))
+                pieces.append(_Piece(literal))
                 continue
             shown = (
                 "{"
@@ -187,8 +215,14 @@ class EntryPoint:
                     f"The command of {self.where} refers to {shown}, which is not a declared "
                     f"parameter (declared: {declared}); add it under parameters"
                 )
-            pieces.append((literal, name))
-        return pieces
+            slot = scanner.slot()
+            if slot.refusal:
+                raise ProjectError(
+                    f"The command of {self.where} has placeholder {shown} where no quoting can keep its "
+                    f"value literal: {slot.refusal}. Put it in an unquoted word, or inside '...' or \"...\""
+                )
+            pieces.append(_Piece(literal, name, slot.context))
+        return _Template(pieces, scanner.end())
 
     def resolve(
         self, user_params: Mapping[str, str], cwd: str | os.PathLike[str]
@@ -202,7 +236,7 @@ class EntryPoint:
             ProjectError: a required parameter is missing, a value does not
                 parse as its type, or the template is broken.
         """
-        pieces = self._template() if self.script is None else []
+        template = self._template() if self.script is None else _Template([], None)
         given = {str(k): str(v) for k, v in user_params.items()}
         missing = [p for p in self.parameters.values() if p.name not in given and p.default is None]
         if missing:
@@ -227,9 +261,14 @@ class EntryPoint:
             head = " ".join(shlex.quote(a) for a in self.script)
             return ResolvedCommand(params, _append(head, extra), argv)
         head = "".join(
-            literal + (shlex.quote(params[name]) if name is not None else "")
-            for literal, name in pieces
+            piece.literal + (shell.encode(params[piece.name], piece.context) if piece.name is not None else "")
+            for piece in template.pieces
         )
+        if extra and template.no_tail:
+            raise ProjectError(
+                f"Parameters {', '.join(map(repr, extra))} are not declared by {self.where}, so they would be "
+                f"appended to its command as --name value, but {template.no_tail}; declare them instead"
+            )
         return ResolvedCommand(params, _append(head, extra), None)
 
 

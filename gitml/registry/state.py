@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +226,7 @@ class Cache:
     def save(self) -> None:
         if not self.dirty:
             return
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"  # the viewer saves from several threads
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:

@@ -107,6 +107,7 @@ class ModelHolder:
         self._logged: str | None = None  # the last problem logged: each is logged once
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
+        self._thread_lock = threading.Lock()  # request threads all call start_following: start one follower
 
     def _load(self, source: Any) -> Loaded:
         """Load the model ``source`` pins; its info describes that same source."""
@@ -123,9 +124,12 @@ class ModelHolder:
         """Start the follower thread in this process (call again after a fork)."""
         if not self.follow or (self._thread is not None and self._thread_pid == os.getpid()):
             return
-        self._thread_pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="gitml-follow", daemon=True)
-        self._thread.start()
+        with self._thread_lock:
+            if self._thread is not None and self._thread_pid == os.getpid():
+                return
+            self._thread = threading.Thread(target=self._run, name="gitml-follow", daemon=True)
+            self._thread.start()
+            self._thread_pid = os.getpid()
 
     def _run(self) -> None:
         while True:

@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import sys
 from typing import Any
 
 from gitml.errors import GitmlError
@@ -54,16 +55,24 @@ def parse_request(body: bytes, content_type: str | None, signature: Any = None) 
 
     Raises:
         ScoringError: 415 for a content type or charset it does not take,
-        400 for a body that does not parse or has the wrong shape.
+        400 for a body that does not parse or has the wrong shape (also one
+        nested too deeply, or holding a lone surrogate).
     """
     mime, options = _content_type(content_type)
     inputs = getattr(signature, "inputs", None)
-    if mime == CONTENT_TYPE_JSON:
-        return _parse_json(body, inputs)
-    if mime == CONTENT_TYPE_CSV:
-        return _parse_csv(body, inputs), None
-    if mime == CONTENT_TYPE_PARQUET:
-        return _parse_parquet(body), None
+    try:
+        if mime == CONTENT_TYPE_JSON:
+            return _parse_json(body, inputs)
+        if mime == CONTENT_TYPE_CSV:
+            return _parse_csv(body, inputs), None
+        if mime == CONTENT_TYPE_PARQUET:
+            return _parse_parquet(body), None
+    except RecursionError:
+        # json.loads, numpy and pandas all recurse per level: 10^5 nested [ is a RecursionError, not a 500
+        raise ScoringError(f"The request body is nested too deeply to read (deeper than about "
+                           f"{sys.getrecursionlimit()} levels of arrays or objects)") from None
+    except UnicodeEncodeError as e:  # a JSON "\ud800" escape: a lone surrogate, which no UTF-8 string holds
+        raise ScoringError(f"The request holds a string that is not valid Unicode: {e}") from None
     raise ScoringError(
         f"This predictor only supports the following content types: {list(CONTENT_TYPES)}. Got {content_type!r}.",
         415,
@@ -383,8 +392,8 @@ def _parse_csv(body: bytes, schema: Any) -> Any:
         dtypes = {s["name"]: _CSV_TYPES.get(s.get("type"), "object") for s in schema.specs if s.get("name")}
     try:
         return pd.read_csv(io.BytesIO(body), dtype=dtypes)
-    except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise ScoringError(
+    except (ValueError, TypeError, OverflowError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ScoringError(  # OverflowError: a number too long for the signature's column type
             "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV-formatted "
             f"Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` method. Error: {e}"
         ) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from gitml.errors import GitmlError
 from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
+from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 
 
 def make_app(model_uri: str, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY) -> ScoringApp:
@@ -56,7 +57,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
     log_to_stderr()
     app = make_app(model_uri, poll_seconds, max_body)
     run_gunicorn(lambda: app, host, port, workers=workers, timeout=timeout, name=f"gitml-serve {model_uri}",
-                 post_fork=lambda server, worker: worker_started(app.holder, worker), ready=ready)
+                 max_body=max_body, post_fork=lambda server, worker: worker_started(app.holder, worker), ready=ready)
 
 
 def bind_address(host: str, port: int) -> str:
@@ -86,11 +87,16 @@ def check_address(host: str, port: int) -> None:
 
 
 def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int, name: str,
-                 post_fork: Any = None, ready: Any = None) -> None:
-    """Run the WSGI app ``load()`` returns under gunicorn's sync workers until interrupted.
+                 max_body: int, threads: int = DEFAULT_THREADS, post_fork: Any = None, ready: Any = None) -> None:
+    """Run the WSGI app ``load()`` returns under gunicorn until interrupted.
 
     ``load`` is called in each worker after the fork (return a prebuilt app
     to share what the master loaded, as ``gitml serve`` does with its model).
+    Each worker is gunicorn's asyncio (``asgi``) worker in front of
+    ``threads`` threads running the app (``asgi.WsgiBridge``): a request
+    takes a thread only once it has fully arrived, so clients that send
+    slowly cannot take every worker (issue 14). ``max_body`` bounds a
+    request body (413 above it).
     """
     from gunicorn.app.base import BaseApplication
 
@@ -101,7 +107,8 @@ def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int,
             for key, value in {
                 "bind": bind_address(host, port),
                 "workers": workers,
-                "worker_class": "sync",
+                "worker_class": "asgi",
+                "asgi_lifespan": "off",  # the app is built before the loop starts: nothing to start or stop
                 "timeout": timeout,
                 "keepalive": 5,
                 "accesslog": None,
@@ -114,6 +121,6 @@ def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int,
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return load()
+            return WsgiBridge(load(), max_body=max_body, threads=threads, multiprocess=workers > 1)
 
     _Server().run()

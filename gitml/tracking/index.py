@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -65,28 +66,62 @@ class RunIndex:
         self.repo = repo
         self.path = repo.git_dir / names.INDEX_FILE
         self.in_memory = False
-        self.db = self._open()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._keeper: sqlite3.Connection | None = None  # holds the in-memory database open
+        self._open()
 
-    def _open(self) -> sqlite3.Connection:
-        """The index database: the file, rebuilt if damaged; in memory if it cannot be written."""
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the index.
+
+        One per thread, as one per process: a connection's transaction is
+        shared by everything that uses it, so two threads refreshing through
+        one connection collide ("cannot start a transaction within a
+        transaction") or commit each other's half-done work. Threads that
+        share a process (the viewer's request threads, the tracking flusher)
+        then meet in SQLite's own locking, as processes do.
+        """
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            with self._lock:
+                for thread, old in self._connections:
+                    if not thread.is_alive():
+                        old.close()  # check_same_thread=False: closing another thread's connection is allowed
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), db))
+            self._local.db = db
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.in_memory:  # one database for every thread of this process
+            return sqlite3.connect(f"file:gitml-index-{id(self)}?mode=memory&cache=shared", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open(self) -> None:
+        """Open the index file, rebuilt if damaged; in memory if it cannot be written."""
         for attempt in range(2):
-            db = None
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                self.db = db
                 if self._meta("schema_version") != str(SCHEMA_VERSION):
                     self._reset()
-                return db
+                return
             except (sqlite3.DatabaseError, OSError) as e:
-                if db is not None:
-                    db.close()
+                self._close_all()
                 if attempt == 0 and _is_corrupt(e) and self._discard_damaged(e):
                     continue
-                return self._open_in_memory(e)
-        raise AssertionError("unreachable")
+                self._open_in_memory(e)
+                return
 
     def _discard_damaged(self, error: BaseException) -> bool:
         """Delete a damaged index (it is derived); False if this process may not."""
@@ -101,13 +136,13 @@ class RunIndex:
                     self.path, error)
         return True
 
-    def _open_in_memory(self, error: BaseException) -> sqlite3.Connection:
+    def _open_in_memory(self, error: BaseException) -> None:
         log.warning("gitml: warning: cannot write the run index %s (%s); reading the runs into memory instead",
                     self.path, error)
+        self._close_all()
         self.in_memory = True
-        self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._keeper = self._connect()
         self._reset()
-        return self.db
 
     def _guard(self, work: Callable[[], T]) -> T:
         """Run ``work``; if the database turns out damaged or read-only, rebuild (or go in memory) and retry once."""
@@ -116,13 +151,20 @@ class RunIndex:
         except (sqlite3.DatabaseError, OSError) as e:
             if self.in_memory or not (_is_corrupt(e) or _is_read_only(e)):
                 raise
-            self.db.close()
+            self._close_all()
             if _is_corrupt(e) and self._discard_damaged(e):
-                self.db = self._open()
+                self._open()
             else:
                 self._open_in_memory(e)
-            self.refresh(force=True)
+            self._refresh(force=True)
             return work()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            for _, db in self._connections:
+                db.close()
+            self._connections = []
+        self._local = threading.local()
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -341,7 +383,11 @@ class RunIndex:
         return out
 
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection."""
+        self._close_all()
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
 
 
 def _is_corrupt(error: BaseException) -> bool:

@@ -8,6 +8,9 @@ from typing import Any
 from gitml.serving.server import run_gunicorn
 from gitml.webview import LOOPBACK_HOSTS, create_app
 
+# Every route is GET: a request body is never read, so a large one is refused before it is received.
+MAX_BODY = 1024 * 1024
+
 
 def is_loopback(host: str) -> bool:
     import ipaddress
@@ -35,4 +38,4 @@ def serve(repo_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", por
     allowed = allowed_hosts(host, hosts)
     create_app(repo_path, allowed_hosts=allowed)  # fail here, not in every worker, when the repository is wrong
     run_gunicorn(lambda: create_app(repo_path, allowed_hosts=allowed), host, port, workers=workers, timeout=120,
-                 name=f"gitml-ui {repo_path or os.getcwd()}", ready=ready)
+                 max_body=MAX_BODY, name=f"gitml-ui {repo_path or os.getcwd()}", ready=ready)
