@@ -49,7 +49,9 @@ def _pyfunc_of(model: Any) -> boosting.Wrapper:
     return boosting.Wrapper(model, xgb.DMatrix if isinstance(model, xgb.Booster) else None)
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
+    """The pyfunc wrapper (``allow_pickle`` is unused: XGBoost's own format runs no code)."""
     model_dir = model_dir or Path(data_path).parent
     conf = (meta.flavors.get(FLAVOR) if meta else None) or {"data": Path(data_path).name}
     return _pyfunc_of(_load(model_dir, conf))
