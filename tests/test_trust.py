@@ -95,7 +95,8 @@ def sklearn_pickle_dir(tracking, tmp_path: Path, linear, flavor: str = "sklearn"
 
 
 @pytest.mark.parametrize("flavor", ["sklearn", "lightgbm"])
-def test_a_pickled_sklearn_model_runs_no_code_without_the_opt_in(tracking, tmp_path, marker, linear, monkeypatch, flavor):
+def test_a_pickled_sklearn_model_runs_no_code_without_the_opt_in(tracking, tmp_path, marker, linear, monkeypatch,
+                                                                  flavor):
     """issue 14: an MLmodel saying serialization_format: cloudpickle ran an os.system payload on load."""
     model = sklearn_pickle_dir(tracking, tmp_path, linear, flavor)
     (model / "model.pkl").write_bytes(payload(marker))
@@ -116,10 +117,12 @@ def test_a_pickled_sklearn_model_runs_no_code_without_the_opt_in(tracking, tmp_p
     marker.unlink()
 
 
-def test_a_custom_python_model_pickle_runs_no_code_without_the_opt_in(tracking, tmp_path, marker):
+def test_a_custom_python_model_pickle_runs_no_code_without_the_opt_in(tracking, repo, tmp_path, marker):
     """issue 14: a custom pyfunc's python_model.pkl ran an os.system payload on pyfunc.load_model."""
     tracking.pyfunc.save_model(tmp_path / "m", python_model=gitml.pyfunc.PythonModel())
     (tmp_path / "m" / "python_model.pkl").write_bytes(payload(marker))
+    # git config is no opt-in: it can include a file from the work tree, which a pull changes
+    git(repo, "config", "gitml.allowpickle", "true")
     with pytest.raises(UntrustedModel, match=rf"python_model.pkl: it is a pickled custom PythonModel.*{OPT_IN}"):
         tracking.pyfunc.load_model(str(tmp_path / "m"))
     assert not marker.exists()

@@ -8,7 +8,9 @@ through ``gate``, and unpickles those same bytes (no second read that could
 see other content). ``gate`` lets a file through when:
 
 - the caller opted in: ``allow_pickle=True``, else the ``allow_pickle``
-  setting (``GITML_ALLOW_PICKLE=1``, or ``git config gitml.allowpickle``);
+  setting (``GITML_ALLOW_PICKLE=1``; from the environment only, never from
+  git config, which can include a file from the work tree that a pull
+  changes);
 - or this machine wrote that exact content into a model, in this
   repository: ``record`` keeps, in ``.git/gitml/trusted-model-files``, an
   HMAC-SHA256 of each such file's bytes (and of its role: a pickle, code,
@@ -74,7 +76,10 @@ def refusal(file: str | os.PathLike[str], why: str, alternative: str | None = No
 
 
 def opted_in(allow_pickle: bool | None) -> bool:
-    """``allow_pickle`` if given, else the ``allow_pickle`` setting (environment, then git config).
+    """``allow_pickle`` if given, else the ``allow_pickle`` setting from the environment only.
+
+    Never from git config: ``include.path`` can pull in a config file from
+    the work tree, so a teammate's commit could opt everyone in.
 
     Raises:
         InvalidValue: the setting is not a boolean.
@@ -83,7 +88,7 @@ def opted_in(allow_pickle: bool | None) -> bool:
         return bool(allow_pickle)
     from gitml import settings
 
-    return bool(settings.get("allow_pickle", _repo()))
+    return bool(settings.get("allow_pickle"))
 
 
 def gate(file: str | os.PathLike[str], data: bytes, allow_pickle: bool | None, why: str,

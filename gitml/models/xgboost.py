@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gitml.models import boosting
+from gitml.models import boosting, trust
 from gitml.models.mlmodel import Model, installed_version
 
 FLAVOR = "xgboost"
@@ -35,7 +35,7 @@ def log_model(xgb_model: Any, name: str = "model", signature: Any = None, input_
 def _load(path: Path, conf: dict[str, Any]) -> Any:
     cls = boosting.import_class(conf.get("model_class", "xgboost.core.Booster"), "xgboost")
     model = cls()
-    model.load_model(str(path / conf["data"]))
+    model.load_model(str(trust.inside(path, conf.get("data"), "data")))
     return model
 
 
