@@ -277,7 +277,8 @@ def test_a_custom_model_logged_here_loads_without_the_opt_in_and_only_as_written
     refused("python_model.pkl")
 
 
-def test_paths_in_an_mlmodel_stay_inside_the_model_and_loader_modules_come_from_gitml(tracking, tmp_path, marker):
+def test_paths_in_an_mlmodel_stay_inside_the_model_and_loader_modules_come_from_gitml(tracking, tmp_path, marker,
+                                                                                      monkeypatch):
     """issue 14: an MLmodel naming loader_module: os, or a python_model, code or artifact path outside the
     model directory, must neither import nor read anything from there."""
     import yaml
@@ -286,6 +287,7 @@ def test_paths_in_an_mlmodel_stay_inside_the_model_and_loader_modules_come_from_
     tracking.pyfunc.save_model(tmp_path / "m", python_model=gitml.pyfunc.PythonModel())
     meta_file = tmp_path / "m" / "MLmodel"
     original = yaml.safe_load(meta_file.read_text())
+    monkeypatch.setenv("GITML_ALLOW_PICKLE", "1")  # even opted in
 
     def with_pyfunc(**changes) -> None:
         meta = json.loads(json.dumps(original))
@@ -299,7 +301,7 @@ def test_paths_in_an_mlmodel_stay_inside_the_model_and_loader_modules_come_from_
                            ({"artifacts": {"w": {"path": "../outside.pkl"}}}, "outside the model directory")]:
         with_pyfunc(**changes)
         with pytest.raises(Exception, match=words):
-            tracking.pyfunc.load_model(str(tmp_path / "m"), allow_pickle=True)
+            tracking.pyfunc.load_model(str(tmp_path / "m"))
         assert str(tmp_path) not in sys.path
     assert not marker.exists()
 
