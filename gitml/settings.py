@@ -53,8 +53,10 @@ SETTINGS: dict[str, Setting] = {
             "allow_pickle",
             False,
             bool,
-            "Let gitml.pyfunc.load_model load pytorch models that run code when loaded: pickle format, "
-            "or pt2 files that fail gitml's check. Set it only for models you trust.",
+            "Load models that run code when loaded although gitml did not write them on this machine in "
+            "this repository: pickles (scikit-learn pickle/cloudpickle, PyTorch pickle), custom PythonModels "
+            "with their code and artifacts, skops files with types beyond scikit-learn's classes, and pt2 "
+            "files that fail gitml's check. Set it only for models you trust.",
         ),
     )
 }

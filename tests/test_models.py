@@ -189,13 +189,19 @@ def test_mlflow_loads_gitml_model(tracking, data, model, tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
-def test_gitml_loads_mlflow_model(tracking, data, tmp_path, fmt):
+def test_gitml_loads_mlflow_model(tracking, data, tmp_path, fmt, monkeypatch):
     _mlflow()
     X, _ = data
     (tmp_path / "X.json").write_text(X.to_json(orient="split"))
     out = subprocess.run([sys.executable, "-c", MLFLOW_SAVES, str(tmp_path / "m"), str(tmp_path / "X.json"), fmt],
                          capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     assert out.returncode == 0, out.stderr[-2000:]
+    if fmt == "cloudpickle":  # MLflow wrote this pickle, not gitml: it loads only with the opt-in
+        from gitml.models.trust import UntrustedModel
+
+        with pytest.raises(UntrustedModel, match="model.pkl: it is a cloudpickle file"):
+            tracking.pyfunc.load_model(str(tmp_path / "m"))
+        monkeypatch.setenv("GITML_ALLOW_PICKLE", "1")
     pm = tracking.pyfunc.load_model(str(tmp_path / "m"))
     ref = LogisticRegression().fit(X, ((X.a + X.b) > 1).astype(int))
     assert (pm.predict(X) == ref.predict(X)).all()

@@ -129,6 +129,9 @@ def test_pytorch_pickle_is_opt_in(tracking, net, X, tmp_path, monkeypatch):
     tracking.pytorch.save_model(net, tmp_path / "m", serialization_format="pickle")
     assert {"data/model.pth", "data/pickle_module_info.txt"} <= set(files(tmp_path / "m"))
     assert (tmp_path / "m" / "data" / "pickle_module_info.txt").read_text() == "mlflow.pytorch.pickle_module"
+    # saved here, so trusted here (gitml.models.trust); on another machine (another trust key) it is not
+    assert np.allclose(raw(tracking.pytorch.load_model(str(tmp_path / "m")), X), raw(net, X))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "another-machine"))
     with pytest.raises(InvalidValue, match="model.pth: it is a pickle.*allow_pickle=True"):
         tracking.pytorch.load_model(str(tmp_path / "m"))
     with pytest.raises(InvalidValue, match="GITML_ALLOW_PICKLE=1"):

@@ -173,6 +173,80 @@ def test_bad_input_is_a_clear_error_and_writes_no_tag(tracking, repo, args, mess
     assert git(repo, "for-each-ref", "refs/notes/") == notes_before
 
 
+BAD_NAMES = [
+    ("a" * 300, "at most 200 bytes"),  # was "unexpected OSError: File name too long"
+    ("a" * 201, "at most 200 bytes"),
+    ("/".join(["b" * 150] * 2), "at most 200 bytes"),
+    ("HEAD", "git's special refs"),
+    ("head", "git's special refs"),
+    ("FETCH_HEAD", "git's special refs"),
+    ("ORIG_HEAD", "git's special refs"),
+    ("MERGE_HEAD", "git's special refs"),
+    ("MY_OWN_HEAD", "git's special refs"),
+    ("team/HEAD", "git's special refs"),
+    ("refs/heads/main", "reads as a git ref"),
+    ("refs/tags/rf", "reads as a git ref"),
+    ("tags/rf", "reads as a git ref"),
+    ("remotes/origin/rf", "reads as a git ref"),
+    ("a/-b", "must start and end with a letter or digit"),
+    ("a_/b", "must start and end with a letter or digit"),
+]
+
+
+@pytest.mark.parametrize("name, rule", BAD_NAMES)
+def test_model_names_git_would_misread_or_cannot_store_are_refused(tracking, repo, name, rule):
+    """issue 14: a 300-character model name gave 'unexpected OSError'; HEAD and refs/heads/main were
+    accepted as model names. Each is refused in one line naming the name and the rule, and no tag is
+    written, through the CLI and through log_model."""
+    from sklearn.linear_model import LinearRegression
+
+    from gitml.errors import InvalidName
+
+    ids = log_models(tracking, 1)
+    before = tags(repo)
+    out = gitml_cli(repo, "models", "register", name, f"runs:/{ids[0]}/model", check=False)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("Error: Invalid model name") and rule in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert name[:40] in out.stderr
+    assert tags(repo) == before
+    with pytest.raises(InvalidName, match=rule.replace("'", ".")):
+        with tracking.start_run():
+            tracking.sklearn.log_model(LinearRegression().fit(X, X.sum(axis=1)), "model", registered_model_name=name)
+    assert tags(repo) == before
+
+
+def test_a_tag_too_long_for_a_file_name_is_refused_before_any_tag_is_written(tracking, repo):
+    """issue 14: a long stage (or version) made the tag's file name too long: refused by name, nothing written."""
+    ids = log_models(tracking, 1)
+    name = "m" * 200  # the longest model name: its tags still fit
+    gitml_cli(repo, "models", "register", name, f"runs:/{ids[0]}/model")
+    gitml_cli(repo, "models", "promote", name, "1", "s" * 30)
+    assert f"{name}#{'s' * 30}#1" in tags(repo)
+    before = tags(repo)
+    out = gitml_cli(repo, "models", "promote", name, "1", "s" * 60, check=False)
+    assert out.returncode == 1 and out.stderr.startswith("Error: Tag name") and "over 250" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert tags(repo) == before
+
+
+def test_names_gitml_accepts_are_names_gto_accepts():
+    """issue 14: what gitml registers must be a subset of what gto accepts (gto/constants.py)."""
+    from gto.constants import assert_fullname_is_valid
+
+    from gitml.errors import InvalidName
+    from gitml.registry import tags as grammar
+
+    candidates = ["rf", "a", "a/b", "dir:m", "dir/x:m/n", "models/churn", "x" * 200, "HEAD", "a/-b", "a--b",
+                  "refs/x", "-a:m", "a_b", "9", "a.b", "a b", "a:b:c", "team/ORIG_HEAD", "Heads/x", "a/b/"]
+    for name in candidates:
+        try:
+            grammar.check_model_name(name)
+        except InvalidName:
+            continue
+        assert_fullname_is_valid(name)  # raises if gto refuses it
+
+
 PROMOTE = """
 import sys
 from gitml import registry

@@ -234,6 +234,47 @@ def test_same_predictions_as_mlflow_models_serve(registered, tmp_path):
             assert request(ours, "/invocations", body)[0] == request(theirs, "/invocations", body)[0] == 400
 
 
+def test_serve_predict_and_docker_load_a_pickle_nobody_vouches_for_only_when_asked(tracking, repo, tmp_path,
+                                                                                   monkeypatch):
+    """issue 14: gitml serve ran a registered model's pickle payload. serve and predict now refuse it in
+    one line naming the file and --allow-pickle, which opts in; build-docker writes the opt-in into the
+    image only when asked."""
+    from sklearn.linear_model import LinearRegression
+
+    from tests.test_trust import Trojan, evil_version
+
+    marker = tmp_path / "PWNED"
+    model = LinearRegression().fit(X, X.a + X.b)
+    uri = evil_version(tracking, tmp_path, Trojan(marker, model))
+    monkeypatch.delenv("GITML_REPO")
+    (tmp_path / "in.csv").write_text(X[:3].to_csv(index=False))
+    for args in (["serve", uri, "--port", str(free_port())], ["predict", uri, "-i", str(tmp_path / "in.csv")]):
+        try:  # a server that loaded the model would serve until killed
+            out = subprocess.run([sys.executable, "-m", "gitml", *args], cwd=repo, capture_output=True, text=True,
+                                 timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"gitml {args[0]} loaded the model instead of refusing it") from None
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.startswith("Error: Refusing to load ") and "model.pkl" in out.stderr
+        assert "--allow-pickle" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert not marker.exists()
+    out = gitml_cli(repo, "predict", uri, "-i", str(tmp_path / "in.csv"), "--allow-pickle")
+    np.testing.assert_allclose(json.loads(out.stdout)["predictions"], model.predict(X[:3]))
+    assert marker.exists()
+    marker.unlink()
+    port = free_port()
+    with gitml_serve(uri, repo, port, "--allow-pickle"):
+        status, got = request(port, "/invocations", *reversed(PAYLOADS["csv"]))
+        assert status == 200
+        np.testing.assert_allclose(got["predictions"], model.predict(X[:3]))
+    assert marker.exists()
+    for flag, opted in (([], False), (["--allow-pickle"], True)):
+        ctx = tmp_path / f"context-{opted}"
+        gitml_cli(repo, "build-docker", uri, "-d", str(ctx), *flag)
+        assert ("GITML_ALLOW_PICKLE=1" in (ctx / "Dockerfile").read_text()) == opted
+        assert json.loads((ctx / "model-info.json").read_text())["allow_pickle"] is opted
+
+
 def test_predict_command_reads_and_writes_csv_json_parquet(registered, tmp_path):
     repo, models = registered
     want = models[1].predict(X)
@@ -333,11 +374,23 @@ class EchoTypes(gitml.pyfunc.PythonModel):
 
 
 def echo_app(tmp_path: Path, **types: str):
-    """The WSGI app serving EchoTypes with a signature of these column types."""
-    from gitml.serving.server import make_app
+    """The WSGI app serving EchoTypes with a signature of these column types.
 
-    gitml.pyfunc.save_model(tmp_path / "echo", python_model=EchoTypes(), signature=column_schema(**types))
-    return make_app(str(tmp_path / "echo"))
+    Saved and loaded in a repository of its own, which records the custom
+    model's pickle as written here (gitml.models.trust), so it loads without
+    the pickle opt-in, and nothing is recorded in the repository around the cwd.
+    """
+    from gitml.serving.server import make_app
+    from gitml.tracking import runs
+
+    if not (tmp_path / ".git").exists():
+        git(tmp_path, "init", "-q")
+    runs.set_default_location(str(tmp_path))
+    try:
+        gitml.pyfunc.save_model(tmp_path / "echo", python_model=EchoTypes(), signature=column_schema(**types))
+        return make_app(str(tmp_path / "echo"))
+    finally:
+        runs.set_default_location(None)
 
 
 @pytest.mark.filterwarnings("ignore:Constructing a DataFrame from a list of sequences with mismatched lengths")

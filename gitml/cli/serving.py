@@ -6,6 +6,9 @@ import click
 
 MODEL_HELP = ("MODEL is rf#production, rf@v1.2.0, models:/rf/Production, models:/rf@production, "
               "models:/rf/3, runs:/<run_id>/<path> or a model directory.")
+ALLOW_PICKLE_HELP = ("Load the model even if it runs code when loaded (a pickle, a custom PythonModel) and "
+                     "gitml did not write it on this machine in this repository. Only for models you trust "
+                     "(also: GITML_ALLOW_PICKLE=1).")
 
 
 def _locate(ctx: click.Context) -> None:
@@ -31,9 +34,10 @@ def _locate(ctx: click.Context) -> None:
 @click.option("--timeout", type=int, default=60, show_default=True,
               help="Seconds before a worker whose event loop stops answering is restarted; also the longest wait "
                    "for the next piece of a request body.")
+@click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.pass_context
 def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, poll: float,
-          max_body_mb: float, timeout: int) -> None:
+          max_body_mb: float, timeout: int, allow_pickle: bool) -> None:
     """Serve MODEL over HTTP with MLflow's scoring protocol (POST /invocations).
 
     A MODEL given by stage (rf#production) follows the stage: when the tag
@@ -43,7 +47,7 @@ def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, po
 
     _locate(ctx)
     run(model, host=host, port=port, workers=workers, poll_seconds=poll,
-        max_body=int(max_body_mb * 1024 * 1024), timeout=timeout)
+        max_body=int(max_body_mb * 1024 * 1024), timeout=timeout, allow_pickle=allow_pickle or None)
 
 
 @click.command(epilog=MODEL_HELP)
@@ -54,15 +58,17 @@ def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, po
               help="Output file: .csv, .json or .parquet (default: JSON on stdout).")
 @click.option("-t", "--content-type", type=click.Choice(["json", "csv", "parquet"]), default=None,
               help="Input format, when the file's extension does not tell.")
+@click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.pass_context
-def predict(ctx: click.Context, model: str, input_path: str, output_path: str | None, content_type: str | None) -> None:
+def predict(ctx: click.Context, model: str, input_path: str, output_path: str | None, content_type: str | None,
+            allow_pickle: bool) -> None:
     """Score a file with MODEL (batch prediction)."""
     from gitml.serving import batch, protocol
 
     _locate(ctx)
     kind = {"json": protocol.CONTENT_TYPE_JSON, "csv": protocol.CONTENT_TYPE_CSV,
             "parquet": protocol.CONTENT_TYPE_PARQUET}.get(content_type or "")
-    batch.predict_file(model, input_path, output_path, kind)
+    batch.predict_file(model, input_path, output_path, kind, allow_pickle=allow_pickle or None)
     if output_path:
         click.echo(f"Predictions written to {output_path}", err=True)
 
@@ -71,12 +77,15 @@ def predict(ctx: click.Context, model: str, input_path: str, output_path: str | 
 @click.argument("model")
 @click.option("-d", "--directory", "out_dir", required=True, type=click.Path(file_okay=False),
               help="New (or empty) directory for the build context.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Set GITML_ALLOW_PICKLE=1 in the image, so it loads a model that runs code when loaded "
+                   "(a pickle, a custom PythonModel). Only for models you trust.")
 @click.pass_context
-def build_docker(ctx: click.Context, model: str, out_dir: str) -> None:
+def build_docker(ctx: click.Context, model: str, out_dir: str, allow_pickle: bool) -> None:
     """Write a Docker build context that serves MODEL: then `docker build DIR`."""
     from gitml.serving.docker import build_context
 
     _locate(ctx)
-    out = build_context(model, out_dir)
+    out = build_context(model, out_dir, allow_pickle=allow_pickle)
     click.echo(f"Build context written to {out}\n  docker build -t my-model {out}\n"
                "  docker run -p 8080:8080 my-model")

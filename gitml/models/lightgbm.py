@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gitml.models import boosting
+from gitml.models import boosting, trust
 from gitml.models.mlmodel import Model, installed_version
 
 FLAVOR = "lightgbm"
@@ -52,25 +52,34 @@ def log_model(lgb_model: Any, name: str = "model", signature: Any = None, input_
                            lambda d: save_model(lgb_model, d, signature=signature, input_example=input_example, **kwargs))
 
 
-def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None) -> Any:
+def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None,
+          allow_pickle: bool | None = None) -> Any:
     model_class = conf.get("model_class", "lightgbm.basic.Booster")
     boosting.import_class(model_class, "lightgbm")  # refuse foreign classes early
     if model_class == "lightgbm.basic.Booster":
         import lightgbm as lgb
 
-        return lgb.Booster(model_file=str(path / conf["data"]))
+        return lgb.Booster(model_file=str(trust.inside(path, conf.get("data"), "data")))
     from gitml.models.sklearn import _load as load_sklearn
 
     sk_conf = {"pickled_model": conf["data"], "serialization_format": conf.get("serialization_format", "cloudpickle")}
-    return load_sklearn(path, sk_conf, trusted_types, extra_safe=("lightgbm.",))
+    return load_sklearn(path, sk_conf, trusted_types, ("sklearn", "lightgbm"), allow_pickle)
 
 
-def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None) -> Any:
+def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None,
+               allow_pickle: bool | None = None) -> Any:
+    """A LightGBM Booster or scikit-learn-API estimator; pickled estimators go through the trust gate
+    (``allow_pickle``, as ``gitml.sklearn.load_model``).
+
+    Raises:
+        InvalidValue (no lightgbm flavor, a foreign model class), UntrustedModel.
+    """
     path, conf = boosting.flavor_conf(model_uri, FLAVOR, dst_path)
-    return _load(path, conf, skops_trusted_types)
+    return _load(path, conf, skops_trusted_types, allow_pickle)
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
     model_dir = model_dir or Path(data_path).parent
     conf = (meta.flavors.get(FLAVOR) if meta else None) or {"data": Path(data_path).name}
-    return boosting.Wrapper(_load(model_dir, conf))
+    return boosting.Wrapper(_load(model_dir, conf, allow_pickle=allow_pickle))

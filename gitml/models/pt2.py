@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidValue
+from gitml.models.trust import refusal
 
 _TEXT_NAMES = {"version", "archive_format", "archive_version", "byteorder", "serialization_id",
                ".format_version", ".storage_alignment"}
@@ -82,14 +83,18 @@ _EXPR_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, 
                ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.Tuple, ast.Call)
 
 
-def check_archive(path: str | Path) -> None:
+def check_archive(path: str | Path, content: bytes | None = None) -> None:
     """Refuse a pt2 archive that holds anything but tensors, JSON and plain shape arithmetic.
 
+    ``content``, when given, is the archive's bytes as read from ``path``
+    (the bytes the caller then hands to torch); ``path`` only names it.
+
     Raises:
-        InvalidValue: naming the first record that could run code when torch loads it.
+        UntrustedModel: naming the first record that could run code when torch loads it.
+        InvalidValue: not a zip archive.
     """
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(io.BytesIO(content) if content is not None else path)
     except (zipfile.BadZipFile, OSError) as e:
         raise InvalidValue(f"{path} is not a pt2 (torch.export) archive: {e}") from e
     with archive:
@@ -118,9 +123,7 @@ def check_archive(path: str | Path) -> None:
 
 
 def _refusal(path: str | Path, record: str, why: str) -> InvalidValue:
-    return InvalidValue(f"Refusing to load {path}: record {record!r} could run code when loaded ({why}). "
-                        "If you trust this model, pass allow_pickle=True (GITML_ALLOW_PICKLE=1 for "
-                        "gitml.pyfunc.load_model).")
+    return refusal(path, f"record {record!r} could run code when loaded ({why})", recordable=False)
 
 
 def _no_duplicates(path: str | Path, names: list[str]) -> None:

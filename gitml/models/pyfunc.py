@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidValue
+from gitml.models import trust
 from gitml.models.mlmodel import PYFUNC, Model, write_environment, save_input_example
 from gitml.models.signature import ModelSignature, enforce_schema, signature_from_example
 
@@ -85,11 +86,18 @@ class PyFuncModel:
         return f"PyFuncModel(flavor={self.metadata.flavors[PYFUNC].get('loader_module')}, path={str(self._path)!r})"
 
 
-def load_model(model_uri: str, dst_path: str | None = None) -> PyFuncModel:
+def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool | None = None) -> PyFuncModel:
     """Load a model by URI (``runs:/<id>/<path>``, a local path) as a PyFuncModel.
 
+    A model whose files run code when loaded (pickles, a custom model's code
+    and artifacts) loads only if gitml wrote those files on this machine in
+    this repository, or with ``allow_pickle=True`` (default: the
+    ``GITML_ALLOW_PICKLE`` setting); see ``gitml.models.trust``. The
+    ``loader_module`` an MLmodel names is looked up in ``LOADERS``, never
+    imported as given.
+
     Raises:
-        ModelNotFound, InvalidValue (no python_function flavor / unknown loader).
+        ModelNotFound, InvalidValue (no python_function flavor / unknown loader), UntrustedModel.
     """
     from gitml.models.uri import local_model_path
 
@@ -104,7 +112,7 @@ def load_model(model_uri: str, dst_path: str | None = None) -> PyFuncModel:
         raise InvalidValue(f"Model at {model_uri!r} needs loader module {loader!r}, which gitml does not provide")
     sub = conf.get("model_path") or conf.get("data")  # MLflow flavors use either key
     data = path / sub if sub else path
-    impl = importlib.import_module(target)._load_pyfunc(str(data), meta, path)
+    impl = importlib.import_module(target)._load_pyfunc(str(data), meta, path, allow_pickle)
     return PyFuncModel(meta, impl, path)
 
 
@@ -121,23 +129,35 @@ class _PythonModelWrapper:
             self.python_model.predict(self.context, data)
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
-    import cloudpickle
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
+    """A custom PythonModel: ``python_model.pkl`` unpickled, ``code`` on sys.path, ``load_context`` called.
+
+    Without the opt-in, the pickle, every code file and every artifact must
+    be files this machine recorded (the artifacts too, because the model's
+    own code reads them, and may unpickle them, in ``load_context``).
+    """
+    import sys
 
     model_dir = model_dir or Path(data_path)
     conf = meta.flavors.get(PYFUNC, {}) if meta else {}
-    if conf.get("code"):
-        import sys
-
-        sys.path.insert(0, str(model_dir / conf["code"]))
-    with open(model_dir / conf.get("python_model", "python_model.pkl"), "rb") as f:
-        python_model = cloudpickle.load(f)
+    pickled = trust.inside(model_dir, conf.get("python_model", "python_model.pkl"), "python_model")
     # MLflow writes {name: {"path": ..., "uri": ...}}; plain strings are accepted too.
-    artifacts = {
-        name: str(model_dir / (entry["path"] if isinstance(entry, dict) else entry))
-        for name, entry in (conf.get("artifacts") or {}).items()
-    }
-    context = PythonModelContext(artifacts, conf.get("model_config"))
+    entries = conf.get("artifacts") or {}
+    if not isinstance(entries, dict):
+        raise InvalidValue(f"The MLmodel in {model_dir} gives artifacts as {entries!r}: expected a mapping")
+    artifacts = {name: trust.inside(model_dir, entry.get("path") if isinstance(entry, dict) else entry,
+                                    f"artifact {name!r}") for name, entry in entries.items()}
+    allowed = trust.opted_in(allow_pickle)  # decided once for every file below
+    data = trust.read(pickled, allowed, "it is a pickled custom PythonModel (cloudpickle)")
+    trust.check_files([f for a in artifacts.values() for f in ([a] if a.is_file() else sorted(a.rglob("*")))
+                       if f.is_file()], allowed, "it is an artifact the custom model's own code reads")
+    if conf.get("code"):
+        sys.path.insert(0, str(trust.code_path(model_dir, conf["code"], allowed)))
+    import pickle
+
+    python_model = pickle.loads(data)  # noqa: S301 - the bytes the gate passed
+    context = PythonModelContext({name: str(path) for name, path in artifacts.items()}, conf.get("model_config"))
     python_model.load_context(context)
     return _PythonModelWrapper(python_model, context)
 
@@ -146,12 +166,17 @@ def save_model(path: str | os.PathLike[str], python_model: PythonModel, artifact
                code_paths: list[str] | None = None, signature: ModelSignature | None = None,
                input_example: Any = None, pip_requirements: list[str] | None = None,
                model_config: dict[str, Any] | None = None) -> Model:
-    """Save a custom PythonModel in MLflow's ``mlflow.pyfunc.model`` format."""
+    """Save a custom PythonModel in MLflow's ``mlflow.pyfunc.model`` format.
+
+    The pickle, code and artifact files it writes are recorded as trusted
+    (``trust.record``): the model loads again in this repository on this
+    machine without the opt-in.
+    """
     import cloudpickle
 
     with new_model_dir(path) as out:
-        with open(out / "python_model.pkl", "wb") as f:
-            cloudpickle.dump(python_model, f)
+        pickled = cloudpickle.dumps(python_model)
+        (out / "python_model.pkl").write_bytes(pickled)
         saved_artifacts = {}
         if artifacts:
             (out / "artifacts").mkdir()
@@ -177,6 +202,10 @@ def save_model(path: str | os.PathLike[str], python_model: PythonModel, artifact
         meta.add_flavor(PYFUNC, **pyfunc_conf)
         _finish(out, meta, signature, input_example, None,
                 pip_requirements or ["mlflow", "cloudpickle", "numpy", "pandas"])
+        written = [(trust.PICKLE, pickled)]
+        for role, sub in ((trust.CODE, "code"), (trust.ARTIFACT, "artifacts")):
+            written += [(role, f.read_bytes()) for f in sorted((out / sub).rglob("*")) if f.is_file()]
+        trust.record(written)
     return meta
 
 

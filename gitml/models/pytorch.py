@@ -8,10 +8,11 @@ code (``gitml.models.pt2``).
 
 ``serialization_format="pickle"`` writes the whole module with
 ``torch.save`` (cloudpickle) to ``data/model.pth``, as MLflow does. Loading
-that runs code from the file, so it is refused unless asked for:
-``load_model(..., allow_pickle=True)``, or ``GITML_ALLOW_PICKLE=1`` for
-``gitml.pyfunc.load_model``. Which file is loaded follows the files present
-(as in MLflow), not the ``serialization_format`` key the MLmodel records.
+that runs code from the file, so it goes through ``gitml.models.trust``'s
+gate: it loads if this machine saved it in this repository, or with
+``allow_pickle=True`` / ``GITML_ALLOW_PICKLE=1``. Which file is loaded
+follows the files present (as in MLflow), not the ``serialization_format``
+key the MLmodel records.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidValue
+from gitml.models import trust
 from gitml.models.mlmodel import PYFUNC, Model, python_version
 from gitml.models.pyfunc import _finish, new_model_dir
 from gitml.models.signature import ModelSignature, signature_from_example
@@ -49,7 +51,7 @@ def save_model(pytorch_model: Any, path: str | os.PathLike[str], serialization_f
     ``pt2`` (the default) traces the model in eval mode on ``input_example``
     (a numpy array or tensor of at least 2 rows: the first dimension stays
     dynamic). ``pickle`` stores the module itself; it loads only with
-    ``allow_pickle=True``.
+    ``allow_pickle=True`` elsewhere (this machine records it as trusted here).
 
     Raises:
         InvalidValue: unknown format, not a torch module, no usable input
@@ -97,17 +99,19 @@ def log_model(pytorch_model: Any, name: str = "model", serialization_format: str
         pytorch_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs))
 
 
-def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool = False) -> Any:
+def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool | None = None) -> Any:
     """The ``torch.nn.Module`` of a model (``runs:/...`` or a path).
 
     A pt2 model comes back as the exported program's module (no class
     needed), once the file is checked to hold no code. A pickle model
-    (``data/model.pth``) runs code from the file when loaded: it is refused
-    unless ``allow_pickle=True``, which also skips the pt2 check.
+    (``data/model.pth``) runs code from the file when loaded: it loads if
+    this machine saved it in this repository, or with ``allow_pickle=True``
+    (default: the ``GITML_ALLOW_PICKLE`` setting), which also skips the pt2
+    check.
 
     Raises:
-        InvalidValue: no pytorch flavor, a pt2 file that could run code, or
-            a pickle model without ``allow_pickle``.
+        InvalidValue: no pytorch flavor. UntrustedModel: a pt2 file that
+            could run code, or a pickle model nothing vouches for.
     """
     from gitml.models.uri import local_model_path
 
@@ -118,8 +122,10 @@ def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool =
     return _load(path, conf, allow_pickle)
 
 
-def _load(model_dir: Path, conf: dict[str, Any], allow_pickle: bool) -> Any:
-    data = model_dir / conf.get("model_data", DATA)
+def _load(model_dir: Path, conf: dict[str, Any], allow_pickle: bool | None) -> Any:
+    import io
+
+    data = trust.inside(model_dir, conf.get("model_data", DATA), "model_data")
     if (data / PICKLE_FILE).exists():
         return _unpickle(model_dir, data, conf, allow_pickle)
     import torch
@@ -129,27 +135,27 @@ def _load(model_dir: Path, conf: dict[str, Any], allow_pickle: bool) -> Any:
     file = data / PT2_FILE
     if not file.is_file():
         raise InvalidValue(f"Model at {model_dir} has neither {DATA}/{PT2_FILE} nor {DATA}/{PICKLE_FILE}")
-    if not allow_pickle:  # whoever allows pickle trusts the file to run code anyway
-        pt2.check_archive(file)
-    return torch.export.load(file).module()
+    content = file.read_bytes()  # read once: torch loads the bytes that were checked
+    if not trust.opted_in(allow_pickle):  # whoever opts in trusts the file to run code anyway
+        pt2.check_archive(file, content)
+    return torch.export.load(io.BytesIO(content)).module()
 
 
-def _unpickle(model_dir: Path, data: Path, conf: dict[str, Any], allow_pickle: bool) -> Any:
-    if not allow_pickle:
-        raise InvalidValue(
-            f"Refusing to load {data / PICKLE_FILE}: it is a pickle (serialization_format='pickle') and "
-            "would run code from the file. If you trust this model, pass allow_pickle=True "
-            "(or set GITML_ALLOW_PICKLE=1 for gitml.pyfunc.load_model).")
+def _unpickle(model_dir: Path, data: Path, conf: dict[str, Any], allow_pickle: bool | None) -> Any:
+    import io
+
+    allowed = trust.opted_in(allow_pickle)
+    content = trust.read(data / PICKLE_FILE, allowed, "it is a pickle (serialization_format='pickle')")
     info = data / PICKLE_MODULE_INFO
     module = info.read_text().strip() if info.is_file() else PICKLE_MODULE
     if module not in _KNOWN_PICKLE_MODULES:
         raise InvalidValue(f"{info} names pickle module {module!r}; gitml reads only {sorted(_KNOWN_PICKLE_MODULES)}")
     if conf.get("code"):
-        sys.path.insert(0, str(model_dir / conf["code"]))
+        sys.path.insert(0, str(trust.code_path(model_dir, conf["code"], allowed)))
     import torch
 
     # A TorchScript archive in model.pth is dispatched to torch.jit.load by torch.load.
-    model = torch.load(data / PICKLE_FILE, map_location="cpu", weights_only=False)
+    model = torch.load(io.BytesIO(content), map_location="cpu", weights_only=False)
     model.eval()
     return model
 
@@ -172,7 +178,7 @@ def _check_pt2_input(model: Any, example: Any) -> None:
         raise InvalidValue(
             "serialization_format='pt2' needs an input_example (a numpy array or tensor): the model is "
             "traced on it by torch.export. Pass one, or use serialization_format='pickle' "
-            "(which loads only with allow_pickle=True).")
+            "(which runs code when loaded: on another machine it loads only with allow_pickle=True).")
 
 
 def _dynamic_dims(example: Any, signature: ModelSignature | None) -> dict[int, Any]:
@@ -216,6 +222,8 @@ def _export(model: Any, example: Any, dynamic: dict[int, Any], file: Path) -> No
 
 
 def _pickle(model: Any, data: Path) -> None:
+    """Write ``model.pth`` and record it as trusted (it loads here without the opt-in)."""
+    import io
     import pickle
     import types
 
@@ -223,14 +231,18 @@ def _pickle(model: Any, data: Path) -> None:
     import torch
 
     (data / PICKLE_MODULE_INFO).write_text(PICKLE_MODULE)
+    buffer = io.BytesIO()
     if isinstance(model, torch.jit.ScriptModule):
-        torch.jit.save(model, str(data / PICKLE_FILE))
-        return
-    # What MLflow's pickle module is: cloudpickle's Pickler (classes defined in
-    # __main__ are stored by value), the standard Unpickler.
-    module = types.SimpleNamespace(Pickler=cloudpickle.Pickler, Unpickler=pickle.Unpickler,
-                                   load=pickle.load, __name__=PICKLE_MODULE)
-    torch.save(model, data / PICKLE_FILE, pickle_module=module)
+        torch.jit.save(model, buffer)
+    else:
+        # What MLflow's pickle module is: cloudpickle's Pickler (classes defined in
+        # __main__ are stored by value), the standard Unpickler.
+        module = types.SimpleNamespace(Pickler=cloudpickle.Pickler, Unpickler=pickle.Unpickler,
+                                       load=pickle.load, __name__=PICKLE_MODULE)
+        torch.save(model, buffer, pickle_module=module)
+    content = buffer.getvalue()
+    (data / PICKLE_FILE).write_bytes(content)
+    trust.record([(trust.PICKLE, content)])
 
 
 class _TorchPyfunc:
@@ -265,9 +277,8 @@ class _TorchPyfunc:
         return pd.DataFrame(out, index=data.index) if isinstance(data, pd.DataFrame) else out
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
-    from gitml import settings
-
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
     model_dir = model_dir or Path(data_path).parent
     conf = (meta.flavors.get(FLAVOR) if meta else None) or {"model_data": Path(data_path).name}
-    return _TorchPyfunc(_load(model_dir, conf, bool(settings.get("allow_pickle"))))
+    return _TorchPyfunc(_load(model_dir, conf, allow_pickle))

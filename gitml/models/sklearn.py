@@ -1,9 +1,12 @@
 """scikit-learn flavor: save, log and load sklearn models in MLflow's format.
 
 Serialization is skops by default: a skops file is loaded without running
-arbitrary code, and only the types listed as trusted are rebuilt. Pickle
-(cloudpickle) is used only when asked for (``serialization_format=
-"cloudpickle"``); the MLmodel file records which one was used.
+arbitrary code, rebuilding only classes defined in scikit-learn (or the
+flavor's own library) and the types skops trusts itself; any other type or
+function must be named by the caller (``skops_trusted_types``) or the load
+opted in. Pickle (cloudpickle) is used only when asked for
+(``serialization_format="cloudpickle"``); loading it goes through
+``gitml.models.trust``'s gate. The MLmodel file records which one was used.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidValue
+from gitml.models import trust
 from gitml.models.mlmodel import PYFUNC, Model, installed_version, python_version
 from gitml.models.pyfunc import _finish, new_model_dir
 
@@ -55,20 +59,26 @@ def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format
 
 
 def dump(model: Any, file: Path, serialization_format: str, trusted_types: list[str] | None = None) -> list[str] | None:
-    """Serialize a scikit-learn-API model; for skops, return the non-default types it holds."""
+    """Serialize a scikit-learn-API model; for skops, return the non-default types it holds.
+
+    A pickle this writes is recorded as trusted (``trust.record``): it loads
+    again in this repository on this machine without the opt-in.
+    """
     if serialization_format not in FORMATS:
         raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
     if serialization_format == SKOPS:
         import skops.io as sio
 
-        sio.dump(model, file)
-        return sorted(set(sio.get_untrusted_types(file=file)) | set(trusted_types or [])) or None
+        data = sio.dumps(model)
+        file.write_bytes(data)
+        return sorted(set(sio.get_untrusted_types(data=data)) | set(trusted_types or [])) or None
     import pickle
 
     import cloudpickle
 
-    with open(file, "wb") as f:
-        (cloudpickle if serialization_format == CLOUDPICKLE else pickle).dump(model, f)
+    data = (cloudpickle if serialization_format == CLOUDPICKLE else pickle).dumps(model)
+    file.write_bytes(data)
+    trust.record([(trust.PICKLE, data)])
     return None
 
 
@@ -82,40 +92,67 @@ def log_model(sk_model: Any, name: str = "model", serialization_format: str = SK
         sk_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs))
 
 
-# Types a skops file may rebuild without being named by the caller. The list
-# in the MLmodel file is not trusted on its own: whoever wrote the model wrote
-# that list too.
-SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Types a skops file may rebuild without being named by the caller, besides those skops
+# trusts itself: classes defined in the flavor's library (never functions, which
+# skops can call with arguments from the file, and never a class another library
+# defines and scikit-learn re-exports). The list in the MLmodel file is not
+# trusted on its own: whoever wrote the model wrote that list too.
+LIBRARIES = ("sklearn",)
+SAFE_TYPES = frozenset({"collections.OrderedDict", "collections.defaultdict"})
+
+
+def safe_type(name: str, libraries: tuple[str, ...] = LIBRARIES) -> bool:
+    """True if skops type ``name`` is a class defined in one of ``libraries`` (or in ``SAFE_TYPES``)."""
+    import importlib
+
+    if name in SAFE_TYPES:
+        return True
+    module, _, attr = name.rpartition(".")
+    if not module or module.split(".")[0] not in libraries:
+        return False
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, type) and str(getattr(obj, "__module__", "")).split(".")[0] in libraries
 
 
 def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None,
-          extra_safe: tuple[str, ...] = ()) -> Any:
+          libraries: tuple[str, ...] = LIBRARIES, allow_pickle: bool | None = None) -> Any:
     fmt = conf.get("serialization_format", CLOUDPICKLE)
-    file = path / conf.get("pickled_model", _FILES.get(fmt, "model.pkl"))
+    file = trust.inside(path, conf.get("pickled_model", _FILES.get(fmt, "model.pkl")), "pickled_model")
     if fmt == SKOPS:
         import skops.io as sio
 
+        try:
+            data = file.read_bytes()  # read once: the types checked are the types loaded
+        except OSError as e:
+            raise InvalidValue(f"Cannot read model file {file}: {e.strerror}") from e
+        found = sio.get_untrusted_types(data=data)
         allowed = set(trusted_types or [])
-        untrusted = [t for t in sio.get_untrusted_types(file=file)
-                     if t not in allowed and not t.startswith(SAFE_TYPE_PREFIXES + extra_safe)]
+        untrusted = sorted(t for t in found if t not in allowed and not safe_type(t, libraries))
         if untrusted:
-            raise InvalidValue(
-                f"Refusing to load {file}: it would rebuild types outside scikit-learn, numpy and scipy: "
-                f"{sorted(untrusted)}. If you trust this model, pass skops_trusted_types={sorted(untrusted)!r}."
-            )
-        return sio.load(file, trusted=sio.get_untrusted_types(file=file))
+            what = " and ".join(["scikit-learn", *(lib for lib in libraries if lib != "sklearn")])
+            trust.gate(file, data, allow_pickle, f"it would rebuild types that are not classes of {what}: "
+                       f"{untrusted}", role=None, alternative=f"pass skops_trusted_types={untrusted!r}")
+        return sio.loads(data, trusted=found)
     if fmt in (CLOUDPICKLE, PICKLE):
-        import cloudpickle
-
-        with open(file, "rb") as f:
-            return cloudpickle.load(f)
+        return trust.unpickle(file, allow_pickle, f"it is a {fmt} file (serialization_format={fmt!r})")
     raise InvalidValue(f"Model at {path} uses unknown serialization format {fmt!r}")
 
 
-def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None) -> Any:
+def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None,
+               allow_pickle: bool | None = None) -> Any:
     """The scikit-learn estimator of a model (``runs:/...`` or a path).
 
-    Pickle-format models execute code when loaded: load only models you trust.
+    A pickle-format model runs code when loaded: it loads if this machine
+    saved it in this repository, or with ``allow_pickle=True`` (default: the
+    ``GITML_ALLOW_PICKLE`` setting). A skops model holding types beyond
+    scikit-learn's classes needs them named in ``skops_trusted_types``, or
+    the same opt-in.
+
+    Raises:
+        InvalidValue (no sklearn flavor), UntrustedModel.
     """
     from gitml.models.uri import local_model_path
 
@@ -124,7 +161,7 @@ def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types:
     conf = meta.flavors.get(FLAVOR)
     if conf is None:
         raise InvalidValue(f"Model at {model_uri!r} has no sklearn flavor (flavors: {', '.join(meta.flavors)})")
-    return _load(path, conf, skops_trusted_types)
+    return _load(path, conf, skops_trusted_types, allow_pickle=allow_pickle)
 
 
 class _SklearnPyfunc:
@@ -154,8 +191,9 @@ def _numeric_in_order(data: Any, columns: list[str]) -> bool:
     return len(kinds) == 1 and kinds <= {"f", "i", "u"}
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
     model_dir = model_dir or Path(data_path).parent
     conf = (meta.flavors.get(FLAVOR) if meta else None) or {"pickled_model": Path(data_path).name}
     predict_fn = (meta.flavors.get(PYFUNC, {}).get("predict_fn") if meta else None) or "predict"
-    return _SklearnPyfunc(_load(model_dir, conf), predict_fn)
+    return _SklearnPyfunc(_load(model_dir, conf, allow_pickle=allow_pickle), predict_fn)

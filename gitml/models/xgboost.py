@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gitml.models import boosting
+from gitml.models import boosting, trust
 from gitml.models.mlmodel import Model, installed_version
 
 FLAVOR = "xgboost"
@@ -35,7 +35,7 @@ def log_model(xgb_model: Any, name: str = "model", signature: Any = None, input_
 def _load(path: Path, conf: dict[str, Any]) -> Any:
     cls = boosting.import_class(conf.get("model_class", "xgboost.core.Booster"), "xgboost")
     model = cls()
-    model.load_model(str(path / conf["data"]))
+    model.load_model(str(trust.inside(path, conf.get("data"), "data")))
     return model
 
 
@@ -49,7 +49,9 @@ def _pyfunc_of(model: Any) -> boosting.Wrapper:
     return boosting.Wrapper(model, xgb.DMatrix if isinstance(model, xgb.Booster) else None)
 
 
-def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None) -> Any:
+def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | None = None,
+                 allow_pickle: bool | None = None) -> Any:
+    """The pyfunc wrapper (``allow_pickle`` is unused: XGBoost's own format runs no code)."""
     model_dir = model_dir or Path(data_path).parent
     conf = (meta.flavors.get(FLAVOR) if meta else None) or {"data": Path(data_path).name}
     return _pyfunc_of(_load(model_dir, conf))

@@ -81,9 +81,9 @@ def get_model(repo: GitRepo, name: str) -> ModelState:
     """The state of one model.
 
     Raises:
-        ModelNotRegistered
+        ModelNotRegistered, InvalidName
     """
-    grammar.check_model_name(name)
+    grammar.check_model_ref(name)
     model = load(repo, name).get(name)
     if model is None:
         raise ModelNotRegistered(f"No registered model named {name!r}")
@@ -170,6 +170,8 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
         if not todo:
             return model, []
         when = _tag_time(model, todo)
+        for event, _, _ in todo:  # every name checked before the first tag object is written
+            grammar.check_tag_name(grammar.format(event))
         refs = {}
         for event, target, message in todo:
             tag = grammar.format(event)

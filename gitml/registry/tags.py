@@ -89,8 +89,28 @@ def format(event: TagName) -> str:  # noqa: A001 - the inverse of parse
     return body if event.counter is None else f"{body}#{event.counter}"
 
 
-def check_model_name(name: str) -> str:
-    """``name`` if it is a valid registry model name (GTO's rules).
+#: The longest model name gitml writes tags for, in UTF-8 bytes. A tag name is one
+#: file under .git/refs/tags (per '/'-part), and file names stop at 255 bytes
+#: (NAME_MAX); git also writes ``<name>.lock`` beside it. 200 leaves room for
+#: ``@v<semver>`` or ``#<stage>!#<n>`` after the name.
+MAX_MODEL_NAME_BYTES = 200
+#: The longest part (between slashes) of a tag name: NAME_MAX 255 less ``.lock``.
+MAX_TAG_PART_BYTES = 250
+#: git's special top-level refs (``git rev-parse HEAD`` etc.): a model named so reads
+#: as one of them. Any all-capitals name ending in ``_HEAD`` is one too.
+SPECIAL_REFS = frozenset({"HEAD", "FETCH_HEAD", "ORIG_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD",
+                          "REVERT_HEAD", "REBASE_HEAD", "BISECT_HEAD", "AUTO_MERGE", "MERGE_AUTOSTASH"})
+_SPECIAL_REF_RE = re.compile(r"^[A-Z_]*_HEAD$")
+#: First parts git reads as a ref namespace: ``git show tags/rf@v1.0.0`` is ``refs/tags/rf@v1.0.0``
+#: (model rf's tag), not model ``tags/rf``'s.
+REF_NAMESPACES = frozenset({"refs", "heads", "tags", "remotes", "notes"})
+
+
+def check_model_ref(name: str) -> str:
+    """``name`` if it can name a model in the registry's tags (GTO's grammar): for reading.
+
+    Models that gto or git wrote under names gitml would not write (``HEAD``)
+    can still be read, resolved and loaded.
 
     Raises:
         InvalidName: the name has characters a tag cannot carry, or would
@@ -109,6 +129,59 @@ def check_model_name(name: str) -> str:
             "(no part between slashes may start with '.' or end with '.' or '.lock')"
         )
     return name
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if gitml may write registry tags for it: GTO's rules (``check_model_ref``) and more.
+
+    Also refused, so that what gitml writes is a subset of what ``gto``
+    accepts and reads unambiguously in git: names over
+    ``MAX_MODEL_NAME_BYTES``; a part between slashes that does not start and
+    end with a letter or digit; a part that is one of git's special refs
+    (``HEAD``, ``FETCH_HEAD``...); a first part that git reads as a ref
+    namespace (``refs/``, ``tags/``...).
+
+    Raises:
+        InvalidName: naming the name and the rule it breaks.
+    """
+    check_model_ref(name)
+    size = len(name.encode("utf-8"))
+    if size > MAX_MODEL_NAME_BYTES:
+        raise InvalidName(f"Invalid model name {_short(name)} ({size} bytes): a model name is at most "
+                          f"{MAX_MODEL_NAME_BYTES} bytes, so that its tags fit in a file name")
+    folder, _, base = name.rpartition(":")
+    parts = [p for p in folder.split("/") if p] + base.split("/")
+    for part in base.split("/"):
+        if not NAME_RE.match(part):
+            raise InvalidName(f"Invalid model name {name!r}: each part between slashes must start and end "
+                              f"with a letter or digit, and {part!r} does not")
+    for part in parts:
+        if part.upper() in SPECIAL_REFS or _SPECIAL_REF_RE.match(part):
+            raise InvalidName(f"Invalid model name {name!r}: {part!r} is one of git's special refs "
+                              "(HEAD, FETCH_HEAD, ORIG_HEAD...), which a model name may not be or contain")
+    if parts[0].lower() in REF_NAMESPACES:
+        raise InvalidName(f"Invalid model name {name!r}: a name starting with '{parts[0]}/' reads as a git "
+                          f"ref (git looks for refs/{parts[0]}/... first); choose another")
+    return name
+
+
+def check_tag_name(tag: str) -> str:
+    """``tag`` if git can store it: every part between slashes fits in a file name with ``.lock``.
+
+    Raises:
+        InvalidName: a part is over ``MAX_TAG_PART_BYTES`` (a long stage or version).
+    """
+    for part in tag.split("/"):
+        size = len(part.encode("utf-8"))
+        if size > MAX_TAG_PART_BYTES:
+            raise InvalidName(f"Tag name {_short(tag)} is too long for a file name: its part {_short(part)} is "
+                              f"{size} bytes, over {MAX_TAG_PART_BYTES}; use a shorter stage or version")
+    return tag
+
+
+def _short(text: str, keep: int = 40) -> str:
+    """``text`` quoted, cut to its first ``keep`` characters (an error message stays one short line)."""
+    return repr(text) if len(text) <= keep else repr(text[:keep]) + "..."
 
 
 def check_stage(stage: str) -> str:

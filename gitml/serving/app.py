@@ -67,16 +67,20 @@ def _follows(uri: str) -> bool:
     return False
 
 
-def _load_source(source: Any) -> Any:
-    """The PyFuncModel at a resolved ModelSource, from exactly the run commit it pins (no second resolve)."""
+def _load_source(source: Any, allow_pickle: bool | None = None) -> Any:
+    """The PyFuncModel at a resolved ModelSource, from exactly the run commit it pins (no second resolve).
+
+    ``allow_pickle`` is the opt-in for models that run code when loaded
+    (None: the ``GITML_ALLOW_PICKLE`` setting); see ``gitml.models.trust``.
+    """
     from gitml.models.pyfunc import load_model
     from gitml.models.uri import fetch
 
     if source.run_id is None:
-        return load_model(str(source.path))
+        return load_model(str(source.path), allow_pickle=allow_pickle)
     dst = tempfile.mkdtemp(prefix="gitml-serve-")
     try:
-        return load_model(str(fetch(source, dst)))
+        return load_model(str(fetch(source, dst)), allow_pickle=allow_pickle)
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise
@@ -92,11 +96,12 @@ class ModelHolder:
     while the model is, and ``follow_error`` for the last check that failed.
     """
 
-    def __init__(self, model_uri: str, poll_seconds: float = 2.0) -> None:
+    def __init__(self, model_uri: str, poll_seconds: float = 2.0, allow_pickle: bool | None = None) -> None:
         from gitml.models.uri import resolve
 
         self.model_uri = model_uri
         self.poll_seconds = poll_seconds
+        self.allow_pickle = allow_pickle
         self.follow = _follows(model_uri)
         self.current = self._load(resolve(model_uri))
         self.status: dict[str, Any] = {"following": self.follow}
@@ -111,7 +116,7 @@ class ModelHolder:
 
     def _load(self, source: Any) -> Loaded:
         """Load the model ``source`` pins; its info describes that same source."""
-        model = _load_source(source)
+        model = _load_source(source, self.allow_pickle)
         info = _describe(self.model_uri, source)
         info["loaded_at"] = int(time.time())
         return Loaded(model, info)

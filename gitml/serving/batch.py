@@ -23,12 +23,14 @@ _BY_SUFFIX = {".csv": CONTENT_TYPE_CSV, ".json": CONTENT_TYPE_JSON, ".parquet": 
 
 
 def predict_file(model_uri: str, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str] | None = None,
-                 content_type: str | None = None) -> Any:
+                 content_type: str | None = None, allow_pickle: bool | None = None) -> Any:
     """Predict on the file at ``input_path``; write to ``output_path`` (stdout if None). Returns the predictions.
+
+    ``allow_pickle`` as ``gitml.pyfunc.load_model``.
 
     Raises:
         InvalidValue (unknown format, unreadable input), ScoringError (a
-        payload the server would refuse too), SchemaMismatch.
+        payload the server would refuse too), SchemaMismatch, UntrustedModel.
     """
     from gitml.models.pyfunc import load_model
 
@@ -40,7 +42,7 @@ def predict_file(model_uri: str, input_path: str | os.PathLike[str], output_path
         body = src.read_bytes()
     except OSError as e:
         raise InvalidValue(f"Cannot read input {str(src)!r}: {e.strerror}") from None
-    model = load_model(model_uri)
+    model = load_model(model_uri, allow_pickle=allow_pickle)
     data, params = parse_request(body, kind, model.metadata.signature)
     predictions = model.predict(data, params=params) if params else model.predict(data)
     write_predictions(predictions, output_path)

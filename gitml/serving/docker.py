@@ -43,7 +43,7 @@ COPY model /app/model
 COPY entrypoint.sh model-info.json /app/
 RUN chmod +x /app/entrypoint.sh && useradd --create-home serve
 USER serve
-ENV PORT=8080 WORKERS=2 PYTHONUNBUFFERED=1
+ENV PORT=8080 WORKERS=2 PYTHONUNBUFFERED=1{env}
 EXPOSE 8080
 HEALTHCHECK CMD python -c "import urllib.request, os; urllib.request.urlopen(f'http://127.0.0.1:{{os.environ[\\"PORT\\"]}}/ping')"
 ENTRYPOINT ["/app/entrypoint.sh"]
@@ -104,8 +104,15 @@ def requirements(model_dir: Path) -> list[str]:
     return [lines[k] for k in sorted(lines)]
 
 
-def build_context(model_uri: str, out_dir: str | os.PathLike[str]) -> Path:
+def build_context(model_uri: str, out_dir: str | os.PathLike[str], allow_pickle: bool = False) -> Path:
     """Write the build context for ``model_uri`` into ``out_dir`` (new or empty). Returns it.
+
+    The image has no repository, so no record of the model files this
+    machine wrote (``gitml.models.trust``): a model that runs code when
+    loaded (a pickle, a custom PythonModel) loads there only with the
+    opt-in. ``allow_pickle`` writes it into the Dockerfile
+    (``ENV GITML_ALLOW_PICKLE=1``); without it, ``docker run -e
+    GITML_ALLOW_PICKLE=1`` opts in at run time.
 
     Raises:
         InvalidValue (out_dir is not empty), ModelNotFound and the registry's errors.
@@ -128,8 +135,10 @@ def build_context(model_uri: str, out_dir: str | os.PathLike[str]) -> Path:
             entry.write_text(ENTRYPOINT)
             entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
             py = f"{sys.version_info.major}.{sys.version_info.minor}"
-            (out / "Dockerfile").write_text(DOCKERFILE.format(py=py))
-            (out / "model-info.json").write_text(json.dumps(_info(model_uri, source), indent=2) + "\n")
+            env = " GITML_ALLOW_PICKLE=1" if allow_pickle else ""
+            (out / "Dockerfile").write_text(DOCKERFILE.format(py=py, env=env))
+            info = {**_info(model_uri, source), "allow_pickle": bool(allow_pickle)}
+            (out / "model-info.json").write_text(json.dumps(info, indent=2) + "\n")
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
             raise

@@ -18,9 +18,10 @@ from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, lo
 from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 
 
-def make_app(model_uri: str, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY) -> ScoringApp:
-    """The WSGI app for ``model_uri`` (loads the model now)."""
-    return ScoringApp(ModelHolder(model_uri, poll_seconds), max_body)
+def make_app(model_uri: str, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY,
+             allow_pickle: bool | None = None) -> ScoringApp:
+    """The WSGI app for ``model_uri`` (loads the model now; ``allow_pickle`` as ``pyfunc.load_model``)."""
+    return ScoringApp(ModelHolder(model_uri, poll_seconds, allow_pickle), max_body)
 
 
 def worker_started(holder: ModelHolder, worker: Any = None) -> None:
@@ -48,14 +49,17 @@ def worker_started(holder: ModelHolder, worker: Any = None) -> None:
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 2,
           poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY, timeout: int = 60,
-          ready: Any = None) -> None:
+          ready: Any = None, allow_pickle: bool | None = None) -> None:
     """Serve ``model_uri`` until interrupted.
 
+    ``allow_pickle`` opts in to models that run code when loaded, for the
+    model served now and every version a followed stage moves to.
+
     Raises:
-        ModelNotFound and the registry's errors, before anything listens.
+        ModelNotFound, UntrustedModel and the registry's errors, before anything listens.
     """
     log_to_stderr()
-    app = make_app(model_uri, poll_seconds, max_body)
+    app = make_app(model_uri, poll_seconds, max_body, allow_pickle)
     run_gunicorn(lambda: app, host, port, workers=workers, timeout=timeout, name=f"gitml-serve {model_uri}",
                  max_body=max_body, post_fork=lambda server, worker: worker_started(app.holder, worker), ready=ready)
 

@@ -22,6 +22,9 @@ LIVE_DIR = "gitml/live"
 #: Live logs recovery could not apply yet (retried by every recovery).
 LIVE_FAILED_DIR = "gitml/live-failed"
 INDEX_FILE = "gitml/index.sqlite"
+#: Keyed hashes of the model files this machine wrote (gitml.models.trust), in the common git dir.
+#: Local only: no refspec or artifact transfer ever writes it.
+TRUSTED_MODEL_FILES = "gitml/trusted-model-files"
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,20}$")
