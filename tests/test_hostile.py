@@ -560,3 +560,18 @@ def test_a_fresh_clone_pulls_only_clean_notes_and_comments(site: Site, tmp_path:
     comments = _sh(fresh, site.env, "git", "log", "-1", "--format=%N", "--notes=gitml-registry",
                    "refs/tags/evil@v1.0.0", check=False).stdout
     assert "not json" not in comments and "[1,2]" not in comments
+
+
+def test_push_does_not_spread_fetched_bad_runs(site: Site, tmp_path: Path):
+    """A clone that took the attack with plain git fetch pushes on only what is well-formed."""
+    onward = tmp_path / "onward.git"
+    _sh(tmp_path, site.env, "git", "init", "-q", "--bare", str(onward))
+    _sh(site.fetched, site.env, "git", "remote", "add", "onward", str(onward))
+    out = _gitml(site.fetched, site.env, "push", "onward", "--json", check=False)
+    report = json.loads(out.stdout)
+    sent = set(report["runs_sent"])
+    assert site.good_run in sent and not sent & (set(site.bad.values()) - {site.bad[n] for n in CHUNK_CASES})
+    assert f"refs/gitml/runs/{site.bad['run-not-json']}" in report["rejected"]
+    assert "refs/gitml/evil" in report["rejected"]
+    remote_runs = _sh(onward, site.env, "git", "for-each-ref", "--format=%(refname)", "refs/gitml/").stdout
+    assert site.bad["artifact-md5-traversal"] not in remote_runs and "refs/gitml/evil" not in remote_runs

@@ -114,6 +114,22 @@ def _check_incoming_run(repo: GitRepo, commit: str, run_id: str) -> None:
         raise schema.corrupt(run_id, commit, e) from None
 
 
+def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport) -> bool:
+    """False for a local ref push must not spread: a malformed run (fetched with plain git, say),
+    or a ref under refs/gitml/ that gitml does not write."""
+    run_id = names.parse_run_ref(ref)
+    try:
+        if run_id is not None:
+            read_state(repo, oid, run_id)
+        elif names.parse_experiment_ref(ref) is None and ref not in _NOTE_RULES:
+            raise CorruptRun(f"{ref} is not a ref gitml writes")
+    except CorruptRun as e:
+        report.rejected[ref] = str(e)
+        schema.warn_skipped(e, oid, "not pushed")
+        return False
+    return True
+
+
 def _logging_here(repo: GitRepo, run_id: str) -> bool:
     """True while this machine has a live log of the run (its writer counts must stay in our commit)."""
     return bool(livelog.live_writers(writer.live_dir(repo), run_id))
@@ -260,7 +276,8 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
             oid = repo.ref_target(ref)
             if oid:
                 local[ref] = oid
-        updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items()) if remote_refs.get(ref) != oid]
+        updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items())
+                   if remote_refs.get(ref) != oid and _ours_to_send(repo, ref, oid, report)]
         updates += _tag_updates(repo, remote_refs, report)
         run_updates = [(ref, oid) for ref, oid, _ in updates if names.parse_run_ref(ref)]
         tag_oids = [oid for ref, oid, _ in updates if ref.startswith("refs/tags/")]
