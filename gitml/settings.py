@@ -92,8 +92,7 @@ def _parse(setting: Setting, raw: str, source: str) -> Any:
     from gitml.errors import InvalidValue
 
     rule = setting.rule or ("true or false" if setting.type is bool else f"a valid {setting.type.__name__}")
-    raise InvalidValue(f"Setting {source}={raw!r} is not {rule} ({setting.help.rstrip('.')}); "
-                       f"fix or unset it")
+    raise InvalidValue(f"Setting {source}={raw!r} is not {rule}; fix or unset it")
 
 
 def check_environment() -> None:

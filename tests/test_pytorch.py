@@ -148,7 +148,7 @@ def test_pytorch_pickle_is_opt_in(tracking, net, X, tmp_path, monkeypatch):
     assert isinstance(out, pd.DataFrame) and list(out.index) == list(frame.index)
     assert np.allclose(out.to_numpy(), raw(net, X))
     monkeypatch.setenv("GITML_ALLOW_PICKLE", "maybe")
-    with pytest.raises(InvalidValue, match="GITML_ALLOW_PICKLE='maybe' is not a valid bool"):
+    with pytest.raises(InvalidValue, match="GITML_ALLOW_PICKLE='maybe' is not true or false"):
         tracking.pyfunc.load_model(str(tmp_path / "m"))
 
 

@@ -575,7 +575,11 @@ def test_a_version_tag_in_the_way_is_a_clear_conflict(repo):
     assert registry.register(gr, "rf", c[1], path="model", run_id=None, version="v0.0.3").number == 2
 
 
-def test_a_stale_ref_lock_is_named_not_retried_forever(repo):
+def test_a_held_ref_lock_is_named_and_a_stale_one_removed(repo):
+    """A lock another live process holds is named, not retried forever; one a killed process left
+    (no holder, clearly old) is removed and the write goes on (issue 14)."""
+    import fcntl
+    import os
     import time
 
     from gitml import registry
@@ -585,12 +589,19 @@ def test_a_stale_ref_lock_is_named_not_retried_forever(repo):
     gr = open_repo(repo)
     lock = repo / ".git" / "refs" / "tags" / "rf#production#1.lock"
     lock.write_text("")
-    start = time.monotonic()
-    with pytest.raises(RefUpdateFailed, match=r"rf#production#1\.lock exists"):
-        registry.assign(gr, "rf", 1, "production")
-    assert time.monotonic() - start < 5
-    lock.unlink()
+    held = os.open(lock, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a live gitml writer holds its locks
+    try:
+        start = time.monotonic()
+        with pytest.raises(RefUpdateFailed, match=r"rf#production#1\.lock exists"):
+            registry.assign(gr, "rf", 1, "production")
+        assert time.monotonic() - start < 5
+    finally:
+        os.close(held)
+    old = time.time() - 60
+    os.utime(lock, (old, old))  # its holder is gone and it is a minute old: stale
     assert registry.assign(gr, "rf", 1, "production")[1] == ["rf#production#1"]
+    assert not lock.exists()
 
 
 REF_NAMES = [

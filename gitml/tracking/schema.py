@@ -162,17 +162,22 @@ def _key(check: Any, key: str, what: str) -> None:
         raise Problem(f"{what} key: {e}") from None
 
 
+def _check_mapping(data: object, name: str, kind: str, check_key: Any, limit: int) -> dict[str, str]:
+    data = _object(data, name)
+    for key, value in data.items():
+        _key(check_key, key, kind)
+        _text(value, f"{kind} {key!r}", limit)
+    return data
+
+
 def check_params(params: object) -> dict[str, str]:
     """params.json: {key: value}, keys and values as ``log_param`` allows them.
 
     Raises:
         Problem.
     """
-    params = _object(params, "params.json")
-    for key, value in params.items():
-        _key(validation.validate_param_key, key, "param")
-        _text(value, f"param {key!r}", validation.MAX_PARAM_VAL_LENGTH)
-    return params
+    return _check_mapping(params, "params.json", "param", validation.validate_param_key,
+                          validation.MAX_PARAM_VAL_LENGTH)
 
 
 def check_tags(tags: object) -> dict[str, str]:
@@ -181,11 +186,7 @@ def check_tags(tags: object) -> dict[str, str]:
     Raises:
         Problem.
     """
-    tags = _object(tags, "tags.json")
-    for key, value in tags.items():
-        _key(validation.validate_tag_key, key, "tag")
-        _text(value, f"tag {key!r}", validation.MAX_TAG_VAL_LENGTH)
-    return tags
+    return _check_mapping(tags, "tags.json", "tag", validation.validate_tag_key, validation.MAX_TAG_VAL_LENGTH)
 
 
 def check_artifacts(entries: object) -> dict[str, dict[str, Any]]:
