@@ -493,6 +493,42 @@ def test_slow_clients_do_not_stop_the_viewer(site):
         server.stop()
 
 
+def test_back_to_back_requests_from_keep_alive_clients_are_all_answered(site):
+    """issue 14: with gunicorn's asyncio worker, a request a keep-alive client (any browser) sent
+    right after the previous answer was dropped until the keep-alive timeout (pages hung in
+    Chromium). 6 clients, 25 requests each, every one answered; the server closes each connection."""
+    import http.client
+    import threading
+
+    server = UiServer(site["path"], env=site["env"])
+    try:
+        server.wait_ready(timeout=60)
+        paths = ["/static/gitml.css", "/api/experiments", "/runs", "/static/gitml.js", "/commits"]
+        failures: list[str] = []
+
+        def client(n: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            for i in range(25):
+                path = paths[(n + i) % len(paths)]
+                try:
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status != 200 or response.getheader("Connection") != "close":
+                        failures.append(f"{path}: {response.status} {response.getheader('Connection')}")
+                except OSError as e:
+                    failures.append(f"{path}: {e!r}")
+                    conn.close()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+    finally:
+        server.stop()
+
+
 def test_request_threads_share_the_index_safely(site):
     """issue 14: the viewer serves requests in threads, which refresh one RunIndex at once.
 

@@ -12,7 +12,13 @@ still arriving costs a coroutine and a buffer. ``WsgiBridge`` then:
 - only then runs the WSGI app in one of ``threads`` threads, streaming what
   it returns back through the loop with the transport's backpressure.
 
-So a thread is taken only by a request that has fully arrived.
+So a thread is taken only by a request that has fully arrived. Every
+answer says ``Connection: close`` and the server keeps no connection alive
+(``keepalive = 0`` in ``server.run_gunicorn``): gunicorn 26.2's asyncio
+worker resets its request parser after each response and so drops a
+request that arrived while the response's thread was finishing, which a
+keep-alive browser triggers all the time. A new connection on loopback
+costs far less than a lost request.
 """
 
 from __future__ import annotations
@@ -158,7 +164,8 @@ class WsgiBridge:
             if exc_info is not None and sent:
                 raise exc_info[1].with_traceback(exc_info[2])
             status_headers[:] = [(int(status.split(" ", 1)[0]),
-                                  [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers])]
+                                  [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                                   if k.lower() != "connection"] + [(b"connection", b"close")])]
             return write
 
         def write(data: bytes) -> None:

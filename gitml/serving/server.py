@@ -114,7 +114,11 @@ def run_gunicorn(load: Any, host: str, port: int, *, workers: int, timeout: int,
                 "worker_class": "asgi",
                 "asgi_lifespan": "off",  # the app is built before the loop starts: nothing to start or stop
                 "timeout": timeout,
-                "keepalive": 5,
+                # One request per connection: gunicorn 26.2's asyncio worker resets its parser
+                # after a response and drops a request the client sent meanwhile, which a
+                # keep-alive browser does all the time when the answer comes from a thread
+                # (requests hung until the keep-alive timeout). WsgiBridge says "close".
+                "keepalive": 0,
                 "accesslog": None,
                 "post_fork": post_fork or (lambda server, worker: None),
                 "when_ready": (lambda server: ready(server)) if ready else (lambda server: None),
