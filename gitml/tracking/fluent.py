@@ -260,6 +260,15 @@ def delete_tag(key: str) -> None:
     _writer().delete_tag(key)
 
 
+def log_input(dataset: Any, context: str | None = None, tags: dict[str, Any] | None = None,
+              run_id: str | None = None, **_: Any) -> None:
+    """Record a dataset the run used (``gitml.data.from_pandas(...)``, an MLflow dataset, or a dict
+    of its fields); ``context`` ("train", "eval"...) becomes the ``mlflow.data.context`` input tag."""
+    from gitml.tracking import datasets
+
+    datasets.log_inputs(_writer_for(run_id), [datasets.input_of(dataset, context, tags)])
+
+
 # -- artifacts ------------------------------------------------------------------------------
 
 
