@@ -34,6 +34,7 @@ _LAZY.update(
         "RunTag": ("gitml.tracking.entities", "RunTag"),
         "GitmlError": ("gitml.errors", "GitmlError"),
         "infer_signature": ("gitml.models.signature", "infer_signature"),
+        "autolog": ("gitml.mlflow_plugin.autolog", "autolog"),
     }
 )
 

@@ -23,7 +23,10 @@ Logged models are directories of a run's artifacts (``tracking/logged_models.py`
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mlflow.entities import (
@@ -52,6 +55,7 @@ _MLFLOW_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # MLflow's _validate_r
 _GITML_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _RESULT_LIMIT = SEARCH_MAX_RESULTS_THRESHOLD
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
+_SERVER_ENV = "_MLFLOW_SERVER_FILE_STORE"  # mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR, set for its workers
 
 
 def _max_results(value: Any, allow_null: bool = False) -> int | None:
@@ -81,6 +85,9 @@ class GitmlTrackingStore(AbstractStore):
             self.repo = runs.open_repo(self.repo_path)
         # A server proxying artifacts hands us its root (mlflow-artifacts:/); else the repository.
         self.artifact_root = (artifact_uri or "").rstrip("/") or uri.tracking_uri(self.repo.workdir or self.repo.git_dir)
+        # Inside `mlflow server` a client's next request may reach another worker process, which
+        # reads git: commit every write before answering. A script keeps gitml's buffered path.
+        self.write_through = _SERVER_ENV in os.environ
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -98,6 +105,18 @@ class GitmlTrackingStore(AbstractStore):
 
     def _writer(self, run_id: str) -> writer.RunWriter:
         return runs.writer_for_existing(self.repo, self._run_id(run_id))
+
+    @contextmanager
+    def _logging(self, run_id: str) -> Iterator[writer.RunWriter]:
+        """This process's writer for the run; committed afterwards when ``write_through``."""
+        w = self._writer(run_id)
+        yield w
+        if self.write_through:
+            w.flush()
+
+    def _committed(self, run_id: str) -> None:
+        if self.write_through:
+            self._writer(run_id).flush()
 
     def _outputs(self, run: Any) -> RunOutputs:
         models = logged_models.of_run(run.data.tags, run.info.run_id, run.info.experiment_id)
@@ -200,19 +219,22 @@ class GitmlTrackingStore(AbstractStore):
         if metric.model_id is not None:
             self.log_batch(run_id, [metric], [], [])
             return
-        self._writer(run_id).log_metric(metric.key, metric.value, metric.step, metric.timestamp)
+        with self._logging(run_id) as w:
+            w.log_metric(metric.key, metric.value, metric.step, metric.timestamp)
 
     def log_param(self, run_id: str, param: Any) -> None:
-        self._writer(run_id).log_param(param.key, param.value)
+        with self._logging(run_id) as w:
+            w.log_param(param.key, param.value)
 
     def set_tag(self, run_id: str, tag: Any) -> None:
-        self._writer(run_id).set_tag(tag.key, tag.value)
+        with self._logging(run_id) as w:
+            w.set_tag(tag.key, tag.value)
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        w = self._writer(run_id)
-        if key not in w.state().tags:
-            raise MlflowException(f"No tag with name: {key} in run with id {w.run_id}", RESOURCE_DOES_NOT_EXIST)
-        w.delete_tag(key)
+        with self._logging(run_id) as w:
+            if key not in w.state().tags:
+                raise MlflowException(f"No tag with name: {key} in run with id {w.run_id}", RESOURCE_DOES_NOT_EXIST)
+            w.delete_tag(key)
 
     def log_batch(self, run_id: str, metrics: Any, params: Any, tags: Any) -> None:
         metrics, params, tags = list(metrics or []), list(params or []), list(tags or [])
@@ -222,7 +244,10 @@ class GitmlTrackingStore(AbstractStore):
             dup = sorted({k for k in keys if keys.count(k) > 1})
             raise MlflowException(f"Duplicate parameter keys have been submitted: {dup}. Please ensure the "
                                   "request contains only one param value per param key.", INVALID_PARAMETER_VALUE)
-        w = self._writer(run_id)
+        with self._logging(run_id) as w:
+            self._log_batch(w, metrics, params, tags)
+
+    def _log_batch(self, w: writer.RunWriter, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
         # every value checked before any is logged: a refused batch logs nothing, as in MLflow
         for p in params:
             w.check_param(p.key, p.value)
@@ -266,13 +291,13 @@ class GitmlTrackingStore(AbstractStore):
         return PagedList([convert.metric(m) for m in page], _next_token(len(points), offset, max_results))
 
     def log_inputs(self, run_id: str, datasets: Any = None, models: Any = None) -> None:
-        w = self._writer(run_id)
         if datasets is not None and not isinstance(datasets, list):
             raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
-        _datasets.log_inputs(w, [_datasets.input_of(d.dataset, tags={t.key: t.value for t in d.tags or []})
-                                 for d in datasets or []])
-        for model_input in models or []:
-            logged_models.get(self.repo, model_input.model_id)  # must exist; run inputs of models are not kept
+        with self._logging(run_id) as w:
+            for model_input in models or []:
+                logged_models.get(self.repo, model_input.model_id)  # must exist; model inputs are not kept
+            _datasets.log_inputs(w, [_datasets.input_of(d.dataset, tags={t.key: t.value for t in d.tags or []})
+                                     for d in datasets or []])
 
     def log_outputs(self, run_id: str, models: list[Any]) -> None:
         run_id = self._run_id(run_id)
@@ -284,13 +309,14 @@ class GitmlTrackingStore(AbstractStore):
                                       INVALID_PARAMETER_VALUE)
             model.step = int(output.step or 0)
             logged_models.save(self.repo, model)
+        self._committed(run_id)
 
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
-        w = self._writer(run_id)
-        history = w.state().tags.get("mlflow.log-model.history")
-        entries = json.loads(history) if history else []
-        entries.append(mlflow_model.get_tags_dict())
-        w.set_tag("mlflow.log-model.history", json.dumps(entries))
+        with self._logging(run_id) as w:
+            history = w.state().tags.get("mlflow.log-model.history")
+            entries = json.loads(history) if history else []
+            entries.append(mlflow_model.get_tags_dict())
+            w.set_tag("mlflow.log-model.history", json.dumps(entries))
 
     # -- logged models (directories of a run's artifacts) ----------------------------------------
 
@@ -311,11 +337,13 @@ class GitmlTrackingStore(AbstractStore):
         if source_run_id is None:
             raise convert.unsupported("Logged models without a run (start a run first: a model is a "
                                       "directory of its run's artifacts)")
-        model = logged_models.create(self.repo, self._run_id(source_run_id), name or runs.generate_run_name(),
+        run = runs.get_run(self.repo, self._run_id(source_run_id))
+        if run.info.experiment_id != str(experiment_id):
+            raise MlflowException(f"Run {source_run_id} is in experiment {run.info.experiment_id}, not "
+                                  f"{experiment_id}", INVALID_PARAMETER_VALUE)
+        model = logged_models.create(self.repo, run.info.run_id, name or runs.generate_run_name(),
                                      model_type, {t.key: t.value for t in tags or []})
-        if model.experiment_id != str(experiment_id):
-            raise MlflowException(f"Run {source_run_id} is in experiment {model.experiment_id}, not {experiment_id}",
-                                  INVALID_PARAMETER_VALUE)
+        self._committed(model.run_id)
         return self._logged_model(model)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
@@ -325,12 +353,14 @@ class GitmlTrackingStore(AbstractStore):
         model = logged_models.get(self.repo, model_id)
         model.status = LoggedModelStatus(status).value
         logged_models.save(self.repo, model)
+        self._committed(model.run_id)
         return self._logged_model(model)
 
     def set_logged_model_tags(self, model_id: str, tags: list[Any]) -> None:
         model = logged_models.get(self.repo, model_id)
         model.tags.update({t.key: str(t.value) for t in tags})
         logged_models.save(self.repo, model)
+        self._committed(model.run_id)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
         model = logged_models.get(self.repo, model_id)
@@ -338,11 +368,13 @@ class GitmlTrackingStore(AbstractStore):
             raise MlflowException(f"No tag with key {key!r} on logged model {model_id}", RESOURCE_DOES_NOT_EXIST)
         del model.tags[key]
         logged_models.save(self.repo, model)
+        self._committed(model.run_id)
 
     def delete_logged_model(self, model_id: str) -> None:
         model = logged_models.get(self.repo, model_id)
         model.deleted = True
         logged_models.save(self.repo, model)
+        self._committed(model.run_id)
 
     def search_logged_models(self, experiment_ids: list[str], filter_string: str | None = None,
                              datasets: Any = None, max_results: int | None = None, order_by: Any = None,

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 _local = threading.local()
 _experiment_id: str | None = None
 _last_run_id: str | None = None
+# With autologging on, MLflow's active run follows gitml's (mlflow_plugin.autolog.MlflowBridge):
+# ``started(run_id, experiment_id, nested)`` and ``ending(run_id, status)``.
+_bridge: Any = None
 
 
 class _Entry:
@@ -149,6 +152,8 @@ def start_run(
     run = ActiveRun(state.to_run())
     stack.append(_Entry(run, w))
     _last_run_id = w.run_id
+    if _bridge is not None:
+        _bridge.started(w.run_id, run.info.experiment_id, nested=len(stack) > 1)
     return run
 
 
@@ -174,6 +179,8 @@ def end_run(status: str = RunStatus.FINISHED, _run_id: str | None = None) -> Non
         if pos < 0:
             return
     entry = stack.pop(pos)
+    if _bridge is not None:
+        _bridge.ending(entry.run.info.run_id, status)
     _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)
 
 
