@@ -88,7 +88,7 @@ def pandas_digest(df: Any) -> str:
     import pandas as pd
 
     trimmed = df.head(MAX_ROWS)
-    strings = trimmed.columns[(df.map(type) == str).all(0)]
+    strings = trimmed.columns[(df.map(type) == str).all(axis=0)]
     numbers = trimmed.select_dtypes(include=[np.number]).columns
     trimmed = trimmed[strings.union(numbers)]
     return _md5_digest([pd.util.hash_pandas_object(trimmed).values, np.int64(len(df))]

@@ -13,6 +13,12 @@ repository for the destination root and names artifacts by their path under
 it (``.gitml-runs/<run_id>/model/MLmodel``), so a repository built on a root
 URI finds the run in the path.
 
+Listed from a run's root, the directories of MLflow 3 logged models are left
+out, as MLflow 3 shows them: MLflow lists a logged model's files through the
+model (``runs:/<id>/model`` adds them), and in gitml they are the run's own
+files, so listing them here too would show each twice. Downloads, pinned
+URIs and URIs naming the model directory are unaffected.
+
 Artifacts are never deleted: a run's artifacts are part of its history in
 git (``delete_artifacts`` refuses, naming why).
 """
@@ -29,7 +35,7 @@ from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 from gitml.errors import InvalidValue
 from gitml.mlflow_plugin import convert, uri
-from gitml.tracking import artifacts, runs
+from gitml.tracking import artifacts, logged_models, runs
 from gitml.tracking.validation import validate_artifact_path
 
 
@@ -106,6 +112,11 @@ class GitmlArtifactRepository(ArtifactRepository):
         files = self._manifest(run_id, commit)
         if inside in files:
             return []
+        if commit is None and not self._base:  # the run's root: logged models are listed through the model
+            run = runs.get_run(self.repo, run_id)
+            hidden = {m.name for m in logged_models.of_run(run.data.tags, run_id, run.info.experiment_id)}
+            files = {p: e for p, e in files.items()
+                     if not any(p == h or p.startswith(h + "/") for h in hidden)}
         base = inside + "/" if inside else ""
         out: dict[str, FileInfo] = {}
         for p, entry in files.items():

@@ -47,6 +47,7 @@ from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.search_utils import SearchUtils
 
+from gitml.errors import RunNotFound
 from gitml.mlflow_plugin import convert, uri
 from gitml.tracking import datasets as _datasets
 from gitml.tracking import experiments, logged_models, runs, validation, writer
@@ -284,8 +285,11 @@ class GitmlTrackingStore(AbstractStore):
 
     def get_metric_history(self, run_id: str, metric_key: str, max_results: int | None = None,
                            page_token: Any = None) -> PagedList:
-        points = sorted(runs.metric_history(self.repo, self._run_id(run_id), metric_key),
-                        key=lambda m: (m.timestamp, m.step, m.value))  # MLflow's order
+        try:
+            found = runs.metric_history(self.repo, self._run_id(run_id), metric_key)
+        except RunNotFound:
+            found = []  # as MLflow's SQL store: no history, not an error
+        points = sorted(found, key=lambda m: (m.timestamp, m.step, m.value))  # MLflow's order
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         page = points[offset : offset + max_results] if max_results is not None else points[offset:]
         return PagedList([convert.metric(m) for m in page], _next_token(len(points), offset, max_results))

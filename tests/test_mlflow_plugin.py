@@ -1,0 +1,514 @@
+"""gitml as MLflow's store plugin (issue 16): real mlflow code on MLFLOW_TRACKING_URI=gitml:<repo>.
+
+Every behaviour copied from MLflow runs side by side: the same MlflowClient calls
+on a gitml repository and on MLflow's own sqlite store (a copy of one migrated
+database per test), with the answers compared. What the plugin writes is read
+back through gitml's API, the CLI and plain git (`git for-each-ref`, `git log
+--notes=gitml`, `git fsck --strict`); what gitml's API writes is read back
+through mlflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import git, gitml_cli
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+mlflow = pytest.importorskip("mlflow")
+
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import (  # noqa: E402
+    Dataset,
+    DatasetInput,
+    InputTag,
+    Metric,
+    Param,
+    RunTag,
+    ViewType,
+)
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated MLflow sqlite database; each test gets a copy (migrations take seconds)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def clients(repo: Path, tmp_path: Path, sqlite_template: Path) -> dict[str, MlflowClient]:
+    """MlflowClients on a fresh gitml repository and on a fresh copy of MLflow's sqlite store."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(sqlite_template, db)
+    return {"gitml": MlflowClient(f"gitml:{repo}"), "sqlite": MlflowClient(f"sqlite:///{db}")}
+
+
+@pytest.fixture(autouse=True)
+def _close_gitml_handles():
+    yield
+    from tests.conftest import close_tracking
+
+    close_tracking()
+
+
+def both(clients: dict[str, MlflowClient], scenario: Any) -> dict[str, Any]:
+    """Run ``scenario(client)`` on both stores; the answers must be equal."""
+    got = {name: scenario(client) for name, client in clients.items()}
+    assert got["gitml"] == got["sqlite"], json.dumps(got, indent=1, default=str)[:4000]
+    return got["gitml"]
+
+
+def error_code(fn: Any) -> str:
+    with pytest.raises(MlflowException) as e:
+        fn()
+    return e.value.error_code
+
+
+def refs(repo: Path) -> str:
+    return git(repo, "for-each-ref", "refs/gitml", "refs/notes")
+
+
+def fsck(repo: Path) -> None:
+    assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""
+
+
+# -- experiments ------------------------------------------------------------------------------------
+
+
+def test_experiments_crud_and_search_match_mlflow(clients):
+    def scenario(c: MlflowClient) -> dict[str, Any]:
+        ids = {n: c.create_experiment(n, tags={"team": t}) for n, t in (("alpha", "x"), ("beta", "y"),
+                                                                        ("gamma", "x"))}
+        name_of = {v: k for k, v in ids.items()}
+        name_of["0"] = "Default"
+        c.set_experiment_tag(ids["beta"], "owner", "bob")
+        c.delete_experiment_tag(ids["beta"], "team")
+        c.rename_experiment(ids["gamma"], "gamma2")
+        c.delete_experiment(ids["alpha"])
+
+        def names(exps: Any) -> list[str]:
+            return [name_of.get(e.experiment_id, e.name) + ":" + e.name for e in exps]
+
+        out: dict[str, Any] = {
+            "get": [(e.name, e.lifecycle_stage, sorted(e.tags.items()))
+                    for e in (c.get_experiment(i) for i in ids.values())],
+            "by_name": c.get_experiment_by_name("gamma2").name,
+            "by_old_name": c.get_experiment_by_name("gamma"),
+            "active": names(c.search_experiments()),
+            "deleted": names(c.search_experiments(view_type=ViewType.DELETED_ONLY)),
+            "all_by_name": names(c.search_experiments(view_type=ViewType.ALL, order_by=["name DESC"])),
+            "filter_tag": names(c.search_experiments(filter_string="tags.team = 'x'", view_type=ViewType.ALL)),
+            "filter_name": names(c.search_experiments(filter_string="name LIKE '%a2'")),
+            "filter_ilike_and": names(c.search_experiments(filter_string="name ILIKE 'B%' AND tags.owner = 'bob'")),
+            "filter_null_tag": names(c.search_experiments(filter_string="tags.team IS NULL")),
+            # gitml's Default experiment lives in code until changed: creation_time 0 (docs/mlflow.md)
+            "filter_time": names(c.search_experiments(filter_string="creation_time > 0 AND name != 'Default'",
+                                                      order_by=["name"])),
+        }
+        page1 = c.search_experiments(max_results=2, order_by=["name"], view_type=ViewType.ALL)
+        page2 = c.search_experiments(max_results=2, order_by=["name"], view_type=ViewType.ALL,
+                                     page_token=page1.token)
+        out["pages"] = [names(page1), names(page2), page2.token is None]
+        c.restore_experiment(ids["alpha"])
+        out["restored"] = c.get_experiment(ids["alpha"]).lifecycle_stage
+        return out
+
+    got = both(clients, scenario)
+    assert got["pages"][2] is True
+
+
+def test_deleting_an_experiment_deletes_its_runs_and_restore_brings_them_back(clients, repo):
+    def scenario(c: MlflowClient) -> list[Any]:
+        exp = c.create_experiment("doomed")
+        runs = [c.create_run(exp).info.run_id for _ in range(2)]
+        c.delete_run(runs[0])
+        c.delete_experiment(exp)
+        after_delete = [c.get_run(r).info.lifecycle_stage for r in runs]
+        c.restore_experiment(exp)
+        return [after_delete, [c.get_run(r).info.lifecycle_stage for r in runs],
+                len(c.search_runs([exp], run_view_type=ViewType.ALL))]
+
+    assert both(clients, scenario) == [["deleted", "deleted"], ["active", "active"], 2]
+    fsck(repo)
+
+
+# -- runs ---------------------------------------------------------------------------------------------
+
+
+def test_run_lifecycle_and_logging_match_mlflow(clients, repo):
+    def scenario(c: MlflowClient) -> dict[str, Any]:
+        exp = c.create_experiment("runs")
+        run = c.create_run(exp, start_time=1_700_000_000_000, tags={"team": "ml"}, run_name="first")
+        rid = run.info.run_id
+        c.log_param(rid, "alpha", 0.5)
+        c.log_param(rid, "alpha", 0.5)  # the same value again is fine
+        c.log_batch(rid, metrics=[Metric("loss", 1.0 / (s + 1), 1_700_000_000_100 + s, s) for s in range(7)],
+                    params=[Param("solver", "lbfgs")], tags=[RunTag("stage", "dev")])
+        c.log_metric(rid, "acc", 0.5, timestamp=1_700_000_001_000, step=3)
+        c.log_metric(rid, "acc", 0.25, timestamp=1_700_000_001_000, step=1)  # an older step: not the latest
+        c.set_tag(rid, "temp", "x")
+        c.delete_tag(rid, "temp")
+        c.update_run(rid, name="renamed")
+        c.set_terminated(rid, "FAILED", end_time=1_700_000_002_000)
+        got = c.get_run(rid)
+        history = c.get_metric_history(rid, "loss")
+        out = {
+            "info": [got.info.run_name, got.info.status, got.info.start_time, got.info.end_time,
+                     got.info.lifecycle_stage, got.info.experiment_id == exp],
+            "params": got.data.params,
+            "metrics": got.data.metrics,
+            "latest_acc": [(m.key, m.value, m.step, m.timestamp) for m in got.data._metric_objs if m.key == "acc"],
+            # gitml adds where the run came from: mlflow.user, mlflow.source.*, gitml.source.*
+            "tags": {k: v for k, v in got.data.tags.items() if not k.startswith(("mlflow.source", "gitml.", "mlflow.user"))},
+            "history": [(m.step, m.value, m.timestamp) for m in history],
+        }
+        c.delete_run(rid)
+        out["deleted"] = c.get_run(rid).info.lifecycle_stage
+        c.restore_run(rid)
+        out["restored"] = c.get_run(rid).info.lifecycle_stage
+        return out
+
+    got = both(clients, scenario)
+    assert got["tags"]["mlflow.runName"] == "renamed" and got["info"][1] == "FAILED"
+    runs = json.loads(gitml_cli(repo, "runs", "list", "--json").stdout)
+    assert [(r["info"]["run_name"], r["data"]["params"]) for r in runs] == \
+        [("renamed", {"alpha": "0.5", "solver": "lbfgs"})]
+    fsck(repo)
+
+
+def test_search_runs_filters_order_and_page_tokens_match_mlflow(clients):
+    def scenario(c: MlflowClient) -> dict[str, Any]:
+        exp = c.create_experiment("search")
+        names = {}
+        for i in range(7):
+            r = c.create_run(exp, start_time=1_700_000_000_000 + i, run_name=f"r{i}")
+            names[r.info.run_id] = f"r{i}"
+            c.log_batch(r.info.run_id, metrics=[Metric("rmse", (i * 37 % 7) / 10, 0, 0)],
+                        params=[Param("alpha", str(i % 3))], tags=[RunTag("odd", str(i % 2))])
+            if i == 6:
+                c.delete_run(r.info.run_id)
+
+        def ids(found: Any) -> list[str]:
+            return [names[r.info.run_id] for r in found]
+
+        out = {
+            "default": ids(c.search_runs([exp])),
+            "filter": ids(c.search_runs([exp], "metrics.rmse < 0.5 and params.alpha != '1'")),
+            "order": ids(c.search_runs([exp], order_by=["metrics.rmse DESC", "params.alpha"])),
+            "like": ids(c.search_runs([exp], "tags.odd LIKE '1%'", order_by=["attributes.run_name"])),
+            "deleted": ids(c.search_runs([exp], run_view_type=ViewType.DELETED_ONLY)),
+            "all": len(c.search_runs([exp], run_view_type=ViewType.ALL)),
+            "run_id_in": ids(c.search_runs([exp], f"attributes.run_id IN ('{next(iter(names))}')")),
+        }
+        pages, token = [], None
+        while True:
+            page = c.search_runs([exp], max_results=3, order_by=["attributes.start_time ASC"], page_token=token)
+            pages.append(ids(page))
+            token = page.token
+            if not token:
+                break
+        out["pages"] = pages
+        return out
+
+    got = both(clients, scenario)
+    assert got["pages"] == [["r0", "r1", "r2"], ["r3", "r4", "r5"]]
+
+
+def test_metric_history_pages_match_mlflow(clients):
+    def scenario(c: MlflowClient) -> list[Any]:
+        rid = c.create_run(c.create_experiment("history")).info.run_id
+        c.log_batch(rid, metrics=[Metric("m", float(s), 1_000 + (s * 7) % 10, s) for s in range(10)])
+        first = c._tracking_client.store.get_metric_history(rid, "m", max_results=4)
+        second = c._tracking_client.store.get_metric_history(rid, "m", max_results=4, page_token=first.token)
+        return [[(m.step, m.timestamp) for m in c.get_metric_history(rid, "m")],
+                [m.step for m in first], [m.step for m in second], c.get_metric_history(rid, "none"),
+                c.get_metric_history("f" * 32, "m")]  # a missing run: no history, as MLflow's SQL store
+
+    both(clients, scenario)
+
+
+def test_log_batch_is_all_or_nothing_and_params_are_write_once(clients, repo):
+    def scenario(c: MlflowClient) -> list[Any]:
+        rid = c.create_run(c.create_experiment("batch")).info.run_id
+        c.log_param(rid, "p", "1")
+        store = c._tracking_client.store  # the client splits big batches; a REST client may not
+        codes = [
+            error_code(lambda: c.log_batch(rid, params=[Param("p", "2")])),
+            error_code(lambda: c.log_batch(rid, params=[Param("q", "1"), Param("q", "2")])),
+            error_code(lambda: store.log_batch(rid, [Metric("m", 1.0, 0, s) for s in range(1001)], [], [])),
+            error_code(lambda: store.log_batch(rid, [], [Param(f"k{i}", "v") for i in range(101)], [])),
+            error_code(lambda: c.log_batch(rid, metrics=[Metric("ok", 1.0, 0, 0)], params=[Param("p", "3")])),
+        ]
+        c.log_batch(rid, metrics=[Metric("m", 1.0, 0, s) for s in range(1001)])  # split by the client
+        run = c.get_run(rid)
+        return [codes, run.data.params, run.data.metrics, len(c.get_metric_history(rid, "m"))]
+
+    codes, params, metrics, points = both(clients, scenario)
+    assert set(codes) == {"INVALID_PARAMETER_VALUE"} and params == {"p": "1"} and metrics == {"m": 1.0}
+    assert points == 1001
+    fsck(repo)
+
+
+BAD_CALLS = {
+    "missing run": lambda c, ctx: c.get_run("0" * 32),
+    "run id with slashes": lambda c, ctx: c.get_run("../../etc"),
+    "log to a missing run": lambda c, ctx: c.log_metric("e" * 32, "m", 1.0),
+    "metric key with ..": lambda c, ctx: c.log_metric(ctx["run"], "../escape", 1.0),
+    "metric key with a NUL": lambda c, ctx: c.log_metric(ctx["run"], "a\x00b", 1.0),
+    "param key with a newline": lambda c, ctx: c.log_param(ctx["run"], "a\nb", "1"),
+    "changed param": lambda c, ctx: c.log_param(ctx["run"], "p", "other"),
+    "too many metrics in a batch": lambda c, ctx: c._tracking_client.store.log_batch(
+        ctx["run"], [Metric("m", 1.0, 0, 0)] * 1001, [], []),
+    "delete a missing tag": lambda c, ctx: c.delete_tag(ctx["run"], "never-set"),
+    "log to a deleted run": lambda c, ctx: c.log_metric(ctx["deleted"], "m", 1.0),
+    "run in a missing experiment": lambda c, ctx: c.create_run("123456789"),
+    "missing experiment": lambda c, ctx: c.get_experiment("987654321"),
+    "empty experiment name": lambda c, ctx: c.create_experiment(""),
+    "duplicate experiment": lambda c, ctx: c.create_experiment("bad"),
+    "restore an active experiment": lambda c, ctx: c.restore_experiment(ctx["exp"]),
+    "delete a missing experiment tag": lambda c, ctx: c.delete_experiment_tag(ctx["exp"], "never-set"),
+    "filter that does not parse": lambda c, ctx: c.search_runs([ctx["exp"]], "metrics.m >>> 1"),
+    "unknown filter entity": lambda c, ctx: c.search_runs([ctx["exp"]], "foo.bar = '1'"),
+    "too many results": lambda c, ctx: c.search_runs([ctx["exp"]], max_results=50_001),
+    "page token that is not one": lambda c, ctx: c.search_runs([ctx["exp"]], page_token="%%%"),
+    "experiment filter that does not parse": lambda c, ctx: c.search_experiments(filter_string="name ~ 'x'"),
+}
+
+
+def test_bad_input_gets_mlflows_error_codes_and_leaves_the_repo_intact(clients, repo):
+    ctx: dict[str, dict[str, str]] = {}
+    for name, c in clients.items():
+        exp = c.create_experiment("bad")
+        run = c.create_run(exp).info.run_id
+        c.log_param(run, "p", "1")
+        deleted = c.create_run(exp).info.run_id
+        c.delete_run(deleted)
+        ctx[name] = {"exp": exp, "run": run, "deleted": deleted}
+    clients["gitml"]._tracking_client.store.get_run(ctx["gitml"]["run"])  # commit, so refs stay still below
+    before = refs(repo)
+    got = {name: {what: error_code(lambda: call(c, ctx[name])) for what, call in BAD_CALLS.items()}
+           for name, c in clients.items()}
+    assert got["gitml"] == got["sqlite"]
+    assert set(got["gitml"].values()) <= {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST",
+                                          "RESOURCE_ALREADY_EXISTS"}
+    clients["gitml"].get_run(ctx["gitml"]["run"])
+    assert refs(repo) == before
+    fsck(repo)
+
+
+# -- unmodified mlflow code, both ways ------------------------------------------------------------------
+
+MLFLOW_SCRIPT = r'''
+import json, os, sys, tempfile
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+from sklearn.linear_model import LinearRegression
+
+mlflow.set_experiment("wine")
+X = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
+y = 2 * X["a"] + X["b"]
+tmp = Path(tempfile.mkdtemp())
+(tmp / "notes.txt").write_text("notes")
+(tmp / "data").mkdir()
+(tmp / "data" / "x.csv").write_text("a,b\n1,2\n")
+with mlflow.start_run(run_name="parent", tags={"team": "ml"}) as parent:
+    mlflow.log_param("alpha", 0.5)
+    mlflow.log_params({"l1": 0.1, "solver": "lbfgs"})
+    for step in range(5):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+    mlflow.log_metrics({"acc": 0.9, "f1": 0.8})
+    mlflow.set_tags({"stage": "dev", "n": 3})
+    with mlflow.start_run(run_name="child", nested=True) as child:
+        mlflow.log_metric("child_metric", 1.5)
+    mlflow.log_artifact(str(tmp / "notes.txt"), "docs")
+    mlflow.log_artifacts(str(tmp / "data"), "data")
+    mlflow.log_dict({"k": [1, 2]}, "config.json")
+    mlflow.log_text("hello", "notes/hello.txt")
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3])
+    mlflow.log_figure(fig, "plots/fig.png")
+    mlflow.log_input(mlflow.data.from_pandas(X, name="train", source="data/train.csv"), context="training")
+    info = mlflow.sklearn.log_model(LinearRegression().fit(X, y), name="model")
+with mlflow.start_run(run_name="doomed") as doomed:
+    mlflow.log_metric("x", 1)
+client = MlflowClient()
+client.delete_run(doomed.info.run_id)
+stage_deleted = client.get_run(doomed.info.run_id).info.lifecycle_stage
+client.restore_run(doomed.info.run_id)
+stage_restored = client.get_run(doomed.info.run_id).info.lifecycle_stage
+client.delete_run(doomed.info.run_id)
+names = {parent.info.run_id: "parent", child.info.run_id: "child", doomed.info.run_id: "doomed"}
+df = mlflow.search_runs(filter_string="metrics.acc > 0.5 and params.alpha = '0.5'", order_by=["metrics.f1 DESC"])
+everything = mlflow.search_runs(order_by=["attributes.run_name ASC"], run_view_type=ViewType.ALL)
+run = client.get_run(parent.info.run_id)
+ds = run.inputs.dataset_inputs[0]
+model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+
+
+def listing(path=None):
+    out = []
+    for f in client.list_artifacts(parent.info.run_id, path):
+        out += listing(f.path) if f.is_dir else [f.path]
+    return out
+
+
+print(json.dumps({
+    "ids": names,
+    "params": run.data.params,
+    "metrics": run.data.metrics,
+    "tags": {k: v for k, v in run.data.tags.items()
+             if not k.startswith(("mlflow.source", "mlflow.user", "gitml.", "mlflow.log-model"))},
+    "parent_of_child": names[client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"]],
+    "loss": [(m.step, m.value) for m in client.get_metric_history(parent.info.run_id, "loss")],
+    "artifacts": sorted(listing()),
+    "hello": open(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id,
+                                                      artifact_path="notes/hello.txt")).read(),
+    "dataset": [ds.dataset.name, ds.dataset.digest, ds.dataset.source_type, ds.dataset.source,
+                ds.dataset.schema, ds.dataset.profile, [(t.key, t.value) for t in ds.tags]],
+    "outputs": [o.model_id == info.model_id for o in run.outputs.model_outputs],
+    "stages": [stage_deleted, stage_restored],
+    "search": [names[r] for r in df["run_id"]],
+    "search_columns": sorted(c for c in df.columns if c.startswith(("params.", "metrics."))),
+    "everything": [(names[r], s) for r, s in zip(everything["run_id"], everything["status"])],
+    "datasets_filter": [names[r.info.run_id] for r in
+                        mlflow.search_runs(filter_string="datasets.name = 'train'", output_format="list")],
+    "predict": [round(float(v), 6) for v in model.predict(X.head(3))],
+}, sort_keys=True))
+'''
+
+
+def run_mlflow_script(cwd: Path, tracking_uri: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    full = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, **(env or {}))
+    out = subprocess.run([sys.executable, "-c", MLFLOW_SCRIPT], cwd=cwd, env=full, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_unmodified_mlflow_code_writes_runs_gitml_reads_like_its_own(repo, tmp_path):
+    """Issue 16: `import mlflow` code with MLFLOW_TRACKING_URI=gitml:<repo> writes the refs, notes,
+    run trees and DVC-layout artifacts gitml's API writes; MLflow reads them back exactly as it reads
+    its own sqlite store after the same script."""
+    theirs = run_mlflow_script(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ours = run_mlflow_script(repo, f"gitml:{repo}")
+    ids = {name: run_id for run_id, name in ours.pop("ids").items()}
+    theirs.pop("ids")
+    assert ours == theirs
+
+    # gitml's API, CLI and plain git read the same runs
+    import gitml
+
+    gitml.set_tracking_uri(repo)
+    parent = gitml.get_run(ids["parent"])
+    assert parent.data.params == {"alpha": "0.5", "l1": "0.1", "solver": "lbfgs"}
+    assert parent.data.metrics == {"loss": 0.2, "acc": 0.9, "f1": 0.8}
+    assert parent.info.experiment_id == gitml.get_experiment_by_name("wine").experiment_id
+    assert gitml.get_run(ids["child"]).parent_run_id == ids["parent"]
+    assert gitml.get_run(ids["doomed"]).info.lifecycle_stage == "deleted"
+    assert [d.dataset.name for d in parent.inputs.dataset_inputs] == ["train"]
+    shown = json.loads(gitml_cli(repo, "runs", "show", ids["parent"], "--json").stdout)
+    assert shown["data"]["params"] == parent.data.params
+    assert shown["inputs"]["dataset_inputs"][0]["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
+    listed = {r["info"]["run_id"] for r in json.loads(gitml_cli(repo, "runs", "list", "--json").stdout)}
+    assert listed == {ids["parent"], ids["child"]}
+    run_refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs").split()
+    assert sorted(run_refs) == sorted(f"refs/gitml/runs/{i}" for i in ids.values())
+    notes = git(repo, "log", "--notes=gitml", "-1")
+    assert f"run {ids['parent']} FINISHED \"parent\"" in notes and f"run {ids['child']} FINISHED" in notes
+    from gitml.tracking import artifacts, runs
+
+    manifest = artifacts.manifest(runs.open_repo(repo), ids["parent"])
+    assert {"docs/notes.txt", "data/x.csv", "data/", "config.json", "notes/hello.txt", "plots/fig.png",
+            "model/MLmodel", "model/"} <= set(manifest)
+    cache = repo / ".git" / "gitml" / "cache" / "files" / "md5"
+    md5 = manifest["notes/hello.txt"]["md5"]
+    assert (cache / md5[:2] / md5[2:]).read_bytes() == b"hello"
+
+    # the run tree has the shape of a run gitml's own API logs the same way
+    with gitml.start_run(run_name="same, by gitml") as mine:
+        gitml.log_params({"alpha": 0.5, "l1": 0.1, "solver": "lbfgs"})
+        for step in range(5):
+            gitml.log_metric("loss", 1.0 / (step + 1), step=step)
+        gitml.log_metrics({"acc": 0.9, "f1": 0.8})
+        gitml.log_text("hello", "notes/hello.txt")
+        gitml.log_input(gitml.data.from_pandas(_wine_frame(), name="train", source="data/train.csv"),
+                        context="training")
+    tree = set(git(repo, "ls-tree", "-r", "--name-only", f"refs/gitml/runs/{ids['parent']}").split())
+    own = set(git(repo, "ls-tree", "-r", "--name-only", f"refs/gitml/runs/{mine.info.run_id}").split())
+    assert own <= tree and {"run.json", "params.json", "tags.json", "artifacts.json", "inputs.json",
+                            "metrics/loss/000000.tsv", "metrics/f1/000000.tsv"} <= own
+    assert git(repo, "show", f"refs/gitml/runs/{ids['parent']}:params.json") == \
+        git(repo, "show", f"refs/gitml/runs/{mine.info.run_id}:params.json")
+    ours_inputs = json.loads(git(repo, "show", f"refs/gitml/runs/{ids['parent']}:inputs.json"))
+    mine_inputs = json.loads(git(repo, "show", f"refs/gitml/runs/{mine.info.run_id}:inputs.json"))
+    assert [i["dataset"]["digest"] for i in ours_inputs] == [i["dataset"]["digest"] for i in mine_inputs]
+    assert [i["dataset"]["schema"] for i in ours_inputs] == [i["dataset"]["schema"] for i in mine_inputs]
+    fsck(repo)
+
+
+def _wine_frame() -> Any:
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
+
+
+def test_runs_gitml_wrote_read_back_through_mlflow(repo, tmp_path):
+    """Issue 16, the other way: runs, histories, artifacts, datasets and a model logged with gitml's
+    API read back through real mlflow (get_run, search_runs, get_metric_history, list/download
+    artifacts, pyfunc.load_model of runs:/<id>/model)."""
+    import gitml
+    from sklearn.linear_model import LinearRegression
+
+    gitml.set_tracking_uri(repo)
+    gitml.set_experiment("from-gitml")
+    frame = _wine_frame()
+    with gitml.start_run(run_name="g", tags={"team": "ml"}) as run:
+        gitml.log_param("alpha", 0.5)
+        for step in range(4):
+            gitml.log_metric("loss", 1.0 / (step + 1), step=step, timestamp=1_700_000_000_000 + step)
+        gitml.log_dict({"k": 1}, "config.json")
+        gitml.log_input(gitml.data.from_pandas(frame, name="train"), context="training")
+        gitml.sklearn.log_model(LinearRegression().fit(frame, 2 * frame["a"]), "model")
+    rid = run.info.run_id
+    client = MlflowClient(f"gitml:{repo}")
+    got = client.get_run(rid)
+    assert got.info.run_name == "g" and got.info.status == "FINISHED"
+    assert got.data.params == {"alpha": "0.5"} and got.data.metrics == {"loss": 0.25}
+    assert got.data.tags["team"] == "ml"
+    assert got.info.artifact_uri == f"gitml://{repo}/.gitml-runs/{rid}"
+    assert [(m.step, m.timestamp) for m in client.get_metric_history(rid, "loss")] == \
+        [(s, 1_700_000_000_000 + s) for s in range(4)]
+    [found] = client.search_runs([got.info.experiment_id], "params.alpha = '0.5' and datasets.context = 'training'")
+    assert found.info.run_id == rid and found.inputs.dataset_inputs[0].dataset.name == "train"
+    assert [(m.key, m.step) for m in found.data._metric_objs] == [("loss", 3)]
+    assert {f.path for f in client.list_artifacts(rid)} == {"config.json", "model"}
+    assert json.loads(Path(client.download_artifacts(rid, "config.json", str(tmp_path))).read_text()) == {"k": 1}
+    mlflow.set_tracking_uri(f"gitml:{repo}")
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{rid}/model")
+        assert list(model.predict(frame.head(2))) == pytest.approx([0.0, 2.0])
+    finally:
+        mlflow.set_tracking_uri(None)
