@@ -512,3 +512,361 @@ def test_runs_gitml_wrote_read_back_through_mlflow(repo, tmp_path):
         assert list(model.predict(frame.head(2))) == pytest.approx([0.0, 2.0])
     finally:
         mlflow.set_tracking_uri(None)
+
+
+# -- datasets -----------------------------------------------------------------------------------------
+
+
+def test_dataset_inputs_match_mlflow_and_are_searchable(clients, repo):
+    """Issue 16: log_inputs stores MLflow's DatasetInput (digest, schema, profile, source, context) in
+    inputs.json; run.inputs and datasets.* filters answer as MLflow's sqlite store does."""
+    import gitml
+
+    frame = _wine_frame()
+    train = mlflow.data.from_pandas(frame, name="train", source="data/train.csv").to_dict()
+    evaluation = mlflow.data.from_numpy(frame.to_numpy(), name="eval", source="s3://bucket/eval.npy").to_dict()
+
+    def dataset_input(fields: dict[str, Any], context: str) -> DatasetInput:
+        return DatasetInput(Dataset(**{k: fields.get(k) for k in ("name", "digest", "source_type", "source",
+                                                                   "schema", "profile")}),
+                            [InputTag("mlflow.data.context", context)])
+
+    def scenario(c: MlflowClient) -> dict[str, Any]:
+        exp = c.create_experiment("data")
+        a = c.create_run(exp, run_name="a").info.run_id
+        b = c.create_run(exp, run_name="b").info.run_id
+        c.log_inputs(a, [dataset_input(train, "training"), dataset_input(evaluation, "eval")])
+        c.log_inputs(a, [dataset_input(train, "other")])  # the same (name, digest) again: the first stays
+        c.log_inputs(b, [dataset_input(evaluation, "training")])
+        names = {a: "a", b: "b"}
+
+        def search(f: str) -> list[str]:
+            return sorted(names[r.info.run_id] for r in c.search_runs([exp], f))
+
+        got = c.get_run(a)
+        return {
+            "inputs": sorted((i.dataset.name, i.dataset.digest, i.dataset.source_type, i.dataset.source,
+                              i.dataset.schema, i.dataset.profile, [(t.key, t.value) for t in i.tags])
+                             for i in got.inputs.dataset_inputs),
+            "by_name": search("datasets.name = 'train'"),
+            "by_digest": search(f"datasets.digest = '{evaluation['digest']}'"),
+            "by_context": search("datasets.context = 'training'"),
+            "by_both": search("datasets.name = 'eval' AND datasets.context = 'eval'"),
+            "in": search("datasets.name IN ('nope', 'eval')"),
+            "from_search": sorted(len(r.inputs.dataset_inputs) for r in c.search_runs([exp])),
+        }
+
+    got = both(clients, scenario)
+    assert got["by_name"] == ["a"] and got["by_context"] == ["a", "b"] and got["by_both"] == ["a"]
+
+    # gitml.data builds what mlflow.data builds; gitml.log_input stores what log_inputs stores
+    mine = gitml.data.from_pandas(frame, name="train", source="data/train.csv")
+    assert {k: getattr(mine, k) for k in train} == train
+    mine_np = gitml.data.from_numpy(frame.to_numpy(), name="eval", source="s3://bucket/eval.npy")
+    assert {k: getattr(mine_np, k) for k in evaluation} == evaluation
+    gitml.set_tracking_uri(repo)
+    with gitml.start_run() as run:
+        gitml.log_input(mine, context="training")
+    stored = json.loads(git(repo, "show", f"refs/gitml/runs/{run.info.run_id}:inputs.json"))
+    assert stored == [{"dataset": train, "tags": {"mlflow.data.context": "training"}}]
+    [found] = gitml.search_runs(filter_string=f"datasets.digest = '{train['digest']}' and "
+                                              "datasets.context = 'training'", search_all_experiments=True,
+                                output_format="list")[:1]
+    assert found.inputs.dataset_inputs[0].dataset == mine
+
+
+def test_from_dvc_takes_the_md5_dvc_recorded(repo):
+    """Issue 16: a DVC-tracked file is described by its .dvc file; its md5 is the digest."""
+    data = repo / "data"
+    data.mkdir()
+    (data / "wine.csv").write_text("a,b\n1,2\n")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    for args in (["init", "-q"], ["add", "-q", "data/wine.csv"]):
+        subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=env, check=True,
+                       capture_output=True, timeout=120)
+    import hashlib
+
+    import gitml
+
+    ds = gitml.data.from_dvc(data / "wine.csv")
+    assert ds.digest == hashlib.md5(b"a,b\n1,2\n").hexdigest() and ds.name == "wine.csv"
+    assert ds.source_type == "dvc" and json.loads(ds.source)["md5"] == ds.digest
+    assert gitml.data.from_dvc(data / "wine.csv.dvc") == ds
+    with pytest.raises(gitml.GitmlError, match="No DVC file"):
+        gitml.data.from_dvc(data / "other.csv")
+
+
+# -- the run tree's new file is checked like every other ------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [
+    b"{}",
+    b"[1]",
+    b'[{"dataset": {"name": "x"}, "tags": {}}]',
+    b'[{"dataset": {"name": "x", "digest": "d", "source_type": "t", "source": "s", "schema": null,'
+    b' "profile": null}, "tags": {"k": 1}}]',
+    b'[{"dataset": {"name": "x", "digest": "' + b"d" * 37 + b'", "source_type": "t", "source": "s",'
+    b' "schema": null, "profile": null}, "tags": {}}]',
+    b'[{"dataset": {"name": "x", "digest": "d", "source_type": "t", "source": "s", "schema": null,'
+    b' "profile": null, "extra": "1"}, "tags": {}}]',
+    b'[{"dataset": {"name": "x", "digest": "d", "source_type": "t", "source": "s", "schema": null,'
+    b' "profile": null}, "tags": {}}, {"dataset": {"name": "x", "digest": "d", "source_type": "u",'
+    b' "source": "s", "schema": null, "profile": null}, "tags": {}}]',
+    b"not json",
+])
+def test_malformed_inputs_json_makes_the_run_corrupt_not_a_crash(repo, content):
+    """inputs.json can arrive by fetch: a malformed one is CorruptRun (skipped with a warning by
+    readers of many runs), never a TypeError, and a hostile live-log N event is set aside."""
+    import gitml
+    from gitml.errors import CorruptRun
+    from gitml.tracking import runs, writer
+    from gitml.tracking.runfiles import read_state
+
+    gitml.set_tracking_uri(repo)
+    with gitml.start_run() as run:
+        gitml.log_metric("m", 1)
+    g = runs.open_repo(repo)
+    ref = f"refs/gitml/runs/{run.info.run_id}"
+    commit = g.ref_target(ref)
+    tree = g.update_tree(g.commit_info(commit).tree, {"inputs.json": content})
+    bad = g.write_commit(tree, [], "gitml run: hand-made\n")
+    with pytest.raises(CorruptRun, match="inputs.json|dataset|input"):
+        read_state(g, bad, run.info.run_id)
+    assert writer.decode_event(b"N" + json.dumps([json.loads(content)] if content != b"not json" else [1]).encode()
+                               + b"\n") is None
+
+
+
+# -- concurrency ------------------------------------------------------------------------------------------
+
+TWO_WRITERS = r'''
+import sys
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+client = MlflowClient(sys.argv[1])
+run_id, me, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+for i in range(n):
+    client.log_metric(run_id, "shared", float(i), step=i)
+    client.log_batch(run_id, metrics=[Metric(f"own_{me}", float(i), 0, i)], params=[Param(f"p_{me}_{i}", str(i))])
+client.set_tag(run_id, f"done_{me}", "yes")
+'''
+
+
+def test_two_processes_logging_through_the_store_to_one_run_lose_nothing(repo):
+    """Invariant 2 through the plugin: each process has its own writer; the run ref's compare-and-swap
+    merges them."""
+    client = MlflowClient(f"gitml:{repo}")
+    run_id = client.create_run("0").info.run_id
+    client._tracking_client.store.get_run(run_id)  # in git before the others resume it
+    n = 150
+    procs = [subprocess.Popen([sys.executable, "-c", TWO_WRITERS, f"gitml:{repo}", run_id, me, str(n)],
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for me in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    client.set_terminated(run_id)
+    run = client.get_run(run_id)
+    assert len(client.get_metric_history(run_id, "shared")) == 2 * n
+    assert [len(client.get_metric_history(run_id, f"own_{me}")) for me in "ab"] == [n, n]
+    assert len(run.data.params) == 2 * n and run.data.tags["done_a"] == run.data.tags["done_b"] == "yes"
+    assert run.info.status == "FINISHED"
+    fsck(repo)
+
+
+def test_mlflow_server_over_the_repo_with_four_clients_loses_nothing(repo, tmp_path):
+    """Issue 16: `mlflow server --backend-store-uri gitml:<repo>` (two worker processes, artifacts
+    proxied into the repository) takes writes from 4 concurrent HTTP clients and loses nothing; what
+    one client wrote, another reads at once (each write is committed before the answer)."""
+    import threading
+
+    from tests.test_serving import free_port, server
+
+    port = free_port()
+    args = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "2", "--backend-store-uri", f"gitml:{repo}", "--artifacts-destination", f"gitml://{repo}"]
+    with server(args, tmp_path, port, ready_path="/health", timeout=120):
+        http = MlflowClient(f"http://127.0.0.1:{port}")
+        exp = http.create_experiment("served")
+        run_id = http.create_run(exp, run_name="shared").info.run_id
+        assert http.get_run(run_id).info.artifact_uri == f"mlflow-artifacts:/.gitml-runs/{run_id}"
+        errors: list[BaseException] = []
+
+        def client(me: int) -> None:
+            try:
+                c = MlflowClient(f"http://127.0.0.1:{port}")
+                for i in range(25):
+                    c.log_metric(run_id, "shared", float(i), step=i)
+                    c.log_metric(run_id, f"own_{me}", float(i), step=i)
+                c.log_param(run_id, f"p{me}", me)
+                note = tmp_path / f"note{me}.txt"
+                note.write_text(f"client {me}")
+                c.log_artifact(run_id, str(note), "notes")
+                assert c.get_run(run_id).data.params[f"p{me}"] == str(me)  # read-your-writes, any worker
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(me,)) for me in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        http.set_terminated(run_id)
+        assert len(http.get_metric_history(run_id, "shared")) == 100
+        assert sorted(f.path for f in http.list_artifacts(run_id, "notes")) == [f"notes/note{i}.txt" for i in range(4)]
+        local = Path(http.download_artifacts(run_id, "notes/note2.txt", str(tmp_path)))
+        assert local.read_text() == "client 2"
+    import gitml
+
+    gitml.set_tracking_uri(repo)
+    run = gitml.get_run(run_id)
+    assert run.info.status == "FINISHED" and sorted(run.data.params) == ["p0", "p1", "p2", "p3"]
+    assert [len(gitml.Client(repo).get_metric_history(run_id, f"own_{me}")) for me in range(4)] == [25] * 4
+    fsck(repo)
+
+
+# -- the artifact repository ----------------------------------------------------------------------------
+
+
+def test_artifact_repository_pins_refuses_and_verifies(repo, tmp_path):
+    """A @<commit> URI reads that run commit's manifest and refuses writes; a server-root URI finds the
+    run in the path; delete_artifacts is refused; a damaged object is an error, never wrong bytes."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    import gitml
+
+    gitml.set_tracking_uri(repo)
+    with gitml.start_run() as run:
+        gitml.log_text("v1", "a.txt")
+    first = gitml.get_run(run.info.run_id).commit
+    with gitml.start_run(run_id=run.info.run_id):
+        gitml.log_text("v2", "b.txt")
+    rid = run.info.run_id
+    base = f"gitml://{repo}/.gitml-runs/{rid}"
+    pinned = get_artifact_repository(f"gitml://{repo}/.gitml-runs/{rid}@{first}")
+    assert [f.path for f in pinned.list_artifacts()] == ["a.txt"]
+    assert Path(pinned.download_artifacts("a.txt", str(tmp_path))).read_text() == "v1"
+    (tmp_path / "c.txt").write_text("c")
+    assert error_code(lambda: pinned.log_artifact(str(tmp_path / "c.txt"))) == "INVALID_PARAMETER_VALUE"
+    root = get_artifact_repository(f"gitml://{repo}")
+    assert [f.path for f in root.list_artifacts(f".gitml-runs/{rid}")] == \
+        [f".gitml-runs/{rid}/a.txt", f".gitml-runs/{rid}/b.txt"]
+    root.log_artifact(str(tmp_path / "c.txt"), f".gitml-runs/{rid}/more")
+    assert [f.path for f in get_artifact_repository(f"{base}/more").list_artifacts()] == ["c.txt"]
+    repo_obj = get_artifact_repository(base)
+    assert repo_obj.list_artifacts("a.txt") == []  # a file lists as nothing, as MLflow's repositories
+    assert error_code(lambda: repo_obj.delete_artifacts("a.txt")) == "INVALID_PARAMETER_VALUE"
+    assert error_code(lambda: repo_obj.log_artifact(str(tmp_path / "c.txt"), "../escape")) == \
+        "INVALID_PARAMETER_VALUE"
+    from gitml.tracking import artifacts, runs
+
+    md5 = artifacts.manifest(runs.open_repo(repo), rid)["b.txt"]["md5"]
+    obj = repo / ".git" / "gitml" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj.chmod(0o644)
+    obj.write_text("v3")
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(MlflowException) as e:
+        repo_obj.download_artifacts("b.txt", str(tmp_path / "fresh"))
+    assert md5 in str(e.value)
+    assert not (tmp_path / "fresh" / "b.txt").exists()
+    fsck(repo)
+
+
+def test_unsupported_mlflow_features_are_named_and_searches_answer_empty(repo):
+    store = MlflowClient(f"gitml:{repo}")._tracking_client.store
+    rid = MlflowClient(f"gitml:{repo}").create_run("0").info.run_id
+    for call in (lambda: store.link_traces_to_run(["t"], rid), lambda: store.start_trace(None),
+                 lambda: store.create_assessment(None), lambda: store.link_prompts_to_trace("t", [])):
+        with pytest.raises(MlflowException) as e:
+            call()
+        assert e.value.error_code == "FEATURE_DISABLED" and "not supported by the gitml store" in str(e.value)
+    assert store.search_traces(experiment_ids=["0"]) == ([], None)
+    with pytest.raises(MlflowException) as e:
+        store.create_logged_model("0", "m")
+    assert e.value.error_code == "FEATURE_DISABLED" and "without a run" in str(e.value)
+
+
+def test_mlflow_run_id_is_honoured(repo):
+    """MLFLOW_RUN_ID set (as `gitml run` and `mlflow run` set it): start_run resumes that run."""
+    client = MlflowClient(f"gitml:{repo}")
+    run_id = client.create_run("0", run_name="given").info.run_id
+    client.set_terminated(run_id)
+    code = ("import mlflow\nwith mlflow.start_run() as r:\n    mlflow.log_metric('resumed', 1)\n"
+            "print(r.info.run_id)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, MLFLOW_TRACKING_URI=f"gitml:{repo}", MLFLOW_RUN_ID=run_id))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == run_id
+    run = client.get_run(run_id)
+    assert run.data.metrics == {"resumed": 1.0} and run.info.status == "FINISHED"
+
+
+# -- autolog -----------------------------------------------------------------------------------------------
+
+
+AUTOLOG_SCRIPT = r'''
+import json, sys
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+X = np.random.RandomState(0).rand(60, 3)
+y = (X[:, 0] + X[:, 1] > 1).astype(int)
+if sys.argv[1] == "gitml":
+    import gitml
+    gitml.sklearn.autolog()
+    with gitml.start_run() as run:
+        gitml.log_param("mine", "1")
+        LogisticRegression(C=0.5).fit(X, y)
+    import mlflow
+    assert mlflow.active_run() is None, "gitml.end_run ends MLflow's run too"
+    from gitml.tracking import artifacts, runs
+    got = gitml.get_run(run.info.run_id)
+    files = artifacts.manifest(runs.open_repo(), run.info.run_id)
+    status, params, metrics, tags = got.info.status, got.data.params, got.data.metrics, got.data.tags
+    n_runs = len(gitml.search_runs(search_all_experiments=True, output_format="list"))
+else:
+    import mlflow
+    mlflow.sklearn.autolog()
+    with mlflow.start_run() as run:
+        mlflow.log_param("mine", "1")
+        LogisticRegression(C=0.5).fit(X, y)
+    client = mlflow.MlflowClient()
+    got = client.get_run(run.info.run_id)
+    def walk(path=None):
+        out = []
+        for f in client.list_artifacts(run.info.run_id, path):
+            out += walk(f.path) if f.is_dir else [f.path]
+        return out
+    files = walk() + [f"model/{f.path.split('/')[-1]}" for m in mlflow.search_logged_models(output_format="list")
+                      for f in client.list_logged_model_artifacts(m.model_id)]
+    status, params, metrics, tags = got.info.status, got.data.params, got.data.metrics, got.data.tags
+    n_runs = len(mlflow.search_runs(search_all_experiments=True))
+print(json.dumps({"status": status, "params": sorted(params), "metrics": sorted(metrics),
+                  "tags": sorted(k for k in tags if not k.startswith(("mlflow.source", "mlflow.user", "gitml."))),
+                  "files": sorted(f for f in files if not f.endswith("/")), "runs": n_runs}))
+'''
+
+
+def test_sklearn_autolog_inside_gitml_run_logs_what_mlflow_autolog_logs(repo, tmp_path):
+    """Issue 16: gitml.sklearn.autolog() + fit inside `with gitml.start_run()` puts MLflow's
+    autologged params, metrics and model into that same run: the keys MLflow's own autolog of the
+    same fit writes to its sqlite store."""
+    def run(kind: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", AUTOLOG_SCRIPT, kind], cwd=cwd, capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, **env))
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ours = run("gitml", repo, {"GITML_REPO": str(repo)})
+    theirs = run("mlflow", tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"})
+    assert ours == theirs
+    assert "mine" in ours["params"] and "C" in ours["params"] and "training_accuracy_score" in ours["metrics"]
+    assert "model/MLmodel" in ours["files"] and ours["runs"] == 1
+
+
+def test_autolog_without_mlflow_is_a_one_line_error(repo):
+    code = ("import sys\nsys.modules['mlflow'] = None\nimport gitml\n"
+            "try:\n    gitml.sklearn.autolog()\nexcept gitml.GitmlError as e:\n    print('ERR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, GITML_REPO=str(repo)))
+    assert out.stdout.strip() == "ERR gitml's autologging is MLflow's autologging: pip install 'gitml[mlflow]'"
