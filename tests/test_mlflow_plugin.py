@@ -399,20 +399,25 @@ print(json.dumps({
 '''
 
 
-def run_mlflow_script(cwd: Path, tracking_uri: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    full = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, **(env or {}))
-    out = subprocess.run([sys.executable, "-c", MLFLOW_SCRIPT], cwd=cwd, env=full, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def run_scripts(*jobs: tuple[str, list[str], Path, dict[str, str]]) -> list[dict[str, Any]]:
+    """Run Python scripts (code, argv, cwd, extra env) side by side; each prints one JSON line last."""
+    procs = [subprocess.Popen([sys.executable, "-c", code, *argv], cwd=cwd, env=dict(os.environ, **env),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for code, argv, cwd, env in jobs]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def test_unmodified_mlflow_code_writes_runs_gitml_reads_like_its_own(repo, tmp_path):
     """Issue 16: `import mlflow` code with MLFLOW_TRACKING_URI=gitml:<repo> writes the refs, notes,
     run trees and DVC-layout artifacts gitml's API writes; MLflow reads them back exactly as it reads
     its own sqlite store after the same script."""
-    theirs = run_mlflow_script(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    ours = run_mlflow_script(repo, f"gitml:{repo}")
+    ours, theirs = run_scripts((MLFLOW_SCRIPT, [], repo, {"MLFLOW_TRACKING_URI": f"gitml:{repo}"}),
+                               (MLFLOW_SCRIPT, [], tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}))
     ids = {name: run_id for run_id, name in ours.pop("ids").items()}
     theirs.pop("ids")
     assert ours == theirs
@@ -851,14 +856,9 @@ def test_sklearn_autolog_inside_gitml_run_logs_what_mlflow_autolog_logs(repo, tm
     """Issue 16: gitml.sklearn.autolog() + fit inside `with gitml.start_run()` puts MLflow's
     autologged params, metrics and model into that same run: the keys MLflow's own autolog of the
     same fit writes to its sqlite store."""
-    def run(kind: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-c", AUTOLOG_SCRIPT, kind], cwd=cwd, capture_output=True, text=True,
-                             timeout=300, env=dict(os.environ, **env))
-        assert out.returncode == 0, out.stderr[-3000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    ours = run("gitml", repo, {"GITML_REPO": str(repo)})
-    theirs = run("mlflow", tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"})
+    ours, theirs = run_scripts((AUTOLOG_SCRIPT, ["gitml"], repo, {"GITML_REPO": str(repo)}),
+                               (AUTOLOG_SCRIPT, ["mlflow"], tmp_path,
+                                {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}))
     assert ours == theirs
     assert "mine" in ours["params"] and "C" in ours["params"] and "training_accuracy_score" in ours["metrics"]
     assert "model/MLmodel" in ours["files"] and ours["runs"] == 1
