@@ -27,17 +27,26 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import (
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
     LifecycleStage,
     LoggedModel,
+    LoggedModelInput,
     LoggedModelOutput,
     LoggedModelParameter,
     LoggedModelStatus,
     LoggedModelTag,
+    Metric,
+    Param,
+    Run,
+    RunInfo,
     RunOutputs,
     RunStatus,
+    RunTag,
     ViewType,
 )
 from mlflow.exceptions import MlflowException
@@ -47,15 +56,20 @@ from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.search_utils import SearchUtils
 
+if TYPE_CHECKING:  # mlflow.models imports the tracking registry that is importing this module
+    from mlflow.models import Model
+
 from gitml.errors import RunNotFound
 from gitml.mlflow_plugin import convert, uri
 from gitml.tracking import datasets as _datasets
+from gitml.tracking import entities as g
 from gitml.tracking import experiments, logged_models, runs, validation, writer
 
 _MLFLOW_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # MLflow's _validate_run_id
 _GITML_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _RESULT_LIMIT = SEARCH_MAX_RESULTS_THRESHOLD
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
+PageToken = str | bytes | None  # MLflow's: base64 JSON {"offset": n}
 _SERVER_ENV = "_MLFLOW_SERVER_FILE_STORE"  # mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR, set for its workers
 
 
@@ -68,7 +82,7 @@ def _max_results(value: Any, allow_null: bool = False) -> int | None:
     return value
 
 
-def _next_token(total: int, offset: int, limit: int | None) -> Any:
+def _next_token(total: int, offset: int, limit: int | None) -> bytes | None:
     """MLflow's page token for the next page (base64 JSON offset), or None on the last page."""
     if limit is not None and offset + limit < total:
         return SearchUtils.create_page_token(offset + limit)
@@ -119,18 +133,18 @@ class GitmlTrackingStore(AbstractStore):
         if self.write_through:
             self._writer(run_id).flush()
 
-    def _outputs(self, run: Any) -> RunOutputs:
+    def _outputs(self, run: g.Run) -> RunOutputs:
         models = logged_models.of_run(run.data.tags, run.info.run_id, run.info.experiment_id)
         return RunOutputs([LoggedModelOutput(m.model_id, m.step) for m in models])
 
-    def _mlflow_run(self, run: Any) -> Any:
+    def _mlflow_run(self, run: g.Run) -> Run:
         return convert.run(run, self._run_uri(run.info.run_id), self._outputs(run))
 
     # -- experiments ----------------------------------------------------------------------------
 
     def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
                            filter_string: str | None = None, order_by: list[str] | None = None,
-                           page_token: Any = None) -> PagedList:
+                           page_token: PageToken = None) -> PagedList:
         limit = _max_results(max_results)
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         found = experiments.search_experiments(self.repo, view_type, filter_string, order_by)
@@ -138,7 +152,8 @@ class GitmlTrackingStore(AbstractStore):
         return PagedList([convert.experiment(e, self.artifact_root) for e in page],
                          _next_token(len(found), offset, limit))
 
-    def create_experiment(self, name: str, artifact_location: str | None = None, tags: Any = None) -> str:
+    def create_experiment(self, name: str, artifact_location: str | None = None,
+                          tags: list[ExperimentTag] | None = None) -> str:
         if artifact_location and artifact_location.rstrip("/") != self.artifact_root:
             raise MlflowException(
                 f"artifact_location {artifact_location!r}: the gitml store keeps every run's artifacts in the "
@@ -146,10 +161,10 @@ class GitmlTrackingStore(AbstractStore):
                 INVALID_PARAMETER_VALUE)
         return experiments.create_experiment(self.repo, name, {t.key: t.value for t in tags or []})
 
-    def get_experiment(self, experiment_id: str) -> Any:
+    def get_experiment(self, experiment_id: str) -> Experiment:
         return convert.experiment(experiments.get_experiment(self.repo, str(experiment_id)), self.artifact_root)
 
-    def get_experiment_by_name(self, experiment_name: str) -> Any:
+    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
         exp = experiments.get_experiment_by_name(self.repo, experiment_name)
         return convert.experiment(exp, self.artifact_root) if exp is not None else None
 
@@ -162,7 +177,7 @@ class GitmlTrackingStore(AbstractStore):
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         experiments.rename_experiment(self.repo, str(experiment_id), new_name)
 
-    def set_experiment_tag(self, experiment_id: str, tag: Any) -> None:
+    def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
         experiments.set_experiment_tag(self.repo, str(experiment_id), tag.key, tag.value)
 
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
@@ -170,8 +185,8 @@ class GitmlTrackingStore(AbstractStore):
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def create_run(self, experiment_id: str, user_id: str | None, start_time: int | None, tags: Any,
-                   run_name: str | None) -> Any:
+    def create_run(self, experiment_id: str, user_id: str | None, start_time: int | None,
+                   tags: list[RunTag] | None, run_name: str | None) -> Run:
         tag_map = {t.key: t.value for t in tags or []}
         parent = tag_map.get("mlflow.parentRunId")
         if parent is not None and not _GITML_RUN_ID.fullmatch(parent):
@@ -180,16 +195,19 @@ class GitmlTrackingStore(AbstractStore):
                                       start_time=start_time, user_id=user_id or None)
         return convert.run(state.to_run(), self._run_uri(state.run_id), RunOutputs([]))
 
-    def get_run(self, run_id: str) -> Any:
+    def get_run(self, run_id: str) -> Run:
         return self._mlflow_run(runs.get_run(self.repo, self._run_id(run_id)))
 
-    def update_run_info(self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None) -> Any:
+    def update_run_info(self, run_id: str, run_status: int | str | None, end_time: int | None,
+                        run_name: str | None) -> RunInfo:
         w = self._writer(run_id)
         if run_name:
             w.set_tag("mlflow.runName", run_name)
         status = RunStatus.to_string(run_status) if isinstance(run_status, int) else run_status
         if status in _TERMINAL:  # commits everything this process logged to the run before returning
-            runs.end_run(self.repo, w.run_id, status, end_time)
+            state = runs.end_run(self.repo, w.run_id, status, end_time)
+            if state is not None:
+                return convert.run_info(state.to_run(), self._run_uri(w.run_id))
         else:  # as MLflow: a given status or end time replaces the old one, the rest stays
             fields = {k: v for k, v in (("status", status), ("end_time", end_time)) if v is not None}
             if fields:
@@ -206,7 +224,8 @@ class GitmlTrackingStore(AbstractStore):
         runs.set_lifecycle(self.repo, self._run_id(run_id), LifecycleStage.ACTIVE)
 
     def _search_runs(self, experiment_ids: list[str], filter_string: str | None, run_view_type: int,
-                     max_results: int | None, order_by: list[str] | None, page_token: Any) -> tuple[list[Any], Any]:
+                     max_results: int | None, order_by: list[str] | None,
+                     page_token: PageToken) -> tuple[list[Run], bytes | None]:
         limit = _max_results(max_results, allow_null=True)
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         total, found = runs.search_runs_page(self.repo, [str(e) for e in experiment_ids or []], filter_string,
@@ -216,18 +235,18 @@ class GitmlTrackingStore(AbstractStore):
 
     # -- logging --------------------------------------------------------------------------------
 
-    def log_metric(self, run_id: str, metric: Any) -> None:
+    def log_metric(self, run_id: str, metric: Metric) -> None:
         if metric.model_id is not None:
             self.log_batch(run_id, [metric], [], [])
             return
         with self._logging(run_id) as w:
             w.log_metric(metric.key, metric.value, metric.step, metric.timestamp)
 
-    def log_param(self, run_id: str, param: Any) -> None:
+    def log_param(self, run_id: str, param: Param) -> None:
         with self._logging(run_id) as w:
             w.log_param(param.key, param.value)
 
-    def set_tag(self, run_id: str, tag: Any) -> None:
+    def set_tag(self, run_id: str, tag: RunTag) -> None:
         with self._logging(run_id) as w:
             w.set_tag(tag.key, tag.value)
 
@@ -237,7 +256,8 @@ class GitmlTrackingStore(AbstractStore):
                 raise MlflowException(f"No tag with name: {key} in run with id {w.run_id}", RESOURCE_DOES_NOT_EXIST)
             w.delete_tag(key)
 
-    def log_batch(self, run_id: str, metrics: Any, params: Any, tags: Any) -> None:
+    def log_batch(self, run_id: str, metrics: list[Metric] | None, params: list[Param] | None,
+                  tags: list[RunTag] | None) -> None:
         metrics, params, tags = list(metrics or []), list(params or []), list(tags or [])
         validation.validate_batch_limits(len(metrics), len(params), len(tags))
         keys = [p.key for p in params]
@@ -248,7 +268,7 @@ class GitmlTrackingStore(AbstractStore):
         with self._logging(run_id) as w:
             self._log_batch(w, metrics, params, tags)
 
-    def _log_batch(self, w: writer.RunWriter, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+    def _log_batch(self, w: writer.RunWriter, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
         # every value checked before any is logged: a refused batch logs nothing, as in MLflow
         for p in params:
             w.check_param(p.key, p.value)
@@ -270,7 +290,7 @@ class GitmlTrackingStore(AbstractStore):
         for m in metrics:
             w.log_metric(m.key, m.value, m.step, m.timestamp)
 
-    def _new_points(self, w: writer.RunWriter, metrics: list[Any]) -> list[Any]:
+    def _new_points(self, w: writer.RunWriter, metrics: list[Metric]) -> list[Metric]:
         seen: dict[str, set[tuple[float, int, int]]] = {}
         out = []
         for m in metrics:
@@ -284,7 +304,7 @@ class GitmlTrackingStore(AbstractStore):
         return out
 
     def get_metric_history(self, run_id: str, metric_key: str, max_results: int | None = None,
-                           page_token: Any = None) -> PagedList:
+                           page_token: PageToken = None) -> PagedList:
         try:
             found = runs.metric_history(self.repo, self._run_id(run_id), metric_key)
         except RunNotFound:
@@ -294,7 +314,8 @@ class GitmlTrackingStore(AbstractStore):
         page = points[offset : offset + max_results] if max_results is not None else points[offset:]
         return PagedList([convert.metric(m) for m in page], _next_token(len(points), offset, max_results))
 
-    def log_inputs(self, run_id: str, datasets: Any = None, models: Any = None) -> None:
+    def log_inputs(self, run_id: str, datasets: list[DatasetInput] | None = None,
+                   models: list[LoggedModelInput] | None = None) -> None:
         if datasets is not None and not isinstance(datasets, list):
             raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
         with self._logging(run_id) as w:
@@ -303,7 +324,7 @@ class GitmlTrackingStore(AbstractStore):
             _datasets.log_inputs(w, [_datasets.input_of(d.dataset, tags={t.key: t.value for t in d.tags or []})
                                      for d in datasets or []])
 
-    def log_outputs(self, run_id: str, models: list[Any]) -> None:
+    def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
         run_id = self._run_id(run_id)
         for output in models or []:
             model = logged_models.get(self.repo, output.model_id)
@@ -315,7 +336,7 @@ class GitmlTrackingStore(AbstractStore):
             logged_models.save(self.repo, model)
         self._committed(run_id)
 
-    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
+    def record_logged_model(self, run_id: str, mlflow_model: Model) -> None:
         with self._logging(run_id) as w:
             history = w.state().tags.get("mlflow.log-model.history")
             entries = json.loads(history) if history else []
@@ -337,7 +358,9 @@ class GitmlTrackingStore(AbstractStore):
         )
 
     def create_logged_model(self, experiment_id: str, name: str | None = None, source_run_id: str | None = None,
-                            tags: Any = None, params: Any = None, model_type: str | None = None) -> LoggedModel:
+                            tags: list[LoggedModelTag] | None = None,
+                            params: list[LoggedModelParameter] | None = None,
+                            model_type: str | None = None) -> LoggedModel:
         if source_run_id is None:
             raise convert.unsupported("Logged models without a run (start a run first: a model is a "
                                       "directory of its run's artifacts)")
@@ -353,14 +376,14 @@ class GitmlTrackingStore(AbstractStore):
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
         return self._logged_model(logged_models.get(self.repo, model_id, allow_deleted))
 
-    def finalize_logged_model(self, model_id: str, status: Any) -> LoggedModel:
+    def finalize_logged_model(self, model_id: str, status: LoggedModelStatus | str) -> LoggedModel:
         model = logged_models.get(self.repo, model_id)
         model.status = LoggedModelStatus(status).value
         logged_models.save(self.repo, model)
         self._committed(model.run_id)
         return self._logged_model(model)
 
-    def set_logged_model_tags(self, model_id: str, tags: list[Any]) -> None:
+    def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
         model = logged_models.get(self.repo, model_id)
         model.tags.update({t.key: str(t.value) for t in tags})
         logged_models.save(self.repo, model)
@@ -382,7 +405,7 @@ class GitmlTrackingStore(AbstractStore):
 
     def search_logged_models(self, experiment_ids: list[str], filter_string: str | None = None,
                              datasets: Any = None, max_results: int | None = None, order_by: Any = None,
-                             page_token: Any = None) -> PagedList:
+                             page_token: PageToken = None) -> PagedList:
         wanted = _logged_model_filter(filter_string)
         if datasets or order_by:
             raise convert.unsupported("Logged model searches by dataset or with order_by")

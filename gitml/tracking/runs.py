@@ -229,8 +229,8 @@ def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
     return w
 
 
-def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
-    """Set a run's final status and commit everything this process logged to it."""
+def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> RunState | None:
+    """Set a run's final status and commit everything this process logged to it; return the run as committed."""
     if status not in RunStatus.ALL:
         from gitml.errors import InvalidValue
 
@@ -242,7 +242,7 @@ def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_ti
     end = end_time if end_time is not None else int(time.time() * 1000)
     w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
     writer.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first
-    writer.close_writer(repo, run_id)
+    return writer.close_writer(repo, run_id)
 
 
 def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
