@@ -36,6 +36,7 @@ from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from gitml.errors import InvalidValue
 from gitml.mlflow_plugin import convert, uri
 from gitml.tracking import artifacts, logged_models, runs
+from gitml.tracking.entities import ViewType
 from gitml.tracking.validation import validate_artifact_path
 
 
@@ -136,7 +137,7 @@ class GitmlArtifactRepository(ArtifactRepository):
         if not rel:
             return [FileInfo(uri.RUNS_SEGMENT, True, None)]
         if rel == uri.RUNS_SEGMENT:
-            ids = runs.search_runs(self.repo, None, None, 3)  # ViewType.ALL
+            ids = runs.search_runs(self.repo, None, None, ViewType.ALL)
             return [FileInfo(f"{uri.RUNS_SEGMENT}/{r.info.run_id}", True, None) for r in ids]
         return []
 

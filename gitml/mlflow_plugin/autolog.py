@@ -69,11 +69,13 @@ def enable(flavor: str | None, **kwargs: Any) -> Any:
     current = mlflow.get_tracking_uri()
     if not (isinstance(current, str) and current.startswith(uri.SCHEME + ":") and uri.repo_path(current) == uri.repo_path(target)):
         mlflow.set_tracking_uri(target)
-    if not isinstance(fluent._bridge, MlflowBridge):
-        fluent._bridge = MlflowBridge(mlflow)
+    bridge = fluent.run_bridge()
+    if not isinstance(bridge, MlflowBridge):
+        bridge = MlflowBridge(mlflow)
+        fluent.set_run_bridge(bridge)
     active = fluent.active_run()
     if active is not None:  # a run already open in gitml: autologging goes there too
-        fluent._bridge.started(active.info.run_id, active.info.experiment_id, nested=False)
+        bridge.started(active.info.run_id, active.info.experiment_id, nested=False)
     module = mlflow if flavor is None else importlib.import_module(f"mlflow.{flavor}")
     return module.autolog(**kwargs)
 

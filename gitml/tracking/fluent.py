@@ -30,6 +30,20 @@ _last_run_id: str | None = None
 _bridge: Any = None
 
 
+def set_run_bridge(bridge: Any) -> Any:
+    """Have ``bridge.started(run_id, experiment_id, nested)`` and ``bridge.ending(run_id, status)``
+    called as runs start and end here (autologging keeps MLflow's active run in step); returns
+    the bridge installed before."""
+    global _bridge
+    previous, _bridge = _bridge, bridge
+    return previous
+
+
+def run_bridge() -> Any:
+    """The bridge ``set_run_bridge`` installed, or None."""
+    return _bridge
+
+
 class _Entry:
     __slots__ = ("run", "writer", "pid")
 
