@@ -16,7 +16,7 @@ _FLUENT = (
     "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
     "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
     "delete_run search_runs log_artifact log_artifacts log_dict log_text log_figure log_image "
-    "get_artifact_uri"
+    "get_artifact_uri log_input"
 ).split()
 
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
@@ -34,13 +34,14 @@ _LAZY.update(
         "RunTag": ("gitml.tracking.entities", "RunTag"),
         "GitmlError": ("gitml.errors", "GitmlError"),
         "infer_signature": ("gitml.models.signature", "infer_signature"),
+        "autolog": ("gitml.mlflow_plugin.autolog", "autolog"),
     }
 )
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm", "pytorch")
+_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm", "pytorch", "data")
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,8 @@ RULES = {
     "dvc_objects": ("gitml/store/",),
     "click": ("gitml/cli/",),
     "flask": ("gitml/webview/", "gitml/serving/"),
+    # the optional extra: only the plugin (store, registry store, artifact repository, autolog)
+    "mlflow": ("gitml/mlflow_plugin/",),
 }
 
 

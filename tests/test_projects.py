@@ -216,3 +216,102 @@ def test_virtualenv_from_python_env_is_cached(project, tmp_path, monkeypatch):
     run = run_json(project, last_run_id(out.stderr))
     assert run["data"]["tags"]["mlflow.project.env"] == "virtualenv"
     assert run["data"]["metrics"]["alpha_seen"] == 0.1
+
+
+MLFLOW_EXAMPLE = {
+    # mlflow/mlflow-example's shape: an MLproject with a python_env, train.py logging with `import mlflow`
+    "MLproject": """
+name: tutorial
+python_env: python_env.yaml
+entry_points:
+  main:
+    parameters:
+      alpha: {type: float, default: 0.5}
+      l1_ratio: {type: float, default: 0.1}
+    command: "python train.py {alpha} {l1_ratio}"
+  own_store:
+    command: "python own_store.py"
+""",
+    "python_env.yaml": "python: \"3.11\"\nbuild_dependencies: [pip]\ndependencies: [mlflow, scikit-learn]\n",
+    "train.py": """
+import sys
+import numpy as np
+import mlflow
+import mlflow.sklearn
+from sklearn.linear_model import ElasticNet
+
+alpha, l1_ratio = float(sys.argv[1]), float(sys.argv[2])
+rng = np.random.RandomState(40)
+X = rng.rand(60, 3)
+y = X @ np.array([1.0, 2.0, 3.0]) + rng.rand(60) * 0.1
+with mlflow.start_run():
+    lr = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, random_state=42).fit(X, y)
+    rmse = float(np.sqrt(np.mean((lr.predict(X) - y) ** 2)))
+    print("Elasticnet model (alpha=%f, l1_ratio=%f): RMSE %f" % (alpha, l1_ratio, rmse))
+    mlflow.log_param("alpha", alpha)
+    mlflow.log_param("l1_ratio", l1_ratio)
+    mlflow.log_metric("rmse", rmse)
+    mlflow.sklearn.log_model(lr, name="model")
+""",
+    # a script that points MLflow at a store of its own, inside the temporary checkout
+    "own_store.py": """
+from mlflow import MlflowClient
+client = MlflowClient("sqlite:///mlflow.db")
+run = client.create_run(client.create_experiment("mine"))
+client.log_metric(run.info.run_id, "lost_before", 1.0)
+client.set_terminated(run.info.run_id)
+""",
+}
+
+
+@pytest.fixture
+def mlflow_example(repo: Path) -> Path:
+    for name, text in MLFLOW_EXAMPLE.items():
+        (repo / name).write_text(text.lstrip())
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "mlflow-example")
+    return repo
+
+
+def test_unmodified_mlflow_project_logs_into_the_gitml_run(mlflow_example):
+    """Issue 16: `gitml run` of mlflow-example finished while the project's `import mlflow` logged
+    its metrics and model into the temporary checkout, deleted afterwards. Now the child gets
+    MLFLOW_TRACKING_URI=gitml:<repo> and MLFLOW_RUN_ID, so everything lands in the gitml run."""
+    out = gitml_cli(mlflow_example, "run", ".", "-P", "alpha=0.42", "--env-manager", "local")
+    assert "RMSE" in out.stdout, out.stderr
+    run_id = last_run_id(out.stderr)
+    run = run_json(mlflow_example, run_id)
+    assert run["info"]["status"] == "FINISHED"
+    assert run["data"]["params"] == {"alpha": "0.42", "l1_ratio": "0.1"}
+    assert 0 < run["data"]["metrics"]["rmse"] < 2
+    listed = json.loads(gitml_cli(mlflow_example, "runs", "list", "--json").stdout)
+    assert [r["info"]["run_id"] for r in listed] == [run_id], "one run, not a second one made by MLflow"
+    files = {f["path"] for f in json.loads(gitml_cli(mlflow_example, "artifacts", "list", run_id, "model",
+                                                      "--json").stdout)}
+    assert {"model/MLmodel", "model/requirements.txt"} <= files
+    import gitml
+
+    gitml.set_tracking_uri(mlflow_example)
+    try:
+        model = gitml.pyfunc.load_model(f"runs:/{run_id}/model", allow_pickle=True)
+        assert model.predict([[0.1, 0.2, 0.3]]).shape == (1,)
+    finally:
+        gitml.set_tracking_uri(None)
+    assert git(mlflow_example, "status", "--short") == ""
+    assert not list(mlflow_example.rglob("mlruns")) and not list(mlflow_example.rglob("mlflow.db"))
+
+
+def test_a_projects_own_mlflow_store_is_kept_with_a_warning(mlflow_example):
+    """Issue 16: a project that writes mlflow.db (or mlruns/) in its temporary checkout loses nothing:
+    the store is kept as artifacts of the run (mlflow-local/...) and a one-line warning names it."""
+    import sqlite3
+
+    out = gitml_cli(mlflow_example, "run", ".", "-e", "own_store", "--env-manager", "local")
+    run_id = last_run_id(out.stderr)
+    warning = [line for line in out.stderr.splitlines() if "mlflow.db" in line]
+    assert len(warning) == 1 and "mlflow-local/mlflow.db" in warning[0] and run_id[:12] in warning[0]
+    dest = mlflow_example.parent / "kept"
+    gitml_cli(mlflow_example, "artifacts", "download", run_id, "mlflow-local/mlflow.db", "-d", str(dest))
+    db = sqlite3.connect(dest / "mlflow-local" / "mlflow.db")
+    assert db.execute("SELECT key, value FROM metrics").fetchall() == [("lost_before", 1.0)]
+    db.close()

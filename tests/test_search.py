@@ -32,6 +32,8 @@ CREATE TABLE params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key
 CREATE TABLE tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
   timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
+CREATE TABLE datasets (run_id TEXT, name TEXT, digest TEXT, source_type TEXT, source TEXT,
+  schema TEXT, profile TEXT, context TEXT, tags TEXT, PRIMARY KEY (run_id, name, digest));
 CREATE INDEX params_key_value ON params (key, value);
 CREATE INDEX tags_key_value ON tags (key, value);
 CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value);
@@ -54,6 +56,7 @@ def make_run(
     params: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
     metrics: dict[str, float] | None = None,
+    datasets: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "info": {
@@ -70,6 +73,7 @@ def make_run(
         "params": params or {},
         "tags": {"mlflow.runName": name, **(tags or {})},
         "metrics": metrics or {},
+        "datasets": datasets or [],
     }
 
 
@@ -86,6 +90,8 @@ RUNS = [
         params={"alpha": "0.1", "model": "LogisticRegression"},
         tags={"team": "Vision"},
         metrics={"rmse": 0.5, "acc": 0.9, "my metric": 1.0},
+        datasets=[{"name": "wine", "digest": "a1b2c3d4", "context": "train"},
+                  {"name": "wine", "digest": "ffff0000", "context": "eval"}],
     ),
     make_run(
         "r2",
@@ -99,6 +105,7 @@ RUNS = [
         params={"alpha": "0.5", "model": "logisticregression"},
         tags={"team": "vision"},
         metrics={"rmse": 0.3, "acc": NAN},
+        datasets=[{"name": "Wine-red", "digest": "a1b2c3d4", "context": None}],
     ),
     make_run(
         "r3",
@@ -180,6 +187,10 @@ def index() -> Iterator[sqlite3.Connection]:
                 f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)",
                 [(info["run_id"], k, v) for k, v in run[table].items()],
             )
+        conn.executemany(
+            "INSERT INTO datasets (run_id, name, digest, context) VALUES (?, ?, ?, ?)",
+            [(info["run_id"], d["name"], d["digest"], d["context"]) for d in run["datasets"]],
+        )
         conn.executemany(
             "INSERT INTO latest_metrics (run_id, key, value, step, timestamp, is_nan)"
             " VALUES (?, ?, ?, 0, 0, ?)",
@@ -545,7 +556,8 @@ def test_compile_search_agrees_with_match_run(
         ("run_id IN ('a' 'b')", ["'b'"]),
         ("run_id IN 'a'", ["run_id IN", "list"]),
         ("run_id = ('a')", ["list", "run_id ="]),
-        ("datasets.name = 'x'", ["datasets.name"]),
+        ("datasets.size = 'x'", ["'size'", "datasets.size"]),
+        ("datasets.name < 'x'", ["'<'", "datasets.name"]),
         ("metrics.rmse < 1 metrics.acc > 0", ["'metrics.acc'"]),
         ("metrics.rmse", ["'metrics.rmse'", "no operator"]),
         ("metrics.rmse <", ["missing value", "metrics.rmse <"]),
@@ -576,6 +588,7 @@ def test_parse_filter_error_names_the_bad_part(filter_string: str, named: list[s
         (["metrics."], ["empty key"]),
         (["metrics.rmse", "metric.rmse DESC"], ["'metric.rmse'", "'metrics.rmse'"]),
         (["created", "start_time DESC"], ["'start_time'"]),
+        (["datasets.name"], ["dataset"]),
         ("metrics.rmse", ["list"]),
     ],
 )
@@ -618,3 +631,25 @@ def test_fuzzed_filters_are_answers_or_invalid_filter(index: sqlite3.Connection)
             index.execute(sql, params).fetchall()
         except InvalidFilter:
             pass
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("datasets.name = 'wine'", ["r1"]),
+        ("dataset.digest = 'a1b2c3d4'", ["r2", "r1"]),
+        ("datasets.context = 'eval'", ["r1"]),
+        ("datasets.context != 'train'", ["r1"]),
+        ("datasets.name ILIKE 'wine%'", ["r2", "r1"]),
+        ("datasets.name LIKE 'wine%'", ["r1"]),
+        ("datasets.digest IN ('ffff0000', 'x')", ["r1"]),
+        ("datasets.name NOT IN ('wine')", ["r2"]),
+        ("datasets.name = 'wine' AND datasets.context = 'eval' AND metrics.rmse < 1", ["r1"]),
+        ("datasets.name = 'nothing'", []),
+    ],
+)
+def test_dataset_filters_match_any_input_of_the_run(index: sqlite3.Connection, filter_string: str,
+                                                    expected: list[str]) -> None:
+    """Issue 16: datasets.name / digest / context in filters, as MLflow's search (any input matches;
+    a context a dataset lacks matches nothing)."""
+    assert search_both(index, filter_string) == expected

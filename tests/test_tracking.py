@@ -370,10 +370,18 @@ def test_not_a_repository(tmp_path):
 
 def test_import_gitml_does_not_import_heavy_modules(repo):
     code = ("import sys, gitml\n"
-            "heavy = [m for m in ('pygit2', 'pandas', 'click', 'sqlite3', 'yaml') if m in sys.modules]\n"
+            "heavy = [m for m in ('pygit2', 'pandas', 'click', 'sqlite3', 'yaml', 'mlflow') if m in sys.modules]\n"
             "print(heavy)")
     out = run_python(code, repo)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    # issue 16: `gitml --help` and the flavor modules never import mlflow (the optional plugin) either
+    code = ("import atexit, runpy, sys\n"
+            "import gitml.sklearn, gitml.xgboost, gitml.lightgbm, gitml.pytorch\n"
+            "atexit.register(lambda: print('MLFLOW', 'mlflow' in sys.modules))\n"
+            "sys.argv = ['gitml', '--help']\n"
+            "runpy.run_module('gitml', run_name='__main__')\n")
+    out = run_python(code, repo)
+    assert "MLFLOW False" in out.stdout, out.stdout + out.stderr
 
 
 def test_reindex_rebuilds_lost_notes(tracking, repo):

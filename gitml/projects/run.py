@@ -11,15 +11,25 @@ run.
 Everything is checked before anything runs: the entry point, every parameter
 against its declared type, the environment. The child process gets
 ``GITML_RUN_ID`` and ``GITML_REPO``, so ``gitml.start_run()`` inside the entry
-point logs into this run. Its stdout and stderr are shown and kept as the
+point logs into this run, and, as ``mlflow run`` does, ``MLFLOW_TRACKING_URI``
+(``gitml:<repo>``), ``MLFLOW_RUN_ID`` and ``MLFLOW_EXPERIMENT_ID``, so an
+unmodified ``import mlflow`` project (with the ``mlflow`` extra) logs into the
+same run through the plugin. Its stdout and stderr are shown and kept as the
 run's artifacts ``stdout.txt`` / ``stderr.txt``. A non-zero exit marks the
 run FAILED with tag ``gitml.exit_code``.
+
+MLflow stores a project writes into its temporary checkout anyway (``mlruns/``,
+``mlartifacts/``, ``mlflow.db``: a script that sets its own tracking URI) are
+never deleted with the checkout: they are kept as artifacts of the run under
+``mlflow-local/`` with a one-line warning naming them (or, if they cannot be
+logged, copied to ``.git/gitml/project-output/<run_id>/``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,10 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from gitml.errors import InvalidValue
+from gitml.errors import GitmlError, InvalidValue
+from gitml.mlflow_plugin import uri as mlflow_uri
 from gitml.store.repo import GitRepo
 
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
+#: What MLflow writes where a script points it at a local store (file store, artifacts, sqlite).
+MLFLOW_LOCAL_STORES = ("mlruns", "mlartifacts", "mlflow.db")
+KEPT_PREFIX = "mlflow-local"
 
 
 @dataclass
@@ -187,7 +201,11 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
     w.flush()  # the child resumes the run: it must exist in git
 
     child_env = env.environ(dict(os.environ))
-    child_env.update({"GITML_RUN_ID": run_id, "GITML_REPO": str(repo.workdir or repo.git_dir)})
+    where = str(repo.workdir or repo.git_dir)
+    child_env.update({"GITML_RUN_ID": run_id, "GITML_REPO": where,
+                      # as `mlflow run` does: an `import mlflow` project logs into this run (the plugin)
+                      "MLFLOW_TRACKING_URI": mlflow_uri.tracking_uri(where), "MLFLOW_RUN_ID": run_id,
+                      "MLFLOW_EXPERIMENT_ID": exp_id})
     child_env.pop("GITML_EXPERIMENT_ID", None)
     child_env.pop("GITML_EXPERIMENT_NAME", None)
     cmd = resolved.argv if resolved.argv is not None else ["bash", "-c", resolved.command]
@@ -195,6 +213,9 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
         cmd = [env.python, *cmd[1:]]
     out.write(f"gitml run {run_id[:12]}: {resolved.command} (in {source.commit[:12]}, env {manager})\n")
     out.flush()
+    root = source.path.parents[len(Path(source.subdir).parts) - 1] if source.subdir else source.path
+    roots = [root, source.path] if source.path != root else [root]
+    before = {p: _fingerprint(p) for p in _local_stores(roots)}
     with tempfile.TemporaryDirectory(prefix="gitml-run-logs-") as logs:
         logs_dir = Path(logs)
         try:
@@ -207,11 +228,52 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
         w = writer.local_writer(repo, run_id) or writer.get_writer(repo, run_id)
         for name in ("stdout.txt", "stderr.txt"):
             artifacts.log_artifact(repo, w, logs_dir / name)
+        _keep_local_stores(repo, w, roots, before, err)
         if code != 0:
             w.set_tag("gitml.exit_code", str(code))
         status = RunStatus.FINISHED if code == 0 else RunStatus.KILLED if code == 130 else RunStatus.FAILED
         runs.end_run(repo, run_id, status)
     return RunResult(run_id, code, source.commit)
+
+
+def _local_stores(roots: list[Path]) -> list[Path]:
+    return [r / name for r in roots for name in MLFLOW_LOCAL_STORES if (r / name).exists()]
+
+
+def _fingerprint(path: Path) -> list[tuple[str, int, int]]:
+    files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if not p.is_dir())
+    out = []
+    for f in files:
+        st = f.lstat()
+        out.append((str(f), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _keep_local_stores(repo: GitRepo, w: Any, roots: list[Path], before: dict[Path, Any], err: IO[str]) -> None:
+    """Keep what the project wrote to MLflow stores inside the temporary checkout (see module doc)."""
+    from gitml.tracking import artifacts
+
+    for path in _local_stores(roots):
+        if path in before and before[path] == _fingerprint(path):
+            continue  # committed with the project and untouched
+        rel = path.relative_to(roots[0])
+        dest = f"{KEPT_PREFIX}/{rel.as_posix()}"
+        try:
+            if path.is_dir():
+                artifacts.log_artifacts(repo, w, path, dest)
+            else:
+                artifacts.log_artifact(repo, w, path, str(Path(dest).parent))
+            err.write(f"gitml run: warning: the project wrote {rel.as_posix()} in its temporary checkout "
+                      f"(MLflow logging that bypassed gitml); kept as artifacts {dest} of run {w.run_id[:12]}\n")
+        except (GitmlError, OSError) as e:
+            kept = repo.git_dir / "gitml" / "project-output" / w.run_id / rel
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                shutil.copytree(path, kept, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(path, kept)
+            err.write(f"gitml run: warning: the project wrote {rel.as_posix()} in its temporary checkout; "
+                      f"it could not be logged ({e}), copied to {kept}\n")
 
 
 def _spawn(cmd: list[str], cwd: Path, env: dict[str, str], logs: Path, out: IO[str], err: IO[str]) -> int:

@@ -101,6 +101,19 @@ class Client:
         for m in metrics:
             w.log_metric(m.key, m.value, m.step, m.timestamp)
 
+    def log_inputs(self, run_id: str, datasets: list[Any] | None = None, **_: Any) -> None:
+        """Record datasets the run used: ``DatasetInput``s (gitml's or MLflow's) or gitml ``Dataset``s."""
+        from gitml.tracking import datasets as _datasets
+
+        items = []
+        for item in datasets or []:
+            if hasattr(item, "dataset") and hasattr(item, "tags"):  # a DatasetInput
+                fields, _ = _datasets.input_of(item.dataset)
+                items.append((fields, {t.key: t.value for t in item.tags}))
+            else:
+                items.append(_datasets.input_of(item))
+        _datasets.log_inputs(_runs.writer_for_existing(self.repo, run_id), items)
+
     def set_terminated(self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
         _runs.end_run(self.repo, _runs.resolve_run_id(self.repo, run_id), status or RunStatus.FINISHED, end_time)
 

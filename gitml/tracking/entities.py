@@ -90,6 +90,42 @@ class RunData:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # key -> the latest point (value, step, timestamp) that ``metrics`` shows the value of
+    latest_metrics: dict[str, Metric] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as a run records it (MLflow's ``Dataset`` entity): text fields only.
+
+    ``source``, ``schema`` and ``profile`` are JSON text, as MLflow stores them.
+    """
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class InputTag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset used by a run, with its input tags (``mlflow.data.context``: train, eval...)."""
+
+    dataset: Dataset
+    tags: list[InputTag] = field(default_factory=list)
+
+
+@dataclass
+class RunInputs:
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +137,7 @@ class Run:
     source: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str | None = None
     commit: str | None = None  # the run commit (refs/gitml/runs/<id>)
+    inputs: RunInputs = field(default_factory=RunInputs)
 
     def to_dictionary(self) -> dict[str, Any]:
         return {
@@ -113,6 +150,10 @@ class Run:
             "source": dict(self.source),
             "parent_run_id": self.parent_run_id,
             "commit": self.commit,
+            "inputs": {"dataset_inputs": [
+                {"dataset": dict(vars(i.dataset)), "tags": [dict(vars(t)) for t in i.tags]}
+                for i in self.inputs.dataset_inputs
+            ]},
         }
 
 
@@ -131,7 +172,7 @@ class ActiveRun(Run):
     """The object ``start_run`` returns: a Run that ends itself in a ``with`` block."""
 
     def __init__(self, run: Run) -> None:
-        super().__init__(run.info, run.data, run.source, run.parent_run_id, run.commit)
+        super().__init__(run.info, run.data, run.source, run.parent_run_id, run.commit, run.inputs)
 
     def __enter__(self) -> ActiveRun:
         return self

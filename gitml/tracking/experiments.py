@@ -12,16 +12,30 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 
-from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName
+from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName, NotFound
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import schema, validation
+from gitml.tracking import schema, search, validation
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
 
 DEFAULT_ID = "0"
 DEFAULT_NAME = "Default"
 FILE = "experiment.json"
+
+
+class ExperimentExists(InvalidName):
+    """Another experiment already has that name."""
+
+    error_code = "RESOURCE_ALREADY_EXISTS"
+
+
+class ExperimentNotActive(GitmlError):
+    """The experiment is deleted (or, for a restore, not deleted)."""
+
+    http_status = 400
+    error_code = "INVALID_STATE"
 
 
 def _derived_id(name: str, salt: int = 0) -> str:
@@ -113,6 +127,25 @@ def list_experiments(repo: GitRepo, view_type: int = ViewType.ACTIVE_ONLY) -> li
     return sorted(exps, key=lambda e: (e.experiment_id != DEFAULT_ID, e.name))
 
 
+def search_experiments(
+    repo: GitRepo,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    filter_string: str | None = None,
+    order_by: list[str] | None = None,
+) -> list[Experiment]:
+    """Experiments matching an MLflow ``search_experiments`` filter, in ``order_by`` order
+    (default: newest first, then by id, as MLflow).
+
+    Raises:
+        InvalidFilter: the filter or order_by does not parse.
+    """
+    comparisons = search.parse_experiment_filter(filter_string)
+    keys = search.parse_experiment_order_by(order_by)
+    found = [(vars(e), e) for e in list_experiments(repo, view_type)]
+    kept = {id(d): e for d, e in found if search.match_experiment(comparisons, d)}
+    return [kept[id(d)] for d in search.sort_experiments([d for d, e in found if id(d) in kept], keys)]
+
+
 def exists(repo: GitRepo, experiment_id: str) -> bool:
     """True if the experiment exists (cheap: one ref lookup)."""
     return experiment_id == DEFAULT_ID or repo.ref_target(names.experiment_ref(str(experiment_id))) is not None
@@ -154,8 +187,10 @@ def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = No
         InvalidName: the name is invalid or already used.
     """
     name = validation.validate_experiment_name(name)
+    for key, value in (tags or {}).items():
+        _check_tag(key, value)
     if get_experiment_by_name(repo, name) is not None:
-        raise InvalidName(f"Experiment {name!r} already exists")
+        raise ExperimentExists(f"Experiment {name!r} already exists")
     now = int(time.time() * 1000)
     for salt in range(8):
         experiment_id = _derived_id(name, salt)
@@ -180,16 +215,103 @@ def get_or_create(repo: GitRepo, name: str) -> Experiment:
 
 def update_experiment(repo: GitRepo, experiment_id: str, **changes: object) -> Experiment:
     """Change name, lifecycle_stage or tags of an experiment, compare-and-swap."""
-    for _ in range(CAS_RETRIES):
-        exp, old = _read(repo, str(experiment_id))
-        if exp is None:
-            raise ExperimentNotFound(f"No experiment with id {experiment_id!r} in {repo.git_dir}")
+    def apply(exp: Experiment) -> None:
         for key, value in changes.items():
             if key == "tags":
-                exp.tags.update(value)  # type: ignore[arg-type]
+                exp.tags.update(value)  # type: ignore[call-overload]
             else:
                 setattr(exp, key, value)
+
+    return _update(repo, experiment_id, apply)
+
+
+def _update(repo: GitRepo, experiment_id: str, apply: Callable[[Experiment], None]) -> Experiment:
+    """Apply ``apply`` to the experiment as stored, compare-and-swap with retry (``apply`` may raise)."""
+    for _ in range(CAS_RETRIES):
+        exp, old = _read(repo, str(experiment_id)) if names.EXPERIMENT_ID_RE.match(str(experiment_id)) else (None, None)
+        if exp is None:
+            raise ExperimentNotFound(f"No experiment with id {experiment_id!r} in {repo.git_dir}")
+        apply(exp)
         exp.last_update_time = int(time.time() * 1000)
         if _write(repo, exp, old):
             return exp
     raise ConcurrentUpdate(f"Gave up updating experiment {experiment_id}")
+
+
+def _check_tag(key: object, value: object) -> str:
+    validation.validate_tag_key(key)
+    return validation.validate_tag_value(key, value)
+
+
+def _active(exp: Experiment, action: str) -> None:
+    if exp.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise ExperimentNotActive(f"Cannot {action} experiment {exp.experiment_id} ({exp.name!r}): it is deleted")
+
+
+def rename_experiment(repo: GitRepo, experiment_id: str, new_name: str) -> Experiment:
+    """Rename an active experiment; the id stays.
+
+    Raises:
+        ExperimentNotFound, ExperimentNotActive, InvalidName, ExperimentExists.
+    """
+    name = validation.validate_experiment_name(new_name)
+    other = get_experiment_by_name(repo, name)
+    if other is not None and other.experiment_id != str(experiment_id):
+        raise ExperimentExists(f"Experiment {name!r} already exists")
+
+    def apply(exp: Experiment) -> None:
+        _active(exp, "rename")
+        exp.name = name
+
+    return _update(repo, experiment_id, apply)
+
+
+def set_experiment_tag(repo: GitRepo, experiment_id: str, key: str, value: object) -> Experiment:
+    """Set a tag of an active experiment (MLflow's rules; values up to gitml's 8000 characters).
+
+    Raises:
+        ExperimentNotFound, ExperimentNotActive, InvalidName, InvalidValue.
+    """
+    text = _check_tag(key, value)
+
+    def apply(exp: Experiment) -> None:
+        _active(exp, "set a tag on")
+        exp.tags[key] = text
+
+    return _update(repo, experiment_id, apply)
+
+
+def delete_experiment_tag(repo: GitRepo, experiment_id: str, key: str) -> Experiment:
+    """Delete a tag of an active experiment.
+
+    Raises:
+        ExperimentNotFound, ExperimentNotActive, TagNotFound.
+    """
+    def apply(exp: Experiment) -> None:
+        _active(exp, "delete a tag of")
+        if key not in exp.tags:
+            raise TagNotFound(f"No tag with name: {key!r} in experiment with id {exp.experiment_id}")
+        del exp.tags[key]
+
+    return _update(repo, experiment_id, apply)
+
+
+class TagNotFound(NotFound):
+    """The experiment has no tag of that name."""
+
+
+def set_lifecycle(repo: GitRepo, experiment_id: str, stage: str) -> Experiment:
+    """Delete (``deleted``) an active experiment or restore (``active``) a deleted one (its runs
+    are the caller's: ``runs.delete_experiment``).
+
+    Raises:
+        ExperimentNotFound: no such experiment, or it is already in ``stage`` (as MLflow).
+    """
+    def apply(exp: Experiment) -> None:
+        if exp.lifecycle_stage == stage:
+            state = "deleted" if stage == LifecycleStage.DELETED else "active"
+            raise ExperimentNotFound(f"No {'active' if state == 'deleted' else 'deleted'} experiment with id "
+                                     f"{experiment_id!r} in {repo.git_dir} (it is {state} already)")
+        exp.lifecycle_stage = stage
+
+    return _update(repo, experiment_id, apply)

@@ -25,6 +25,23 @@ if TYPE_CHECKING:
 _local = threading.local()
 _experiment_id: str | None = None
 _last_run_id: str | None = None
+# With autologging on, MLflow's active run follows gitml's (mlflow_plugin.autolog.MlflowBridge):
+# ``started(run_id, experiment_id, nested)`` and ``ending(run_id, status)``.
+_bridge: Any = None
+
+
+def set_run_bridge(bridge: Any) -> Any:
+    """Have ``bridge.started(run_id, experiment_id, nested)`` and ``bridge.ending(run_id, status)``
+    called as runs start and end here (autologging keeps MLflow's active run in step); returns
+    the bridge installed before."""
+    global _bridge
+    previous, _bridge = _bridge, bridge
+    return previous
+
+
+def run_bridge() -> Any:
+    """The bridge ``set_run_bridge`` installed, or None."""
+    return _bridge
 
 
 class _Entry:
@@ -149,6 +166,8 @@ def start_run(
     run = ActiveRun(state.to_run())
     stack.append(_Entry(run, w))
     _last_run_id = w.run_id
+    if _bridge is not None:
+        _bridge.started(w.run_id, run.info.experiment_id, nested=len(stack) > 1)
     return run
 
 
@@ -174,6 +193,8 @@ def end_run(status: str = RunStatus.FINISHED, _run_id: str | None = None) -> Non
         if pos < 0:
             return
     entry = stack.pop(pos)
+    if _bridge is not None:
+        _bridge.ending(entry.run.info.run_id, status)
     _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)
 
 
@@ -258,6 +279,15 @@ def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
 
 def delete_tag(key: str) -> None:
     _writer().delete_tag(key)
+
+
+def log_input(dataset: Any, context: str | None = None, tags: dict[str, Any] | None = None,
+              run_id: str | None = None, **_: Any) -> None:
+    """Record a dataset the run used (``gitml.data.from_pandas(...)``, an MLflow dataset, or a dict
+    of its fields); ``context`` ("train", "eval"...) becomes the ``mlflow.data.context`` input tag."""
+    from gitml.tracking import datasets
+
+    datasets.log_inputs(_writer_for(run_id), [datasets.input_of(dataset, context, tags)])
 
 
 # -- artifacts ------------------------------------------------------------------------------

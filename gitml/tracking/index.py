@@ -30,13 +30,14 @@ from gitml.errors import CorruptRun
 from gitml.store import names
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema
-from gitml.tracking.entities import Run, RunData, RunInfo
+from gitml.tracking.datasets import CONTEXT_TAG
+from gitml.tracking.entities import Dataset, DatasetInput, InputTag, Metric, Run, RunData, RunInfo, RunInputs
 from gitml.tracking.runfiles import RunState, artifact_uri, read_state
 
 log = logging.getLogger("gitml")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -48,12 +49,15 @@ CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KE
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
   timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS datasets (run_id TEXT, name TEXT, digest TEXT, source_type TEXT, source TEXT,
+  schema TEXT, profile TEXT, context TEXT, tags TEXT, PRIMARY KEY (run_id, name, digest));
 CREATE TABLE IF NOT EXISTS bad_runs (run_id TEXT PRIMARY KEY, commit_oid TEXT, reason TEXT);
 CREATE INDEX IF NOT EXISTS params_kv ON params (key, value);
 CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
 CREATE INDEX IF NOT EXISTS metrics_kv ON latest_metrics (key, value);
 CREATE INDEX IF NOT EXISTS runs_exp ON runs (experiment_id, lifecycle_stage, start_time);
 CREATE INDEX IF NOT EXISTS runs_source ON runs (source_commit);
+CREATE INDEX IF NOT EXISTS datasets_name ON datasets (name, digest);
 """
 
 RACY_SECONDS = 1.0
@@ -177,7 +181,7 @@ class RunIndex:
         # executescript commits on its own, so this runs outside _write(); a
         # concurrent reset in another process at worst repeats the same work.
         drops = "".join(f"DROP TABLE IF EXISTS {t};"
-                        for t in ("meta", "runs", "params", "tags", "latest_metrics", "bad_runs"))
+                        for t in ("meta", "runs", "params", "tags", "latest_metrics", "datasets", "bad_runs"))
         self.db.executescript(drops + SCHEMA)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -257,11 +261,11 @@ class RunIndex:
         return self._guard(work)
 
     def _delete(self, run_ids: list[str]) -> None:
-        for table in ("runs", "params", "tags", "latest_metrics", "bad_runs"):
+        for table in ("runs", "params", "tags", "latest_metrics", "datasets", "bad_runs"):
             self.db.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in run_ids])
 
     def _insert_many(self, states: list[tuple[str, str, RunState]]) -> None:
-        runs, params, tags, metrics = [], [], [], []
+        runs, params, tags, metrics, inputs = [], [], [], [], []
         for run_id, oid, state in states:
             info = state.info
             source = info.get("source") or {}
@@ -286,11 +290,17 @@ class RunIndex:
                 (run_id, k, None if math.isnan(v) else v, s, t, int(math.isnan(v)))
                 for k, (v, s, t) in state.summary.items()
             ]
+            inputs += [
+                (run_id, d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"],
+                 e["tags"].get(CONTEXT_TAG), json.dumps(e["tags"], sort_keys=True))
+                for e in state.inputs for d in (e["dataset"],)
+            ]
         db = self.db
         db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
         db.executemany("INSERT INTO params VALUES (?,?,?)", params)
         db.executemany("INSERT INTO tags VALUES (?,?,?)", tags)
         db.executemany("INSERT INTO latest_metrics VALUES (?,?,?,?,?,?)", metrics)
+        db.executemany("INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?)", inputs)
 
     # -- queries ---------------------------------------------------------------
 
@@ -335,6 +345,21 @@ class RunIndex:
             for kind, table in (("params", "params"), ("metrics", "latest_metrics"), ("tags", "tags"))
         }
 
+    def tags_with_prefix(self, prefix: str, experiment_ids: list[str] | None = None,
+                         value: str | None = None) -> list[tuple[str, str, str]]:
+        """(run_id, key, value) of the tags whose key starts with ``prefix`` (exactly ``value``,
+        if given), of runs in ``experiment_ids`` (None: every run), by run id and key."""
+        sql = "SELECT t.run_id, t.key, t.value FROM tags AS t JOIN runs AS r ON r.run_id = t.run_id " \
+              "WHERE t.key >= ? AND t.key < ?"
+        args: list[str] = [prefix, prefix + "\U0010ffff"]
+        if value is not None:
+            sql += " AND t.value = ?"
+            args.append(value)
+        if experiment_ids is not None:
+            sql += " AND r.experiment_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(experiment_ids))
+        return self._guard(lambda: [tuple(row) for row in self.db.execute(sql + " ORDER BY t.run_id, t.key", args)])
+
     def load(self, run_ids: list[str]) -> list[Run]:
         """Runs from the index, in the order of ``run_ids``."""
         if not run_ids:
@@ -359,10 +384,20 @@ class RunIndex:
             data[run_id].params[key] = value
         for run_id, key, value in db.execute(f"SELECT run_id, key, value FROM tags WHERE {wanted}", (ids,)):
             data[run_id].tags[key] = value
-        for run_id, key, value, is_nan in db.execute(
-            f"SELECT run_id, key, value, is_nan FROM latest_metrics WHERE {wanted}", (ids,)
+        for run_id, key, value, step, ts, is_nan in db.execute(
+            f"SELECT run_id, key, value, step, timestamp, is_nan FROM latest_metrics WHERE {wanted}", (ids,)
         ):
-            data[run_id].metrics[key] = math.nan if is_nan else value
+            value = math.nan if is_nan else value
+            data[run_id].metrics[key] = value
+            data[run_id].latest_metrics[key] = Metric(key, value, ts, step)
+        inputs: dict[str, RunInputs] = {}
+        for run_id, *fields, tags in db.execute(
+            "SELECT run_id, name, digest, source_type, source, schema, profile, tags FROM datasets "
+            f"WHERE {wanted} ORDER BY run_id, name, digest", (ids,)
+        ):
+            tag_map = json.loads(tags)
+            inputs.setdefault(run_id, RunInputs()).dataset_inputs.append(
+                DatasetInput(Dataset(*fields), [InputTag(k, v) for k, v in sorted(tag_map.items())]))
         out = []
         for run_id in run_ids:
             r = rows.get(run_id)
@@ -379,7 +414,7 @@ class RunIndex:
                 lifecycle_stage=r[6],
                 artifact_uri=r[8],
             )
-            out.append(Run(info, data[run_id], json.loads(r[11] or "{}"), r[10], r[9]))
+            out.append(Run(info, data[run_id], json.loads(r[11] or "{}"), r[10], r[9], inputs.get(run_id) or RunInputs()))
         return out
 
     def close(self) -> None:

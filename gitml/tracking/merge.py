@@ -17,6 +17,8 @@ changes nothing (before, a run whose copies differed flipped on every push).
   param of one run differently).
 - metrics: the union of the points. If one side has them all, its files
   are kept as they are; else the union is written in (step, time) order.
+- inputs (datasets): the union by (name, digest); of two entries for one
+  dataset, the larger JSON.
 - status: a finished run beats a running one; of two finished ones the later
   end wins. Lifecycle (deleted/active): the later change wins.
 - anything else that differs (a field gitml does not write): the larger JSON
@@ -30,6 +32,7 @@ from collections import Counter
 from typing import Any
 
 from gitml.store.repo import GitRepo
+from gitml.tracking import datasets
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.runfiles import (
     METRICS_DIR,
@@ -167,6 +170,7 @@ def merge_runs(repo: GitRepo, ours: str, theirs: str, run_id: str | None = None,
         summary=dict(s_o.summary),
         writers=dict(s_o.writers),
         clock={},
+        inputs=datasets.merge(s_o.inputs, s_t.inputs),
     )
     _merge_tags(merged, s_o, s_t)
     _merge_artifacts(merged, s_o, s_t)

@@ -12,6 +12,8 @@ clock.json                 when each tag, tag deletion and artifact entry was la
                            written (ms), so two clones' copies merge key by key
                            (last writer wins); absent until something changes
                            after the run's creation
+inputs.json                datasets the run used (tracking/datasets.py); absent
+                           until one is logged
 ```
 The run commit's message carries one ``Gitml-Writer: <writer_id> <count>``
 trailer per writer that logged to the run on this machine: how many events
@@ -34,7 +36,7 @@ from typing import Any
 
 from gitml.errors import GitmlError, InvalidValue
 from gitml.store.repo import GitRepo
-from gitml.tracking import schema
+from gitml.tracking import datasets, schema
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 
 RUN_FILE = "run.json"
@@ -42,12 +44,13 @@ PARAMS_FILE = "params.json"
 ARTIFACTS_FILE = "artifacts.json"
 TAGS_FILE = "tags.json"
 CLOCK_FILE = "clock.json"
+INPUTS_FILE = datasets.INPUTS_FILE
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
 
 # Event kinds, one letter each: they start every live-log line.
-METRIC, PARAM, TAG, DELETE_TAG, INFO, ARTIFACT = "M", "P", "T", "D", "I", "A"
+METRIC, PARAM, TAG, DELETE_TAG, INFO, ARTIFACT, INPUT = "M", "P", "T", "D", "I", "A", "N"
 
 
 def encode_float(value: float) -> float | str:
@@ -77,6 +80,8 @@ class RunState:
     # section ("tags", "tags_deleted", "artifacts") -> key -> ms it was last written;
     # what a merge of two clones' copies compares (see tracking/merge.py)
     clock: dict[str, dict[str, int]] = field(default_factory=dict)
+    # datasets the run used: inputs.json entries, one per (name, digest)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -91,6 +96,7 @@ class RunState:
             writers=dict(self.writers),
             artifacts=dict(self.artifacts),
             clock={k: dict(v) for k, v in self.clock.items()},
+            inputs=list(self.inputs),
         )
 
     def stamp(self, section: str, key: str, ms: int) -> None:
@@ -118,6 +124,7 @@ class RunState:
             TAGS_FILE: _dump(self.tags),
             ARTIFACTS_FILE: _dump(self.artifacts) if self.artifacts else None,
             CLOCK_FILE: _dump(self.clock) if self.clock else None,
+            INPUTS_FILE: _dump(datasets.canonical(self.inputs)) if self.inputs else None,
         }
 
     def commit_message(self) -> str:
@@ -144,10 +151,12 @@ class RunState:
                 metrics={k: v for k, (v, _, _) in self.summary.items()},
                 params=dict(self.params),
                 tags=dict(self.tags),
+                latest_metrics={k: Metric(k, v, t, s) for k, (v, s, t) in self.summary.items()},
             ),
             source=dict(info.get("source") or {}),
             parent_run_id=info.get("parent_run_id"),
             commit=commit,
+            inputs=datasets.to_inputs(datasets.canonical(self.inputs)),
         )
 
 
@@ -209,7 +218,7 @@ def read_state(repo: GitRepo, commit: str, run_id: str | None = None) -> tuple[R
     return state, tree
 
 
-_STATE_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, ARTIFACTS_FILE, CLOCK_FILE)
+_STATE_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, ARTIFACTS_FILE, CLOCK_FILE, INPUTS_FILE)
 
 
 def _claimed_id(files: dict[str, bytes]) -> str:
@@ -236,6 +245,7 @@ def _state_from_files(files: dict[str, bytes], run_id: str | None) -> RunState:
         summary=summary,
         artifacts=load(ARTIFACTS_FILE, schema.check_artifacts),
         clock=load(CLOCK_FILE, schema.check_clock),
+        inputs=load(INPUTS_FILE, schema.check_inputs) or [],
     )
 
 
@@ -282,6 +292,8 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
         elif kind == ARTIFACT:
             state.artifacts[ev[1]] = {"md5": ev[2], "size": ev[3]}
             state.stamp("artifacts", ev[1], ev[4] if len(ev) > 4 else 0)
+        elif kind == INPUT:
+            datasets.add(state.inputs, ev[1])
         elif kind == INFO:
             state.info.update(ev[1])
             if "run_name" in ev[1] and ev[1]["run_name"]:

@@ -155,20 +155,35 @@ def start_new_run(
     description: str | None = None,
     snapshot: Any = None,
     entry_point: str | None = None,
+    user_id: str | None = None,
 ) -> tuple[writer.RunWriter, RunState]:
     """Create a run (status RUNNING); return this process's writer for it and its state.
 
     ``snapshot`` is the run's source (default: a snapshot of the work tree
-    now); ``entry_point`` what ran (default: the script's name).
+    now); ``entry_point`` what ran (default: the script's name); ``user_id``
+    who ran it (default: the ``mlflow.user`` tag, else this user).
+
+    Raises:
+        ExperimentNotFound; ExperimentNotActive (it is deleted);
+        InvalidValue (``run_name`` and an ``mlflow.runName`` tag disagree, as in MLflow).
     """
     from gitml.store.snapshot import take_snapshot
 
-    if not experiments.exists(repo, experiment_id):
-        experiments.get_experiment(repo, experiment_id)  # raises ExperimentNotFound with the details
+    if experiment_id != experiments.DEFAULT_ID or experiments.exists(repo, experiment_id):
+        exp = experiments.get_experiment(repo, experiment_id)  # raises ExperimentNotFound with the details
+        if exp.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise experiments.ExperimentNotActive(
+                f"Cannot start a run in experiment {experiment_id} ({exp.name!r}): it is deleted; restore it first")
+    user_tags = {str(k): v for k, v in (tags or {}).items()}
+    tag_name = user_tags.get("mlflow.runName")
+    if run_name and tag_name is not None and str(tag_name) != run_name:
+        from gitml.errors import InvalidValue
+
+        raise InvalidValue(f"Both 'run_name' ({run_name!r}) and the 'mlflow.runName' tag ({tag_name!r}) are given, "
+                           "with different values")
     snap = snapshot or take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
     run_id = uuid.uuid4().hex
-    user_tags = {str(k): v for k, v in (tags or {}).items()}
-    run_name = run_name or user_tags.get("mlflow.runName") or generate_run_name()
+    run_name = run_name or tag_name or generate_run_name()
     all_tags: dict[str, Any] = _source_tags(repo, snap)
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
@@ -182,7 +197,7 @@ def start_new_run(
         "run_name": run_name,
         "status": RunStatus.RUNNING,
         "lifecycle_stage": LifecycleStage.ACTIVE,
-        "user_id": all_tags["mlflow.user"],
+        "user_id": user_id or all_tags["mlflow.user"],
         "start_time": start_time if start_time is not None else int(time.time() * 1000),
         "end_time": None,
         "parent_run_id": parent_run_id,
@@ -214,8 +229,8 @@ def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
     return w
 
 
-def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
-    """Set a run's final status and commit everything this process logged to it."""
+def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> RunState | None:
+    """Set a run's final status and commit everything this process logged to it; return the run as committed."""
     if status not in RunStatus.ALL:
         from gitml.errors import InvalidValue
 
@@ -227,7 +242,7 @@ def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_ti
     end = end_time if end_time is not None else int(time.time() * 1000)
     w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
     writer.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first
-    writer.close_writer(repo, run_id)
+    return writer.close_writer(repo, run_id)
 
 
 def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
@@ -249,6 +264,26 @@ def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
     event = (INFO, {"lifecycle_stage": stage, "lifecycle_time": int(time.time() * 1000)})
     writer.commit_events(repo, run_id, [event])
     writer.write_notes(repo)
+
+
+def set_experiment_lifecycle(repo: GitRepo, experiment_id: str, stage: str) -> int:
+    """Delete (``deleted``) or restore (``active``) an experiment and every run in it, as MLflow does.
+
+    Returns how many runs changed.
+
+    Raises:
+        ExperimentNotFound: no such experiment, or it is in ``stage`` already.
+    """
+    experiments.set_lifecycle(repo, experiment_id, stage)
+    idx, ids = _search_ids(repo, [str(experiment_id)], None, ViewType.ALL, None)
+    changed = 0
+    now = int(time.time() * 1000)
+    for run in idx.load(ids):
+        if run.info.lifecycle_stage != stage:
+            writer.commit_events(repo, run.info.run_id, [(INFO, {"lifecycle_stage": stage, "lifecycle_time": now})])
+            changed += 1
+    writer.write_notes(repo)
+    return changed
 
 
 # -- reading -------------------------------------------------------------------------

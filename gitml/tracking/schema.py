@@ -10,7 +10,8 @@ warning (``warn_skipped``), so one bad run never costs a whole command.
 
 The checks are what the logging path already guarantees for runs written
 here, so they cost a few microseconds per run and refuse nothing gitml wrote.
-The module imports only the standard library and ``validation``.
+The module imports only the standard library, ``validation`` and ``datasets``
+(whose entry check is the rule for ``inputs.json``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 from typing import Any
 
 from gitml.errors import CorruptRun, GitmlError
-from gitml.tracking import validation
+from gitml.tracking import datasets, validation
 from gitml.tracking.entities import LifecycleStage, RunStatus
 
 log = logging.getLogger("gitml")
@@ -226,6 +227,33 @@ def check_clock(clock: object) -> dict[str, dict[str, int]]:
         if not all(type(k) is str and len(k) <= MAX_TEXT and _is_int(v) for k, v in times.items()):
             raise Problem(f"clock.json {section} must map names to milliseconds")
         out[section] = dict(times)
+    return out
+
+
+def check_inputs(entries: object) -> list[dict[str, Any]]:
+    """inputs.json: a list of {"dataset": {...}, "tags": {...}}, each as ``log_inputs`` accepts it, one per (name, digest).
+
+    Raises:
+        Problem.
+    """
+    if type(entries) is not list:
+        raise Problem(f"inputs.json must be a JSON array, not {_kind(entries)}")
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for item in entries:
+        item = _object(item, "an inputs.json entry")
+        if set(item) != {"dataset", "tags"}:
+            raise Problem("an inputs.json entry must have exactly the keys 'dataset' and 'tags'")
+        try:
+            clean = datasets.entry(_object(item["dataset"], "an input's dataset"), _object(item["tags"], "input tags"))
+        except GitmlError as e:
+            raise Problem(f"inputs.json: {e}") from None
+        if clean != item:
+            raise Problem("an inputs.json entry has fields of the wrong type")
+        if datasets.key_of(clean) in seen:
+            raise Problem(f"inputs.json lists dataset {datasets.key_of(clean)} twice")
+        seen.add(datasets.key_of(clean))
+        out.append(clean)
     return out
 
 

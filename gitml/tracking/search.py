@@ -2,8 +2,8 @@
 
 The grammar is MLflow's ``search_runs`` one: comparisons joined by ``AND``, each
 ``<identifier> <operator> <value>``, where the identifier is ``metrics.<key>``,
-``params.<key>``, ``tags.<key>`` or ``attributes.<key>`` (plus MLflow's aliases
-for the prefixes and for a few attributes). ``parse_filter`` and
+``params.<key>``, ``tags.<key>``, ``attributes.<key>`` or ``datasets.<name|digest|context>``
+(plus MLflow's aliases for the prefixes and for a few attributes). ``parse_filter`` and
 ``parse_order_by`` turn strings into ``Comparison`` and ``OrderKey`` values;
 ``compile_search`` turns those into one SQL ``SELECT`` over the derived SQLite
 index; ``match_run`` and ``sort_runs`` give the same answers in pure Python for
@@ -18,6 +18,9 @@ Semantics shared by the SQL and the Python paths:
 - ``LIKE`` is case-sensitive; ``ILIKE`` folds ASCII letters only (what
   SQLite's built-in ``lower()`` does). ``%`` and ``_`` are the only wildcards;
   there is no escape character.
+- A dataset comparison holds when any dataset the run used satisfies it
+  (``datasets.context`` is that input's ``mlflow.data.context`` tag); datasets
+  cannot be ordered on, as in MLflow.
 - Ordering puts runs lacking the key last in either direction; for metrics
   NaN values come after real values and before missing ones. Ties fall back to
   ``start_time`` descending (unless ordered on already), then ``run_id``.
@@ -37,6 +40,7 @@ from gitml.errors import InvalidFilter
 
 __all__ = [
     "ATTRIBUTE",
+    "DATASET",
     "METRIC",
     "PARAM",
     "TAG",
@@ -53,6 +57,7 @@ METRIC = "metric"
 PARAM = "param"
 TAG = "tag"
 ATTRIBUTE = "attribute"
+DATASET = "dataset"
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,12 @@ _PREFIXES: dict[str, str] = {
     "attributes": ATTRIBUTE,
     "attr": ATTRIBUTE,
     "run": ATTRIBUTE,
+    "dataset": DATASET,
+    "datasets": DATASET,
 }
-_PREFIX_HELP = "metrics.<key>, params.<key>, tags.<key> or attributes.<key>"
+_PREFIX_HELP = "metrics.<key>, params.<key>, tags.<key>, attributes.<key> or datasets.<name|digest|context>"
+# Dataset field -> column of the index's datasets table.
+_DATASET_FIELDS = {"name": "name", "digest": "digest", "context": "context"}
 
 # Attribute name -> is it numeric. Names double as column names of the runs table.
 _ATTRIBUTES: dict[str, bool] = {
@@ -247,11 +256,12 @@ def _read_identifier(cur: _Cursor) -> tuple[str, str, str]:
     source = cur.text[start : cur.pos]
     kind = _PREFIXES.get(first)
     if kind is None:
-        if first in ("dataset", "datasets"):
-            raise cur.error(f"dataset searches ({source!r}) are not supported by gitml")
         raise cur.error(f"unknown entity type {first!r} in {source!r}; use {_PREFIX_HELP}")
     if not key:
         raise cur.error(f"empty key in {source!r} at column {start + 1}")
+    if kind == DATASET and key not in _DATASET_FIELDS:
+        raise cur.error(f"unknown dataset field {key!r} in {source!r}; use datasets.name, datasets.digest "
+                        "or datasets.context")
     if kind == ATTRIBUTE:
         canonical = _ATTRIBUTE_ALIASES.get(key, key)
         if canonical not in _ATTRIBUTES:
@@ -301,6 +311,8 @@ def _read_operator(cur: _Cursor, ident: str) -> str:
 
 
 def _allowed_ops(kind: str, key: str) -> tuple[str, ...]:
+    if kind == DATASET:
+        return _STRING_OPS + _LIST_OPS
     if kind == METRIC or (kind == ATTRIBUTE and _ATTRIBUTES[key]):
         return _NUMERIC_OPS
     if kind == ATTRIBUTE:
@@ -412,9 +424,9 @@ def _read_comparison(cur: _Cursor) -> Comparison:
             f"operator {op!r} at column {op_pos + 1} cannot be used with {ident!r}; "
             f"a {_describe(kind, key)} takes {', '.join(allowed)}"
         )
-    if op in _LIST_OPS and key not in _LIST_ATTRIBUTES:
+    if op in _LIST_OPS and kind != DATASET and key not in _LIST_ATTRIBUTES:
         raise cur.error(
-            f"{op} at column {op_pos + 1} works only with attributes.run_id, not {ident!r}"
+            f"{op} at column {op_pos + 1} works only with attributes.run_id and datasets.*, not {ident!r}"
         )
     cur.skip_space()
     value = _read_value(cur, kind, key, op, ident)
@@ -494,6 +506,8 @@ def parse_order_by(order_by: Sequence[str] | None) -> list[OrderKey]:
         if cur.at_end():
             raise cur.error("empty clause; expected an identifier such as metrics.<key>")
         kind, key, ident = _read_identifier(cur)
+        if kind == DATASET:
+            raise cur.error(f"{ident!r}: runs cannot be ordered by dataset fields (as in MLflow)")
         cur.skip_space()
         ascending = True
         if not cur.at_end():
@@ -560,6 +574,9 @@ def _comparison_sql(c: Comparison) -> tuple[str, list[Any]]:
     if c.kind == ATTRIBUTE:
         # Attribute names are whitelisted in _ATTRIBUTES, so the column is safe to inline.
         return _value_condition(f"r.{c.key}", c.op, c.value)
+    if c.kind == DATASET:
+        cond, params = _value_condition(_DATASET_FIELDS[c.key], c.op, c.value)
+        return f"r.run_id IN (SELECT run_id FROM datasets WHERE {cond})", params
     table = _TABLES[c.kind]
     cond, params = _value_condition("value", c.op, c.value)
     if c.kind == METRIC and c.op == "!=":
@@ -645,6 +662,15 @@ def _like(value: str, pattern: str) -> bool:
     return re.fullmatch(regex, value, re.DOTALL) is not None
 
 
+def _match_dataset(c: Comparison, run: Mapping[str, Any]) -> bool:
+    """Some dataset of the run (``run["datasets"]``: {name, digest, context}) satisfies ``c``."""
+    for dataset in run.get("datasets") or ():
+        value = dataset.get(c.key)
+        if value is not None and _compare(str(value), c.op, c.value):
+            return True
+    return False
+
+
 def _lookup(run: Mapping[str, Any], kind: str, key: str) -> Any:
     section = {METRIC: "metrics", PARAM: "params", TAG: "tags", ATTRIBUTE: "info"}[kind]
     return (run.get(section) or {}).get(key)
@@ -678,9 +704,14 @@ def match_run(comparisons: Iterable[Comparison], run: Mapping[str, Any]) -> bool
     """Tell whether a run satisfies every comparison, with the SQL's semantics.
 
     ``run`` is ``{"info": {attr: value}, "params": {...}, "tags": {...},
-    "metrics": {key: float}}``; missing sections count as empty.
+    "metrics": {key: float}, "datasets": [{"name", "digest", "context"}]}``;
+    missing sections count as empty.
     """
     for c in comparisons:
+        if c.kind == DATASET:
+            if not _match_dataset(c, run):
+                return False
+            continue
         lhs = _lookup(run, c.kind, c.key)
         if lhs is None:
             return False
@@ -729,4 +760,174 @@ def sort_runs(
     ordered = sorted(runs, key=lambda run: str(_lookup(run, ATTRIBUTE, "run_id")))
     for key in reversed(keys):
         ordered = _sort_pass(ordered, key)
+    return ordered
+
+
+# --------------------------------------------------------------------------- experiments
+
+#: Experiment attribute -> is it numeric (MLflow's ``SearchExperimentsUtils``).
+_EXPERIMENT_ATTRIBUTES: dict[str, bool] = {
+    "name": False,
+    "experiment_id": False,
+    "creation_time": True,
+    "last_update_time": True,
+}
+_EXPERIMENT_PREFIXES = {"attribute": ATTRIBUTE, "attributes": ATTRIBUTE, "tag": TAG, "tags": TAG}
+_EXPERIMENT_HELP = "name, experiment_id, creation_time, last_update_time or tags.<key>"
+
+
+def _read_experiment_identifier(cur: _Cursor, label: str) -> tuple[str, str, str]:
+    start = cur.pos
+    ch = cur.peek()
+    if ch in ("`", '"'):
+        first = cur.quoted()
+    else:
+        first = cur.take(_BARE_NAME)
+    if not first:
+        raise cur.error(f"expected {label} such as name or tags.<key> at column {cur.column()}, "
+                        f"found {cur.piece() or 'nothing'!r}")
+    if cur.peek() == ".":
+        cur.pos += 1
+        key = cur.quoted() if cur.peek() and cur.peek() in _QUOTES else cur.take(_BARE_KEY)
+        kind = _EXPERIMENT_PREFIXES.get(first)
+        source = cur.text[start : cur.pos]
+        if kind is None:
+            raise cur.error(f"unknown entity type {first!r} in {source!r}; use {_EXPERIMENT_HELP}")
+        if not key:
+            raise cur.error(f"empty key in {source!r} at column {start + 1}")
+    else:
+        kind, key, source = ATTRIBUTE, first, cur.text[start : cur.pos]
+    if kind == ATTRIBUTE and key not in _EXPERIMENT_ATTRIBUTES:
+        raise cur.error(f"unknown experiment attribute {key!r} in {source!r}; use {_EXPERIMENT_HELP}")
+    return kind, key, source
+
+
+def parse_experiment_filter(filter_string: str | None) -> list[Comparison]:
+    """Parse an MLflow ``search_experiments`` filter: comparisons on name, experiment_id,
+    creation_time, last_update_time and tags, joined by AND.
+
+    Tags take ``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IS NULL`` and ``IS NOT NULL``;
+    ``experiment_id`` also ``IN``/``NOT IN``; the times the numeric comparisons.
+
+    Raises:
+        InvalidFilter: the string does not parse; the message quotes the bad part.
+    """
+    if filter_string is None or not filter_string.strip():
+        return []
+    cur = _Cursor(filter_string, "experiment filter")
+    out: list[Comparison] = []
+    while True:
+        cur.skip_space()
+        kind, key, ident = _read_experiment_identifier(cur, "an identifier")
+        cur.skip_space()
+        op_pos = cur.pos
+        word = cur.take(_WORD) if cur.peek().isalpha() else ""
+        if word.upper() == "IS":
+            cur.skip_space()
+            rest = cur.take(_WORD).upper()
+            if rest == "NOT":
+                cur.skip_space()
+                rest = "NOT " + cur.take(_WORD).upper()
+            if rest not in ("NULL", "NOT NULL") or kind != TAG:
+                raise cur.error(f"IS NULL / IS NOT NULL at column {op_pos + 1} works only with tags.<key>")
+            out.append(Comparison(TAG, key, "IS " + rest, None))
+        else:
+            cur.pos = op_pos
+            op = _read_operator(cur, ident)
+            numeric = kind == ATTRIBUTE and _EXPERIMENT_ATTRIBUTES[key]
+            allowed = _NUMERIC_OPS if numeric else _STRING_OPS + (_LIST_OPS if key == "experiment_id" and
+                                                                 kind == ATTRIBUTE else ())
+            if op not in allowed:
+                raise cur.error(f"operator {op!r} at column {op_pos + 1} cannot be used with {ident!r}; "
+                                f"it takes {', '.join(allowed)}")
+            cur.skip_space()
+            if op in _LIST_OPS:
+                value: object = _read_string_list(cur, ident, op)
+            elif numeric:
+                text = cur.take(_BARE_VALUE)
+                if not _INTEGER.fullmatch(text or "") or len(text) > 20:
+                    raise cur.error(f"{ident!r} must be compared with milliseconds (an integer), got "
+                                    f"{text or cur.piece() or 'nothing'!r}")
+                value = int(text)
+            elif cur.peek() in ("'", '"'):
+                value = cur.quoted()
+            else:
+                raise cur.error(f"the value for {ident!r} at column {cur.column()} must be a quoted string, "
+                                f"found {cur.piece() or 'nothing'!r}")
+            out.append(Comparison(kind, key, op, value))
+        cur.skip_space()
+        if cur.at_end():
+            return out
+        and_pos = cur.pos
+        if cur.take(_BARE_NAME).upper() != "AND":
+            raise cur.error(f"unexpected {cur.piece(and_pos)!r} at column {and_pos + 1}; join comparisons with AND")
+        cur.skip_space()
+        if cur.at_end():
+            raise cur.error(f"dangling 'AND' at column {and_pos + 1}: no comparison follows it")
+
+
+def match_experiment(comparisons: Iterable[Comparison], experiment: Mapping[str, Any]) -> bool:
+    """Tell whether an experiment (``{"name", "experiment_id", "creation_time",
+    "last_update_time", "tags": {...}}``) satisfies every comparison."""
+    for c in comparisons:
+        if c.kind == TAG:
+            tags = experiment.get("tags") or {}
+            if c.op in ("IS NULL", "IS NOT NULL"):
+                if (c.key in tags) != (c.op == "IS NOT NULL"):
+                    return False
+                continue
+            lhs = tags.get(c.key)
+        else:
+            lhs = experiment.get(c.key)
+        if lhs is None:
+            return False
+        if not (c.kind == ATTRIBUTE and _EXPERIMENT_ATTRIBUTES[c.key]):
+            lhs = str(lhs)
+        if not _compare(lhs, c.op, c.value):
+            return False
+    return True
+
+
+def parse_experiment_order_by(order_by: Sequence[str] | None) -> list[OrderKey]:
+    """Parse ``search_experiments`` ``order_by`` clauses (name, experiment_id, creation_time,
+    last_update_time; ASC or DESC). The default is MLflow's: creation time, newest first, then id.
+
+    Raises:
+        InvalidFilter: a clause does not parse.
+    """
+    if not order_by:
+        return [OrderKey(ATTRIBUTE, "creation_time", False), OrderKey(ATTRIBUTE, "experiment_id", True)]
+    if isinstance(order_by, str):
+        raise InvalidFilter(f"Invalid order_by {order_by!r}: pass a list of clauses, e.g. [{order_by!r}]")
+    keys = []
+    for clause in order_by:
+        if not isinstance(clause, str):
+            raise InvalidFilter(f"Invalid order_by clause {clause!r}: expected a string")
+        cur = _Cursor(clause, "order_by clause")
+        cur.skip_space()
+        kind, key, ident = _read_experiment_identifier(cur, "an attribute")
+        if kind != ATTRIBUTE:
+            raise cur.error(f"experiments can be ordered by {', '.join(_EXPERIMENT_ATTRIBUTES)} only, not {ident!r}")
+        cur.skip_space()
+        direction = cur.take(_WORD).upper() or "ASC"
+        cur.skip_space()
+        if direction not in ("ASC", "DESC") or not cur.at_end():
+            raise cur.error(f"bad sort direction after {ident!r}; use ASC or DESC")
+        keys.append(OrderKey(ATTRIBUTE, key, direction == "ASC"))
+    if not any(k.key == "experiment_id" for k in keys):
+        keys.append(OrderKey(ATTRIBUTE, "experiment_id", False))  # MLflow's tie-breaker
+    return keys
+
+
+def sort_experiments(experiments: Iterable[Mapping[str, Any]], order_keys: Sequence[OrderKey]) -> list[Mapping[str, Any]]:
+    """Order experiments by ``order_keys`` (ids compare as numbers; a missing time sorts last)."""
+    ordered = list(experiments)
+    for key in reversed(order_keys):
+        def value(e: Mapping[str, Any], name: str = key.key) -> Any:
+            v = e.get(name)
+            return int(v) if name == "experiment_id" else v
+        present = [e for e in ordered if value(e) is not None]
+        missing = [e for e in ordered if value(e) is None]
+        present.sort(key=value, reverse=not key.ascending)
+        ordered = present + missing
     return ordered

@@ -33,12 +33,13 @@ from gitml import settings
 from gitml.errors import ConcurrentUpdate, GitmlError, RunNotFound
 from gitml.store import livelog, names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import notes, schema, validation
+from gitml.tracking import datasets, notes, schema, validation
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.runfiles import (
     ARTIFACT,
     DELETE_TAG,
     INFO,
+    INPUT,
     METRIC,
     PARAM,
     TAG,
@@ -132,8 +133,17 @@ def _artifact_ok(args: list) -> bool:
         and type(size) is int and size >= 0 and _ms(args, 3)
 
 
+def _input_ok(args: list) -> bool:
+    if len(args) != 1 or type(args[0]) is not dict or set(args[0]) != {"dataset", "tags"}:
+        return False
+    item = args[0]
+    return type(item["dataset"]) is dict and type(item["tags"]) is dict \
+        and datasets.entry(item["dataset"], item["tags"]) == item
+
+
 _EVENT_CHECKS: dict[str, Callable[[list], bool]] = {
     PARAM: _param_ok, TAG: _tag_ok, DELETE_TAG: _delete_ok, INFO: _info_ok, ARTIFACT: _artifact_ok,
+    INPUT: _input_ok,
 }
 
 
@@ -332,14 +342,24 @@ class RunWriter:
             self._seq += 1
 
     def log_param(self, key: str, value: object) -> str:
+        text = self.check_param(key, value)
+        if key in self._params:
+            return text  # the same value again: nothing to log
+        self._params[key] = text
+        self.append((PARAM, key, text))
+        return text
+
+    def check_param(self, key: str, value: object) -> str:
+        """The text ``log_param(key, value)`` would log; raise as it would (a batch checks all first).
+
+        Raises:
+            InvalidName, InvalidValue, ParamAlreadyLogged.
+        """
         validation.validate_param_key(key)
         text = validation.validate_param_value(key, value)
         old = self._known_param(key)
         if old is not None:
             validation.validate_param_rewrite(key, old, text)
-            return text
-        self._params[key] = text
-        self.append((PARAM, key, text))
         return text
 
     def set_tag(self, key: str, value: object) -> None:
@@ -353,6 +373,10 @@ class RunWriter:
     def add_artifact(self, path: str, md5: str, size: int) -> None:
         """Record an artifact already stored in the content store."""
         self.append((ARTIFACT, path, md5, size, _now_ms()))
+
+    def add_input(self, entry: dict) -> None:
+        """Record a dataset input (an entry ``datasets.entry`` made)."""
+        self.append((INPUT, entry))
 
     def set_info(self, **fields: object) -> None:
         self.append((INFO, fields))
