@@ -30,18 +30,15 @@ def models() -> None:
 @click.pass_context
 def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List registered models: latest version and who holds each stage."""
-    from gitml import registry
     from gitml.registry import listing
 
-    found = [m for _, m in sorted(registry.load(_repo(ctx)).items()) if show_all or not m.deprecated]
+    found = listing.list_models(_repo(ctx), show_all)
     if as_json:
-        echo_json([listing.model_summary(m) for m in found])
+        echo_json(found)
         return
     echo_table(["MODEL", "LATEST", "VERSIONS", "STAGES"], [[
-        m.name + (" (deprecated)" if m.deprecated else ""),
-        m.latest().version if m.latest() else "-",
-        len(m.active_versions()),
-        ", ".join(f"{s}={v.version}" for s, v in sorted(m.stages.items())) or "-",
+        m["name"] + (" (deprecated)" if m["deprecated"] else ""), m["latest"] or "-", m["versions"],
+        ", ".join(f"{s}={v}" for s, v in m["stages"].items()) or "-",
     ] for m in found])
 
 
@@ -51,35 +48,33 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
-    """Show a model's versions: stages, run, metrics of that run, description and comments."""
-    from gitml import registry
+    """Show a model's versions: stages, run, metrics of that run, description, tags and comments."""
     from gitml.registry import listing
 
-    repo = _repo(ctx)
-    model = registry.get_model(repo, name)
-    versions = [v for v in model.versions if show_all or v.active]
-    notes = registry.comments(repo, versions)
-    metrics = registry.run_metrics(repo, versions)
+    shown = listing.show(_repo(ctx), name, show_all)
     if as_json:
-        echo_json({
-            "name": model.name, "deprecated": model.deprecated,
-            "stages": {s: v.version for s, v in sorted(model.stages.items())},
-            "versions": [listing.version_record(v, notes.get(v.tag, []), metrics[v.tag]) for v in versions],
-        })
+        echo_json(shown)
         return
-    click.echo(f"Model {model.name}" + (" (deprecated)" if model.deprecated else ""))
-    stages = ", ".join(f"{s}={v.version}" for s, v in sorted(model.stages.items()))
+    click.echo(f"Model {shown['name']}" + (" (deprecated)" if shown["deprecated"] else ""))
+    if shown["description"]:
+        click.echo(shown["description"])
+    if shown["tags"]:
+        click.echo("Tags: " + ", ".join(f"{k}={v}" for k, v in shown["tags"].items()))
+    stages = ", ".join(f"{s}={v}" for s, v in shown["stages"].items())
     click.echo(f"Stages: {stages or 'none'}\n")
+    versions = shown["versions"]
     echo_table(["#", "VERSION", "STAGES", "RUN", "REGISTERED", "BY", "METRICS", "DESCRIPTION"], [[
-        v.number, v.version + ("" if v.active else " (deregistered)"), ", ".join(v.stages) or "-",
-        (v.run_id or v.commit)[:12], fmt_time(v.registered_at * 1000), v.author,
-        ", ".join(f"{k}={fmt_num(x)}" for k, x in sorted(metrics[v.tag].items())[:4]) or "-",
-        v.message.splitlines()[0] if v.message else "",
+        v["number"], v["version"] + ("" if v["active"] else " (deregistered)"), ", ".join(v["stages"]) or "-",
+        (v["run_id"] or v["commit"])[:12], fmt_time(v["registered_at"] * 1000), v["author"],
+        ", ".join(f"{k}={fmt_num(x)}" for k, x in sorted(v["metrics"].items())[:4]) or "-",
+        v["description"].splitlines()[0] if v["description"] else "",
     ] for v in versions])
     for v in versions:
-        for c in notes.get(v.tag, []):
-            when = fmt_time(c.time * 1000) if c.time else ""
-            click.echo(f"\n{v.version} comment by {c.author or 'unknown'} {when}:\n  " + c.text.replace("\n", "\n  "))
+        if v["tags"]:
+            click.echo(f"\n{v['version']} tags: " + ", ".join(f"{k}={x}" for k, x in v["tags"].items()))
+        for c in v["comments"]:
+            when = fmt_time(c["time"] * 1000) if c["time"] else ""
+            click.echo(f"\n{v['version']} comment by {c['author'] or 'unknown'} {when}:\n  " + c["text"].replace("\n", "\n  "))
 
 
 @models.command("history")
@@ -87,13 +82,11 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
-    """Every registry event (register, stage moves, deregister, comments), newest first."""
-    from gitml import registry
+    """Every registry event (register, stage moves, deregister, metadata changes, comments), newest first."""
     from gitml.registry import listing
 
     repo = _repo(ctx)
-    models_ = [registry.get_model(repo, name)] if name else list(registry.load(repo).values())
-    rows = listing.history(repo, models_)
+    rows = listing.history(repo, [listing.find_model(repo, name)] if name else None)
     if as_json:
         echo_json(rows)
         return

@@ -453,6 +453,11 @@ class GitRepo:
         with self.lock:
             return str(self._repo.create_blob(data))
 
+    def blob_id(self, data: bytes) -> str:
+        """The id ``data`` has (or would have) as a blob in this repository; nothing is written."""
+        digest = hashlib.sha1 if self._sha1() else hashlib.sha256
+        return digest(b"blob %d\0" % len(data) + data).hexdigest()
+
     def read_blob(self, oid: str) -> bytes:
         with self.lock:
             return self._repo[oid].data
