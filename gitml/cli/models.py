@@ -189,3 +189,105 @@ def comment(ctx: click.Context, name: str, version: str, text: str) -> None:
 
     registry.comment(repo_from(ctx), name, version, text)
     click.echo(f"Comment added to {name} {version}")
+
+
+@models.command("create")
+@click.argument("name")
+@click.option("-m", "--description", default=None, help="The model's description.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag of the model (repeatable).")
+@click.pass_context
+def create(ctx: click.Context, name: str, description: str | None, tags: tuple[str, ...]) -> None:
+    """Create model NAME with no version yet (MLflow's create_registered_model).
+
+    Its description and tags live in the registry's metadata log (git notes
+    refs/notes/gitml-registry); gto sees the model once a version is registered.
+    """
+    from gitml import registry
+
+    registry.create_model(repo_from(ctx), name, description, _pairs(tags))
+    click.echo(f"Created model {name}")
+
+
+def _pairs(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--tag")
+        out[key] = value
+    return out
+
+
+@models.command("describe", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("text")
+@click.option("--version", "version", default=None, help="Describe this version instead of the model.")
+@click.pass_context
+def describe(ctx: click.Context, name: str, text: str, version: str | None) -> None:
+    """Set the description of model NAME (or of one version) to TEXT; '' clears it."""
+    from gitml import registry
+
+    repo = repo_from(ctx)
+    if version is None:
+        registry.update_model(repo, name, text or None)
+        click.echo(f"Described {name}")
+    else:
+        v = registry.describe_version(repo, name, version, text or None)
+        click.echo(f"Described {name} {v.version}")
+
+
+@models.command("tag", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--version", "version", default=None, help="Tag this version instead of the model.")
+@click.option("--delete", is_flag=True, help="Delete the tag KEY (give no VALUE).")
+@click.pass_context
+def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str | None, delete: bool) -> None:
+    """Set tag KEY to VALUE on model NAME (or on one version), or delete it with --delete.
+
+    Registry tags are MLflow's key/value tags, kept in the registry's metadata log, not git tags.
+    """
+    from gitml import registry
+
+    if delete == (value is not None):
+        raise click.UsageError("give a VALUE to set the tag, or --delete without one")
+    repo = repo_from(ctx)
+    if version is None:
+        registry.set_model_tag(repo, name, key, value)
+    else:
+        registry.set_version_tag(repo, name, version, key, value)
+    what = f"{name} {version}" if version else name
+    click.echo(f"Deleted tag {key} of {what}" if delete else f"Tagged {what}: {key}={value}")
+
+
+@models.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, name: str, new_name: str) -> None:
+    """Rename model NAME to NEW_NAME: versions, stages, tags, descriptions and comments follow.
+
+    Each tag of NAME is written again under NEW_NAME (same commit, tagger, time and message,
+    so gto shows the same history); NAME's versions are deregistered and NAME deprecated.
+    """
+    from gitml import registry
+
+    registry.rename_model(repo_from(ctx), name, new_name)
+    click.echo(f"Renamed {name} to {new_name}")
+
+
+@models.command("copy", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.argument("dest")
+@click.pass_context
+def copy(ctx: click.Context, name: str, version: str, dest: str) -> None:
+    """Copy VERSION of NAME as a new version of model DEST (MLflow's copy_model_version).
+
+    The copy pins the same run commit and model path, with the description and tags.
+    """
+    from gitml import registry
+
+    v = registry.copy_version(repo_from(ctx), name, version, dest)
+    click.echo(f"Copied {name} {version} to {dest} {v.version} (version {v.number}): tag {v.tag}")

@@ -54,7 +54,7 @@ class VersionMeta:
 
     description: str | None = None
     described: bool = False  # a describe event set ``description`` (else the tag message holds it)
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str | None] = field(default_factory=dict)  # None: deleted (hides a creation tag)
     updated: int = 0  # ms
 
 
@@ -124,10 +124,11 @@ def _tag_key(key: Any) -> str:
         raise ValueError(str(e)) from None
 
 
-def _tags(value: Any) -> dict[str, str]:
+def _tags(value: Any, deletions: bool = False) -> dict[str, str | None]:
     if not isinstance(value, dict):
         raise ValueError("tags is not an object")
-    return {_tag_key(k): _text(v, MAX_TAG_VALUE_LENGTH, "tag value") for k, v in value.items()}
+    return {_tag_key(k): None if v is None and deletions else _text(v, MAX_TAG_VALUE_LENGTH, "tag value")
+            for k, v in value.items()}
 
 
 def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
@@ -172,7 +173,7 @@ def _check(name: str, data: Any) -> MetaEvent:
             if not isinstance(v, dict):
                 raise ValueError("a version entry is not an object")
             _optional_text(v, "description")
-            _tags(v.get("tags", {}))
+            _tags(v.get("tags", {}), deletions=True)
         for key in ("after", "from"):
             if data.get(key) is not None:
                 _text(data[key], 1000, key)
@@ -235,10 +236,10 @@ def fold(name: str, events: Iterable[MetaEvent]) -> ModelMeta:
             target.description = d.get("value")
             if isinstance(target, VersionMeta):
                 target.described = True
-        elif d.get("value") is None:
+        elif d.get("value") is None and isinstance(target, ModelMeta):
             target.tags.pop(d["key"], None)
-        else:
-            target.tags[d["key"]] = d["value"]
+        else:  # a version's deletion stays as None: it hides a tag the version was created with
+            target.tags[d["key"]] = d.get("value")
     return meta
 
 
@@ -321,9 +322,15 @@ def check_description(text: Any) -> str | None:
     return text
 
 
+_DAY = 86_400_000
+
+
 def _appender(lines: list[dict[str, Any]], now: int) -> Any:
     def edit(old: str | None) -> str:
-        last = max((e.time for e in _times(old)), default=-1)
+        # after the note's latest event, so one clone's events keep their order; a line dated
+        # far ahead (a wrong clock, or someone else's data) wins its own keys but cannot drag
+        # every later event past it
+        last = max((e.time for e in _times(old) if e.time <= now + _DAY), default=-1)
         t = max(now, last + 1)
         new = [json.dumps({"time": t + i, **line}, ensure_ascii=False, separators=(", ", ": "))
                for i, line in enumerate(lines)]

@@ -51,6 +51,28 @@ def latest_versions(repo: GitRepo, name: str, stages: Sequence[str] | None = Non
     return latest(model.state, list(stages) if stages else None, model.meta)
 
 
+#: MLflow marks prompts (registered models it stores prompts in) with this tag.
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+def _prompts(clauses: list[search.Clause]) -> tuple[list[search.Clause], bool]:
+    """MLflow's rule for the prompt tag: searches leave prompts out unless the filter asks for them
+    (``tags.`mlflow.prompt.is_prompt` = 'true'``); MLflow's client adds ``!= 'true'`` to every search."""
+    wanted = False
+    rest = []
+    for c in clauses:
+        if c.key == search.TAG and c.tag == PROMPT_TAG:
+            value = str(c.value).lower()
+            wanted = wanted or (c.op == "=" and value == "true") or (c.op == "!=" and value == "false")
+        else:
+            rest.append(c)
+    return rest, wanted
+
+
+def _is_prompt(tags: dict[str, str]) -> bool:
+    return tags.get(PROMPT_TAG, "false").lower() == "true"
+
+
 def _field(entity: Any, key: str) -> Any:
     if key == "version_number":
         return int(entity.version)
@@ -65,11 +87,12 @@ def search_models(repo: GitRepo, filter_string: str | None = None, max_results: 
     Raises:
         InvalidFilter
     """
-    clauses = search.parse_filter(filter_string, models=True)
+    clauses, prompts = _prompts(search.parse_filter(filter_string, models=True))
     order = search.parse_order_by(order_by, search.MODEL_ORDER_KEYS, "registered models")
     if "name" not in (f for f, _ in order):
         order.append(("name", True))
-    found = [rm for rm in (model_entity(m) for m in registry.registered_models(repo)) if matches_model(rm, clauses)]
+    found = [rm for rm in (model_entity(m) for m in registry.registered_models(repo))
+             if matches_model(rm, clauses) and _is_prompt(rm.tags) == prompts]
     return search.page(search.sort(found, order, _field), max_results, page_token)
 
 
@@ -83,13 +106,13 @@ def search_versions(repo: GitRepo, filter_string: str | None = None, max_results
     Raises:
         InvalidFilter
     """
-    clauses = search.parse_filter(filter_string)
+    clauses, prompts = _prompts(search.parse_filter(filter_string))
     order = search.parse_order_by(order_by or search.DEFAULT_VERSION_ORDER, search.VERSION_ORDER_KEYS,
                                   "model versions")
     keys = [f for f, _ in order]
     order += [k for k in (("name", True), ("version_number", False)) if k[0] not in keys]
     found = [mv for m in registry.registered_models(repo) for mv in (version_entity(m, v) for v in m.versions())
-             if matches_version(mv, clauses)]
+             if matches_version(mv, clauses) and _is_prompt(mv.tags) == prompts]
     return search.page(search.sort(found, order, _field), max_results, page_token)
 
 
