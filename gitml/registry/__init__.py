@@ -564,8 +564,9 @@ def create_model(repo: GitRepo, name: str, description: str | None = None,
     if model.exists:
         raise ModelExists(f"Registered Model (name={name}) already exists.")
     after = model.state.events[-1].tag if model.state is not None and model.state.events else None
-    metadata.append(repo, {name: [metadata.event(name, metadata.CREATE, description=description, tags=checked,
-                                                 after=after)]}, f"gitml: create model {name}\n")
+    lines = [metadata.event(name, metadata.CREATE, description=description, after=after)]
+    lines += [metadata.event(name, metadata.TAG, key=k, value=v) for k, v in checked.items()]
+    metadata.append(repo, {name: lines}, f"gitml: create model {name}\n")
     return registered(repo, name)
 
 
@@ -794,8 +795,6 @@ def rename_model(repo: GitRepo, name: str, new_name: str) -> Registered:
         ModelNotRegistered, ModelExists (the new name is taken, by a model or by git
         history of one), InvalidName, ConcurrentUpdate
     """
-    from gitml.registry.entities import description
-
     grammar.check_model_name(new_name)
     if new_name == name:
         raise ModelExists(f"Registered Model (name={new_name}) already exists.")
@@ -842,18 +841,16 @@ def rename_model(repo: GitRepo, name: str, new_name: str) -> Registered:
     else:
         raise ConcurrentUpdate(f"Gave up renaming {name!r} after {CAS_RETRIES} attempts")
 
+    # the new name's log: a create, then one line per thing set (model tags, versions' descriptions and tags)
     meta = old.meta
-    versions: dict[str, dict[str, object]] = {}
+    lines = [metadata.event(new_name, metadata.CREATE, description=meta.description, after=after, **{"from": name})]
+    lines += [metadata.event(new_name, metadata.TAG, key=k, value=v) for k, v in meta.tags.items() if v is not None]
     for v in old.state.versions if old.state is not None else []:
         vm = meta.versions.get(v.version)
-        if vm is not None:
-            entry: dict[str, object] = {"tags": dict(vm.tags)}
-            if vm.described:
-                entry["description"] = description(v, vm)
-            versions[v.version] = entry
-    snapshot = metadata.event(new_name, metadata.CREATE, description=meta.description,
-                              tags={k: v for k, v in meta.tags.items() if v is not None}, versions=versions or None,
-                              after=after, **{"from": name})
+        if vm is not None and vm.described:
+            lines.append(metadata.event(new_name, metadata.DESCRIBE, version=v.version, value=vm.description))
+        for k, value in (vm.tags.items() if vm is not None else ()):
+            lines.append(metadata.event(new_name, metadata.TAG, version=v.version, key=k, value=value))
     notes = registry_notes(repo)
 
     def union(text: str) -> Callable[[str | None], str]:
@@ -865,6 +862,6 @@ def rename_model(repo: GitRepo, name: str, new_name: str) -> Registered:
         return edit
 
     comments_ = {new_oid: union(notes[old_oid]) for old_oid, new_oid in copies.items() if notes.get(old_oid)}
-    metadata.append(repo, {name: [metadata.event(name, metadata.RENAME, to=new_name)], new_name: [snapshot]},
+    metadata.append(repo, {name: [metadata.event(name, metadata.RENAME, to=new_name)], new_name: lines},
                     f"gitml: rename model {name} to {new_name}\n", extra=comments_)
     return registered(repo, new_name)

@@ -5,12 +5,15 @@ Each model has an anchor: the blob ``gitml-model <name>\\n`` (``names.model_anch
 every clone computes from the name alone. The note on that oid in ``refs/notes/gitml-registry``
 is the model's event log, one JSON object per line::
 
-    {"time": 1712345678901, "model": "rf", "op": "create", "description": "...", "tags": {"k": "v"}}
+    {"time": 1712345678901, "model": "rf", "op": "create", "description": "..."}
+    {"time": 1712345678902, "model": "rf", "op": "tag", "key": "k", "value": "v"}
     {"time": 1712345678950, "model": "rf", "op": "tag", "key": "k", "value": null}
     {"time": 1712345679001, "model": "rf", "op": "describe", "version": "v0.0.2", "value": "..."}
 
 ``time`` is epoch milliseconds (a writer makes it one more than the latest line of the note when
-the clock has not moved on, so one clone's events keep their order). Lines are only ever
+the clock has not moved on, so one clone's events keep their order). A change that sets several
+things (a model created with tags) is several lines, one thing each, written in one notes commit:
+a line stays below ``MAX_LINE`` whatever the tags hold. Lines are only ever
 appended, and ``gitml pull``/``push`` merge two clones' notes as the union of their lines, so the
 state is a fold over the lines sorted by (time, line): both clones compute the same state from the
 same set of lines, whatever order the lines are in. Per key, the last event wins; ``create``,
@@ -44,7 +47,8 @@ MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 100_000
 #: Descriptions: MLflow sets none for the registry; gitml keeps them below a note line's limit.
 MAX_DESCRIPTION_LENGTH = 100_000
-#: The longest line read back (the sync's limit for note lines from elsewhere).
+#: The longest line read back, and the longest note line ``gitml pull`` takes: one tag value or
+#: description (100k characters) even if JSON escapes every character.
 MAX_LINE = 1_000_000
 
 
@@ -124,13 +128,6 @@ def _tag_key(key: Any) -> str:
         raise ValueError(str(e)) from None
 
 
-def _tags(value: Any, deletions: bool = False) -> dict[str, str | None]:
-    if not isinstance(value, dict):
-        raise ValueError("tags is not an object")
-    return {_tag_key(k): None if v is None and deletions else _text(v, MAX_TAG_VALUE_LENGTH, "tag value")
-            for k, v in value.items()}
-
-
 def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     return None if value is None else _text(value, MAX_DESCRIPTION_LENGTH, key)
@@ -164,16 +161,6 @@ def _check(name: str, data: Any) -> MetaEvent:
         _semver(data["version"])
     if op == CREATE:
         _optional_text(data, "description")
-        _tags(data.get("tags", {}))
-        versions = data.get("versions", {})
-        if not isinstance(versions, dict):
-            raise ValueError("versions is not an object")
-        for semver, v in versions.items():
-            _semver(semver)
-            if not isinstance(v, dict):
-                raise ValueError("a version entry is not an object")
-            _optional_text(v, "description")
-            _tags(v.get("tags", {}), deletions=True)
         for key in ("after", "from"):
             if data.get(key) is not None:
                 _text(data[key], 1000, key)
@@ -220,10 +207,6 @@ def fold(name: str, events: Iterable[MetaEvent]) -> ModelMeta:
                 meta.exists, meta.created, meta.after = True, e.time, d.get("after")
                 meta.renamed_from = d.get("from")
                 meta.description = d.get("description")
-                meta.tags = dict(d.get("tags", {}))
-                for semver, v in d.get("versions", {}).items():
-                    meta.versions[semver] = VersionMeta(v.get("description"), "description" in v,
-                                                        dict(v.get("tags", {})), e.time)
             else:
                 meta.exists = False
                 meta.renamed_to = d.get("to") if e.op == RENAME else None
