@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,6 +55,8 @@ from gitml.registry import entities, views
 from gitml.store.repo import GitRepo
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: MLflow 3's logged-model URI (``models:/m-<id>``), as opposed to ``models:/<name>/<version>``.
+_LOGGED_MODEL = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 
 
 def _mlflow_errors(f: F) -> F:
@@ -108,6 +111,7 @@ class GitmlRegistryStore(AbstractStore):
     def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None) -> None:
         super().__init__(store_uri, tracking_uri)
         self.store_uri = store_uri or "gitml:."
+        self.tracking_uri = tracking_uri
         try:
             self.repo = GitRepo.discover(uri.repo_path(self.store_uri))
         except GitmlError as e:
@@ -183,10 +187,26 @@ class GitmlRegistryStore(AbstractStore):
         for k, v in tags.items():
             _validate_model_version_tag(k, v)
         registry.registered(self.repo, name)  # MLflow: the model must exist first
+        logged = _LOGGED_MODEL.match(str(source))
+        if logged:
+            source = self._logged_model_location(str(source), logged.group(1))
         model_uri, commit = self._source(str(source), run_id)
         v = registry.register_model(self.repo, model_uri, name, description=description, tags=tags,
                                     run_link=run_link, commit=commit)
         return _version(views.get_version(self.repo, name, v.number))
+
+    def _logged_model_location(self, source: str, model_id: str) -> str:
+        """Where MLflow 3's logged model ``models:/m-<id>`` keeps its files, asked of the tracking
+        store (as MLflow's sqlite registry does); it must be a run's directory in this repository."""
+        from mlflow.tracking import MlflowClient
+
+        try:
+            location = MlflowClient(tracking_uri=self.tracking_uri).get_logged_model(model_id).artifact_location
+        except MlflowException as e:
+            raise MlflowException(f"Cannot register the logged model {source!r}: its files are not found "
+                                  f"({e.message}). Register the run's model as runs:/<run_id>/<path>.",
+                                  error_code=NOT_IMPLEMENTED) from e
+        return str(location)
 
     def _source(self, source: str, run_id: str | None) -> tuple[str, str | None]:
         """A version's source as gitml registers it: (``runs:/`` or ``models:/`` URI, pinned commit).
@@ -194,9 +214,6 @@ class GitmlRegistryStore(AbstractStore):
         Raises:
             InvalidValue: not a model logged in this repository.
         """
-        if source.startswith("models:/m-"):
-            raise MlflowException(f"Registering a logged model ({source}) is not supported by the gitml store: "
-                                  "register the run's model as runs:/<run_id>/<path>", error_code=NOT_IMPLEMENTED)
         if source.startswith(("runs:/", "models:/")):
             return source, None
         try:
