@@ -488,6 +488,7 @@ def test_bad_input_gets_mlflows_error_codes_and_writes_nothing(both, repo, track
 
 
 def test_prompts_and_webhooks_are_refused_by_name(repo):
+    from mlflow.entities.model_registry import RegisteredModelTag
     from mlflow.entities.webhook import WebhookEvent
 
     from gitml.mlflow_plugin.registry_store import GitmlRegistryStore
@@ -500,9 +501,12 @@ def test_prompts_and_webhooks_are_refused_by_name(repo):
         assert e.value.error_code == "NOT_IMPLEMENTED"
     with pytest.raises(MlflowException, match="Webhooks are not supported by the gitml store"):
         store.create_webhook("w", "http://127.0.0.1:1/hook", [WebhookEvent("registered_model", "created")])
+    with pytest.raises(MlflowException, match="Prompts are not supported") as e:  # what the REST server does for one
+        store.create_registered_model("p", tags=[RegisteredModelTag("mlflow.prompt.is_prompt", "true")])
+    assert e.value.error_code == "NOT_IMPLEMENTED"
     assert (store.search_prompts(), store.list_webhooks()) == ([], [])
     assert store.list_webhooks_by_event(WebhookEvent("registered_model", "created")) == []
-    assert refs(repo) == git(repo, "for-each-ref")
+    assert git(repo, "for-each-ref", "refs/tags", "refs/notes") == ""
 
 
 # -- gitml's own door: Client, CLI ------------------------------------------------------------------

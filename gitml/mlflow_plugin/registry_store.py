@@ -55,6 +55,8 @@ from gitml.registry import entities, views
 from gitml.store.repo import GitRepo
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Tags MLflow marks prompts with (``mlflow.prompt.is_prompt``, ``mlflow.prompt.text``...).
+_PROMPT_TAGS = "mlflow.prompt."
 #: MLflow 3's logged-model URI (``models:/m-<id>``), as opposed to ``models:/<name>/<version>``.
 _LOGGED_MODEL = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 
@@ -99,10 +101,12 @@ def _model(rm: entities.RegisteredModel) -> RegisteredModel:
 
 
 def _tags(tags: Any) -> dict[str, str]:
-    """MLflow passes tags as a list of ``*Tag`` entities (or, from some callers, a dict)."""
-    if isinstance(tags, dict):
-        return {str(k): str(v) for k, v in tags.items()}
-    return {t.key: t.value for t in tags or []}
+    """MLflow passes tags as a list of ``*Tag`` entities (or, from some callers, a dict). Prompts are
+    registered models with MLflow's prompt tags (through the REST server too): refused here."""
+    found = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {t.key: t.value for t in tags or []}
+    if any(k.startswith(_PROMPT_TAGS) for k in found):
+        raise _unsupported("Prompts")
+    return found
 
 
 class GitmlRegistryStore(AbstractStore):
@@ -168,6 +172,7 @@ class GitmlRegistryStore(AbstractStore):
     def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
         _validate_model_name(name)
         _validate_registered_model_tag(tag.key, tag.value)
+        _tags([tag])
         registry.set_model_tag(self.repo, name, tag.key, tag.value)
 
     @_mlflow_errors
@@ -284,6 +289,7 @@ class GitmlRegistryStore(AbstractStore):
         _validate_model_name(name)
         number = _validate_model_version(version)
         _validate_model_version_tag(tag.key, tag.value)
+        _tags([tag])
         registry.set_version_tag(self.repo, name, number, tag.key, tag.value)
 
     @_mlflow_errors
