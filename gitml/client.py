@@ -17,93 +17,131 @@ class Client(TrackingClient):
 
     # -- registered models --------------------------------------------------------------
 
-    def create_registered_model(self, name: str, **_: Any) -> Any:
-        """Check the name; a model exists in git once its first version is registered."""
-        from gitml.registry.entities import RegisteredModel
-        from gitml.registry.tags import check_model_name
+    def create_registered_model(self, name: str, tags: dict[str, Any] | None = None,
+                                description: str | None = None, **_: Any) -> Any:
+        """Create a model with no version yet (its description and tags go in the registry's metadata log).
 
-        return RegisteredModel(check_model_name(name), 0, 0, "", [], {}, False)
+        Raises ``ModelExists`` (``RESOURCE_ALREADY_EXISTS``) if a model of that name exists.
+        """
+        from gitml import registry
+        from gitml.registry.views import model_entity
+
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        return model_entity(registry.create_model(self.repo, name, description, tags))
 
     def get_registered_model(self, name: str) -> Any:
+        from gitml.registry.views import get_model
+
+        return get_model(self.repo, name)
+
+    def update_registered_model(self, name: str, description: str | None = None, **_: Any) -> Any:
         from gitml import registry
-        from gitml.registry.entities import RegisteredModel
+        from gitml.registry.views import model_entity
 
-        return RegisteredModel.of(registry.get_model(self.repo, name))
+        return model_entity(registry.update_model(self.repo, name, description))
 
-    def search_registered_models(self, filter_string: str | None = None, **_: Any) -> list[Any]:
-        """Models whose name matches ``name = '...'`` / ``name LIKE '...'`` (all without a filter)."""
+    def rename_registered_model(self, name: str, new_name: str) -> Any:
+        """Rename the model: its tags are written again under the new name, the old name is deprecated."""
         from gitml import registry
-        from gitml.registry.entities import ModelVersion, RegisteredModel, matches, parse_version_filter
+        from gitml.registry.views import model_entity
 
-        clauses = parse_version_filter(filter_string)
-        models = registry.load(self.repo)
-        return [RegisteredModel.of(m) for name, m in sorted(models.items())
-                if not clauses or any(matches(ModelVersion.of(v), clauses) for v in m.versions)
-                or (not m.versions and all(k == "name" for k, _, _ in clauses))]
+        return model_entity(registry.rename_model(self.repo, name, new_name))
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        from gitml import registry
+
+        registry.set_model_tag(self.repo, name, key, str(value))
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        from gitml import registry
+
+        registry.set_model_tag(self.repo, name, key, None)
+
+    def search_registered_models(self, filter_string: str | None = None, max_results: int | None = None,
+                                 order_by: list[str] | None = None, page_token: str | None = None) -> list[Any]:
+        """Models matching MLflow's filter grammar (``name``, ``tags.<key>``), ordered by name by default."""
+        from gitml.registry.views import search_models
+
+        return _Page(*search_models(self.repo, filter_string, max_results, order_by, page_token))
 
     def delete_registered_model(self, name: str) -> None:
-        """Deprecate the model (``<name>@deprecated``); its tags and history stay."""
+        """Delete the model as MLflow does: every version deregistered, the model deprecated, its
+        metadata cleared. The tags stay (history); the name can be created again."""
         from gitml import registry
 
-        registry.deprecate(self.repo, name)
+        registry.delete_model(self.repo, name)
 
     # -- model versions -----------------------------------------------------------------
 
     def create_model_version(self, name: str, source: str, run_id: str | None = None,
+                             tags: dict[str, Any] | None = None, run_link: str | None = None,
                              description: str | None = None, **_: Any) -> Any:
-        """Register ``source`` (``runs:/<run_id>/<path>``, or an artifact path of ``run_id``)."""
+        """Register ``source`` (``runs:/<run_id>/<path>``, ``models:/<name>/<version>``, or an
+        artifact path of ``run_id``). The same run registered twice makes two versions, as in MLflow."""
         from gitml import registry
-        from gitml.registry.entities import ModelVersion
+        from gitml.registry.views import get_version
 
-        uri = source if source.startswith("runs:/") or not run_id else f"runs:/{run_id}/{source.strip('/')}"
-        return ModelVersion.of(registry.register_model(self.repo, uri, name, description=description))
+        uri = source if source.startswith(("runs:/", "models:/")) or not run_id else f"runs:/{run_id}/{source.strip('/')}"
+        v = registry.register_model(self.repo, uri, name, description=description, run_link=run_link,
+                                    tags={k: str(val) for k, val in (tags or {}).items()})
+        return get_version(self.repo, name, v.number)
+
+    def copy_model_version(self, src_model_uri: str, dst_name: str) -> Any:
+        """A new version of ``dst_name`` (created if need be) with the source version's run, files,
+        description and tags; ``src_model_uri`` is ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+        from gitml import registry
+        from gitml.errors import InvalidValue
+        from gitml.registry.views import get_version
+
+        spec = str(src_model_uri)
+        if not spec.startswith("models:/"):
+            raise InvalidValue(f"Invalid source {spec!r}: use models:/<name>/<version> or models:/<name>@<alias>")
+        src = registry.resolve(self.repo, spec[len("models:/") :])
+        v = registry.copy_version(self.repo, src.model, src.number, dst_name)
+        return get_version(self.repo, dst_name, v.number)
 
     def get_model_version(self, name: str, version: str | int) -> Any:
+        """A version by number or semver (deregistered ones too, with ``status="DEREGISTERED"``)."""
         from gitml import registry
-        from gitml.registry.entities import ModelVersion
+        from gitml.registry.views import version_entity
 
         repo = self.repo
-        v = registry.find_version(registry.get_model(repo, name), version)
-        return ModelVersion.of(v, registry.comments(repo, [v]).get(v.tag, []))
+        model = registry.registered(repo, name)
+        if model.state is None:
+            raise registry.VersionNotFound(f"Model Version (name={name}, version={version}) not found")
+        v = registry.find_version(model.state, version)
+        return version_entity(model, v, registry.comments(repo, [v]).get(v.tag, []))
+
+    def get_model_version_download_uri(self, name: str, version: str | int) -> str:
+        """``models:/<name>/<number>``: gitml's loaders read the version's pinned run commit from it."""
+        from gitml.registry.views import get_version
+
+        return f"models:/{name}/{get_version(self.repo, name, version).version}"
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[Any]:
-        """The version in each stage (or in ``stages``); ``"None"`` is the latest version in no stage."""
-        from gitml import registry
-        from gitml.registry.entities import latest_versions
+        """The highest version in each MLflow stage (or in ``stages``); ``"None"`` is for versions in none."""
+        from gitml.registry.views import latest_versions
 
-        return latest_versions(registry.get_model(self.repo, name), stages)
+        return latest_versions(self.repo, name, stages)
 
     def search_model_versions(self, filter_string: str | None = None, max_results: int | None = None,
-                              **_: Any) -> list[Any]:
-        """Versions matching e.g. ``name='rf'``, ``run_id IN ('a','b')``, ``stage='production'``; newest first."""
-        from gitml import registry
-        from gitml.registry.entities import ModelVersion, matches, parse_version_filter
+                              order_by: list[str] | None = None, page_token: str | None = None) -> list[Any]:
+        """Versions matching e.g. ``name='rf'``, ``run_id IN ('a','b')``, ``tags.k = 'v'``,
+        ``stage='production'``; MLflow's order by default (last updated first)."""
+        from gitml.registry.views import search_versions
 
-        clauses = parse_version_filter(filter_string)
-        found = [ModelVersion.of(v) for m in registry.load(self.repo).values() for v in m.versions]
-        found = [mv for mv in found if matches(mv, clauses)]
-        found.sort(key=lambda mv: (mv.name, -int(mv.version)))
-        return found[:max_results] if max_results else found
+        return _Page(*search_versions(self.repo, filter_string, max_results, order_by, page_token))
 
     def transition_model_version_stage(self, name: str, version: str | int, stage: str,
                                        archive_existing_versions: bool = False) -> Any:
-        """Move ``stage`` to this version. ``stage="None"`` takes the version out of every stage.
+        """Move the version to MLflow stage ``stage`` (it leaves its other MLflow stage); ``"None"``
+        takes it out of MLflow's stages. Any other name is a GTO stage, assigned as ``promote`` does.
 
         ``archive_existing_versions=True`` puts the version that held the stage into ``archived``.
         """
         from gitml import registry
 
-        repo = self.repo
-        if str(stage).lower() == "none":
-            v = registry.find_version(registry.get_model(repo, name), version)
-            for held in list(v.stages):
-                registry.unassign(repo, name, version, held)
-        else:
-            model = registry.get_model(repo, name)
-            before = model.stages.get(model.stage_name(stage))  # stages match case-insensitively
-            v, written = registry.assign(repo, name, version, stage)
-            if archive_existing_versions and written and before is not None and before.version != v.version:
-                registry.assign(repo, name, before.version, "archived")
+        registry.transition(self.repo, name, version, stage, archive_existing_versions)
         return self.get_model_version(name, version)
 
     def delete_model_version(self, name: str, version: str | int) -> None:
@@ -113,16 +151,32 @@ class Client(TrackingClient):
         registry.deregister(self.repo, name, version)
 
     def update_model_version(self, name: str, version: str | int, description: str | None = None) -> Any:
-        """Add ``description`` as a comment (a tag message cannot change; comments live in git notes)."""
+        """Set the version's description (a metadata event; the tag message keeps the first one)."""
         from gitml import registry
 
-        if description:
-            registry.comment(self.repo, name, version, description)
+        registry.describe_version(self.repo, name, version, description)
         return self.get_model_version(name, version)
+
+    def set_model_version_tag(self, name: str, version: str | int | None = None, key: str | None = None,
+                              value: Any = None, stage: str | None = None) -> None:
+        from gitml import registry
+
+        if version is None and stage is not None:
+            version = registry.resolve(self.repo, f"{name}/{stage}").number
+        registry.set_version_tag(self.repo, name, version, key, str(value))  # type: ignore[arg-type]
+
+    def delete_model_version_tag(self, name: str, version: str | int | None = None, key: str | None = None,
+                                 stage: str | None = None) -> None:
+        from gitml import registry
+
+        if version is None and stage is not None:
+            version = registry.resolve(self.repo, f"{name}/{stage}").number
+        registry.set_version_tag(self.repo, name, version, key, None)  # type: ignore[arg-type]
 
     # -- aliases (GTO stages) ------------------------------------------------------------
 
     def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
+        """Point ``alias`` at the version: a GTO stage tag (one holder; the previous one is unassigned)."""
         from gitml import registry
 
         registry.assign(self.repo, name, version, alias)
@@ -130,15 +184,22 @@ class Client(TrackingClient):
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
         from gitml import registry
 
-        repo = self.repo
-        holder = registry.resolve(repo, f"{name}@{alias}")
-        registry.unassign(repo, name, holder.version, alias)
+        registry.delete_alias(self.repo, name, alias)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> Any:
         from gitml import registry
-        from gitml.registry.entities import ModelVersion
+        from gitml.registry.views import version_entity
 
-        return ModelVersion.of(registry.resolve(self.repo, f"{name}@{alias}"))
+        repo = self.repo
+        return version_entity(registry.registered(repo, name), registry.alias_version(repo, name, alias))
+
+
+class _Page(list):  # type: ignore[type-arg]
+    """A list of results with MLflow's ``PagedList.token`` (the next page's token, or None)."""
+
+    def __init__(self, items: list[Any], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
 
 
 MlflowClient = Client
@@ -155,5 +216,6 @@ def register_model(model_uri: str, name: str, *, tags: dict[str, Any] | None = N
     from gitml.registry.entities import ModelVersion
     from gitml.tracking import fluent
 
-    v = registry.register_model(fluent._repo(), model_uri, name, version=version, description=description)
+    v = registry.register_model(fluent._repo(), model_uri, name, version=version, description=description,
+                                tags={k: str(val) for k, val in (tags or {}).items()})
     return ModelVersion.of(v)

@@ -150,7 +150,6 @@ def test_deregister_deprecate_and_gto_agrees(tracking, repo):
     (["register", "r f", "runs:/{run}/model"], "Invalid model name"),
     (["register", "bad-", "runs:/{run}/model"], "Invalid model name"),
     (["register", "rf", "runs:/{run}/nothing"], "has no model at 'nothing'"),
-    (["register", "rf", "runs:/{run}/model"], "registered already as rf v0.0.1"),
     (["register", "rf2", "./somewhere"], "give the model as runs:/"),
     (["register", "rf2", "runs:/{run}/model", "--version", "1.2"], "Invalid version"),
     (["unassign", "rf", "1", "staging"], "is not in stage 'staging'"),
@@ -290,11 +289,14 @@ def test_comments_live_in_notes_and_show_in_show_and_history(tracking, repo):
     note = git(repo, "notes", "--ref=gitml-registry", "show", git(repo, "rev-parse", "rf@v0.0.1").strip())
     assert "AUC holds" in note
     shown = json.loads(gitml_cli(repo, "models", "show", "rf", "--json").stdout)
-    assert [c["text"] for c in shown["versions"][0]["comments"]] == ["AUC holds on the March data", "signed off\nby QA"]
+    assert [c["text"] for c in shown["versions"][0]["comments"]] == ["AUC holds on the March data"]
+    # issue 16: update_model_version sets the description (MLflow's semantics), it is not a comment
+    assert shown["versions"][0]["description"] == "signed off\nby QA"
     history = json.loads(gitml_cli(repo, "models", "history", "rf", "--json").stdout)
-    assert [e["event"] for e in history].count("comment") == 2
+    assert [e["event"] for e in history].count("comment") == 1
+    assert [e["message"] for e in history if e["event"] == "describe"] == ["signed off\nby QA"]
     text = gitml_cli(repo, "models", "show", "rf").stdout
-    assert "AUC holds on the March data" in text and "first cut" in text
+    assert "AUC holds on the March data" in text and "signed off" in text
 
 
 def test_client_registry_api(tracking, repo):

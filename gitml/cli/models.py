@@ -30,18 +30,15 @@ def models() -> None:
 @click.pass_context
 def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List registered models: latest version and who holds each stage."""
-    from gitml import registry
     from gitml.registry import listing
 
-    found = [m for _, m in sorted(registry.load(_repo(ctx)).items()) if show_all or not m.deprecated]
+    found = listing.list_models(_repo(ctx), show_all)
     if as_json:
-        echo_json([listing.model_summary(m) for m in found])
+        echo_json(found)
         return
     echo_table(["MODEL", "LATEST", "VERSIONS", "STAGES"], [[
-        m.name + (" (deprecated)" if m.deprecated else ""),
-        m.latest().version if m.latest() else "-",
-        len(m.active_versions()),
-        ", ".join(f"{s}={v.version}" for s, v in sorted(m.stages.items())) or "-",
+        m["name"] + (" (deprecated)" if m["deprecated"] else ""), m["latest"] or "-", m["versions"],
+        ", ".join(f"{s}={v}" for s, v in m["stages"].items()) or "-",
     ] for m in found])
 
 
@@ -51,35 +48,33 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
-    """Show a model's versions: stages, run, metrics of that run, description and comments."""
-    from gitml import registry
+    """Show a model's versions: stages, run, metrics of that run, description, tags and comments."""
     from gitml.registry import listing
 
-    repo = _repo(ctx)
-    model = registry.get_model(repo, name)
-    versions = [v for v in model.versions if show_all or v.active]
-    notes = registry.comments(repo, versions)
-    metrics = registry.run_metrics(repo, versions)
+    shown = listing.show(_repo(ctx), name, show_all)
     if as_json:
-        echo_json({
-            "name": model.name, "deprecated": model.deprecated,
-            "stages": {s: v.version for s, v in sorted(model.stages.items())},
-            "versions": [listing.version_record(v, notes.get(v.tag, []), metrics[v.tag]) for v in versions],
-        })
+        echo_json(shown)
         return
-    click.echo(f"Model {model.name}" + (" (deprecated)" if model.deprecated else ""))
-    stages = ", ".join(f"{s}={v.version}" for s, v in sorted(model.stages.items()))
+    click.echo(f"Model {shown['name']}" + (" (deprecated)" if shown["deprecated"] else ""))
+    if shown["description"]:
+        click.echo(shown["description"])
+    if shown["tags"]:
+        click.echo("Tags: " + ", ".join(f"{k}={v}" for k, v in shown["tags"].items()))
+    stages = ", ".join(f"{s}={v}" for s, v in shown["stages"].items())
     click.echo(f"Stages: {stages or 'none'}\n")
+    versions = shown["versions"]
     echo_table(["#", "VERSION", "STAGES", "RUN", "REGISTERED", "BY", "METRICS", "DESCRIPTION"], [[
-        v.number, v.version + ("" if v.active else " (deregistered)"), ", ".join(v.stages) or "-",
-        (v.run_id or v.commit)[:12], fmt_time(v.registered_at * 1000), v.author,
-        ", ".join(f"{k}={fmt_num(x)}" for k, x in sorted(metrics[v.tag].items())[:4]) or "-",
-        v.message.splitlines()[0] if v.message else "",
+        v["number"], v["version"] + ("" if v["active"] else " (deregistered)"), ", ".join(v["stages"]) or "-",
+        (v["run_id"] or v["commit"])[:12], fmt_time(v["registered_at"] * 1000), v["author"],
+        ", ".join(f"{k}={fmt_num(x)}" for k, x in sorted(v["metrics"].items())[:4]) or "-",
+        v["description"].splitlines()[0] if v["description"] else "",
     ] for v in versions])
     for v in versions:
-        for c in notes.get(v.tag, []):
-            when = fmt_time(c.time * 1000) if c.time else ""
-            click.echo(f"\n{v.version} comment by {c.author or 'unknown'} {when}:\n  " + c.text.replace("\n", "\n  "))
+        if v["tags"]:
+            click.echo(f"\n{v['version']} tags: " + ", ".join(f"{k}={x}" for k, x in v["tags"].items()))
+        for c in v["comments"]:
+            when = fmt_time(c["time"] * 1000) if c["time"] else ""
+            click.echo(f"\n{v['version']} comment by {c['author'] or 'unknown'} {when}:\n  " + c["text"].replace("\n", "\n  "))
 
 
 @models.command("history")
@@ -87,13 +82,11 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
-    """Every registry event (register, stage moves, deregister, comments), newest first."""
-    from gitml import registry
+    """Every registry event (register, stage moves, deregister, metadata changes, comments), newest first."""
     from gitml.registry import listing
 
     repo = _repo(ctx)
-    models_ = [registry.get_model(repo, name)] if name else list(registry.load(repo).values())
-    rows = listing.history(repo, models_)
+    rows = listing.history(repo, [listing.find_model(repo, name)] if name else None)
     if as_json:
         echo_json(rows)
         return
@@ -196,3 +189,105 @@ def comment(ctx: click.Context, name: str, version: str, text: str) -> None:
 
     registry.comment(repo_from(ctx), name, version, text)
     click.echo(f"Comment added to {name} {version}")
+
+
+@models.command("create")
+@click.argument("name")
+@click.option("-m", "--description", default=None, help="The model's description.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag of the model (repeatable).")
+@click.pass_context
+def create(ctx: click.Context, name: str, description: str | None, tags: tuple[str, ...]) -> None:
+    """Create model NAME with no version yet (MLflow's create_registered_model).
+
+    Its description and tags live in the registry's metadata log (git notes
+    refs/notes/gitml-registry); gto sees the model once a version is registered.
+    """
+    from gitml import registry
+
+    registry.create_model(repo_from(ctx), name, description, _pairs(tags))
+    click.echo(f"Created model {name}")
+
+
+def _pairs(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--tag")
+        out[key] = value
+    return out
+
+
+@models.command("describe", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("text")
+@click.option("--version", "version", default=None, help="Describe this version instead of the model.")
+@click.pass_context
+def describe(ctx: click.Context, name: str, text: str, version: str | None) -> None:
+    """Set the description of model NAME (or of one version) to TEXT; '' clears it."""
+    from gitml import registry
+
+    repo = repo_from(ctx)
+    if version is None:
+        registry.update_model(repo, name, text or None)
+        click.echo(f"Described {name}")
+    else:
+        v = registry.describe_version(repo, name, version, text or None)
+        click.echo(f"Described {name} {v.version}")
+
+
+@models.command("tag", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--version", "version", default=None, help="Tag this version instead of the model.")
+@click.option("--delete", is_flag=True, help="Delete the tag KEY (give no VALUE).")
+@click.pass_context
+def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str | None, delete: bool) -> None:
+    """Set tag KEY to VALUE on model NAME (or on one version), or delete it with --delete.
+
+    Registry tags are MLflow's key/value tags, kept in the registry's metadata log, not git tags.
+    """
+    from gitml import registry
+
+    if delete == (value is not None):
+        raise click.UsageError("give a VALUE to set the tag, or --delete without one")
+    repo = repo_from(ctx)
+    if version is None:
+        registry.set_model_tag(repo, name, key, value)
+    else:
+        registry.set_version_tag(repo, name, version, key, value)
+    what = f"{name} {version}" if version else name
+    click.echo(f"Deleted tag {key} of {what}" if delete else f"Tagged {what}: {key}={value}")
+
+
+@models.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, name: str, new_name: str) -> None:
+    """Rename model NAME to NEW_NAME: versions, stages, tags, descriptions and comments follow.
+
+    Each tag of NAME is written again under NEW_NAME (same commit, tagger, time and message,
+    so gto shows the same history); NAME's versions are deregistered and NAME deprecated.
+    """
+    from gitml import registry
+
+    registry.rename_model(repo_from(ctx), name, new_name)
+    click.echo(f"Renamed {name} to {new_name}")
+
+
+@models.command("copy", epilog=VERSION_HELP)
+@click.argument("name")
+@click.argument("version")
+@click.argument("dest")
+@click.pass_context
+def copy(ctx: click.Context, name: str, version: str, dest: str) -> None:
+    """Copy VERSION of NAME as a new version of model DEST (MLflow's copy_model_version).
+
+    The copy pins the same run commit and model path, with the description and tags.
+    """
+    from gitml import registry
+
+    v = registry.copy_version(repo_from(ctx), name, version, dest)
+    click.echo(f"Copied {name} {version} to {dest} {v.version} (version {v.number}): tag {v.tag}")

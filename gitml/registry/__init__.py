@@ -17,31 +17,38 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue, NotFound
 from gitml.registry import tags as grammar
+from gitml.registry import metadata
 from gitml.registry.state import (
     MODEL_PATH_TRAILER,
+    RUN_LINK_TRAILER,
     RUN_TRAILER,
+    SOURCE_TRAILER,
+    TAGS_TRAILER,
     Event,
     ModelState,
     VersionState,
     load,
     load_model_for_write,
+    registry_notes,
     run_metrics,
     semver_key,
-    valid_notes,
 )
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
 
 __all__ = [
-    "Comment", "Event", "ModelDeprecated", "ModelState", "ModelNotRegistered", "RegistryConflict",
-    "VersionNotFound", "VersionState",
-    "assign", "comment", "comments", "deprecate", "deregister", "find_version", "get_model",
-    "load", "register", "register_model", "resolve", "run_metrics", "unassign",
+    "Comment", "Event", "ModelDeprecated", "ModelExists", "ModelState", "ModelNotRegistered", "Registered",
+    "RegistryConflict", "VersionNotFound", "VersionState",
+    "alias_version", "assign", "comment", "comments", "copy_version", "create_model", "delete_alias",
+    "delete_model", "deprecate", "deregister", "describe_version", "find_version", "get_model", "load",
+    "register", "register_model", "registered", "registered_models", "rename_model", "resolve",
+    "run_metrics", "set_model_tag", "set_version_tag", "transition", "unassign", "update_model",
 ]
 
 
@@ -74,7 +81,17 @@ class Comment:
     text: str
 
 
-Plan = list[tuple[grammar.TagName, str, str]]  # (tag name, target commit, message)
+class Planned(NamedTuple):
+    """One tag a change writes: its name, target, message; dated ``delay`` seconds after the change
+    (a deprecation must come after the deregistrations written with it: GTO orders by time alone)."""
+
+    event: grammar.TagName
+    target: str
+    message: str
+    delay: int = 0
+
+
+Plan = list[Planned]
 
 
 def get_model(repo: GitRepo, name: str) -> ModelState:
@@ -161,8 +178,14 @@ def _split_spec(spec: str) -> tuple[str, str, str]:
 # -- changes ---------------------------------------------------------------------------------
 
 
-def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tuple[ModelState, list[str]]:
-    """Create the tags ``plan`` asks for against the current state, retrying lost races."""
+def write_tags(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tuple[ModelState, list[str]]:
+    """Create the tags ``plan(state)`` asks for against the model's current state, all or none,
+    re-planning after a lost race; return the new state and the tags written.
+
+    Raises:
+        RegistryConflict (a planned name is taken by a tag gitml cannot read), ConcurrentUpdate,
+        and what ``plan`` raises.
+    """
     grammar.check_model_name(name)
     for _ in range(CAS_RETRIES):
         model = load_model_for_write(repo, name)
@@ -170,10 +193,10 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
         if not todo:
             return model, []
         when = _tag_time(model, todo)
-        for event, _, _ in todo:  # every name checked before the first tag object is written
-            grammar.check_tag_name(grammar.format(event))
+        for p in todo:  # every name checked before the first tag object is written
+            grammar.check_tag_name(grammar.format(p.event))
         refs = {}
-        for event, target, message in todo:
+        for event, target, message, delay in todo:
             tag = grammar.format(event)
             if tag in model.tag_names:
                 # In the listing the plan was made from, so not a lost race: a tag
@@ -181,7 +204,7 @@ def _write(repo: GitRepo, name: str, plan: Callable[[ModelState], Plan]) -> tupl
                 raise RegistryConflict(
                     f"Tag {tag} exists already but is not a registry event gitml can read "
                     f"(a lightweight tag?); delete it (git tag -d '{tag}') or choose another version")
-            refs["refs/tags/" + tag] = repo.write_tag(tag, target, message, when)
+            refs["refs/tags/" + tag] = repo.write_tag(tag, target, message, when + delay)
         if repo.create_refs(refs):
             return load(repo, name)[name], [r[len("refs/tags/") :] for r in refs]
     raise ConcurrentUpdate(f"Gave up writing registry tags for {name!r} after {CAS_RETRIES} attempts")
@@ -194,37 +217,43 @@ def _tag_time(model: ModelState, todo: Plan) -> int:
     A registration is dated after the model's latest registration too: version numbers
     count registrations in time order, so each new one must sort last.
     """
-    touched = {target for _, target, _ in todo}
-    deprecating = any(e.action == grammar.DEPRECATE for e, _, _ in todo)
-    registering = any(e.action == grammar.REGISTER for e, _, _ in todo)
+    touched = {p.target for p in todo}
+    deprecating = any(p.event.action == grammar.DEPRECATE for p in todo)
+    registering = any(p.event.action == grammar.REGISTER for p in todo)
     related = [e.time for e in model.events if deprecating or model.deprecated or e.commit in touched
                or (registering and e.action == grammar.REGISTER)]
     return max([int(time.time())] + [t + 1 for t in related])
 
 
 def register(repo: GitRepo, name: str, commit: str, *, path: str | None, run_id: str | None,
-             version: str | None = None, bump: str = "patch", description: str | None = None) -> VersionState:
+             version: str | None = None, bump: str = "patch", description: str | None = None,
+             tags: Mapping[str, str] | None = None, run_link: str | None = None,
+             source: str | None = None) -> VersionState:
     """Register the model in run commit ``commit`` as a new version of ``name``.
 
     ``version`` is explicit (``v1.2.0``) or the highest existing one bumped
     (``bump``: major, minor or patch; the first version is v0.0.1, as in GTO).
+    ``tags``, ``run_link`` and ``source`` (MLflow's, when the version is made through its
+    API) go in the tag message as trailers, so they are written with the version or not at all.
+
+    A commit that is a version of the model already (the same run registered twice, as
+    MLflow allows) gets a version commit: the same tree, the run commit as its parent. GTO
+    reads one version per commit (``gto show`` fails on two), and the version still loads
+    exactly the files of the run commit it names.
 
     Raises:
-        InvalidName, InvalidValue, RegistryConflict (the version exists, or
-        this commit is a version of the model already).
+        InvalidName, InvalidValue, RegistryConflict (the version exists).
     """
     if bump not in ("major", "minor", "patch"):
         raise InvalidValue(f"Invalid bump {bump!r}: use major, minor or patch")
     wanted = grammar.check_version(version) if version else None
+    checked = dict(metadata.check_tag(k, v) for k, v in (tags or {}).items())
+    description = metadata.check_description(description)
+    for what, value in (("run link", run_link), ("source", source)):
+        if value is not None and (not isinstance(value, str) or "\n" in value or len(value) > 10_000):
+            raise InvalidValue(f"Invalid {what} {str(value)[:60]!r}: one line of at most 10000 characters")
 
     def plan(model: ModelState) -> Plan:
-        existing = model.by_commit(commit)
-        if existing is not None:
-            state = "" if existing.active else " (deregistered)"
-            raise RegistryConflict(
-                f"Commit {commit[:12]} is registered already as {name} {existing.version}{state}; "
-                "GTO allows one version per commit"
-            )
         if wanted is not None:
             if model.by_version(wanted) is not None:
                 raise RegistryConflict(f"{name} {wanted} exists already; choose another version")
@@ -234,13 +263,33 @@ def register(repo: GitRepo, name: str, commit: str, *, path: str | None, run_id:
             new = "v" + str(getattr(semver_key(top), f"bump_{bump}")())
         else:
             new = "v0.0.1"
+        target = commit
+        if model.by_commit(commit) is not None:
+            target = _version_commit(repo, name, new, commit, run_id)
         text = description.strip() if description and description.strip() else f"Registering model {name} version {new}"
-        trailers = "".join(f"{k} {v}\n" for k, v in ((MODEL_PATH_TRAILER, path), (RUN_TRAILER, run_id)) if v)
+        trailers = "".join(f"{k} {v}\n" for k, v in (
+            (MODEL_PATH_TRAILER, path), (RUN_TRAILER, run_id), (SOURCE_TRAILER, source), (RUN_LINK_TRAILER, run_link),
+            (TAGS_TRAILER, json.dumps(checked, ensure_ascii=False, sort_keys=True) if checked else None)) if v)
         message = f"{text}\n\n{trailers}" if trailers else text + "\n"
-        return [(grammar.TagName(name, grammar.REGISTER, version=new), commit, message)]
+        return [Planned(grammar.TagName(name, grammar.REGISTER, version=new), target, message)]
 
-    model, written = _write(repo, name, plan)
+    model, written = write_tags(repo, name, plan)
     return model.by_version(grammar.parse(written[0]).version)  # type: ignore[union-attr,arg-type,return-value]
+
+
+def _version_commit(repo: GitRepo, name: str, version: str, commit: str, run_id: str | None) -> str:
+    """A commit with ``commit``'s tree and ``commit`` as parent, for a second version of one run commit.
+
+    Raises:
+        RegistryConflict: ``commit`` is not a commit (GTO can tag a tree or a blob).
+    """
+    if not repo.is_commit(commit):
+        raise RegistryConflict(f"{commit[:12]} is a version of {name} already and is not a commit, "
+                               "so it cannot be registered again")
+    tree = repo.commit_info(commit).tree
+    return repo.write_commit(tree, [commit], (
+        f"gitml: version {version} of model {name} registers {('run ' + run_id) if run_id else 'commit ' + commit} again\n\n"
+        f"Same tree as {commit}, which is a version of {name} already: GTO reads one version per commit.\n"))
 
 
 def assign(repo: GitRepo, name: str, version: str | int, stage: str, message: str | None = None) -> tuple[VersionState, list[str]]:
@@ -263,14 +312,14 @@ def assign(repo: GitRepo, name: str, version: str | int, stage: str, message: st
         n = model.next_counter
         todo: Plan = []
         if holder is not None:
-            todo.append((grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=n), holder.commit,
+            todo.append(Planned(grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=n), holder.commit,
                          f"Unassigning stage {stage} from model {name} version {holder.version}: {v.version} takes it\n"))
             n += 1
         text = message or f"Assigning stage {stage} to model {name} version {v.version}"
-        todo.append((grammar.TagName(name, grammar.ASSIGN, stage=stage, counter=n), v.commit, text.strip() + "\n"))
+        todo.append(Planned(grammar.TagName(name, grammar.ASSIGN, stage=stage, counter=n), v.commit, text.strip() + "\n"))
         return todo
 
-    model, written = _write(repo, name, plan)
+    model, written = write_tags(repo, name, plan)
     return find_version(model, version), written
 
 
@@ -290,10 +339,10 @@ def unassign(repo: GitRepo, name: str, version: str | int, stage: str, message: 
             held = ", ".join(v.stages) or "no stage"
             raise RegistryConflict(f"{name} {v.version} is not in stage {stage!r} (it holds {held})")
         text = message or f"Unassigning stage {stage} from model {name} version {v.version}"
-        return [(grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=model.next_counter), v.commit,
+        return [Planned(grammar.TagName(name, grammar.UNASSIGN, stage=stage, counter=model.next_counter), v.commit,
                  text.strip() + "\n")]
 
-    return _write(repo, name, plan)[1]
+    return write_tags(repo, name, plan)[1]
 
 
 def deregister(repo: GitRepo, name: str, version: str | int, message: str | None = None) -> list[str]:
@@ -310,9 +359,9 @@ def deregister(repo: GitRepo, name: str, version: str | int, message: str | None
         event = grammar.TagName(name, grammar.DEREGISTER, version=v.version)
         if grammar.format(event) in model.tag_names:  # deregistered before, and registered again
             event = grammar.TagName(name, grammar.DEREGISTER, version=v.version, counter=model.next_counter)
-        return [(event, v.commit, text.strip() + "\n")]
+        return [Planned(event, v.commit, text.strip() + "\n")]
 
-    return _write(repo, name, plan)[1]
+    return write_tags(repo, name, plan)[1]
 
 
 def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]:
@@ -329,21 +378,24 @@ def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]
         first = grammar.format(grammar.TagName(name, grammar.DEPRECATE)) not in model.tag_names
         target = model.events[-1].commit
         text = message or f"Deprecating model {name}"
-        return [(grammar.TagName(name, grammar.DEPRECATE, counter=None if first else model.next_counter), target,
-                 text.strip() + "\n")]
+        return [Planned(grammar.TagName(name, grammar.DEPRECATE, counter=None if first else model.next_counter), target,
+                        text.strip() + "\n")]
 
-    return _write(repo, name, plan)[1]
+    return write_tags(repo, name, plan)[1]
 
 
 def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | None = None,
-                   bump: str = "patch", description: str | None = None) -> VersionState:
+                   bump: str = "patch", description: str | None = None, tags: Mapping[str, str] | None = None,
+                   run_link: str | None = None, commit: str | None = None) -> VersionState:
     """Register the model logged at ``runs:/<run_id>/<path>`` as a new version of ``name``.
 
-    The version tag points at the run's commit as it is now, so later
-    changes to the run do not change what the version loads.
+    The version tag points at the run's commit as it is now (or at ``commit``, a commit
+    of that run, when the caller pins one), so later changes to the run do not change
+    what the version loads. ``models:/<model>/<version>`` (or ``@<alias>``) registers
+    the commit and path that version pins, and is kept as the version's source.
 
     Raises:
-        InvalidValue (not a runs:/ URI), RunNotFound, ModelNotFound (no
+        InvalidValue (not a runs:/ or models:/ URI), RunNotFound, ModelNotFound (no
         MLmodel at that path in the run), and what ``register`` raises.
     """
     from gitml.models.mlmodel import ModelNotFound
@@ -351,6 +403,12 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
 
     grammar.check_model_name(name)
     uri = str(model_uri)
+    if uri.startswith("models:/"):
+        src = resolve(repo, uri[len("models:/") :].strip("/"))
+        if src.run_id is None or src.path is None:
+            raise InvalidValue(f"Cannot register {uri!r}: that version names no run model (it was not registered by gitml)")
+        return register(repo, name, src.commit, path=src.path, run_id=src.run_id, version=version, bump=bump,
+                        description=description, tags=tags, run_link=run_link, source=uri)
     run_id, _, path = uri[len("runs:/") :].strip("/").partition("/") if uri.startswith("runs:/") else ("", "", "")
     path = path.lstrip("/")  # runs:/<id>//model, from f"{run.info.artifact_uri}/model"
     if not run_id or not path:
@@ -361,11 +419,25 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
     path = artifacts.validate_artifact_path(path.rstrip("/"), "model path")
     writer.flush_all(repo)  # a run still open in this process: its model must be in the commit
     run_id = runs.resolve_run_id(repo, run_id)
-    commit = repo.ref_target(names.run_ref(run_id))
+    if commit is None:
+        commit = repo.ref_target(names.run_ref(run_id))
+    else:
+        _check_run_commit(repo, run_id, commit)
     if commit is None or f"{path}/MLmodel" not in artifacts.manifest(repo, run_id, commit):
         raise ModelNotFound(f"Run {run_id} has no model at {path!r} (no {path}/MLmodel among its artifacts)")
     return register(repo, name, commit, path=path, run_id=run_id, version=version, bump=bump,
-                    description=description)
+                    description=description, tags=tags, run_link=run_link)
+
+
+def _check_run_commit(repo: GitRepo, run_id: str, commit: str) -> None:
+    """Raises InvalidValue unless ``commit`` is a commit of run ``run_id``."""
+    from gitml.errors import CorruptRun
+    from gitml.tracking.runfiles import read_state
+
+    try:
+        read_state(repo, commit, run_id)
+    except (CorruptRun, KeyError, ValueError) as e:
+        raise InvalidValue(f"{commit[:12]} is not a commit of run {run_id}: {e}") from None
 
 
 # -- comments --------------------------------------------------------------------------------
@@ -405,16 +477,28 @@ def parse_comments(text: str | None) -> list[Comment]:
 
 def comments(repo: GitRepo, versions: list[VersionState]) -> dict[str, list[Comment]]:
     """Tag name -> comments, for these versions (the notes are cached by the notes commit)."""
-    from gitml.registry.state import Cache
-
-    refs = repo.file_refs("refs/notes/")
-    head = refs.get(names.REGISTRY_NOTES_REF) if refs is not None else repo.ref_target(names.REGISTRY_NOTES_REF)
-    if not versions or head is None:
+    if not versions:
         return {}
-    cache = Cache(repo)
-    if not valid_notes(cache.notes) or cache.notes["commit"] != head:
-        cache.notes = {"commit": head, "notes": dict(repo.note_targets(names.REGISTRY_NOTES_REF))}
-        cache.dirty = True
-        cache.save()
-    notes = cache.notes["notes"]
+    notes = registry_notes(repo)
     return {v.tag: parse_comments(notes.get(v.tag_oid)) for v in versions}
+
+
+# MLflow's registered models (existence, metadata, delete, rename, copy, transitions, aliases) live
+# in ``models``; they are re-exported here so callers write ``registry.create_model(...)``.
+from gitml.registry.models import (  # noqa: E402
+    ModelExists,
+    Registered,
+    alias_version,
+    copy_version,
+    create_model,
+    delete_alias,
+    delete_model,
+    describe_version,
+    registered,
+    registered_models,
+    rename_model,
+    set_model_tag,
+    set_version_tag,
+    transition,
+    update_model,
+)

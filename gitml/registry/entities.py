@@ -1,21 +1,66 @@
-"""MLflow's registry entities (``ModelVersion``, ``RegisteredModel``) over the tag state.
+"""MLflow's registry entities (``ModelVersion``, ``RegisteredModel``) over the tags and the metadata log.
 
 MLflow numbers versions 1, 2, 3; gitml's versions are semvers in tags. A
 ``ModelVersion``'s ``version`` is the number (so ``models:/rf/{mv.version}``
 works as in MLflow) and ``semver`` is the tag's version.
+
+How MLflow's fields map onto git:
+
+- ``current_stage`` is the MLflow stage (Staging, Production, Archived) among the version's
+  GTO stages, else ``"None"``; ``aliases`` are its other GTO stages. An alias and a stage are
+  the same thing in git (a ``name#stage#n`` tag: one holder, a version may hold several).
+- ``description``: the latest ``describe`` event of the metadata log, else the registration
+  tag's message (None when it is the default "Registering model ..." text).
+- ``tags``: the ``Gitml-Tags:`` trailer of the registration tag, then the log's tag events.
+
+``dict(entity)`` gives MLflow's keys, as ``dict(mlflow_entity)`` does.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import InvalidFilter
+from gitml.registry import search
+from gitml.registry.metadata import ModelMeta, VersionMeta
 from gitml.registry.state import ModelState, VersionState
 
-#: The order in which a version's stages name its MLflow ``current_stage``.
-_STAGE_RANK = ("production", "staging", "archived")
+#: MLflow's stages (besides "None"), as gitml writes them in GTO stage tags.
+MLFLOW_STAGES = ("production", "staging", "archived")
+_DEFAULT_MESSAGE = re.compile(r"^Registering (?:model|artifact) \S+ version v\S+$")
+
+
+def is_mlflow_stage(stage: str) -> bool:
+    return stage.lower() in MLFLOW_STAGES
+
+
+def current_stage(v: VersionState) -> str:
+    """The version's MLflow stage: the first of Production, Staging, Archived it holds, else "None"."""
+    held = {s.lower() for s in v.stages}
+    return next((s.capitalize() for s in MLFLOW_STAGES if s in held), "None")
+
+
+def description(v: VersionState, meta: VersionMeta | None = None) -> str | None:
+    """The version's description: the latest one set, else its tag message (None if gitml's or GTO's default)."""
+    if meta is not None and meta.described:
+        return meta.description
+    text = v.message.strip()
+    return None if not text or _DEFAULT_MESSAGE.match(text) else text
+
+
+def version_tags(v: VersionState, meta: VersionMeta | None = None) -> dict[str, str]:
+    """Tags as created (the tag's trailer), then as set and deleted since (None = deleted)."""
+    merged: dict[str, str | None] = {**v.tags, **(meta.tags if meta else {})}
+    return {k: val for k, val in sorted(merged.items()) if val is not None}
+
+
+_MV_KEYS = ("aliases", "creation_timestamp", "current_stage", "deployment_job_state", "description",
+            "last_updated_timestamp", "metrics", "model_id", "name", "params", "run_id", "run_link", "source",
+            "status", "status_message", "tags", "user_id", "version", "workspace")
+_RM_KEYS = ("aliases", "creation_timestamp", "deployment_job_id", "deployment_job_state", "description",
+            "last_updated_timestamp", "latest_versions", "name", "tags", "workspace")
 
 
 @dataclass
@@ -25,7 +70,7 @@ class ModelVersion:
     semver: str
     creation_timestamp: int  # ms
     last_updated_timestamp: int
-    description: str
+    description: str | None
     user_id: str
     current_stage: str
     source: str
@@ -38,20 +83,34 @@ class ModelVersion:
     deregistered: bool
     tags: dict[str, str] = field(default_factory=dict)
     comments: list[Any] = field(default_factory=list)
+    run_link: str | None = None
+    status_message: str | None = None
+    model_id: str | None = None
+    params: Any = None
+    metrics: Any = None
+    deployment_job_state: Any = None
+    workspace: str = "default"
 
     @classmethod
-    def of(cls, v: VersionState, comments: list[Any] | None = None) -> ModelVersion:
-        ranked = sorted(v.stages, key=lambda s: (_STAGE_RANK.index(s.lower()) if s.lower() in _STAGE_RANK else 99, s))
+    def of(cls, v: VersionState, comments: list[Any] | None = None, meta: VersionMeta | None = None,
+           name: str | None = None) -> ModelVersion:
         return cls(
-            name=v.model, version=str(v.number), semver=v.version,
-            creation_timestamp=v.registered_at * 1000, last_updated_timestamp=v.updated_at * 1000,
-            description=v.message, user_id=v.author,
-            current_stage=ranked[0].capitalize() if ranked else "None",
-            source=f"runs:/{v.run_id}/{v.path}" if v.run_id and v.path else v.commit,
+            name=name or v.model, version=str(v.number), semver=v.version,
+            creation_timestamp=v.registered_at * 1000,
+            last_updated_timestamp=max(v.updated_at * 1000, meta.updated if meta else 0),
+            description=description(v, meta), user_id=v.author,
+            current_stage=current_stage(v),
+            source=v.source or (f"runs:/{v.run_id}/{v.path}" if v.run_id and v.path else v.commit),
             run_id=v.run_id, status="READY" if v.active else "DEREGISTERED",
-            stages=list(v.stages), aliases=list(v.stages), commit=v.commit, tag=v.tag,
-            deregistered=not v.active, comments=list(comments or []),
+            stages=list(v.stages), aliases=sorted(s for s in v.stages if not is_mlflow_stage(s)),
+            commit=v.commit, tag=v.tag, deregistered=not v.active, tags=version_tags(v, meta),
+            comments=list(comments or []), run_link=v.run_link,
         )
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """MLflow's keys, so ``dict(mv)`` is what ``dict()`` of MLflow's ``ModelVersion`` gives."""
+        for key in _MV_KEYS:
+            yield key, getattr(self, key)
 
 
 @dataclass
@@ -59,98 +118,96 @@ class RegisteredModel:
     name: str
     creation_timestamp: int
     last_updated_timestamp: int
-    description: str
+    description: str | None
     latest_versions: list[ModelVersion]
-    aliases: dict[str, str]  # stage -> version number, as MLflow's alias map
+    aliases: dict[str, str]  # alias (a GTO stage other than MLflow's) -> version number
     deprecated: bool
     tags: dict[str, str] = field(default_factory=dict)
+    deployment_job_id: str | None = None
+    deployment_job_state: Any = None
+    workspace: str = "default"
 
     @classmethod
-    def of(cls, m: ModelState) -> RegisteredModel:
+    def of(cls, m: ModelState | None, meta: ModelMeta | None = None, name: str | None = None) -> RegisteredModel:
+        meta = meta or ModelMeta(name or (m.name if m else ""))
+        events = m.events if m is not None else []
+        first = events[0].time * 1000 if events else 0
+        made = meta.created if meta.exists else 0
+        # a model re-created after its deletion was made then; else by its first trace in git
+        created = made if meta.after else min((t for t in (made, first) if t), default=0)
         return cls(
-            name=m.name,
-            creation_timestamp=m.events[0].time * 1000 if m.events else 0,
-            last_updated_timestamp=m.last_time * 1000,
-            description="",
-            latest_versions=latest_versions(m),
-            aliases={stage: str(v.number) for stage, v in sorted(m.stages.items())},
-            deprecated=m.deprecated,
+            name=name or meta.name,
+            creation_timestamp=created,
+            last_updated_timestamp=max((m.last_time * 1000 if m else 0), meta.updated, created),
+            description=meta.description,
+            latest_versions=latest_versions(m, meta=meta) if m is not None else [],
+            aliases={stage: str(v.number) for stage, v in sorted(m.stages.items()) if not is_mlflow_stage(stage)}
+            if m is not None else {},
+            deprecated=bool(m and m.deprecated),
+            tags={k: v for k, v in sorted(meta.tags.items()) if v is not None},
         )
 
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """MLflow's keys, so ``dict(rm)`` is what ``dict()`` of MLflow's ``RegisteredModel`` gives."""
+        for key in _RM_KEYS:
+            yield key, getattr(self, key)
 
-def latest_versions(m: ModelState, stages: list[str] | None = None) -> list[ModelVersion]:
-    """MLflow's ``get_latest_versions``: the holder of each stage, and the latest version in no stage."""
-    wanted = None if stages is None else {s.lower() for s in stages}
-    out: dict[str, VersionState] = {}
+
+def latest_versions(m: ModelState, stages: list[str] | None = None, meta: ModelMeta | None = None) -> list[ModelVersion]:
+    """MLflow's ``get_latest_versions``: for each MLflow stage (or each of ``stages``), the active
+    version with the highest number in it. A stage that is not one of MLflow's (an alias)
+    gives the version holding it."""
+    wanted = None if not stages else {s.lower() for s in stages}
+    best: dict[str, VersionState] = {}
+    for v in m.active_versions():
+        stage = current_stage(v).lower()
+        if wanted is None or stage in wanted:
+            if stage not in best or v.number > best[stage].number:
+                best[stage] = v
     for stage, v in m.stages.items():
-        if wanted is None or stage.lower() in wanted:
-            out[stage] = v
-    if wanted is None or "none" in wanted:
-        loose = [v for v in m.active_versions() if not v.stages]
-        if loose:
-            out["none"] = loose[-1]
-    seen, result = set(), []
-    for v in sorted(out.values(), key=lambda v: v.number):
+        if wanted is not None and stage.lower() in wanted and not is_mlflow_stage(stage) and stage.lower() != "none":
+            best[stage.lower()] = v
+    seen: set[int] = set()
+    out = []
+    for v in sorted(best.values(), key=lambda v: v.number):
         if v.number not in seen:
             seen.add(v.number)
-            result.append(ModelVersion.of(v))
-    return result
-
-
-_CLAUSE = re.compile(
-    r"\s*(?P<key>name|run_id|version|semver|stage|source)\s*"
-    r"(?P<op>=|!=|LIKE|ILIKE|IN)\s*"
-    r"(?P<value>'[^']*'|\"[^\"]*\"|\(\s*(?:'[^']*'|\"[^\"]*\")(?:\s*,\s*(?:'[^']*'|\"[^\"]*\"))*\s*\))\s*",
-    re.IGNORECASE,
-)
-
-
-def parse_version_filter(filter_string: str | None) -> list[tuple[str, str, Any]]:
-    """``name='rf' AND run_id IN ('a','b')`` -> [(key, op, value)].
-
-    Raises:
-        InvalidFilter: anything else, naming the part that does not parse.
-    """
-    if not filter_string or not filter_string.strip():
-        return []
-    out = []
-    for part in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
-        m = _CLAUSE.fullmatch(part)
-        if m is None:
-            raise InvalidFilter(
-                f"Invalid model version filter {part.strip()!r}: use name, run_id, version, semver, "
-                "stage or source with =, !=, LIKE, ILIKE or IN, joined with AND"
-            )
-        raw = m["value"]
-        value: Any = tuple(re.findall(r"'([^']*)'|\"([^\"]*)\"", raw)) if raw.startswith("(") else raw[1:-1]
-        if isinstance(value, tuple):
-            value = tuple(a or b for a, b in value)
-        out.append((m["key"].lower(), m["op"].upper(), value))
+            out.append(ModelVersion.of(v, meta=meta.version(v.version) if meta else None))
     return out
 
 
-def _like(value: str, pattern: str, ignore_case: bool) -> bool:
-    from gitml.tracking.search import _like as like
-
-    return like(value.lower(), pattern.lower()) if ignore_case else like(value, pattern)
+# -- filters -----------------------------------------------------------------------------------
 
 
-def matches(mv: ModelVersion, clauses: list[tuple[str, str, Any]]) -> bool:
-    """True if ``mv`` passes every clause. Stages compare case-insensitively, whatever the operator."""
-    for key, op, value in clauses:
-        fields = {"name": [mv.name], "run_id": [mv.run_id or ""], "version": [mv.version],
-                  "semver": [mv.semver], "stage": mv.stages or ["none"], "source": [mv.source]}[key]
-        if key == "stage":
-            fields = [f.lower() for f in fields]
-            value = tuple(x.lower() for x in value) if isinstance(value, tuple) else value.lower()
-        if op == "IN":
-            ok = any(f in value for f in fields)
-        elif op in ("LIKE", "ILIKE"):
-            ok = any(_like(f, value, op == "ILIKE") for f in fields)
-        elif op == "=":
-            ok = value in fields
-        else:
-            ok = value not in fields
-        if not ok:
-            return False
-    return True
+def version_fields(mv: ModelVersion) -> Any:
+    """The values ``search.matches`` compares for a version, by filter key."""
+    values = {"name": mv.name, "run_id": mv.run_id or "", "version": int(mv.version),
+              "version_number": int(mv.version), "semver": mv.semver,
+              "stage": [s.lower() for s in mv.stages] or ["none"], "source": mv.source,
+              "source_path": mv.source}
+    return values.get
+
+
+def matches_version(mv: ModelVersion, clauses: list[search.Clause]) -> bool:
+    """True if ``mv`` passes every clause; stages compare case-insensitively, whatever the operator."""
+    folded = [search.Clause(c.key, c.op, (tuple(x.lower() for x in c.value) if isinstance(c.value, tuple)
+                                          else c.value.lower()), c.tag) if c.key == "stage" else c
+              for c in clauses]
+    return search.matches(version_fields(mv), mv.tags, folded)
+
+
+def matches_model(rm: RegisteredModel, clauses: list[search.Clause]) -> bool:
+    return search.matches({"name": rm.name}.get, rm.tags, clauses)
+
+
+def parse_version_filter(filter_string: str | None) -> list[search.Clause]:
+    """A model version filter (see ``gitml.registry.search``).
+
+    Raises:
+        InvalidFilter
+    """
+    return search.parse_filter(filter_string)
+
+
+def matches(mv: ModelVersion, clauses: list[search.Clause]) -> bool:
+    return matches_version(mv, clauses)

@@ -41,6 +41,13 @@ CACHE_FILE = "registry-cache.json"
 _CACHE_VERSION = 1
 MODEL_PATH_TRAILER = "Gitml-Model-Path:"
 RUN_TRAILER = "Gitml-Run:"
+#: Set when a version is created through MLflow's API: the tags it was created with (a JSON
+#: object on one line), the run link, and the source URI when it is not the run's (a copy's
+#: ``models:/<name>/<version>``). In the tag, so they are written with the version or not at all.
+TAGS_TRAILER = "Gitml-Tags:"
+RUN_LINK_TRAILER = "Gitml-Run-Link:"
+SOURCE_TRAILER = "Gitml-Source:"
+TRAILERS = (MODEL_PATH_TRAILER, RUN_TRAILER, TAGS_TRAILER, RUN_LINK_TRAILER, SOURCE_TRAILER)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ class VersionState:
     active: bool = True
     stages: list[str] = field(default_factory=list)
     updated_at: int = 0
+    tags: dict[str, str] = field(default_factory=dict)  # as created (``Gitml-Tags:``)
+    run_link: str | None = None
+    source: str | None = None  # as given, when not runs:/<run_id>/<path>
 
 
 @dataclass
@@ -165,9 +175,23 @@ class ModelState:
 
 
 def strip_trailers(message: str) -> str:
-    lines = [ln for ln in message.strip().splitlines()
-             if not ln.startswith((MODEL_PATH_TRAILER, RUN_TRAILER))]
+    lines = [ln for ln in message.strip().splitlines() if not ln.startswith(TRAILERS)]
     return "\n".join(lines).strip()
+
+
+def _tags_trailer(message: str) -> dict[str, str]:
+    """The ``Gitml-Tags:`` object of a tag message; {} if absent or malformed (a tag is
+    someone else's data once fetched: a bad trailer costs its tags, not the version)."""
+    raw = _trailer(message, TAGS_TRAILER)
+    if raw is None:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        return {}
+    return tags
 
 
 def _trailer(message: str, key: str) -> str | None:
@@ -308,6 +332,23 @@ def read_events(repo: GitRepo, model: str | None = None, cache: Cache | None = N
     return events
 
 
+def registry_notes(repo: GitRepo) -> dict[str, str]:
+    """Every note in ``refs/notes/gitml-registry``: annotated oid -> text (comments on
+    registration tags, models' metadata logs), cached by the notes commit."""
+    from gitml.store import names
+
+    refs = repo.file_refs("refs/notes/")
+    head = refs.get(names.REGISTRY_NOTES_REF) if refs is not None else repo.ref_target(names.REGISTRY_NOTES_REF)
+    if head is None:
+        return {}
+    cache = Cache(repo)
+    if not valid_notes(cache.notes) or cache.notes["commit"] != head:
+        cache.notes = {"commit": head, "notes": dict(repo.note_targets(names.REGISTRY_NOTES_REF))}
+        cache.dirty = True
+        cache.save()
+    return cache.notes["notes"]
+
+
 def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[str, float]]:
     """Tag -> the latest metrics of the version's run, as the run is now (else as registered)."""
     from gitml.store import names
@@ -360,6 +401,8 @@ def _apply(model: ModelState) -> None:
                     tag=e.tag, tag_oid=e.oid, registered_at=e.time, author=e.author, email=e.email,
                     message=e.text, path=_trailer(e.message, MODEL_PATH_TRAILER),
                     run_id=_trailer(e.message, RUN_TRAILER), updated_at=e.time,
+                    tags=_tags_trailer(e.message), run_link=_trailer(e.message, RUN_LINK_TRAILER),
+                    source=_trailer(e.message, SOURCE_TRAILER),
                 ))
             else:
                 v.active, v.updated_at = True, e.time

@@ -12,6 +12,10 @@ RUNS_PREFIX = "refs/gitml/runs/"
 EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
 NOTES_REF = "refs/notes/gitml"
 REGISTRY_NOTES_REF = "refs/notes/gitml-registry"
+#: The content of a registered model's anchor blob: the object its metadata note (description,
+#: tags, version tags, renames) hangs on in REGISTRY_NOTES_REF. Every clone computes the same
+#: oid from the name alone, so a model with no version yet has a place for its note too.
+MODEL_ANCHOR = "gitml-model {name}\n"
 
 #: Everything `gitml push` / `git fetch` moves besides registry tags.
 SYNC_REFSPECS = ("refs/gitml/*", "refs/notes/gitml*")
@@ -41,6 +45,24 @@ def parse_run_ref(name: str) -> str | None:
         run_id = name[len(RUNS_PREFIX) :]
         if RUN_ID_RE.match(run_id):
             return run_id
+    return None
+
+
+def model_anchor(name: str) -> bytes:
+    """The anchor blob of registered model ``name`` (its oid carries the model's metadata note)."""
+    return MODEL_ANCHOR.format(name=name).encode("utf-8")
+
+
+def parse_model_anchor(data: bytes) -> str | None:
+    """The model name an anchor blob names, or None if ``data`` is not an anchor."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    prefix, _, suffix = MODEL_ANCHOR.partition("{name}")
+    if text.startswith(prefix) and text.endswith(suffix) and len(text) > len(prefix) + len(suffix):
+        name = text[len(prefix) : len(text) - len(suffix)]
+        return name if "\n" not in name else None
     return None
 
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -452,6 +453,19 @@ class GitRepo:
     def write_blob(self, data: bytes) -> str:
         with self.lock:
             return str(self._repo.create_blob(data))
+
+    def blob_id(self, data: bytes) -> str:
+        """The id ``data`` has (or would have) as a blob in this repository; nothing is written
+        (and libgit2 is not loaded: registry reads stay light)."""
+        if not hasattr(self, "_blob_digest"):
+            # extensions.objectformat lives in the repository's own config file only
+            try:
+                text = (self.common_dir / "config").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            sha256 = re.search(r"^\s*objectformat\s*=\s*sha256\s*$", text, re.MULTILINE | re.IGNORECASE)
+            self._blob_digest = hashlib.sha256 if sha256 else hashlib.sha1
+        return self._blob_digest(b"blob %d\0" % len(data) + data).hexdigest()
 
     def read_blob(self, oid: str) -> bytes:
         with self.lock:

@@ -181,8 +181,10 @@ def _clean_comments(text: str) -> str | None:
 def _json_object(line: str) -> bool:
     import json
 
+    from gitml.registry.metadata import MAX_LINE  # a model's metadata line may hold a 100k-character tag
+
     try:
-        return len(line) <= 100_000 and isinstance(json.loads(line), dict)
+        return len(line) <= MAX_LINE and isinstance(json.loads(line), dict)
     except (ValueError, RecursionError):
         return False
 
