@@ -1,0 +1,35 @@
+"""Models in MLflow's format; also ``mlflow.models`` for ``import gitml as mlflow``.
+
+The public names (``infer_signature``, ``ModelSignature``, ``Model``,
+``ModelInfo``, ``get_model_info``) load on first use (PEP 562): the flavor
+modules import this package, and importing it stays free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "infer_signature": "gitml.models.signature",
+    "ModelSignature": "gitml.models.signature",
+    "Model": "gitml.models.mlmodel",
+    "ModelInfo": "gitml.models.uri",
+    "get_model_info": "gitml.models.uri",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitml.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | set(globals()))
