@@ -141,17 +141,80 @@ def test_tampered_model_file_fails_hash_check(tracking, repo, data, model):
         tracking.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
 
 
-def test_skops_refuses_untrusted_types(tracking, tmp_path):
+def test_skops_refuses_untrusted_types(tracking, tmp_path, monkeypatch):
     from sklearn.preprocessing import FunctionTransformer
 
-    model = FunctionTransformer(func=np.log1p)
-    tracking.sklearn.save_model(model, tmp_path / "m")
-    # numpy functions are within the safe prefixes: loads
-    tracking.sklearn.load_model(str(tmp_path / "m"))
+    from gitml.models.trust import UntrustedModel
+
+    tracking.sklearn.save_model(FunctionTransformer(func=np.log1p), tmp_path / "m")  # numpy ufuncs: skops' defaults
     tracking.sklearn.save_model(FunctionTransformer(func=json.dumps), tmp_path / "j")
-    with pytest.raises(InvalidValue, match="json.dumps"):
+    assert tracking.sklearn.load_model(str(tmp_path / "j")) is not None  # saved here: recorded as this machine's
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))  # another machine: no record vouches
+    tracking.sklearn.load_model(str(tmp_path / "m"))
+    with pytest.raises(UntrustedModel, match=r"\['json.dumps'\]"):
         tracking.sklearn.load_model(str(tmp_path / "j"))
     assert tracking.sklearn.load_model(str(tmp_path / "j"), skops_trusted_types=["json.dumps"]) is not None
+
+
+def test_skops_defaults_are_mlflows_and_models_saved_here_still_load(tracking, data, tmp_path, monkeypatch):
+    """issue 16: gitml trusted every class of scikit-learn in a skops file (a forest's
+    sklearn.tree._tree.Tree, whose node indices predict() does not bounds-check), whoever wrote it;
+    MLflow 3.17 trusts only skops' own defaults unless skops_trusted_types names more."""
+    from gitml.models.trust import UntrustedModel
+
+    X, y = data
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    tracking.sklearn.save_model(forest, tmp_path / "rf")
+    meta = (tmp_path / "rf" / "MLmodel").read_text()
+    assert "sklearn.tree._tree.Tree" in meta  # listed, so MLflow loads it (it trusts the MLmodel's list)
+    for load in (tracking.sklearn.load_model, tracking.pyfunc.load_model):  # saved on this machine: loads
+        assert (load(str(tmp_path / "rf")).predict(X) == forest.predict(X)).all()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+    for load in (tracking.sklearn.load_model, tracking.pyfunc.load_model):
+        with pytest.raises(UntrustedModel, match=(
+                r"model.skops: it references types skops does not trust by default: \['sklearn.tree._tree.Tree'\] "
+                r"\(skops: .*without bounds checking.*\).*MLflow.*skops_trusted_types=\['sklearn.tree._tree.Tree'\]"
+                r".*allow_pickle=True")) as e:
+            load(str(tmp_path / "rf"))
+        assert "\n" not in str(e.value)
+    named = tracking.sklearn.load_model(str(tmp_path / "rf"), skops_trusted_types=["sklearn.tree._tree.Tree"])
+    assert (named.predict(X) == forest.predict(X)).all()
+    assert (tracking.pyfunc.load_model(str(tmp_path / "rf"), allow_pickle=True).predict(X) == forest.predict(X)).all()
+    tracking.sklearn.save_model(LogisticRegression().fit(X, y), tmp_path / "lr")
+    assert len(tracking.sklearn.load_model(str(tmp_path / "lr")).predict(X)) == len(X)  # only default types
+
+
+MLFLOW_SAVES_FOREST = """
+import sys, pandas as pd, mlflow.sklearn
+from sklearn.ensemble import RandomForestClassifier
+X = pd.read_json(sys.argv[2], orient="split"); y = ((X.a + X.b) > 1).astype(int)
+forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+try:
+    mlflow.sklearn.save_model(forest, sys.argv[1] + "-default")
+except Exception as e:
+    print("refused:", str(e).splitlines()[0])
+mlflow.sklearn.save_model(forest, sys.argv[1], skops_trusted_types=["sklearn.tree._tree.Tree"])
+"""
+
+
+def test_skops_forest_mlflow_saved_needs_the_same_opt_in_in_gitml(tracking, data, tmp_path):
+    """issue 16: MLflow refuses a forest in skops without skops_trusted_types; gitml loads an MLflow-saved
+    one only with the same argument (or allow_pickle), not because its MLmodel lists the type."""
+    _mlflow()
+    from gitml.models.trust import UntrustedModel
+
+    X, y = data
+    (tmp_path / "X.json").write_text(X.to_json(orient="split"))
+    out = subprocess.run([sys.executable, "-c", MLFLOW_SAVES_FOREST, str(tmp_path / "m"), str(tmp_path / "X.json")],
+                         capture_output=True, text=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: The saved sklearn model references untrusted types" in out.stdout
+    assert "skops_trusted_types" in out.stdout
+    with pytest.raises(UntrustedModel, match=r"skops_trusted_types=\['sklearn.tree._tree.Tree'\]"):
+        tracking.sklearn.load_model(str(tmp_path / "m"))
+    ref = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    loaded = tracking.sklearn.load_model(str(tmp_path / "m"), skops_trusted_types=["sklearn.tree._tree.Tree"])
+    assert (loaded.predict(X) == ref.predict(X)).all()
 
 
 MLFLOW_LOADS = """

@@ -100,7 +100,7 @@ def write_environment(directory: Path, packages: list[str], options: EnvOptions 
         reqs = pinned(packages) + extra
     else:
         reqs = pinned(packages)
-    reqs = list(dict.fromkeys(reqs))  # drop repeats, keep the order given
+    reqs = deduplicate(reqs)
     lines = reqs + ([f"-c {CONSTRAINTS}"] if constraints else [])
     if constraints:
         (directory / CONSTRAINTS).write_text("\n".join(constraints) + "\n")
@@ -116,6 +116,32 @@ def write_environment(directory: Path, packages: list[str], options: EnvOptions 
         conda = _with_pip(conda, lines)
     (directory / CONDA_ENV).write_text(yaml.safe_dump(conda, sort_keys=False))
     return lines
+
+
+def deduplicate(requirements: list[str]) -> list[str]:
+    """One line per package (and marker), as MLflow writes: ``["pandas==2.1", "pandas>=1.0"]`` gives
+    ``["pandas==2.1,>=1.0"]``, extras merged, in first-seen order. Lines that are not PEP 508
+    requirements (URLs, paths, options) stay as they are, once."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import SpecifierSet
+
+    merged: dict[Any, Any] = {}
+    for line in requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            merged.setdefault(line, line)
+            continue
+        key = (req.name.lower().replace("_", "-"), str(req.marker or ""))
+        seen = merged.get(key)
+        if seen is not None:
+            if seen.specifier and req.specifier and seen.specifier != req.specifier:
+                req.specifier = SpecifierSet(f"{seen.specifier},{req.specifier}")
+            elif seen.specifier and not req.specifier:
+                req.specifier = seen.specifier
+            req.extras = set(seen.extras) | set(req.extras)
+        merged[key] = req
+    return [str(r) for r in merged.values()]
 
 
 def parse_requirements(requirements: list[str] | str | os.PathLike[str]) -> tuple[list[str], list[str]]:

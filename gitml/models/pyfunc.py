@@ -47,6 +47,16 @@ LOADERS = {
     "gitml.models.sklearn": "gitml.models.sklearn",
     "gitml.models.pyfunc": "gitml.models.pyfunc",
 }
+# The python_function key MLflow keeps a custom model's model_config under (gitml wrote
+# "model_config" before, which MLflow does not read; both are read).
+MODEL_CONFIG = "config"
+
+
+def _saved_config(conf: dict[str, Any]) -> dict[str, Any]:
+    saved = conf.get(MODEL_CONFIG) or conf.get("model_config") or {}
+    return dict(saved) if isinstance(saved, dict) else {}
+
+
 # Loaders that put their flavor's ``code`` on sys.path themselves.
 _OWN_CODE = ("gitml.models.pyfunc", "gitml.models.pytorch")
 
@@ -111,7 +121,9 @@ class PyFuncModel:
     @property
     def model_config(self) -> dict[str, Any]:
         context = getattr(self._impl, "context", None)
-        return dict(getattr(context, "model_config", None) or {})
+        if context is not None:
+            return dict(getattr(context, "model_config", None) or {})
+        return _saved_config(self.metadata.flavors.get(PYFUNC, {}))
 
     def unwrap_python_model(self) -> Any:
         return getattr(self._impl, "python_model", self._impl)
@@ -156,7 +168,7 @@ def load_model(model_uri: str | os.PathLike[str], suppress_warnings: bool = Fals
     if model_config:
         if not isinstance(model_config, dict):
             raise InvalidValue(f"model_config must be a mapping, not {type(model_config).__name__}")
-        conf["model_config"] = {**(conf.get("model_config") or {}), **model_config}
+        conf[MODEL_CONFIG] = {**_saved_config(conf), **model_config}
     if target not in _OWN_CODE:
         add_code_to_path(path, conf, allow_pickle)
     sub = conf.get("model_path") or conf.get("data")  # MLflow flavors use either key
@@ -245,7 +257,7 @@ def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | No
         raise InvalidValue(f"The model in {model_dir} is compressed ({conf['compression']!r}); gitml reads "
                            "uncompressed python_model.pkl files only")
     python_model = pickle.loads(data)  # noqa: S301 - the bytes the gate passed
-    context = PythonModelContext({name: str(path) for name, path in artifacts.items()}, conf.get("model_config"))
+    context = PythonModelContext({name: str(path) for name, path in artifacts.items()}, _saved_config(conf))
     python_model.load_context(context)
     return _PythonModelWrapper(python_model, context)
 
@@ -298,7 +310,7 @@ def save_model(path: str | os.PathLike[str], python_model: Any = None, artifacts
         if saved_artifacts:
             pyfunc_conf["artifacts"] = saved_artifacts
         if model_config:
-            pyfunc_conf["model_config"] = model_config
+            pyfunc_conf[MODEL_CONFIG] = model_config
         meta.add_flavor(PYFUNC, **pyfunc_conf)
         finish(out, meta, signature, input_example, None, ["mlflow", "cloudpickle", "numpy", "pandas"], options)
         written = [(trust.PICKLE, pickled)]

@@ -74,7 +74,9 @@ def refusal(file: str | os.PathLike[str], why: str, alternative: str | None = No
     ``recordable``: the file is of a kind this machine's record could have
     vouched for (a pickle, code, an artifact), so the message says it did not.
     """
-    origin = ", and gitml did not write it on this machine in this repository" if recordable else ""
+    # Say who else it could be from: a model MLflow saved, even on this machine, is never in the record.
+    origin = (", and gitml did not write it on this machine in this repository (a model MLflow or a "
+              "teammate saved never is)") if recordable else ""
     instead = f"{alternative}, or " if alternative else ""
     return UntrustedModel(f"Refusing to load {file}: {why}{origin}. If you trust this model, {instead}{OPT_IN}.")
 
