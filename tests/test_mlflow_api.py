@@ -308,6 +308,8 @@ def test_logged_model_ids_are_derived_from_run_and_path_and_load(tracking, repo)
     assert lm.model_type == "classifier" and [(m.key, m.value) for m in lm.metrics] == [("acc", 0.75)]
     assert lm.creation_timestamp and lm.artifact_location == f"runs:/{run_id}/clf"
     assert tracking.get_logged_model(second.model_id).name == "models/other"
+    version = tracking.register_model(f"models:/{second.model_id}", "other")  # MLflow 3's way to register
+    assert (version.run_id, version.source) == (run_id, f"runs:/{run_id}/models/other")
     pm = tracking.pyfunc.load_model(f"models:/{first.model_id}")
     assert list(pm.predict(X)) == list(model.predict(X))
     for bad in (f"m-{run_id}-00000000", "m-0123456789abcdef0123456789abcdef-00000000", "m-abc"):

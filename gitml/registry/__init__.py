@@ -337,7 +337,8 @@ def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]
 
 def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | None = None,
                    bump: str = "patch", description: str | None = None) -> VersionState:
-    """Register the model logged at ``runs:/<run_id>/<path>`` as a new version of ``name``.
+    """Register the model logged at ``runs:/<run_id>/<path>`` (or ``models:/<logged model id>``) as a new
+    version of ``name``.
 
     The version tag points at the run's commit as it is now, so later
     changes to the run do not change what the version loads.
@@ -351,6 +352,10 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
 
     grammar.check_model_name(name)
     uri = str(model_uri)
+    if uri.startswith("models:/m-"):  # MLflow 3's logged-model URI: the run's model directory
+        from gitml.models.logged import locate
+
+        uri = "runs:/{}/{}".format(*locate(repo, uri[len("models:/") :].strip("/")))
     run_id, _, path = uri[len("runs:/") :].strip("/").partition("/") if uri.startswith("runs:/") else ("", "", "")
     path = path.lstrip("/")  # runs:/<id>//model, from f"{run.info.artifact_uri}/model"
     if not run_id or not path:
