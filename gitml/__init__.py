@@ -16,7 +16,7 @@ _FLUENT = (
     "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
     "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
     "delete_run search_runs log_artifact log_artifacts log_dict log_text log_figure log_image "
-    "get_artifact_uri log_table load_table get_logged_model"
+    "get_artifact_uri log_table load_table"
 ).split()
 
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
@@ -35,6 +35,7 @@ _LAZY.update(
         "GitmlError": ("gitml.errors", "GitmlError"),
         "infer_signature": ("gitml.models.signature", "infer_signature"),
         "MlflowException": ("gitml.errors", "GitmlError"),
+        "get_logged_model": ("gitml.models.logged", "get_logged_model"),
     }
 )
 

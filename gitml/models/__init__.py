@@ -20,12 +20,17 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+_SUBMODULES = ("signature",)  # ``mlflow.models.signature.infer_signature`` after ``import mlflow``
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gitml.models.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gitml.models' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

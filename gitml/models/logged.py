@@ -112,8 +112,20 @@ def locate(repo: Any, model_id: str) -> tuple[str, str]:
     return run_id, paths[0]
 
 
-def get_logged_model(repo: Any, model_id: str) -> LoggedModel:
-    """The LoggedModel for ``model_id``, read from its run.
+def get_logged_model(model_id: str) -> LoggedModel:
+    """MLflow 3's ``mlflow.get_logged_model``: the model a run logged, by its id (``ModelInfo.model_id``),
+    in the repository gitml tracks into.
+
+    Raises:
+        LoggedModelNotFound, and the artifact cache's MissingObject/CorruptObject.
+    """
+    from gitml.tracking import runs
+
+    return read_logged_model(runs.open_repo(), model_id)
+
+
+def read_logged_model(repo: Any, model_id: str) -> LoggedModel:
+    """The LoggedModel for ``model_id``, read from its run in ``repo``.
 
     Raises:
         LoggedModelNotFound, and the artifact cache's MissingObject/CorruptObject.

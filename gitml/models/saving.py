@@ -49,7 +49,7 @@ def check_kwargs(kwargs: dict[str, Any], where: str) -> None:
     unknown = sorted(k for k, v in kwargs.items() if k not in IGNORED and v is not None and v is not False)
     if unknown:
         raise InvalidValue(f"{where} does not take argument {unknown[0]!r} in gitml "
-                           "(see docs/models.md, 'Arguments')")
+                           "(see docs/models.md, 'Arguments every flavor takes')")
 
 
 @dataclass(frozen=True)

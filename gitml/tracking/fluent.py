@@ -332,13 +332,6 @@ def load_table(artifact_file: str, run_ids: list[str] | None = None,
     return tables.load_table(repo, ids, artifact_file, extra_columns)
 
 
-def get_logged_model(model_id: str) -> Any:
-    """MLflow 3's ``get_logged_model``: the model a run logged, by its ``m-...`` id (``ModelInfo.model_id``)."""
-    from gitml.models.logged import get_logged_model as get
-
-    return get(_repo(), model_id)
-
-
 def get_artifact_uri(artifact_path: str | None = None) -> str:
     """``runs:/<active run id>/<artifact_path>``."""
     run = active_run()
