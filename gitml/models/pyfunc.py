@@ -312,7 +312,8 @@ def save_model(path: str | os.PathLike[str], python_model: Any = None, artifacts
         if model_config:
             pyfunc_conf[MODEL_CONFIG] = model_config
         meta.add_flavor(PYFUNC, **pyfunc_conf)
-        finish(out, meta, signature, input_example, None, ["mlflow", "cloudpickle", "numpy", "pandas"], options)
+        # MLflow's defaults for a custom model (mlflow.pyfunc.get_default_pip_requirements)
+        finish(out, meta, signature, input_example, None, ["mlflow", "cloudpickle"], options)
         written = [(trust.PICKLE, pickled)]
         written += [(trust.ARTIFACT, f.read_bytes()) for f in sorted((out / "artifacts").rglob("*")) if f.is_file()]
         trust.record(written)
