@@ -16,7 +16,7 @@ _FLUENT = (
     "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
     "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
     "delete_run search_runs log_artifact log_artifacts log_dict log_text log_figure log_image "
-    "get_artifact_uri log_input"
+    "get_artifact_uri log_input log_table load_table"
 ).split()
 
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}
@@ -35,13 +35,16 @@ _LAZY.update(
         "GitmlError": ("gitml.errors", "GitmlError"),
         "infer_signature": ("gitml.models.signature", "infer_signature"),
         "autolog": ("gitml.mlflow_plugin.autolog", "autolog"),
+        "MlflowException": ("gitml.errors", "GitmlError"),
+        "get_logged_model": ("gitml.models.logged", "get_logged_model"),
     }
 )
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm", "pytorch", "data")
+_SUBMODULES = ("artifacts", "pyfunc", "sklearn", "xgboost", "lightgbm", "pytorch", "data", "models", "tracking",
+               "entities", "exceptions", "types")
 
 
 def __getattr__(name: str) -> Any:
@@ -54,7 +57,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'gitml' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(target[0]), name if name != "MlflowClient" else "Client")
+    value = getattr(importlib.import_module(target[0]), target[1])
     globals()[name] = value
     return value
 

@@ -1,5 +1,15 @@
 """``gitml.pyfunc``: load any model and predict (MLflow's ``mlflow.pyfunc``)."""
 
-from gitml.models.pyfunc import PyFuncModel, PythonModel, PythonModelContext, load_model, log_model, save_model
+from gitml.models.pyfunc import (
+    PyFuncModel,
+    PythonModel,
+    PythonModelContext,
+    get_model_dependencies,
+    load_model,
+    load_pyfunc,
+    log_model,
+    save_model,
+)
 
-__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "load_model", "log_model", "save_model"]
+__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "get_model_dependencies", "load_model",
+           "load_pyfunc", "log_model", "save_model"]

@@ -55,8 +55,8 @@ SETTINGS: dict[str, Setting] = {
             bool,
             "Load models that run code when loaded although gitml did not write them on this machine in "
             "this repository: pickles (scikit-learn pickle/cloudpickle, PyTorch pickle), custom PythonModels "
-            "with their code and artifacts, skops files with types beyond scikit-learn's classes, and pt2 "
-            "files that fail gitml's check. Set it only for models you trust.",
+            "with their code and artifacts, a flavor's code directory, skops files with types beyond skops' "
+            "defaults, and pt2 files that fail gitml's check. Set it only for models you trust.",
         ),
     )
 }

@@ -10,15 +10,25 @@ from typing import Any
 
 from gitml.models import boosting, trust
 from gitml.models.mlmodel import Model, installed_version
+from gitml.models.saving import SaveOptions, check_kwargs
 
 FLAVOR = "lightgbm"
 
 
 def save_model(lgb_model: Any, path: str | os.PathLike[str], serialization_format: str = "skops",
-               signature: Any = None, input_example: Any = None, pip_requirements: list[str] | None = None,
-               **_: Any) -> Model:
+               signature: Any = None, input_example: Any = None, pip_requirements: list[str] | str | None = None,
+               *, conda_env: Any = None, code_paths: list[str] | None = None,
+               extra_pip_requirements: list[str] | str | None = None, metadata: dict[str, Any] | None = None,
+               skops_trusted_types: list[str] | None = None, **kwargs: Any) -> Model:
+    """Save a Booster (``model.lgb``) or a scikit-learn-API estimator (sklearn serialization, ``model.pkl``).
+
+    Raises:
+        InvalidValue: an argument gitml does not take, or the path is not empty.
+    """
     import lightgbm as lgb
 
+    check_kwargs(kwargs, "lightgbm.save_model")
+    options = SaveOptions.of(code_paths, conda_env, pip_requirements, extra_pip_requirements, metadata)
     booster = isinstance(lgb_model, lgb.Booster)
     if booster:
         filename, write, conf = "model.lgb", (lambda p: lgb_model.save_model(str(p))), {}
@@ -29,14 +39,14 @@ def save_model(lgb_model: Any, path: str | os.PathLike[str], serialization_forma
         trusted: list[str] | None = []
 
         def write(p: Path) -> None:
-            trusted[:] = dump(lgb_model, p, serialization_format) or []  # type: ignore[index]
+            trusted[:] = dump(lgb_model, p, serialization_format, skops_trusted_types) or []  # type: ignore[index]
 
         conf = {"serialization_format": serialization_format, "skops_trusted_types": trusted}
     meta = boosting.save_native(
         path, FLAVOR, "mlflow.lightgbm", lgb_model, filename, write,
         {"lgb_version": installed_version("lightgbm"), **conf},
-        signature, input_example, pip_requirements or ["lightgbm", "numpy", "pandas", "scikit-learn"],
-        lgb_model.predict,
+        signature, input_example, ["lightgbm", "numpy", "pandas", "scikit-learn"],
+        lgb_model.predict, options,
     )
     if not booster and not conf["skops_trusted_types"]:
         meta.flavors[FLAVOR]["skops_trusted_types"] = None
@@ -44,12 +54,17 @@ def save_model(lgb_model: Any, path: str | os.PathLike[str], serialization_forma
     return meta
 
 
-def log_model(lgb_model: Any, name: str = "model", signature: Any = None, input_example: Any = None,
-              registered_model_name: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> Any:
+def log_model(lgb_model: Any, name: str | None = None, signature: Any = None, input_example: Any = None,
+              registered_model_name: str | None = None, artifact_path: str | None = None, *,
+              params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+              model_type: str | None = None, **kwargs: Any) -> Any:
+    """Save ``lgb_model`` into the active run's artifacts under ``name`` (MLflow's ``log_model``)."""
     from gitml.models.uri import log_saved_model
 
-    return log_saved_model(artifact_path or name, registered_model_name,
-                           lambda d: save_model(lgb_model, d, signature=signature, input_example=input_example, **kwargs))
+    return log_saved_model(name or artifact_path or "model", registered_model_name,
+                           lambda d: save_model(lgb_model, d, signature=signature, input_example=input_example,
+                                                **kwargs),
+                           params=params, tags=tags, model_type=model_type)
 
 
 def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None,
@@ -60,10 +75,11 @@ def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = No
         import lightgbm as lgb
 
         return lgb.Booster(model_file=str(trust.inside(path, conf.get("data"), "data")))
+    from gitml.models.sklearn import LIGHTGBM_TRUSTED
     from gitml.models.sklearn import _load as load_sklearn
 
     sk_conf = {"pickled_model": conf["data"], "serialization_format": conf.get("serialization_format", "cloudpickle")}
-    return load_sklearn(path, sk_conf, trusted_types, ("sklearn", "lightgbm"), allow_pickle)
+    return load_sklearn(path, sk_conf, trusted_types, LIGHTGBM_TRUSTED, allow_pickle)
 
 
 def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types: list[str] | None = None,
@@ -74,7 +90,7 @@ def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types:
     Raises:
         InvalidValue (no lightgbm flavor, a foreign model class), UntrustedModel.
     """
-    path, conf = boosting.flavor_conf(model_uri, FLAVOR, dst_path)
+    path, conf = boosting.flavor_conf(model_uri, FLAVOR, dst_path, allow_pickle)
     return _load(path, conf, skops_trusted_types, allow_pickle)
 
 

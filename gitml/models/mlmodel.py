@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gitml.errors import GitmlError, InvalidValue
+from gitml.models.environment import installed_version, python_version  # noqa: F401 - flavors import them here
 from gitml.models.signature import ModelSignature
 
 MLMODEL = "MLmodel"
@@ -45,6 +45,13 @@ class Model:
     model_uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
     utc_time_created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"))
     mlflow_version: str = MLFLOW_FORMAT_VERSION
+    #: MLflow 3's logged-model id (``m-...``), set when the model is logged with a run.
+    model_id: str | None = None
+    #: The ``metadata`` mapping given to ``save_model``/``log_model``.
+    metadata: dict[str, Any] | None = None
+    #: ``params``, ``tags`` and ``model_type`` given to ``log_model`` (MLflow 3 keeps them on its
+    #: LoggedModel entity; gitml keeps them with the model).
+    logged_model: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add_flavor(self, name: str, **params: Any) -> None:
@@ -64,6 +71,12 @@ class Model:
             out["signature"] = self.signature.to_dict()
         if self.saved_input_example_info:
             out["saved_input_example_info"] = self.saved_input_example_info
+        if self.model_id:
+            out["model_id"] = self.model_id
+        if self.metadata:
+            out["metadata"] = self.metadata
+        if self.logged_model:
+            out["logged_model"] = self.logged_model
         out.update(self.extra)
         return {k: v for k, v in out.items() if v is not None}
 
@@ -80,20 +93,34 @@ class Model:
             ModelNotFound: no MLmodel file there.
             InvalidValue: the file is not a valid MLmodel.
         """
-        import yaml
-
         path = Path(directory, MLMODEL)
         if not path.is_file():
             raise ModelNotFound(f"No MLmodel file in {str(directory)!r}: not a model directory")
+        return cls.from_yaml(path.read_text(), str(path))
+
+    @classmethod
+    def from_yaml(cls, text: str | bytes, where: str) -> Model:
+        """Parse the text of an MLmodel file (``where`` names it in errors).
+
+        Raises:
+            InvalidValue: not YAML, or no ``flavors`` mapping.
+        """
+        import yaml
+
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise InvalidValue(f"{path} is not valid YAML: {e}") from e
+            raise InvalidValue(f"{where} is not valid YAML: {e}") from e
         if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
-            raise InvalidValue(f"{path} has no 'flavors' mapping: not an MLmodel file")
+            raise InvalidValue(f"{where} has no 'flavors' mapping: not an MLmodel file")
         known = {"artifact_path", "run_id", "flavors", "signature", "saved_input_example_info",
-                 "model_uuid", "utc_time_created", "mlflow_version"}
+                 "model_uuid", "utc_time_created", "mlflow_version", "model_id", "metadata", "logged_model"}
+        mapping = {k: data.get(k) if isinstance(data.get(k), dict) else None for k in ("metadata", "logged_model")}
+        model_id = data.get("model_id")
         return cls(
+            model_id=model_id if isinstance(model_id, str) else None,
+            metadata=mapping["metadata"],
+            logged_model=mapping["logged_model"],
             artifact_path=data.get("artifact_path"),
             run_id=data.get("run_id"),
             flavors=data["flavors"],
@@ -104,43 +131,6 @@ class Model:
             mlflow_version=data.get("mlflow_version") or "",
             extra={k: v for k, v in data.items() if k not in known},
         )
-
-
-def python_version() -> str:
-    return ".".join(map(str, sys.version_info[:3]))
-
-
-def installed_version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def write_environment(directory: Path, packages: list[str]) -> list[str]:
-    """Write requirements.txt, python_env.yaml and conda.yaml pinned to installed versions.
-
-    Returns the pinned requirement lines.
-    """
-    import yaml
-
-    pins = []
-    for dist in packages:
-        # A local version label (torch's "+cpu") is not on PyPI; pin the public
-        # version, as MLflow means to.
-        ver = (installed_version(dist) or "").partition("+")[0]
-        pins.append(f"{dist}=={ver}" if ver else dist)
-    (directory / "requirements.txt").write_text("\n".join(pins) + "\n")
-    build = [f"{d}=={v}" for d in ("pip", "setuptools", "wheel") if (v := installed_version(d))]
-    (directory / "python_env.yaml").write_text(yaml.safe_dump(
-        {"python": python_version(), "build_dependencies": build, "dependencies": ["-r requirements.txt"]},
-        sort_keys=False))
-    (directory / "conda.yaml").write_text(yaml.safe_dump(
-        {"channels": ["conda-forge"], "dependencies": [f"python={python_version()}", "pip", {"pip": pins}],
-         "name": "mlflow-env"}, sort_keys=False))
-    return pins
 
 
 def save_input_example(directory: Path, example: Any, model: Model) -> None:

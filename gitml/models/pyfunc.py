@@ -5,23 +5,34 @@
 ``PyFuncModel`` whose ``predict`` enforces the signature first. MLflow's
 loader modules (``mlflow.sklearn``, ``mlflow.pytorch``, ``mlflow.pyfunc.model``...) map to
 gitml's own implementations, so MLflow-written models load without MLflow.
+
+Custom models (``PythonModel``) are saved as MLflow's ``mlflow.pyfunc.model``
+flavor: the instance pickled with cloudpickle, ``artifacts`` copied under
+``artifacts/`` (local paths, ``runs:/`` and ``models:/`` URIs), ``code_paths``
+under ``code/``. MLflow loads them (with gitml installed, to unpickle the
+class), and gitml loads custom models MLflow saved (with mlflow installed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from gitml.errors import InvalidValue
 from gitml.models import trust
-from gitml.models.mlmodel import PYFUNC, Model, write_environment, save_input_example
-from gitml.models.signature import ModelSignature, enforce_schema, signature_from_example
+from gitml.models.environment import python_version
+from gitml.models.mlmodel import PYFUNC, Model
+from gitml.models.saving import SaveOptions, check_kwargs, finish, new_model_dir
+from gitml.models.signature import ModelSignature, enforce_schema
+
+__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "get_model_dependencies", "load_model",
+           "load_pyfunc", "log_model", "save_model"]
 
 # MLflow loader module -> gitml module implementing the same format
 LOADERS = {
@@ -36,6 +47,18 @@ LOADERS = {
     "gitml.models.sklearn": "gitml.models.sklearn",
     "gitml.models.pyfunc": "gitml.models.pyfunc",
 }
+# The python_function key MLflow keeps a custom model's model_config under (gitml wrote
+# "model_config" before, which MLflow does not read; both are read).
+MODEL_CONFIG = "config"
+
+
+def _saved_config(conf: dict[str, Any]) -> dict[str, Any]:
+    saved = conf.get(MODEL_CONFIG) or conf.get("model_config") or {}
+    return dict(saved) if isinstance(saved, dict) else {}
+
+
+# Loaders that put their flavor's ``code`` on sys.path themselves.
+_OWN_CODE = ("gitml.models.pyfunc", "gitml.models.pytorch")
 
 
 class PythonModel:
@@ -46,6 +69,22 @@ class PythonModel:
 
     def predict(self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
+
+    @property
+    def predict_type_hints(self) -> Any:
+        """What MLflow's pyfunc wrapper reads when it loads this model: gitml declares no input
+        type hints (``input``/``output`` None), so MLflow passes the input through unchanged."""
+        return SimpleNamespace(input=None, output=None)
+
+
+class _FunctionPythonModel(PythonModel):
+    """A plain function given as ``python_model`` (MLflow 3 accepts one): ``predict`` calls it."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+
+    def predict(self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.func(model_input)
 
 
 class PythonModelContext:
@@ -79,22 +118,38 @@ class PyFuncModel:
             params = {**{k: p.get("default") for k, p in known.items()}, **params}
         return self._impl.predict(data, params=params) if params else self._impl.predict(data)
 
+    @property
+    def model_config(self) -> dict[str, Any]:
+        context = getattr(self._impl, "context", None)
+        if context is not None:
+            return dict(getattr(context, "model_config", None) or {})
+        return _saved_config(self.metadata.flavors.get(PYFUNC, {}))
+
     def unwrap_python_model(self) -> Any:
         return getattr(self._impl, "python_model", self._impl)
+
+    def get_raw_model(self) -> Any:
+        """The flavor's own model object (the estimator, booster, module or PythonModel)."""
+        for attr in ("python_model", "sklearn_model", "model", "pytorch_model"):
+            if hasattr(self._impl, attr):
+                return getattr(self._impl, attr)
+        return self._impl
 
     def __repr__(self) -> str:
         return f"PyFuncModel(flavor={self.metadata.flavors[PYFUNC].get('loader_module')}, path={str(self._path)!r})"
 
 
-def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool | None = None) -> PyFuncModel:
-    """Load a model by URI (``runs:/<id>/<path>``, a local path) as a PyFuncModel.
+def load_model(model_uri: str | os.PathLike[str], suppress_warnings: bool = False, dst_path: str | None = None,
+               model_config: dict[str, Any] | None = None, allow_pickle: bool | None = None) -> PyFuncModel:
+    """Load a model by URI (``runs:/<id>/<path>``, ``models:/...``, a local path) as a PyFuncModel.
 
     A model whose files run code when loaded (pickles, a custom model's code
     and artifacts) loads only if gitml wrote those files on this machine in
     this repository, or with ``allow_pickle=True`` (default: the
     ``GITML_ALLOW_PICKLE`` setting); see ``gitml.models.trust``. The
     ``loader_module`` an MLmodel names is looked up in ``LOADERS``, never
-    imported as given.
+    imported as given. ``model_config`` updates a custom model's saved
+    ``model_config`` (what ``context.model_config`` holds in ``load_context``).
 
     Raises:
         ModelNotFound, InvalidValue (no python_function flavor / unknown loader), UntrustedModel.
@@ -105,22 +160,62 @@ def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool |
     meta = Model.load(path)
     conf = meta.flavors.get(PYFUNC)
     if conf is None:
-        raise InvalidValue(f"Model at {model_uri!r} has no python_function flavor; load it with its own flavor")
+        raise InvalidValue(f"Model at {str(model_uri)!r} has no python_function flavor; load it with its own flavor")
     loader = conf.get("loader_module")
     target = LOADERS.get(loader)
     if target is None:
-        raise InvalidValue(f"Model at {model_uri!r} needs loader module {loader!r}, which gitml does not provide")
+        raise InvalidValue(f"Model at {str(model_uri)!r} needs loader module {loader!r}, which gitml does not provide")
+    if model_config:
+        if not isinstance(model_config, dict):
+            raise InvalidValue(f"model_config must be a mapping, not {type(model_config).__name__}")
+        conf[MODEL_CONFIG] = {**_saved_config(conf), **model_config}
+    if target not in _OWN_CODE:
+        add_code_to_path(path, conf, allow_pickle)
     sub = conf.get("model_path") or conf.get("data")  # MLflow flavors use either key
     data = path / sub if sub else path
     impl = importlib.import_module(target)._load_pyfunc(str(data), meta, path, allow_pickle)
     return PyFuncModel(meta, impl, path)
 
 
+def load_pyfunc(model_uri: str | os.PathLike[str], suppress_warnings: bool = False) -> PyFuncModel:
+    """MLflow's older name for ``load_model``."""
+    return load_model(model_uri, suppress_warnings)
+
+
+def add_code_to_path(model_dir: Path, conf: dict[str, Any], allow_pickle: bool | None) -> None:
+    """Put a flavor's ``code`` directory on ``sys.path``, as MLflow does, through the trust gate.
+
+    Raises:
+        UntrustedModel: code this machine did not record, without the opt-in.
+    """
+    if conf.get("code"):
+        path = str(trust.code_path(model_dir, conf["code"], allow_pickle))
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def get_model_dependencies(model_uri: str | os.PathLike[str], format: str = "pip") -> str:  # noqa: A002 - MLflow's name
+    """The local path of a model's ``requirements.txt`` (``format="pip"``) or ``conda.yaml`` (``"conda"``).
+
+    Raises:
+        InvalidValue: another format; ModelNotFound.
+    """
+    from gitml.models.uri import local_model_path
+
+    names = {"pip": "requirements.txt", "conda": "conda.yaml"}
+    if format not in names:
+        raise InvalidValue(f"Unknown dependency format {format!r}; use 'pip' or 'conda'")
+    file = local_model_path(model_uri) / names[format]
+    if not file.is_file():
+        raise InvalidValue(f"Model at {str(model_uri)!r} has no {names[format]}")
+    return str(file)
+
+
 # -- custom PythonModel flavor (mlflow.pyfunc.model) --------------------------------------------------
 
 
 class _PythonModelWrapper:
-    def __init__(self, python_model: PythonModel, context: PythonModelContext) -> None:
+    def __init__(self, python_model: Any, context: PythonModelContext) -> None:
         self.python_model = python_model
         self.context = context
 
@@ -135,12 +230,15 @@ def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | No
 
     Without the opt-in, the pickle, every code file and every artifact must
     be files this machine recorded (the artifacts too, because the model's
-    own code reads them, and may unpickle them, in ``load_context``).
+    own code reads them, and may unpickle them, in ``load_context``). A
+    model MLflow saved is never in that record: it needs the opt-in, and
+    mlflow installed (its pickle names ``mlflow.pyfunc.PythonModel``).
     """
-    import sys
-
     model_dir = model_dir or Path(data_path)
     conf = meta.flavors.get(PYFUNC, {}) if meta else {}
+    if conf.get("model_code_path"):
+        raise InvalidValue(f"The model in {model_dir} is an MLflow models-from-code model "
+                           f"({conf['model_code_path']}); gitml loads pickled PythonModels only")
     pickled = trust.inside(model_dir, conf.get("python_model", "python_model.pkl"), "python_model")
     # MLflow writes {name: {"path": ..., "uri": ...}}; plain strings are accepted too.
     entries = conf.get("artifacts") or {}
@@ -152,138 +250,131 @@ def _load_pyfunc(data_path: str, meta: Model | None = None, model_dir: Path | No
     data = trust.read(pickled, allowed, "it is a pickled custom PythonModel (cloudpickle)")
     trust.check_files([f for a in artifacts.values() for f in ([a] if a.is_file() else sorted(a.rglob("*")))
                        if f.is_file()], allowed, "it is an artifact the custom model's own code reads")
-    if conf.get("code"):
-        sys.path.insert(0, str(trust.code_path(model_dir, conf["code"], allowed)))
+    add_code_to_path(model_dir, conf, allowed)
     import pickle
 
+    if conf.get("compression"):
+        raise InvalidValue(f"The model in {model_dir} is compressed ({conf['compression']!r}); gitml reads "
+                           "uncompressed python_model.pkl files only")
     python_model = pickle.loads(data)  # noqa: S301 - the bytes the gate passed
-    context = PythonModelContext({name: str(path) for name, path in artifacts.items()}, conf.get("model_config"))
+    context = PythonModelContext({name: str(path) for name, path in artifacts.items()}, _saved_config(conf))
     python_model.load_context(context)
     return _PythonModelWrapper(python_model, context)
 
 
-def save_model(path: str | os.PathLike[str], python_model: PythonModel, artifacts: dict[str, str] | None = None,
+def save_model(path: str | os.PathLike[str], python_model: Any = None, artifacts: dict[str, str] | None = None,
                code_paths: list[str] | None = None, signature: ModelSignature | None = None,
-               input_example: Any = None, pip_requirements: list[str] | None = None,
-               model_config: dict[str, Any] | None = None) -> Model:
+               input_example: Any = None, pip_requirements: list[str] | str | None = None,
+               model_config: dict[str, Any] | None = None, *, conda_env: Any = None,
+               extra_pip_requirements: list[str] | str | None = None, metadata: dict[str, Any] | None = None,
+               **kwargs: Any) -> Model:
     """Save a custom PythonModel in MLflow's ``mlflow.pyfunc.model`` format.
 
-    The pickle, code and artifact files it writes are recorded as trusted
-    (``trust.record``): the model loads again in this repository on this
-    machine without the opt-in.
+    ``python_model`` is a ``PythonModel`` (or a plain function of the input,
+    as MLflow 3 accepts). ``artifacts`` maps names to local paths, ``runs:/``
+    or ``models:/`` URIs: each is copied (downloaded and verified) into
+    ``artifacts/``, and ``context.artifacts[name]`` gives its local path at
+    load time. The pickle, code and artifact files it writes are recorded as
+    trusted (``trust.record``): the model loads again in this repository on
+    this machine without the opt-in.
+
+    Raises:
+        InvalidValue: no python_model, an argument gitml does not take, an
+            artifact URI it cannot resolve, or the path is not empty.
     """
     import cloudpickle
 
+    check_kwargs(kwargs, "pyfunc.save_model")
+    if python_model is None or isinstance(python_model, (str, os.PathLike)):
+        raise InvalidValue("pyfunc.save_model needs python_model=<a PythonModel instance or a function>; "
+                           "gitml does not take models-from-code paths or loader_module/data_path")
+    if not isinstance(python_model, PythonModel) and not hasattr(python_model, "load_context"):
+        if not callable(python_model):
+            raise InvalidValue(f"python_model must be a PythonModel or a function, not "
+                               f"{type(python_model).__name__}")
+        python_model = _FunctionPythonModel(python_model)
+    options = SaveOptions.of(code_paths, conda_env, pip_requirements, extra_pip_requirements, metadata)
     with new_model_dir(path) as out:
         pickled = cloudpickle.dumps(python_model)
         (out / "python_model.pkl").write_bytes(pickled)
-        saved_artifacts = {}
-        if artifacts:
-            (out / "artifacts").mkdir()
-            for name, src in artifacts.items():
-                dest = out / "artifacts" / Path(src).name
-                (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
-                saved_artifacts[name] = {"path": f"artifacts/{Path(src).name}", "uri": str(src)}
-        code = _copy_code(out, code_paths)
+        saved_artifacts = _save_artifacts(out, artifacts or {})
         meta = Model()
         pyfunc_conf: dict[str, Any] = {
             "loader_module": "mlflow.pyfunc.model",
             "python_model": "python_model.pkl",
+            "cloudpickle_version": cloudpickle.__version__,
             "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-            "python_version": __import__("gitml.models.mlmodel", fromlist=["x"]).python_version(),
+            "python_version": python_version(),
             "streamable": False,
         }
-        if code:
-            pyfunc_conf["code"] = code
         if saved_artifacts:
             pyfunc_conf["artifacts"] = saved_artifacts
         if model_config:
-            pyfunc_conf["model_config"] = model_config
+            pyfunc_conf[MODEL_CONFIG] = model_config
         meta.add_flavor(PYFUNC, **pyfunc_conf)
-        _finish(out, meta, signature, input_example, None,
-                pip_requirements or ["mlflow", "cloudpickle", "numpy", "pandas"])
+        # MLflow's defaults for a custom model (mlflow.pyfunc.get_default_pip_requirements)
+        finish(out, meta, signature, input_example, None, ["mlflow", "cloudpickle"], options)
         written = [(trust.PICKLE, pickled)]
-        for role, sub in ((trust.CODE, "code"), (trust.ARTIFACT, "artifacts")):
-            written += [(role, f.read_bytes()) for f in sorted((out / sub).rglob("*")) if f.is_file()]
+        written += [(trust.ARTIFACT, f.read_bytes()) for f in sorted((out / "artifacts").rglob("*")) if f.is_file()]
         trust.record(written)
     return meta
 
 
-@contextlib.contextmanager
-def new_model_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """The directory a flavor's ``save_model`` writes into, undone if the save fails.
+def _save_artifacts(out: Path, artifacts: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Copy each artifact (a local path or a URI gitml resolves) into ``out/artifacts``.
 
-    Every flavor saves inside ``with new_model_dir(path) as out:``. If the
-    block raises, a directory this call created is removed, and one that was
-    there already (empty) is emptied again, so a retry into the same path
-    works. Nothing that existed before the call is removed.
+    Each lands at ``artifacts/<its file or directory name>`` as in MLflow; a
+    second one with the same name goes to ``artifacts/<artifact name>/<name>``.
+    One URI named twice is fetched once.
 
     Raises:
-        InvalidValue: the path exists and is not an empty directory.
+        InvalidValue: an artifact that is not a path or URI gitml can resolve.
     """
-    out = Path(path)
-    existed = out.exists()
-    if existed and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidValue(f"Path {str(out)!r} already exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    saved = False
-    try:
-        yield out
-        saved = True
-    finally:
-        if not saved:
-            _undo(out, existed)
+    from gitml.models.uri import fetch_artifact
+
+    if not isinstance(artifacts, dict):
+        raise InvalidValue(f"artifacts must map names to paths or URIs, not {type(artifacts).__name__}")
+    if not artifacts:
+        return {}
+    (out / "artifacts").mkdir()
+    saved: dict[str, dict[str, str]] = {}
+    fetched: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="gitml-artifacts-") as tmp:
+        for name, uri in artifacts.items():
+            uri = os.fspath(uri)
+            if uri in fetched:
+                saved[name] = {"path": fetched[uri], "uri": uri}
+                continue
+            source = fetch_artifact(uri, Path(tmp) / str(len(fetched)))
+            relative = f"artifacts/{source.name}"
+            if (out / relative).exists():
+                relative = f"artifacts/{name}/{source.name}"
+                (out / "artifacts" / name).mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, out / relative)
+            fetched[uri] = relative
+            saved[name] = {"path": relative, "uri": uri}
+    return saved
 
 
-def _undo(out: Path, existed: bool) -> None:
-    if not existed:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for child in out.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-
-
-def _copy_code(out: Path, code_paths: list[str] | None) -> str | None:
-    if not code_paths:
-        return None
-    (out / "code").mkdir()
-    for src in code_paths:
-        dest = out / "code" / Path(src).name
-        (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, dest)
-    return "code"
-
-
-def _finish(out: Path, meta: Model, signature: ModelSignature | None, input_example: Any,
-            predict: Any, packages: list[str]) -> None:
-    """Signature (inferred from the example when not given), example, environment, MLmodel."""
-    if signature is None and input_example is not None:
-        output = None
-        if predict is not None:
-            try:
-                output = predict(input_example)
-            except Exception:  # noqa: BLE001 - an output schema is optional; MLflow also skips it
-                output = None
-        signature = signature_from_example(input_example, output)
-    meta.signature = signature
-    if input_example is not None:
-        save_input_example(out, input_example, meta)
-    write_environment(out, packages)
-    meta.save(out)
-
-
-def log_model(python_model: PythonModel, name: str = "model", artifacts: dict[str, str] | None = None,
+def log_model(artifact_path: Any = None, python_model: Any = None, artifacts: dict[str, str] | None = None,
               code_paths: list[str] | None = None, signature: ModelSignature | None = None,
               input_example: Any = None, registered_model_name: str | None = None,
-              pip_requirements: list[str] | None = None, artifact_path: str | None = None, **_: Any) -> Any:
-    """Save a PythonModel into the active run's artifacts under ``name``."""
+              pip_requirements: list[str] | str | None = None, model_config: dict[str, Any] | None = None, *,
+              name: str | None = None, conda_env: Any = None, extra_pip_requirements: list[str] | str | None = None,
+              metadata: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+              tags: dict[str, Any] | None = None, model_type: str | None = None, **kwargs: Any) -> Any:
+    """Save a PythonModel into the active run's artifacts under ``name`` (MLflow's ``pyfunc.log_model``).
+
+    Takes MLflow's forms: ``log_model(name="m", python_model=M())``,
+    ``log_model("m", python_model=M())``, and gitml's ``log_model(M(), name="m")``.
+    """
     from gitml.models.uri import log_saved_model
 
-    return log_saved_model(artifact_path or name, registered_model_name, lambda d: save_model(
-        d, python_model, artifacts, code_paths, signature, input_example, pip_requirements))
-
-
-def tempdir() -> str:
-    return tempfile.mkdtemp(prefix="gitml-model-")
+    if python_model is None and artifact_path is not None and not isinstance(artifact_path, (str, os.PathLike)):
+        python_model, artifact_path = artifact_path, None  # gitml's positional form: log_model(model, ...)
+    return log_saved_model(
+        os.fspath(name or artifact_path or "model"), registered_model_name,
+        lambda d: save_model(d, python_model, artifacts, code_paths, signature, input_example, pip_requirements,
+                             model_config, conda_env=conda_env, extra_pip_requirements=extra_pip_requirements,
+                             metadata=metadata, **kwargs),
+        params=params, tags=tags, model_type=model_type)

@@ -25,7 +25,7 @@ from typing import Any
 from gitml.errors import InvalidValue
 from gitml.models import trust
 from gitml.models.mlmodel import PYFUNC, Model, python_version
-from gitml.models.pyfunc import _finish, new_model_dir
+from gitml.models.saving import SaveOptions, check_kwargs, finish, new_model_dir
 from gitml.models.signature import ModelSignature, signature_from_example
 
 FLAVOR = "pytorch"
@@ -45,7 +45,9 @@ _KNOWN_PICKLE_MODULES = {PICKLE_MODULE, "cloudpickle", "pickle"}
 
 def save_model(pytorch_model: Any, path: str | os.PathLike[str], serialization_format: str = PT2,
                signature: ModelSignature | None = None, input_example: Any = None,
-               pip_requirements: list[str] | None = None, **_: Any) -> Model:
+               pip_requirements: list[str] | str | None = None, *, conda_env: Any = None,
+               code_paths: list[str] | None = None, extra_pip_requirements: list[str] | str | None = None,
+               metadata: dict[str, Any] | None = None, **kwargs: Any) -> Model:
     """Write ``pytorch_model`` as an MLflow-format model directory at ``path``.
 
     ``pt2`` (the default) traces the model in eval mode on ``input_example``
@@ -59,6 +61,8 @@ def save_model(pytorch_model: Any, path: str | os.PathLike[str], serialization_f
     """
     import torch
 
+    check_kwargs(kwargs, "pytorch.save_model")
+    options = SaveOptions.of(code_paths, conda_env, pip_requirements, extra_pip_requirements, metadata)
     if serialization_format not in FORMATS:
         raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
     if not isinstance(pytorch_model, torch.nn.Module):
@@ -82,21 +86,22 @@ def save_model(pytorch_model: Any, path: str | os.PathLike[str], serialization_f
                         config={"device": None})
         meta.add_flavor(FLAVOR, model_data=DATA, pytorch_version=str(torch.__version__), code=None,
                         serialization_format=serialization_format)
-        packages = pip_requirements or ["torch", "numpy", "pandas",
-                                        *(["cloudpickle"] if serialization_format == PICKLE else [])]
-        _finish(out, meta, signature, example, None, packages)
+        packages = ["torch", "numpy", "pandas", *(["cloudpickle"] if serialization_format == PICKLE else [])]
+        finish(out, meta, signature, example, None, packages, options)
     return meta
 
 
-def log_model(pytorch_model: Any, name: str = "model", serialization_format: str = PT2,
+def log_model(pytorch_model: Any, name: str | None = None, serialization_format: str = PT2,
               signature: ModelSignature | None = None, input_example: Any = None,
-              registered_model_name: str | None = None, pip_requirements: list[str] | None = None,
-              artifact_path: str | None = None, **kwargs: Any) -> Any:
+              registered_model_name: str | None = None, pip_requirements: list[str] | str | None = None,
+              artifact_path: str | None = None, *, params: dict[str, Any] | None = None,
+              tags: dict[str, Any] | None = None, model_type: str | None = None, **kwargs: Any) -> Any:
     """Save ``pytorch_model`` into the active run's artifacts under ``name`` (MLflow's ``log_model``)."""
     from gitml.models.uri import log_saved_model
 
-    return log_saved_model(artifact_path or name, registered_model_name, lambda d: save_model(
-        pytorch_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs))
+    return log_saved_model(name or artifact_path or "model", registered_model_name, lambda d: save_model(
+        pytorch_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs),
+        params=params, tags=tags, model_type=model_type)
 
 
 def load_model(model_uri: str, dst_path: str | None = None, allow_pickle: bool | None = None) -> Any:

@@ -52,18 +52,118 @@ _NUMPY_OF = {"double": "float64", "float": "float32", "long": "int64", "integer"
              "boolean": "bool", "string": "object", "binary": "object", "datetime": "datetime64[ns]"}
 
 
+class DataType:
+    """MLflow's column types (``mlflow.types.DataType.double``...), as their names."""
+
+    boolean = "boolean"
+    integer = "integer"
+    long = "long"
+    float = "float"
+    double = "double"
+    string = "string"
+    binary = "binary"
+    datetime = "datetime"
+
+
+@dataclass
+class ColSpec:
+    """One column of a column signature (MLflow's ``mlflow.types.ColSpec``)."""
+
+    type: str
+    name: str | None = None
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        self.type = str(getattr(self.type, "name", self.type))  # an enum member (MLflow's DataType) or a name
+        if self.type not in _SAFE_FROM:
+            raise SchemaMismatch(f"Unknown column type {self.type!r}; expected one of {', '.join(_SAFE_FROM)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.name is not None:
+            out["name"] = str(self.name)
+        out["required"] = self.required
+        return out
+
+
+@dataclass
+class TensorSpec:
+    """One tensor of a tensor signature (MLflow's ``mlflow.types.TensorSpec(np.dtype, shape, name)``)."""
+
+    type: Any
+    shape: tuple[int, ...] | list[int]
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        import numpy as np
+
+        out: dict[str, Any] = {"type": "tensor", "tensor-spec": {"dtype": _dtype_name(np.dtype(self.type)),
+                                                               "shape": list(self.shape)}}
+        if self.name is not None:
+            out["name"] = str(self.name)
+        return out
+
+
+def _spec_object(spec: dict[str, Any]) -> ColSpec | TensorSpec:
+    if spec.get("type") == "tensor":
+        tensor = spec.get("tensor-spec") or {}
+        return TensorSpec(tensor.get("dtype"), tuple(tensor.get("shape") or ()), spec.get("name"))
+    return ColSpec(spec["type"], spec.get("name"), spec.get("required", True))
+
+
 @dataclass
 class Schema:
-    """Either named columns (``{"type", "name", "required"}``) or tensors (``{"type": "tensor", ...}``)."""
+    """Either named columns (``{"type", "name", "required"}``) or tensors (``{"type": "tensor", ...}``).
+
+    Built from spec dicts (as stored) or from ``ColSpec``/``TensorSpec``
+    objects, as MLflow's ``Schema([ColSpec("double", "x")])``.
+    """
 
     specs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.specs = [s.to_dict() if hasattr(s, "to_dict") else s for s in self.specs]
 
     @property
     def is_tensor(self) -> bool:
         return bool(self.specs) and self.specs[0].get("type") == "tensor"
 
+    @property
+    def inputs(self) -> list[ColSpec | TensorSpec]:
+        """The specs as MLflow's objects (``.name``, ``.type``)."""
+        return [_spec_object(s) for s in self.specs]
+
+    def __iter__(self) -> Any:
+        return iter(self.inputs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
     def input_names(self) -> list[str]:
         return [s["name"] for s in self.specs if "name" in s]
+
+    def has_input_names(self) -> bool:
+        return bool(self.specs) and all("name" in s for s in self.specs)
+
+    def input_types(self) -> list[str]:
+        return [s["tensor-spec"]["dtype"] if s.get("type") == "tensor" else s["type"] for s in self.specs]
+
+    def is_tensor_spec(self) -> bool:
+        return self.is_tensor
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [dict(s) for s in self.specs]
+
+    def __str__(self) -> str:
+        def one(s: dict[str, Any]) -> str:
+            if s.get("type") == "tensor":
+                t = s["tensor-spec"]
+                kind = f"Tensor('{t['dtype']}', {tuple(t['shape'])})"
+            else:
+                kind = f"{s['type']} ({'required' if s.get('required', True) else 'optional'})"
+            return f"{s['name']!r}: {kind}" if "name" in s else kind
+
+        return "[" + ", ".join(one(s) for s in self.specs) + "]"
 
     def to_json(self) -> str:
         return json.dumps(self.specs)
@@ -75,9 +175,24 @@ class Schema:
 
 @dataclass
 class ModelSignature:
+    """A model's input, output and inference-params schemas (MLflow's ``ModelSignature``)."""
+
     inputs: Schema | None = None
     outputs: Schema | None = None
     params: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        # MLflow takes a list of specs where a Schema is expected, too
+        for attr in ("inputs", "outputs"):
+            value = getattr(self, attr)
+            if value is not None and not isinstance(value, Schema):
+                setattr(self, attr, Schema(list(value)))
+
+    def __str__(self) -> str:
+        params = json.dumps(self.params) if self.params else "None"
+        return (f"inputs: \n  {self.inputs if self.inputs is not None else 'None'}\n"
+                f"outputs: \n  {self.outputs if self.outputs is not None else 'None'}\n"
+                f"params: \n  {params}\n")
 
     def to_dict(self) -> dict[str, str | None]:
         return {

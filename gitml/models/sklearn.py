@@ -1,12 +1,14 @@
 """scikit-learn flavor: save, log and load sklearn models in MLflow's format.
 
-Serialization is skops by default: a skops file is loaded without running
-arbitrary code, rebuilding only classes defined in scikit-learn (or the
-flavor's own library) and the types skops trusts itself; any other type or
-function must be named by the caller (``skops_trusted_types``) or the load
-opted in. Pickle (cloudpickle) is used only when asked for
-(``serialization_format="cloudpickle"``); loading it goes through
-``gitml.models.trust``'s gate. The MLmodel file records which one was used.
+Serialization is skops by default. A skops file rebuilds only the types
+skops trusts itself, as in MLflow 3.17; any other type (a forest's
+``sklearn.tree._tree.Tree``, a function) loads only if the caller names it
+(``skops_trusted_types``), the file is one this machine saved in this
+repository (``gitml.models.trust``'s record), or the load is opted in. The
+list of types an MLmodel file carries is not trusted on its own: whoever
+wrote the model wrote that list too. Pickle (cloudpickle) is used only when
+asked for (``serialization_format="cloudpickle"``); loading it goes through
+the same gate. The MLmodel file records which format was used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from gitml.errors import InvalidValue
 from gitml.models import trust
 from gitml.models.mlmodel import PYFUNC, Model, installed_version, python_version
-from gitml.models.pyfunc import _finish, new_model_dir
+from gitml.models.pyfunc import add_code_to_path
+from gitml.models.saving import SaveOptions, check_kwargs, finish, new_model_dir
 
 FLAVOR = "sklearn"
 SKOPS = "skops"
@@ -31,15 +34,25 @@ _FILES = {SKOPS: "model.skops", CLOUDPICKLE: "model.pkl", PICKLE: "model.pkl"}
 
 def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format: str = SKOPS,
                signature: Any = None, input_example: Any = None,
-               pip_requirements: list[str] | None = None, skops_trusted_types: list[str] | None = None,
-               pyfunc_predict_fn: str = "predict", **_: Any) -> Model:
+               pip_requirements: list[str] | str | None = None, skops_trusted_types: list[str] | None = None,
+               pyfunc_predict_fn: str = "predict", *, conda_env: Any = None, code_paths: list[str] | None = None,
+               extra_pip_requirements: list[str] | str | None = None, metadata: dict[str, Any] | None = None,
+               **kwargs: Any) -> Model:
     """Write ``sk_model`` as an MLflow-format model directory at ``path``.
 
+    Takes MLflow's ``code_paths``, ``conda_env``, ``pip_requirements``,
+    ``extra_pip_requirements`` and ``metadata`` (see ``gitml.models.saving``).
+    A skops file holding types beyond skops' defaults lists them in the
+    MLmodel (so MLflow loads it) and is recorded as written here.
+
     Raises:
-        InvalidValue: unknown serialization format, or the path is not empty.
+        InvalidValue: unknown serialization format, an argument gitml does not
+            take, or the path is not empty.
     """
+    check_kwargs(kwargs, "sklearn.save_model")
     if serialization_format not in FORMATS:
         raise InvalidValue(f"Unknown serialization_format {serialization_format!r}; use one of {', '.join(FORMATS)}")
+    options = SaveOptions.of(code_paths, conda_env, pip_requirements, extra_pip_requirements, metadata)
     with new_model_dir(path) as out:
         filename = _FILES[serialization_format]
         trusted = dump(sk_model, out / filename, serialization_format, skops_trusted_types)
@@ -51,10 +64,10 @@ def save_model(sk_model: Any, path: str | os.PathLike[str], serialization_format
         if serialization_format == SKOPS:
             flavor["skops_trusted_types"] = trusted
         meta.add_flavor(FLAVOR, **flavor)
-        packages = pip_requirements or ["scikit-learn", "numpy", "scipy", "pandas",
-                                        *(["skops"] if serialization_format == SKOPS else ["cloudpickle"])]
-        _finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
-                packages)
+        packages = ["scikit-learn", "numpy", "scipy", "pandas",
+                    *(["skops"] if serialization_format == SKOPS else ["cloudpickle"])]
+        finish(out, meta, signature, input_example, sk_model.predict if hasattr(sk_model, "predict") else None,
+               packages, options)
     return meta
 
 
@@ -71,7 +84,10 @@ def dump(model: Any, file: Path, serialization_format: str, trusted_types: list[
 
         data = sio.dumps(model)
         file.write_bytes(data)
-        return sorted(set(sio.get_untrusted_types(data=data)) | set(trusted_types or [])) or None
+        found = sio.get_untrusted_types(data=data)
+        if found:  # loads here without being named; elsewhere it needs skops_trusted_types or the opt-in
+            trust.record([(trust.SKOPS, data)])
+        return sorted(set(found) | set(trusted_types or [])) or None
     import pickle
 
     import cloudpickle
@@ -82,43 +98,40 @@ def dump(model: Any, file: Path, serialization_format: str, trusted_types: list[
     return None
 
 
-def log_model(sk_model: Any, name: str = "model", serialization_format: str = SKOPS, signature: Any = None,
+def log_model(sk_model: Any, name: str | None = None, serialization_format: str = SKOPS, signature: Any = None,
               input_example: Any = None, registered_model_name: str | None = None,
-              pip_requirements: list[str] | None = None, artifact_path: str | None = None, **kwargs: Any) -> Any:
+              pip_requirements: list[str] | str | None = None, artifact_path: str | None = None, *,
+              params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+              model_type: str | None = None, **kwargs: Any) -> Any:
     """Save ``sk_model`` into the active run's artifacts under ``name`` (MLflow's ``log_model``)."""
     from gitml.models.uri import log_saved_model
 
-    return log_saved_model(artifact_path or name, registered_model_name, lambda d: save_model(
-        sk_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs))
+    return log_saved_model(name or artifact_path or "model", registered_model_name, lambda d: save_model(
+        sk_model, d, serialization_format, signature, input_example, pip_requirements, **kwargs),
+        params=params, tags=tags, model_type=model_type)
 
 
-# Types a skops file may rebuild without being named by the caller, besides those skops
-# trusts itself: classes defined in the flavor's library (never functions, which
-# skops can call with arguments from the file, and never a class another library
-# defines and scikit-learn re-exports). The list in the MLmodel file is not
-# trusted on its own: whoever wrote the model wrote that list too.
-LIBRARIES = ("sklearn",)
-SAFE_TYPES = frozenset({"collections.OrderedDict", "collections.defaultdict"})
+# The types a skops file may rebuild without being named, besides those skops trusts
+# itself: MLflow 3.17's defaults. For scikit-learn models that is nothing more (MLflow
+# refuses to save a forest in skops without skops_trusted_types); for LightGBM's
+# scikit-learn estimators, MLflow's _LIGHTGBM_SKLEARN_SKOPS_TRUSTED_TYPES.
+DEFAULT_TRUSTED: frozenset[str] = frozenset()
+LIGHTGBM_TRUSTED = frozenset({"collections.OrderedDict", "lightgbm.basic.Booster",
+                              "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor"})
 
 
-def safe_type(name: str, libraries: tuple[str, ...] = LIBRARIES) -> bool:
-    """True if skops type ``name`` is a class defined in one of ``libraries`` (or in ``SAFE_TYPES``)."""
-    import importlib
-
-    if name in SAFE_TYPES:
-        return True
-    module, _, attr = name.rpartition(".")
-    if not module or module.split(".")[0] not in libraries:
-        return False
+def _skops_reasons(types: list[str]) -> str:
+    """skops' own warning for the types it documents as unsafe (tree node arrays), in one line."""
     try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(obj, type) and str(getattr(obj, "__module__", "")).split(".")[0] in libraries
+        from skops.io.exceptions import UNTRUSTED_TYPE_REASONS
+    except ImportError:  # an older skops without the notes
+        return ""
+    notes = [UNTRUSTED_TYPE_REASONS[t].split(". If you created")[0] for t in types if t in UNTRUSTED_TYPE_REASONS]
+    return f" (skops: {'; '.join(notes)})" if notes else ""
 
 
 def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = None,
-          libraries: tuple[str, ...] = LIBRARIES, allow_pickle: bool | None = None) -> Any:
+          default_trusted: frozenset[str] = DEFAULT_TRUSTED, allow_pickle: bool | None = None) -> Any:
     fmt = conf.get("serialization_format", CLOUDPICKLE)
     file = trust.inside(path, conf.get("pickled_model", _FILES.get(fmt, "model.pkl")), "pickled_model")
     if fmt == SKOPS:
@@ -129,12 +142,11 @@ def _load(path: Path, conf: dict[str, Any], trusted_types: list[str] | None = No
         except OSError as e:
             raise InvalidValue(f"Cannot read model file {file}: {e.strerror}") from e
         found = sio.get_untrusted_types(data=data)
-        allowed = set(trusted_types or [])
-        untrusted = sorted(t for t in found if t not in allowed and not safe_type(t, libraries))
+        untrusted = sorted(t for t in found if t not in set(trusted_types or []) | default_trusted)
         if untrusted:
-            what = " and ".join(["scikit-learn", *(lib for lib in libraries if lib != "sklearn")])
-            trust.gate(file, data, allow_pickle, f"it would rebuild types that are not classes of {what}: "
-                       f"{untrusted}", role=None, alternative=f"pass skops_trusted_types={untrusted!r}")
+            trust.gate(file, data, allow_pickle, f"it references types skops does not trust by default: "
+                       f"{untrusted}{_skops_reasons(untrusted)}", role=trust.SKOPS,
+                       alternative=f"pass skops_trusted_types={untrusted!r}")
         return sio.loads(data, trusted=found)
     if fmt in (CLOUDPICKLE, PICKLE):
         return trust.unpickle(file, allow_pickle, f"it is a {fmt} file (serialization_format={fmt!r})")
@@ -147,9 +159,9 @@ def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types:
 
     A pickle-format model runs code when loaded: it loads if this machine
     saved it in this repository, or with ``allow_pickle=True`` (default: the
-    ``GITML_ALLOW_PICKLE`` setting). A skops model holding types beyond
-    scikit-learn's classes needs them named in ``skops_trusted_types``, or
-    the same opt-in.
+    ``GITML_ALLOW_PICKLE`` setting). A skops model holding types skops does
+    not trust by default (a forest's trees, functions) loads the same way,
+    or with those types named in ``skops_trusted_types``.
 
     Raises:
         InvalidValue (no sklearn flavor), UntrustedModel.
@@ -161,6 +173,7 @@ def load_model(model_uri: str, dst_path: str | None = None, skops_trusted_types:
     conf = meta.flavors.get(FLAVOR)
     if conf is None:
         raise InvalidValue(f"Model at {model_uri!r} has no sklearn flavor (flavors: {', '.join(meta.flavors)})")
+    add_code_to_path(path, conf, allow_pickle)
     return _load(path, conf, skops_trusted_types, allow_pickle=allow_pickle)
 
 

@@ -25,8 +25,11 @@ key, matches nothing. A file is trusted by its content, never by its name,
 and a role never stands for another (an artifact this machine logged is not
 thereby a trusted pickle).
 
-Data formats with a content check of their own (skops, pt2) are not
-recorded: they are checked on every load, and the opt-in skips the check.
+Data formats with a content check of their own are checked on every load
+(the opt-in skips the check): pt2 files are never recorded; a skops file is
+recorded when it holds types skops does not trust by default (a forest's
+trees), so the models this machine saved load here as they did before
+gitml's skops defaults were narrowed to MLflow 3.17's.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ from gitml.store import names
 log = logging.getLogger("gitml")
 
 #: The roles a recorded file can play; an entry made for one role does not trust another.
-PICKLE, CODE, ARTIFACT = "pickle", "code", "artifact"
-ROLES = (PICKLE, CODE, ARTIFACT)
+#: ``skops``: a skops file holding types skops does not trust by default.
+PICKLE, CODE, ARTIFACT, SKOPS = "pickle", "code", "artifact", "skops"
+ROLES = (PICKLE, CODE, ARTIFACT, SKOPS)
 OPT_IN = ("pass allow_pickle=True (--allow-pickle for gitml serve, predict and build-docker) "
           "or set GITML_ALLOW_PICKLE=1")
 KEY_FILE = "gitml/trust-key"  # under $XDG_CONFIG_HOME (default ~/.config)
@@ -70,7 +74,9 @@ def refusal(file: str | os.PathLike[str], why: str, alternative: str | None = No
     ``recordable``: the file is of a kind this machine's record could have
     vouched for (a pickle, code, an artifact), so the message says it did not.
     """
-    origin = ", and gitml did not write it on this machine in this repository" if recordable else ""
+    # Say who else it could be from: a model MLflow saved, even on this machine, is never in the record.
+    origin = (", and gitml did not write it on this machine in this repository (a model MLflow or a "
+              "teammate saved never is)") if recordable else ""
     instead = f"{alternative}, or " if alternative else ""
     return UntrustedModel(f"Refusing to load {file}: {why}{origin}. If you trust this model, {instead}{OPT_IN}.")
 

@@ -387,7 +387,8 @@ def deprecate(repo: GitRepo, name: str, message: str | None = None) -> list[str]
 def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | None = None,
                    bump: str = "patch", description: str | None = None, tags: Mapping[str, str] | None = None,
                    run_link: str | None = None, commit: str | None = None) -> VersionState:
-    """Register the model logged at ``runs:/<run_id>/<path>`` as a new version of ``name``.
+    """Register the model logged at ``runs:/<run_id>/<path>`` (or ``models:/<logged model id>``) as a new
+    version of ``name``.
 
     The version tag points at the run's commit as it is now (or at ``commit``, a commit
     of that run, when the caller pins one), so later changes to the run do not change
@@ -403,6 +404,10 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
 
     grammar.check_model_name(name)
     uri = str(model_uri)
+    if uri.startswith("models:/m-"):  # MLflow 3's logged-model URI: the run's model directory
+        from gitml.models.logged import locate
+
+        uri = "runs:/{}/{}".format(*locate(repo, uri[len("models:/") :].strip("/")))
     if uri.startswith("models:/"):
         src = resolve(repo, uri[len("models:/") :].strip("/"))
         if src.run_id is None or src.path is None:

@@ -18,10 +18,9 @@ class Client:
     """Low-level tracking API over the repository at ``tracking_uri`` (default: cwd's)."""
 
     def __init__(self, tracking_uri: str | os.PathLike[str] | None = None) -> None:
-        if tracking_uri is not None:
-            text = os.fspath(tracking_uri)
-            tracking_uri = text[len("file://") :] if text.startswith("file://") else text
-        self._uri = tracking_uri
+        from gitml.tracking.location import repository_path
+
+        self._uri = repository_path(tracking_uri)
 
     @property
     def repo(self) -> Any:
@@ -171,6 +170,19 @@ class Client:
 
         artifacts.log_bytes(self.repo, _runs.writer_for_existing(self.repo, run_id), text.encode(), artifact_file)
 
+    def log_table(self, run_id: str, data: Any, artifact_file: str) -> None:
+        from gitml.tracking import tables
+
+        tables.log_table(self.repo, _runs.writer_for_existing(self.repo, run_id), data, artifact_file)
+
+    def load_table(self, experiment_id: str, artifact_file: str, run_ids: list[str] | None = None,
+                   extra_columns: list[str] | None = None) -> Any:
+        from gitml.tracking import tables
+
+        repo = self.repo
+        ids = list(run_ids) if run_ids else tables.runs_with_table(repo, [str(experiment_id)], artifact_file)
+        return tables.load_table(repo, ids, artifact_file, extra_columns)
+
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
         from gitml.tracking import artifacts
 
@@ -186,4 +198,11 @@ class Client:
         _wr.flush_all(self.repo)
 
 
-MlflowClient = Client
+def __getattr__(name: str) -> Any:
+    # ``from mlflow.tracking.client import MlflowClient`` is MLflow's whole client (registry
+    # calls too): gitml.Client, which sits above this layer, so it is named lazily.
+    if name == "MlflowClient":
+        from gitml.client import Client as FullClient
+
+        return FullClient
+    raise AttributeError(f"module 'gitml.tracking.client' has no attribute {name!r}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitml.errors import InvalidValue
+
 
 class RunStatus:
     """Run status names, as MLflow spells them."""
@@ -23,8 +25,30 @@ class RunStatus:
     TERMINAL = (FINISHED, FAILED, KILLED)
 
     @staticmethod
-    def is_terminated(status: str) -> bool:
-        return status in RunStatus.TERMINAL
+    def is_terminated(status: str | int) -> bool:
+        return RunStatus.to_string(status) in RunStatus.TERMINAL
+
+    # MLflow's RunStatus members are numbers (RUNNING = 1 ... KILLED = 5) while a run's
+    # ``info.status`` is the name; here both are the name, and MLflow's numbers are
+    # accepted wherever a status is converted, so ``RunStatus.to_string(RunStatus.FINISHED)``
+    # and ``RunStatus.from_string(run.info.status)`` compare as they do in MLflow.
+    @staticmethod
+    def to_string(status: str | int) -> str:
+        """The status name (MLflow's number 1-5 or a name)."""
+        if isinstance(status, int) and 1 <= status <= len(RunStatus.ALL):
+            return RunStatus.ALL[status - 1]
+        if status in RunStatus.ALL:
+            return str(status)
+        raise InvalidValue(f"Unknown run status {status!r}; expected one of {', '.join(RunStatus.ALL)}")
+
+    @staticmethod
+    def from_string(status: str) -> str:
+        """The status name, checked (MLflow returns its number; gitml's members are the names)."""
+        return RunStatus.to_string(status)
+
+    @staticmethod
+    def all_status() -> list[str]:
+        return list(RunStatus.ALL)
 
 
 class LifecycleStage:
@@ -38,6 +62,24 @@ class ViewType:
     ACTIVE_ONLY = 1
     DELETED_ONLY = 2
     ALL = 3
+
+    _NAMES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+
+    @staticmethod
+    def from_string(view_str: str) -> int:
+        """MLflow's ``ViewType.from_string("active_only")``.
+
+        Raises:
+            InvalidValue: not one of ACTIVE_ONLY, DELETED_ONLY, ALL.
+        """
+        number = ViewType._NAMES.get(str(view_str).upper())
+        if number is None:
+            raise InvalidValue(f"Unknown view type {view_str!r}; expected ACTIVE_ONLY, DELETED_ONLY or ALL")
+        return number
+
+    @staticmethod
+    def to_string(view_type: int) -> str:
+        return next((name for name, number in ViewType._NAMES.items() if number == view_type), str(view_type))
 
     @staticmethod
     def stages(view_type: int) -> list[str]:

@@ -72,11 +72,14 @@ def _repo() -> Any:
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
-    """Track into the git repository at ``uri`` (a path or ``file://`` URI)."""
-    text = os.fspath(uri) if uri is not None else None
-    if text and text.startswith("file://"):
-        text = text[len("file://") :]
-    _runs.set_default_location(text or None)
+    """Track into the git repository at ``uri`` (a path, ``file://`` or ``gitml:`` URI).
+
+    Raises:
+        UnsupportedTrackingUri: an MLflow server or database URI (``http://...``, ``sqlite:...``).
+    """
+    from gitml.tracking.location import repository_path
+
+    _runs.set_default_location(repository_path(uri))
 
 
 def get_tracking_uri() -> str:
@@ -339,6 +342,24 @@ def log_image(image: Any, artifact_file: str | None = None, key: str | None = No
 
     w = _writer()
     artifacts.log_image(w.repo, w, image, artifact_file, key, step)
+
+
+def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> None:
+    """Store a DataFrame or dict of columns as a table artifact in MLflow's JSON format (appending rows)."""
+    from gitml.tracking import tables
+
+    w = _writer_for(run_id)
+    tables.log_table(w.repo, w, data, artifact_file)
+
+
+def load_table(artifact_file: str, run_ids: list[str] | None = None,
+               extra_columns: list[str] | None = None) -> pandas.DataFrame:
+    """The rows of a table logged with ``log_table``, from ``run_ids`` or every run of the active experiment."""
+    from gitml.tracking import tables
+
+    repo = _repo()
+    ids = list(run_ids) if run_ids else tables.runs_with_table(repo, [_active_experiment_id()], artifact_file)
+    return tables.load_table(repo, ids, artifact_file, extra_columns)
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:
