@@ -407,9 +407,10 @@ class GitmlTrackingStore(AbstractStore):
                              datasets: Any = None, max_results: int | None = None, order_by: Any = None,
                              page_token: PageToken = None) -> PagedList:
         wanted = _logged_model_filter(filter_string)
-        if datasets or order_by:
-            raise convert.unsupported("Logged model searches by dataset or with order_by")
-        found = logged_models.search(self.repo, [str(e) for e in experiment_ids], **wanted)
+        if datasets:
+            raise convert.unsupported("Logged model searches by dataset")
+        found = _order_logged_models(logged_models.search(self.repo, [str(e) for e in experiment_ids], **wanted),
+                                     order_by)
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         limit = max_results or 100
         page = found[offset : offset + limit]
@@ -428,6 +429,16 @@ class GitmlTrackingStore(AbstractStore):
 
     def search_traces(self, *args: Any, **kwargs: Any) -> tuple[list[Any], None]:
         return [], None  # no traces in a git repository: an empty result, not an error page
+
+    def query_trace_metrics(self, *args: Any, **kwargs: Any) -> PagedList:
+        return PagedList([], None)  # the experiment overview's trace charts: empty, not an error
+
+    def _search_datasets(self, experiment_ids: list[str]) -> list[Any]:
+        """The datasets the runs of these experiments logged (MLflow's UI lists them beside the runs)."""
+        from mlflow.entities.dataset_summary import _DatasetSummary
+
+        return [_DatasetSummary(experiment_id=e, name=n, digest=d, context=c)
+                for e, n, d, c in runs.dataset_summaries(self.repo, experiment_ids)]
 
     def get_trace_info(self, trace_id: str) -> Any:
         raise MlflowException(f"Trace with ID {trace_id} not found (the gitml store holds no traces)",
@@ -456,6 +467,23 @@ class GitmlTrackingStore(AbstractStore):
 
     def link_prompts_to_trace(self, trace_id: str, prompt_versions: list[Any]) -> None:
         raise convert.unsupported("Prompts")
+
+
+_LOGGED_MODEL_ORDER = {"creation_timestamp": "created", "creation_time": "created",
+                       "last_updated_timestamp": "updated", "last_updated_time": "updated", "name": "name",
+                       "model_id": "model_id"}
+
+
+def _order_logged_models(models: list[logged_models.LoggedModel], order_by: Any) -> list[logged_models.LoggedModel]:
+    """MLflow's ``order_by`` for logged models ([{"field_name", "ascending"}]); default newest first."""
+    for clause in reversed(list(order_by or [])):
+        field = clause.get("field_name") if isinstance(clause, dict) else getattr(clause, "field_name", None)
+        ascending = clause.get("ascending", True) if isinstance(clause, dict) else getattr(clause, "ascending", True)
+        attr = _LOGGED_MODEL_ORDER.get(str(field))
+        if attr is None:
+            raise convert.unsupported(f"Ordering logged models by {field!r}")
+        models = sorted(models, key=lambda m: getattr(m, attr), reverse=not ascending)
+    return models
 
 
 def _logged_model_filter(filter_string: str | None) -> dict[str, str]:

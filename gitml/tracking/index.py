@@ -360,6 +360,14 @@ class RunIndex:
             args.append(json.dumps(experiment_ids))
         return self._guard(lambda: [tuple(row) for row in self.db.execute(sql + " ORDER BY t.run_id, t.key", args)])
 
+    def dataset_summaries(self, experiment_ids: list[str], limit: int = 1000) -> list[tuple[str, str, str, str | None]]:
+        """Distinct (experiment_id, name, digest, context) of the datasets active runs of these experiments logged."""
+        sql = ("SELECT DISTINCT r.experiment_id, d.name, d.digest, d.context FROM datasets AS d "
+               "JOIN runs AS r ON r.run_id = d.run_id WHERE r.lifecycle_stage = 'active' "
+               "AND r.experiment_id IN (SELECT value FROM json_each(?)) ORDER BY 1, 2, 3, 4 LIMIT ?")
+        args = [json.dumps(experiment_ids), limit]
+        return self._guard(lambda: [tuple(row) for row in self.db.execute(sql, args)])
+
     def load(self, run_ids: list[str]) -> list[Run]:
         """Runs from the index, in the order of ``run_ids``."""
         if not run_ids:

@@ -411,6 +411,11 @@ def run_keys(repo: GitRepo, experiment_ids: list[str] | None = None) -> dict[str
     return sync_index(repo).keys([str(e) for e in experiment_ids] if experiment_ids is not None else None)
 
 
+def dataset_summaries(repo: GitRepo, experiment_ids: list[str]) -> list[tuple[str, str, str, str | None]]:
+    """(experiment_id, name, digest, context) of each dataset the active runs of these experiments logged."""
+    return sync_index(repo).dataset_summaries([str(e) for e in experiment_ids])
+
+
 def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
     """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
     import pandas as pd
