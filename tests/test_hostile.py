@@ -203,6 +203,13 @@ CASES = [
     Case("clock-text", set_file("clock.json", "yesterday")),
     Case("clock-section-unknown", set_file("clock.json", {"params": {}})),
     Case("clock-time-text", set_file("clock.json", {"tags": {"x": "now"}})),
+    # inputs.json (datasets)
+    Case("inputs-object", set_file("inputs.json", {"dataset": {}})),
+    Case("inputs-entry-extra-key", set_file("inputs.json", [{"dataset": {"name": "d", "digest": "1"}, "tags": {},
+                                                              "x": 1}])),
+    Case("inputs-name-huge", set_file("inputs.json", [{"dataset": {"name": "n" * 1_000_000, "digest": "1"},
+                                                       "tags": {}}])),
+    Case("inputs-deep", set_file("inputs.json", DEEP)),
     # metric chunks
     Case("metric-chunk-garbage", set_file("metrics/loss/000000.tsv", b"garbage\n")),
     Case("metric-chunk-two-fields", set_file("metrics/loss/000000.tsv", b"1\t2\n")),
@@ -315,8 +322,14 @@ def _craft(attacker: Path, env: dict[str, str], template: str) -> dict[str, str]
     blob = repo.create_blob(b"not a commit")
     raw = f"object {blob}\ntype blob\ntag blobby@v1.0.0\ntagger M <m@x> 1700000001 +0000\n\nblob\n"
     repo.references.create("refs/tags/blobby@v1.0.0", repo.odb.write(pygit2.enums.ObjectType.TAG, raw.encode()))
+    anchor = str(repo.create_blob(b"gitml-model evil\n"))  # the model's metadata log (registry/metadata.py)
+    metadata = (b'not json\n{"op": "describe", "time": "now"}\n{"op": "tag", "model": "other", "time": 1}\n'
+                b'{"op": "rename", "model": "evil", "to": "../HEAD", "time": 2}\n'
+                b'{"op": "tag", "model": "evil", "key": "a\\u001b", "value": 5, "time": 3}\n'
+                + b"[" * 50_000 + b"\n")
     comments = _write_tree(repo, {str(repo.references["refs/tags/evil@v1.0.0"].target):
-                                  b'not json\n{"text": 5}\n[1,2]\n{"text": "\\u001b[2Jhi", "author": {}}\n'})
+                                  b'not json\n{"text": 5}\n[1,2]\n{"text": "\\u001b[2Jhi", "author": {}}\n',
+                                  anchor: metadata})
     repo.references.create("refs/notes/gitml-registry", repo.create_commit(None, sig, sig, "c\n", comments, []))
     return bad
 
@@ -539,6 +552,12 @@ def test_hostile_registry_tags_and_comments(in_site: Site):
         assert "\x1b" not in out.stdout and SECRET not in out.stdout
         if out.returncode == 1:
             assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1, (cmd, out.stderr)
+    from mlflow import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=f"gitml:{in_site.fetched}", registry_uri=f"gitml:{in_site.fetched}")
+    names = {m.name for m in mlflow_client.search_registered_models()}
+    assert "mine" in names
+    assert mlflow_client.get_registered_model("mine").name == "mine"
     gitml.set_tracking_uri(in_site.fetched)
     for uri in ("models:/evil/1", "models:/evil2/1", "models:/evil/production", "models:/blobby/1"):
         with pytest.raises(GitmlError):
