@@ -336,3 +336,25 @@ def test_unknown_model_arguments_are_refused_not_dropped(tracking, tmp_path):
         tracking.pyfunc.log_model(name="f", python_model=lambda df: df * 2, infer_code_paths=False, step=3)
     with pytest.raises(InvalidValue, match="models-from-code"):
         tracking.pyfunc.save_model(tmp_path / "d", python_model="model_code.py")
+
+
+def test_search_experiments_filters_and_orders_as_mlflow_does(tracking, tmp_path):
+    """Issue 16: gitml.search_experiments(filter_string=...) ignored the filter. The same calls on
+    real MLflow (sqlite) and on gitml give the same names in the same order."""
+    import mlflow
+
+    def names(api: object) -> list[list[str]]:
+        return [[e.name for e in api.search_experiments(filter_string=f, order_by=o)]  # type: ignore[attr-defined]
+                for f, o in [("name LIKE 'a%'", ["name DESC"]), ("tags.team = 'vision'", ["name"]),
+                             ("name != 'Default'", ["name ASC"]), (None, ["name"])]]
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    for name, team in [("alpha", "vision"), ("abc", "nlp"), ("beta", "vision")]:
+        client.create_experiment(name, tags={"team": team})
+        tracking.create_experiment(name, tags={"team": team})
+    expected = names(client)
+    assert expected[0] == ["alpha", "abc"]
+    assert names(tracking.Client()) == expected
+    assert [[e.name for e in tracking.search_experiments(filter_string=f, order_by=o)]
+            for f, o in [("name LIKE 'a%'", ["name DESC"]), ("tags.team = 'vision'", ["name"]),
+                         ("name != 'Default'", ["name ASC"]), (None, ["name"])]] == expected

@@ -36,22 +36,28 @@ class Client:
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         return _experiments.get_experiment_by_name(self.repo, name)
 
-    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, **_: Any) -> list[Experiment]:
-        return _experiments.list_experiments(self.repo, view_type)
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, max_results: int | None = None,
+                           filter_string: str | None = None, order_by: list[str] | None = None,
+                           **_: Any) -> list[Experiment]:
+        """Experiments matching MLflow's filter (``name LIKE 'x%'``, ``tags.team = 'a'``...), in ``order_by`` order."""
+        found = _experiments.search_experiments(self.repo, view_type, filter_string, order_by)
+        return found[:max_results] if max_results else found
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        from gitml.tracking.validation import validate_experiment_name
-
-        _experiments.update_experiment(self.repo, experiment_id, name=validate_experiment_name(new_name))
+        _experiments.rename_experiment(self.repo, experiment_id, new_name)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
-        _experiments.update_experiment(self.repo, experiment_id, tags={key: str(value)})
+        _experiments.set_experiment_tag(self.repo, experiment_id, key, value)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        _experiments.delete_experiment_tag(self.repo, experiment_id, key)
 
     def delete_experiment(self, experiment_id: str) -> None:
-        _experiments.update_experiment(self.repo, experiment_id, lifecycle_stage="deleted")
+        """Mark the experiment and its runs deleted, as MLflow does (restore brings them back)."""
+        _runs.set_experiment_lifecycle(self.repo, experiment_id, "deleted")
 
     def restore_experiment(self, experiment_id: str) -> None:
-        _experiments.update_experiment(self.repo, experiment_id, lifecycle_stage="active")
+        _runs.set_experiment_lifecycle(self.repo, experiment_id, "active")
 
     # runs
     def create_run(

@@ -124,8 +124,12 @@ def get_experiment_by_name(name: str) -> Experiment | None:
     return _experiments.get_experiment_by_name(_repo(), name)
 
 
-def search_experiments(view_type: int = ViewType.ACTIVE_ONLY, **_: Any) -> list[Experiment]:
-    return _experiments.list_experiments(_repo(), view_type)
+def search_experiments(view_type: int = ViewType.ACTIVE_ONLY, max_results: int | None = None,
+                       filter_string: str | None = None, order_by: list[str] | None = None,
+                       **_: Any) -> list[Experiment]:
+    """MLflow's ``search_experiments``: the filter (``name LIKE 'x%'``, ``tags.team = 'a'``...) and order apply."""
+    found = _experiments.search_experiments(_repo(), view_type, filter_string, order_by)
+    return found[:max_results] if max_results else found
 
 
 # -- runs --------------------------------------------------------------------------------
