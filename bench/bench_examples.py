@@ -9,7 +9,9 @@ time in a fresh temporary directory:
   database migrated once);
 - **gitml**: in a fresh git repository (one commit), with only the imports
   renamed: ``import mlflow`` and ``import mlflow.<x>`` become ``import gitml as
-  mlflow``, ``from mlflow.<x> import ...`` becomes ``from gitml.<x> import ...``.
+  mlflow``, ``from mlflow.<x> import ...`` becomes ``from gitml.<x> import ...``;
+- **plugin**: the script as it is, with real ``mlflow`` and
+  ``MLFLOW_TRACKING_URI=gitml:<a fresh git repository>`` (the store plugin).
 
 It prints one row per script (ok, or the first error line) and a summary.
 ``--gitml-path`` picks the gitml checkout to test (its directory goes first on
@@ -40,9 +42,7 @@ ROOT = HERE.parent
 
 # Scripts that need a part of issue 16 built elsewhere (merged later), so a
 # failure under gitml on a branch without it is expected.
-NEEDS = {
-    "09_sklearn_autolog": "gitml.sklearn.autolog (issue 16, item 4: autologging)",
-}
+NEEDS: dict[str, str] = {}
 
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Denied|Model|Found|Mismatch)\b|"
                        r"[A-Za-z_][\w.]*: )")
@@ -127,6 +127,13 @@ def run_mlflow(script: Path, tmp: Path, template: Path, env: dict[str, str], tim
 
 def run_gitml(script: Path, tmp: Path, gitml_path: Path, env: dict[str, str], timeout: float) -> Outcome:
     cwd = tmp / "gitml" / script.stem
+    fresh_repo(cwd, env)
+    (cwd / script.name).write_text(rename_imports(script.read_text()))
+    path = os.pathsep.join(p for p in (str(gitml_path), env.get("PYTHONPATH", "")) if p)
+    return run(script, cwd, {**env, "PYTHONPATH": path}, timeout)
+
+
+def fresh_repo(cwd: Path, env: dict[str, str]) -> None:
     cwd.mkdir(parents=True)
     git = ["git", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q"], cwd=cwd, check=True, env=env)
@@ -134,9 +141,15 @@ def run_gitml(script: Path, tmp: Path, gitml_path: Path, env: dict[str, str], ti
     subprocess.run(["git", "add", "README.md"], cwd=cwd, check=True, env=env)
     subprocess.run(["git", "commit", "-q", "-m", "initial"], cwd=cwd, check=True, env=env)
     (cwd / ".gitignore").write_text("*\n")  # what the examples write is not source
-    (cwd / script.name).write_text(rename_imports(script.read_text()))
+
+
+def run_plugin(script: Path, tmp: Path, gitml_path: Path, env: dict[str, str], timeout: float) -> Outcome:
+    """The script unmodified, real mlflow, logging into a git repository through the plugin."""
+    cwd = tmp / "plugin" / script.stem
+    fresh_repo(cwd, env)
+    shutil.copy(script, cwd / script.name)
     path = os.pathsep.join(p for p in (str(gitml_path), env.get("PYTHONPATH", "")) if p)
-    return run(script, cwd, {**env, "PYTHONPATH": path}, timeout)
+    return run(script, cwd, {**env, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": f"gitml:{cwd}"}, timeout)
 
 
 def cell(o: Outcome | None, width: int) -> str:
@@ -149,7 +162,7 @@ def cell(o: Outcome | None, width: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated script prefixes or names, e.g. 07,08")
-    ap.add_argument("--side", choices=("both", "mlflow", "gitml"), default="both")
+    ap.add_argument("--side", choices=("all", "mlflow", "gitml", "plugin"), default="all")
     ap.add_argument("--gitml-path", type=Path, default=ROOT, help="gitml checkout to test (default: this one)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per script run")
     ap.add_argument("--width", type=int, default=70, help="width of each result column")
@@ -167,16 +180,18 @@ def main() -> int:
     print(f"scripts: {len(scripts)}  gitml: {args.gitml_path}  tmp: {tmp}", flush=True)
     results: dict[str, dict[str, Outcome | None]] = {}
     try:
-        template = mlflow_template(tmp, env) if args.side in ("both", "mlflow") else None
+        template = mlflow_template(tmp, env) if args.side in ("all", "mlflow") else None
         for script in scripts:
-            row: dict[str, Outcome | None] = {"mlflow": None, "gitml": None}
+            row: dict[str, Outcome | None] = {"mlflow": None, "gitml": None, "plugin": None}
             if template is not None:
                 row["mlflow"] = run_mlflow(script, tmp, template, env, args.timeout)
-            if args.side in ("both", "gitml"):
+            if args.side in ("all", "gitml"):
                 row["gitml"] = run_gitml(script, tmp, args.gitml_path.resolve(), env, args.timeout)
+            if args.side in ("all", "plugin"):
+                row["plugin"] = run_plugin(script, tmp, args.gitml_path.resolve(), env, args.timeout)
             results[script.stem] = row
-            print(f"  {script.stem:<32} mlflow: {cell(row['mlflow'], 40):<42} gitml: {cell(row['gitml'], 40)}",
-                  flush=True)
+            print(f"  {script.stem:<32} mlflow: {cell(row['mlflow'], 30):<32} gitml: {cell(row['gitml'], 30):<32} "
+                  f"plugin: {cell(row['plugin'], 30)}", flush=True)
             if args.show_output:
                 for side, o in row.items():
                     if o is not None and not o.ok:
@@ -188,19 +203,26 @@ def main() -> int:
 
     w = args.width
     print()
-    print(f"| {'script':<30} | {'MLflow':<{w}} | {'gitml':<{w}} |")
-    print(f"|{'-' * 32}|{'-' * (w + 2)}|{'-' * (w + 2)}|")
+    print(f"| {'script':<30} | {'MLflow (sqlite)':<{w}} | {'import gitml as mlflow':<{w}} | "
+          f"{'mlflow + gitml: URI':<{w}} |")
+    print(f"|{'-' * 32}|{'-' * (w + 2)}|{'-' * (w + 2)}|{'-' * (w + 2)}|")
     for name, row in results.items():
-        print(f"| {name:<30} | {cell(row['mlflow'], w):<{w}} | {cell(row['gitml'], w):<{w}} |")
+        print(f"| {name:<30} | {cell(row['mlflow'], w):<{w}} | {cell(row['gitml'], w):<{w}} | "
+              f"{cell(row['plugin'], w):<{w}} |")
     print()
     n = len(results)
     m_ok = {k for k, r in results.items() if r["mlflow"] is not None and r["mlflow"].ok}
     g_ok = {k for k, r in results.items() if r["gitml"] is not None and r["gitml"].ok}
-    if args.side in ("both", "mlflow"):
+    p_ok = {k for k, r in results.items() if r["plugin"] is not None and r["plugin"].ok}
+    if args.side in ("all", "mlflow"):
         print(f"MLflow runs {len(m_ok)} of {n}")
-    if args.side in ("both", "gitml"):
+    if args.side in ("all", "gitml"):
         print(f"gitml (import renamed) runs {len(g_ok)} of {n}")
-    if args.side == "both":
+    if args.side in ("all", "plugin"):
+        print(f"real mlflow with MLFLOW_TRACKING_URI=gitml: runs {len(p_ok)} of {n}")
+    if args.side == "all":
+        print(f"  of the {len(m_ok)} MLflow runs on sqlite, the plugin runs {len(m_ok & p_ok)}"
+              + (f" (not: {', '.join(sorted(m_ok - p_ok))})" if m_ok - p_ok else ""))
         print(f"  of the {len(m_ok)} MLflow runs, gitml runs {len(m_ok & g_ok)}"
               + (f" (not: {', '.join(sorted(m_ok - g_ok))})" if m_ok - g_ok else ""))
         print(f"  gitml runs {len(g_ok - m_ok)} that MLflow fails" + (f": {', '.join(sorted(g_ok - m_ok))}"

@@ -15,6 +15,10 @@ tracking URI ``gitml:<fresh repo>`` and once with ``sqlite:///<fresh db>``:
      repeats). gitml's side is filled with gitml's own API, MLflow's with a
      bulk insert through its ORM models, as bench_tracking.py does; both are
      filled before either is searched.
+  d  MLflow's UI runs page on a real `mlflow server` over each store filled in
+     (c): the POST /ajax-api/2.0/mlflow/runs/search the page sends (100 runs,
+     newest first), first and warm (median), server-side time as the client
+     sees it on loopback. Target: gitml within 2x of sqlite. Needs c.
 
 Prints gitml time, MLflow time and the ratio MLflow/gitml ("x faster") for
 each, then a summary table with issue 16's targets (>= 20x, >= 5x, >= 10x).
@@ -98,6 +102,48 @@ def c_search(uri: str, exp_id: str, reps: int) -> dict[str, Any]:
     return out
 
 
+def d_server_page(store_uri: str, exp_id: str, cwd: Path, reps: int) -> dict[str, Any]:
+    """Time the runs page's search request against `mlflow server --backend-store-uri store_uri`."""
+    import json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1", "--backend-store-uri", store_uri],
+                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"mlflow server on {store_uri} did not start") from None
+                time.sleep(0.2)
+        body = json.dumps({"experiment_ids": [exp_id], "max_results": 100, "run_view_type": "ACTIVE_ONLY",
+                           "order_by": ["attributes.start_time DESC"]}).encode()
+        times, count = [], 0
+        for _ in range(reps + 1):
+            req = urllib.request.Request(base + "/ajax-api/2.0/mlflow/runs/search", data=body,
+                                         headers={"Content-Type": "application/json"})
+            t0 = bt.now()
+            with urllib.request.urlopen(req, timeout=300) as r:
+                count = len(json.loads(r.read()).get("runs", []))
+            times.append((bt.now() - t0) * 1e3)
+        return {"cold_ms": times[0], "warm_ms": bt.median(times[1:]), "samples_ms": times, "runs_returned": count}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def summary(w: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
 
@@ -120,13 +166,16 @@ def summary(w: dict[str, Any]) -> list[dict[str, Any]]:
             for api, label in (("client", "MlflowClient"), ("fluent", "DataFrame")):
                 add(f"search_{kind}_{api}_warm", f"(c) search {n} {kind}, {label}", "ms",
                     w["c"]["gitml"][f"{kind}_{api}"]["warm_ms"], w["c"]["mlflow"][f"{kind}_{api}"]["warm_ms"])
+    if "d" in w:
+        add("server_runs_page_warm", f"(d) mlflow server runs page, {w['d']['runs']} runs", "ms",
+            w["d"]["gitml"]["warm_ms"], w["d"]["mlflow"]["warm_ms"])
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes; about a minute")
-    ap.add_argument("--only", default="abc", help="workloads to run, e.g. 'ac' (default: abc)")
+    ap.add_argument("--only", default="abcd", help="workloads to run, e.g. 'ac' (default: abcd; d needs c)")
     ap.add_argument("--search-runs", type=int, help="runs searched in (c) (default 10000, quick 1000)")
     ap.add_argument("--json", type=Path, help="write all samples and the summary here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -201,6 +250,16 @@ def main(argv: list[str] | None = None) -> int:
                 bt.say(f"    {key:<16} ({g[key]['rows']} rows): gitml warm {g[key]['warm_ms']:.0f} ms "
                        f"(first {g[key]['cold_ms']:.0f}) | sqlite warm {m[key]['warm_ms']:.0f} ms | "
                        f"{bt.ratio(m[key]['warm_ms'], g[key]['warm_ms']):.1f}x")
+
+        if "d" in args.only and "c" in w:
+            bt.say(f"\n== (d) MLflow's runs page on `mlflow server` over {w['c']['runs']:,} runs")
+            g = d_server_page(f"gitml:{repo}", g_exp, root, sizes["search_reps"] + 2)
+            m = d_server_page(uri, m_exp, root, sizes["search_reps"] + 2)
+            w["d"] = {"runs": w["c"]["runs"], "gitml": g, "mlflow": m}
+            within = g["warm_ms"] <= 2 * m["warm_ms"]
+            bt.say(f"    gitml warm {g['warm_ms']:.0f} ms (first {g['cold_ms']:.0f}) | sqlite warm {m['warm_ms']:.0f} ms "
+                   f"(first {m['cold_ms']:.0f}) | {bt.ratio(m['warm_ms'], g['warm_ms']):.1f}x; target within 2x of "
+                   f"sqlite: {'met' if within else 'MISSED'}")
 
         rows = summary(w)
         bt.finish(res, rows, t_start, args.json, old_cwd)
