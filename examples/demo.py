@@ -231,7 +231,12 @@ def main() -> None:
         sh(*gitml, "push", cwd=repo)
         sh(*gitml, "pull", cwd=mate)
         sh(*gitml, "models", "history", "linear", cwd=mate)
-        sh(python, "-c", "import gitml, pandas; m = gitml.pyfunc.load_model('models:/linear@production'); "
+        # A pickled model someone else saved runs code when loaded: gitml refuses it until the
+        # teammate says they trust it (a model this machine saved in this repository needs nothing).
+        sh(python, "-c", "import gitml, pandas\n"
+           "try:\n    gitml.pyfunc.load_model('models:/linear@production')\n"
+           "except gitml.models.trust.UntrustedModel as e:\n    print('refused without the opt-in:', str(e)[:110], '...')\n"
+           "m = gitml.pyfunc.load_model('models:/linear@production', allow_pickle=True)\n"
            "print('teammate, same model at x=2:', m.predict(pandas.DataFrame({'x': [2.0]})))", cwd=mate)
 
         print("\n# 7. Serve the production model over HTTP (MLflow's scoring protocol); it follows the stage")
