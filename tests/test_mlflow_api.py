@@ -358,3 +358,14 @@ def test_search_experiments_filters_and_orders_as_mlflow_does(tracking, tmp_path
     assert [[e.name for e in tracking.search_experiments(filter_string=f, order_by=o)]
             for f, o in [("name LIKE 'a%'", ["name DESC"]), ("tags.team = 'vision'", ["name"]),
                          ("name != 'Default'", ["name ASC"]), (None, ["name"])]] == expected
+
+
+def test_client_get_logged_model_reads_what_log_model_logged(tracking):
+    """Issue 16: MlflowClient().get_logged_model(model_id) as MLflow 3 has it."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    with tracking.start_run() as run:
+        info = tracking.sklearn.log_model(LinearRegression().fit(np.eye(3), [1, 2, 3]), name="model")
+    got = tracking.MlflowClient().get_logged_model(info.model_id)
+    assert got.model_id == info.model_id and got.source_run_id == run.info.run_id and got.name == "model"
