@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import isolated_env
+from tests.browser import chromium_missing, isolated_env, launch_browser
 from tests.test_serving import free_port, server
-from tests.webview_fixtures import browser  # noqa: F401  (the session's Chromium)
 
 SEED = textwrap.dedent(r'''
     import json, sys
@@ -49,6 +48,30 @@ SEED = textwrap.dedent(r'''
 
 # MLflow's server answers this 404 on every backend (it has no auth app); the same pages on sqlite do too.
 MLFLOW_OWN_404 = "/ajax-api/2.0/mlflow/users/current"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium for this module only: Playwright's sync API keeps an event loop running while it is
+    started, so it is stopped before other modules (asyncio tests, the viewer's browser tests) run."""
+    import os
+
+    problem = chromium_missing()
+    if problem:
+        if os.environ.get("GITML_SKIP_BROWSER") == "1":
+            pytest.skip(f"GITML_SKIP_BROWSER=1: {problem}")
+        pytest.fail(f"MLflow's UI tests need Chromium: {problem}", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = launch_browser(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        pw.stop()
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +123,7 @@ def visit(browser: Any, base: str, path: str, expect: list[str]) -> None:
         context.close()
 
 
-def test_mlflows_ui_pages_show_the_repository_without_errors(browser: Any, mlflow_ui: dict[str, Any]):  # noqa: F811
+def test_mlflows_ui_pages_show_the_repository_without_errors(browser: Any, mlflow_ui: dict[str, Any]):
     """Issue 16: experiments list, runs table, run page, its metric chart, its artifacts, the
     registered models, a model and a model version page, through MLflow's own UI on a gitml repo."""
     base, exp, run = mlflow_ui["base"], mlflow_ui["experiment"], mlflow_ui["runs"][-1]
@@ -118,7 +141,7 @@ def test_mlflows_ui_pages_show_the_repository_without_errors(browser: Any, mlflo
         visit(browser, base, path, expect)
 
 
-def test_the_ui_reads_what_the_rest_api_wrote(browser: Any, mlflow_ui: dict[str, Any]):  # noqa: F811
+def test_the_ui_reads_what_the_rest_api_wrote(browser: Any, mlflow_ui: dict[str, Any]):
     """A run logged over MLflow's REST API lands in git and shows in the UI."""
     from mlflow import MlflowClient
 

@@ -307,7 +307,7 @@ def test_experiments(tracking):
     assert len(tracking.search_runs(experiment_ids=["0"], output_format="list")) == 0
     assert len(tracking.search_runs(experiment_names=["sweep"], output_format="list")) == 1
     names = [e.name for e in tracking.search_experiments()]
-    assert names == ["Default", "sweep"]
+    assert names == ["sweep", "Default"]  # MLflow's default order: last update first
     with pytest.raises(InvalidName, match="sweep"):
         tracking.create_experiment("sweep")
 
