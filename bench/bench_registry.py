@@ -31,7 +31,7 @@ def build(repo: Path, n_tags: int, n_models: int) -> None:
     import gitml
     from gitml.registry import tags as grammar
     from gitml.store.repo import GitRepo
-    from gitml.tracking import writer
+    from gitml.tracking import process
 
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True)
@@ -49,7 +49,7 @@ def build(repo: Path, n_tags: int, n_models: int) -> None:
             gitml.log_metric("rmse", 1.0 / (i + 1))
             gitml.log_artifacts(str(model_dir), "model")
         run_commits.append(run.info.run_id)
-    writer.flush_all()
+    process.flush_all()
     g = GitRepo.discover(repo)
     commits = [g.ref_target(f"refs/gitml/runs/{r}") for r in run_commits]
     t0 = int(time.time()) - n_tags - 10

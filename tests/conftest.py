@@ -74,14 +74,11 @@ def tracking(repo: Path, monkeypatch: pytest.MonkeyPatch):
 def close_tracking() -> None:
     """End open runs, flush and close writers, close indexes, unset the tracking target."""
     import gitml
-    from gitml.tracking import fluent, runs, writer
+    from gitml.tracking import fluent, process, runs
 
     while fluent.active_run() is not None:
         fluent.end_run()
-    for key, w in list(writer._writers.items()):
-        if not w.closed:
-            w.flush(close=True)
-        writer._writers.pop(key, None)
+    process.close_writers()
     for idx in runs._indexes.values():
         idx.close()
     runs._indexes.clear()

@@ -921,11 +921,11 @@ def test_malformed_lines_of_a_dead_writer_are_set_aside_and_the_rest_recovered(r
 
 SHORT_WRITES = """
     import json, os, resource, signal
-    from gitml.tracking import writer
+    from gitml.tracking.commit import live_dir
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
     run = gitml.start_run(run_name="full-disk")
     gitml.log_param("alpha", "0.5")
-    path = next(p for p in writer.live_dir(gitml.tracking.runs.open_repo()).glob(run.info.run_id + ".*.log"))
+    path = next(p for p in live_dir(gitml.tracking.runs.open_repo()).glob(run.info.run_id + ".*.log"))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 1000, hard))
     acked, failed = [], 0

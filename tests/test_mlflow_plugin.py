@@ -624,7 +624,7 @@ def test_malformed_inputs_json_makes_the_run_corrupt_not_a_crash(repo, content):
     readers of many runs), never a TypeError, and a hostile live-log N event is set aside."""
     import gitml
     from gitml.errors import CorruptRun
-    from gitml.tracking import runs, writer
+    from gitml.tracking import events, runs
     from gitml.tracking.runfiles import read_state
 
     gitml.set_tracking_uri(repo)
@@ -637,7 +637,7 @@ def test_malformed_inputs_json_makes_the_run_corrupt_not_a_crash(repo, content):
     bad = g.write_commit(tree, [], "gitml run: hand-made\n")
     with pytest.raises(CorruptRun, match="inputs.json|dataset|input"):
         read_state(g, bad, run.info.run_id)
-    assert writer.decode_event(b"N" + json.dumps([json.loads(content)] if content != b"not json" else [1]).encode()
+    assert events.decode_event(b"N" + json.dumps([json.loads(content)] if content != b"not json" else [1]).encode()
                                + b"\n") is None
 
 

@@ -404,9 +404,9 @@ def test_forked_child_does_not_end_parents_run(tracking, repo):
         if pid == 0:  # child: log into the parent's run, then exit normally
             try:
                 tracking.log_metric("child", 2)
-                from gitml.tracking import writer
+                from gitml.tracking import process
 
-                writer._close_all_at_exit()
+                process._close_all_at_exit()
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)

@@ -68,10 +68,10 @@ def main(ctx: click.Context, repo: str | None, traceback: bool) -> None:
 
 def repo_from(ctx: click.Context) -> Any:
     """The repository the command works on, with dead runs recovered first."""
-    from gitml.tracking import runs, writer
+    from gitml.tracking import recovery, runs
 
     repo = runs.open_repo(ctx.find_root().obj.get("repo_path"))
-    writer.recover(repo)
+    recovery.recover(repo)
     return repo
 
 

@@ -123,13 +123,13 @@ def restore_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 def recover_runs(ctx: click.Context) -> None:
     """Commit the live logs of crashed or killed processes (their runs become KILLED)."""
     from gitml.tracking import runs as api
-    from gitml.tracking import writer
+    from gitml.tracking import recovery
 
     repo = api.open_repo(ctx.find_root().obj.get("repo_path"))
-    recovered = writer.recover(repo)
+    recovered = recovery.recover(repo)
     for run_id in recovered:
         click.echo(f"recovered {run_id}")
-    waiting = writer.pending_failed(repo)
+    waiting = recovery.pending_failed(repo)
     if not recovered and not waiting:
         click.echo("nothing to recover")
     if waiting:

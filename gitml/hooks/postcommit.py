@@ -215,7 +215,7 @@ def log_commit(repo: GitRepo, rev: str = "HEAD") -> PostCommitResult:
 def _log_run(repo: GitRepo, commit: str, settings: config.HookConfig, params: dict[str, tuple[Any, str]],
              metrics: dict[str, tuple[Any, str]], result: PostCommitResult) -> str:
     from gitml.store.snapshot import Snapshot
-    from gitml.tracking import experiments, runs, writer
+    from gitml.tracking import experiments, notes, runs
     from gitml.tracking.entities import RunStatus
 
     head, branch = repo.head()
@@ -244,5 +244,5 @@ def _log_run(repo: GitRepo, commit: str, settings: config.HookConfig, params: di
         status = RunStatus.FINISHED
     finally:
         runs.end_run(repo, w.run_id, status)
-        writer.write_notes(repo)  # now, not at interpreter exit: `python -m gitml.hooks` skips the exit hooks
+        notes.write_notes(repo)  # now, not at interpreter exit: `python -m gitml.hooks` skips the exit hooks
     return w.run_id

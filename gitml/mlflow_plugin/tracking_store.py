@@ -63,7 +63,7 @@ from gitml.errors import RunNotFound
 from gitml.mlflow_plugin import convert, uri
 from gitml.tracking import datasets as _datasets
 from gitml.tracking import entities as g
-from gitml.tracking import experiments, logged_models, runs, validation, writer
+from gitml.tracking import experiments, logged_models, process, runs, validation, writer
 
 _MLFLOW_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # MLflow's _validate_run_id
 _GITML_RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -217,7 +217,7 @@ class GitmlTrackingStore(AbstractStore):
 
     def delete_run(self, run_id: str) -> None:
         run_id = self._run_id(run_id)
-        writer.close_writer(self.repo, run_id)  # commits what we logged; later logging must see the deletion
+        process.close_writer(self.repo, run_id)  # commits what we logged; later logging must see the deletion
         runs.set_lifecycle(self.repo, run_id, LifecycleStage.DELETED)
 
     def restore_run(self, run_id: str) -> None:

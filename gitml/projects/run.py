@@ -157,7 +157,7 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
              out: IO[str], err: IO[str]) -> RunResult:
     from gitml.projects import envs
     from gitml.projects.spec import load_project
-    from gitml.tracking import artifacts, experiments, runs, writer
+    from gitml.tracking import artifacts, experiments, process, runs
     from gitml.tracking.entities import RunStatus
 
     project = load_project(source.path)
@@ -225,7 +225,7 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
         except OSError as e:
             err.write(f"gitml run: could not start {cmd[0]!r}: {e.strerror}\n")
             code = 127
-        w = writer.local_writer(repo, run_id) or writer.get_writer(repo, run_id)
+        w = process.local_writer(repo, run_id) or process.get_writer(repo, run_id)
         for name in ("stdout.txt", "stderr.txt"):
             artifacts.log_artifact(repo, w, logs_dir / name)
         _keep_local_stores(repo, w, roots, before, err)

@@ -400,7 +400,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
         MLmodel at that path in the run), and what ``register`` raises.
     """
     from gitml.models.mlmodel import ModelNotFound
-    from gitml.tracking import artifacts, runs, writer
+    from gitml.tracking import artifacts, process, runs
 
     grammar.check_model_name(name)
     uri = str(model_uri)
@@ -422,7 +422,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
             "runs:/<run_id>/<artifact path>"
         )
     path = artifacts.validate_artifact_path(path.rstrip("/"), "model path")
-    writer.flush_all(repo)  # a run still open in this process: its model must be in the commit
+    process.flush_all(repo)  # a run still open in this process: its model must be in the commit
     run_id = runs.resolve_run_id(repo, run_id)
     if commit is None:
         commit = repo.ref_target(names.run_ref(run_id))

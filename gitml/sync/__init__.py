@@ -17,9 +17,10 @@ from typing import Any
 from gitml.errors import CorruptRun, GitmlError
 from gitml.store import gitremote, livelog, names
 from gitml.store.repo import GitRepo
-from gitml.tracking import experiments, schema, writer
+from gitml.tracking import experiments, process, recovery, schema
+from gitml.tracking.commit import live_dir
 from gitml.tracking.merge import merge_runs
-from gitml.tracking.notes import merge_lines, note_runs, parse_lines
+from gitml.tracking.notes import merge_lines, note_runs, parse_lines, queue_note, write_notes
 from gitml.tracking.runfiles import check_metric_files, read_state
 
 Progress = Callable[[int, int], None]
@@ -132,7 +133,7 @@ def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport) -> bool
 
 def _logging_here(repo: GitRepo, run_id: str) -> bool:
     """True while this machine has a live log of the run (its writer counts must stay in our commit)."""
-    return bool(livelog.live_writers(writer.live_dir(repo), run_id))
+    return bool(livelog.live_writers(live_dir(repo), run_id))
 
 
 def _merge_history(repo: GitRepo, ours: str, theirs: str) -> str:
@@ -259,8 +260,8 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
         RemoteError: the git remote cannot be reached.
         RemoteNotConfigured: runs have artifacts and no DVC remote is set up.
     """
-    writer.flush_all(repo)
-    writer.recover(repo)
+    process.flush_all(repo)
+    recovery.recover(repo)
     report = SyncReport(remote)
     remote_refs = gitremote.ls_remote(repo, remote, REMOTE_PATTERNS)
     remote_tags = _registry_tags(remote_refs)
@@ -323,8 +324,8 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     Artifacts missing on the DVC remote are listed in the report; everything
     else is still pulled.
     """
-    writer.flush_all(repo)
-    writer.recover(repo)
+    process.flush_all(repo)
+    recovery.recover(repo)
     report = SyncReport(remote)
     try:
         incoming = _fetch_incoming(repo, remote)
@@ -394,8 +395,8 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
         # A merge may have changed a run's status or lifecycle: its note line
         # follows the run, whichever side's notes commit won the notes merge.
         for oid in changed:
-            writer.queue_note(repo, read_state(repo, oid)[0])
-        writer.write_notes(repo)
+            queue_note(repo, read_state(repo, oid)[0])
+        write_notes(repo)
         runs.index_for(repo).refresh()
     return changed
 

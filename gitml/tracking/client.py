@@ -10,7 +10,7 @@ from typing import Any
 
 from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
-from gitml.tracking import writer as _wr
+from gitml.tracking import process as _process
 from gitml.tracking.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
 
 
@@ -207,7 +207,7 @@ class Client:
 
     def flush(self) -> None:
         """Commit everything this process logged to git now."""
-        _wr.flush_all(self.repo)
+        _process.flush_all(self.repo)
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import InvalidValue, NoActiveRun
 from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
+from gitml.tracking import process as _process
 from gitml.tracking import writer as _wr
 from gitml.tracking.entities import ActiveRun, Experiment, Run, RunStatus, ViewType
 
@@ -376,7 +377,7 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 
 def flush() -> None:
     """Commit everything logged so far in this process to git now."""
-    _wr.flush_all()
+    _process.flush_all()
 
 
 def get_run(run_id: str) -> Run:
@@ -439,7 +440,7 @@ def _install_exit_hooks() -> None:
         previous(exc_type, exc, tb)
 
     sys.excepthook = excepthook
-    _wr.on_exit(_end_active_runs)
+    _process.on_exit(_end_active_runs)
 
 
 def _end_active_runs() -> None:

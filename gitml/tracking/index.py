@@ -30,6 +30,7 @@ from gitml.errors import CorruptRun
 from gitml.store import names
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema
+from gitml.tracking.commit import known_state
 from gitml.tracking.datasets import CONTEXT_TAG
 from gitml.tracking.entities import Dataset, DatasetInput, InputTag, Metric, Run, RunData, RunInfo, RunInputs
 from gitml.tracking.runfiles import RunState, artifact_uri, read_state
@@ -229,8 +230,6 @@ class RunIndex:
         known.update(self.db.execute("SELECT run_id, commit_oid FROM bad_runs"))
         changed = [(r, oid) for r, oid in refs.items() if known.get(r) != oid]
         gone = [r for r in known if r not in refs]
-        from gitml.tracking.writer import known_state
-
         states, bad = [], []
         for r, oid in changed:
             try:

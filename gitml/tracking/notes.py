@@ -9,17 +9,28 @@ Notes (gitml):
 ```
 Notes are derived from the run refs (``gitml reindex`` rebuilds them), so
 a line is replaced by run id, and lines of other runs are kept as they are.
+
+Lines are written in batches: a commit that ends a run (or deletes or
+restores one) queues the run's state (``queue_note``), and ``write_notes``
+writes the queue in one notes commit per repository, from the background
+flusher, ``flush_all``, recovery and the exit hook.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import threading
 from functools import partial
 
+from gitml import settings
 from gitml.store import names
 from gitml.store.repo import GitRepo
 from gitml.tracking.runfiles import RunState
+
+log = logging.getLogger("gitml")
 
 _LINE_RE = re.compile(r"^run ([0-9a-f]{32}) ")
 # A line taken from another clone's note: a run line of printable text, of a sane length.
@@ -125,3 +136,53 @@ def rebuild_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> in
     if edits:
         repo.update_notes(names.NOTES_REF, edits, f"gitml: rebuild notes for {len(states)} runs\n")
     return len(by_target)
+
+
+# -- the queue of note lines to write ---------------------------------------------
+
+# git dir -> (repo, run id -> latest state queued)
+_queue: dict[str, tuple[GitRepo, dict[str, RunState]]] = {}
+_queue_lock = threading.Lock()
+_write_lock = threading.Lock()
+
+
+def queue_note(repo: GitRepo, state: RunState) -> None:
+    """Queue a refresh of this run's line in its source commit's note.
+
+    Notes are written in batches (by the background flusher, ``flush_all``
+    and at exit): one notes commit for many runs instead of one per run.
+    """
+    with _queue_lock:
+        _queue.setdefault(str(repo.git_dir), (repo, {}))[1][state.run_id] = state.copy()
+
+
+def write_notes(repo: GitRepo | None = None) -> None:
+    """Write the queued note lines (of one repo, or all) in one commit each.
+
+    One writer at a time per process: the exit hook must wait for a batch
+    the background flusher has already taken off the queue, or that batch
+    dies with the daemon thread.
+    """
+    with _write_lock:
+        with _queue_lock:
+            keys = [k for k in _queue if repo is None or k == str(repo.git_dir)]
+            batches = [_queue.pop(k) for k in keys]
+        for target_repo, states in batches:
+            if not (target_repo.git_dir / "objects").is_dir():
+                continue  # the repository is gone (a temporary one, removed before exit)
+            try:
+                update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
+            except Exception as e:  # noqa: BLE001 - derived data: `gitml reindex` rebuilds notes
+                log.warning("gitml: could not update git notes in %s: %s", target_repo.git_dir, e)
+
+
+def _reset_queue_in_child() -> None:
+    # The parent's queued lines are the parent's to write; a lock held by
+    # one of its threads at the fork would never be released here.
+    global _queue_lock, _write_lock
+    _queue.clear()
+    _queue_lock = threading.Lock()
+    _write_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_queue_in_child)

@@ -17,7 +17,7 @@ inputs.json                datasets the run used (tracking/datasets.py); absent
 ```
 The run commit's message carries one ``Gitml-Writer: <writer_id> <count>``
 trailer per writer that logged to the run on this machine: how many events
-of that writer's live log the commit holds (see tracking/writer.py). It lives
+of that writer's live log the commit holds (see tracking/commit.py). It lives
 in the message, not the tree, so ``git diff`` of two runs shows only run data.
 Everything is sorted, indented JSON or TSV so ``git diff`` of two runs reads
 as a diff of two runs. Events (from a live log or an API call) are applied to
@@ -38,6 +38,7 @@ from gitml.errors import GitmlError, InvalidValue
 from gitml.store.repo import GitRepo
 from gitml.tracking import datasets, schema
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
+from gitml.tracking.events import ARTIFACT, DELETE_TAG, INFO, INPUT, METRIC, PARAM, TAG, Event
 
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.json"
@@ -48,9 +49,6 @@ INPUTS_FILE = datasets.INPUTS_FILE
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
-
-# Event kinds, one letter each: they start every live-log line.
-METRIC, PARAM, TAG, DELETE_TAG, INFO, ARTIFACT, INPUT = "M", "P", "T", "D", "I", "A", "N"
 
 
 def encode_float(value: float) -> float | str:
@@ -264,12 +262,7 @@ def is_newer(point: tuple[float, int, int], than: tuple[float, int, int] | None)
     return not math.isnan(value) and value >= old_value
 
 
-def metric_event(key: str, value: float, step: int, ts: int) -> tuple:
-    """A metric event; its last item is the chunk-file line, formatted once."""
-    return (METRIC, key, value, ts, step, f"{step}\t{ts}\t{value!r}\n")
-
-
-def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
+def apply_events(state: RunState, events: list[Event]) -> dict[str, list[str]]:
     """Apply events to ``state`` in place; return new metric chunk lines by key.
 
     A param that already holds a different value keeps its first value
@@ -280,24 +273,24 @@ def apply_events(state: RunState, events: list[tuple]) -> dict[str, list[str]]:
     """
     by_key: dict[str, list[tuple]] = {}
     for ev in events:
-        kind = ev[0]
+        kind = ev.kind
         if kind == METRIC:
-            by_key.setdefault(ev[1], []).append(ev[2:])
+            by_key.setdefault(ev.key, []).append((ev.value, ev.timestamp, ev.step, ev.line))
         elif kind == PARAM:
-            state.params.setdefault(ev[1], ev[2])
+            state.params.setdefault(ev.key, ev.value)
         elif kind == TAG:
-            set_tag(state, ev[1], ev[2], ev[3] if len(ev) > 3 else 0)
+            set_tag(state, ev.key, ev.value, ev.timestamp)
         elif kind == DELETE_TAG:
-            delete_tag(state, ev[1], ev[2] if len(ev) > 2 else 0)
+            delete_tag(state, ev.key, ev.timestamp)
         elif kind == ARTIFACT:
-            state.artifacts[ev[1]] = {"md5": ev[2], "size": ev[3]}
-            state.stamp("artifacts", ev[1], ev[4] if len(ev) > 4 else 0)
+            state.artifacts[ev.key] = {"md5": ev.value, "size": ev.size}
+            state.stamp("artifacts", ev.key, ev.timestamp)
         elif kind == INPUT:
-            datasets.add(state.inputs, ev[1])
+            datasets.add(state.inputs, ev.value)
         elif kind == INFO:
-            state.info.update(ev[1])
-            if "run_name" in ev[1] and ev[1]["run_name"]:
-                state.tags["mlflow.runName"] = ev[1]["run_name"]
+            state.info.update(ev.value)
+            if "run_name" in ev.value and ev.value["run_name"]:
+                state.tags["mlflow.runName"] = ev.value["run_name"]
     return apply_metrics(state, by_key)
 
 

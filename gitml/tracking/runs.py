@@ -21,10 +21,12 @@ from gitml import settings
 from gitml.errors import AmbiguousRunId, CorruptRun, RunNotActive, RunNotFound
 from gitml.store import names
 from gitml.store.repo import GitRepo
-from gitml.tracking import experiments, schema, search, writer
+from gitml.tracking import experiments, notes, process, recovery, schema, search, writer
+from gitml.tracking.commit import commit_events, live_dir
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
-from gitml.tracking.runfiles import INFO, RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
+from gitml.tracking.events import INFO, Event
+from gitml.tracking.runfiles import RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
 
 if TYPE_CHECKING:
     import pandas
@@ -93,19 +95,19 @@ def open_read_only(path: str | os.PathLike[str] | None = None) -> GitRepo:
 
 def _recover(repo: GitRepo, run_id: str | None = None) -> None:
     if str(repo.git_dir) not in _read_only:
-        writer.recover(repo, run_id)
+        recovery.recover(repo, run_id)
 
 
 def has_live_writer(repo: GitRepo, run_id: str) -> bool:
     """True while some process holds a live log of the run open (it is being logged right now)."""
     from gitml.store import livelog
 
-    return any(livelog.is_locked(p) for p in livelog.live_writers(writer.live_dir(repo), run_id))
+    return any(livelog.is_locked(p) for p in livelog.live_writers(live_dir(repo), run_id))
 
 
 def sync_index(repo: GitRepo) -> RunIndex:
     """Commit this process's pending events, recover dead runs, refresh the index."""
-    writer.flush_all(repo)
+    process.flush_all(repo)
     _recover(repo)
     idx = index_for(repo)
     idx.refresh()
@@ -210,7 +212,7 @@ def start_new_run(
             "entry_point": entry_point or all_tags["mlflow.source.name"],
         },
     }
-    return writer.create_run(repo, info, all_tags)
+    return process.create_run(repo, info, all_tags)
 
 
 def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
@@ -222,7 +224,7 @@ def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
     run = get_run(repo, run_id)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
-    w = writer.get_writer(repo, run.info.run_id)
+    w = process.get_writer(repo, run.info.run_id)
     if run.info.status != RunStatus.RUNNING:
         w.set_info(status=RunStatus.RUNNING, end_time=None)
         w.flush()
@@ -235,35 +237,35 @@ def end_run(repo: GitRepo, run_id: str, status: str = RunStatus.FINISHED, end_ti
         from gitml.errors import InvalidValue
 
         raise InvalidValue(f"Invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}")
-    w = writer.local_writer(repo, run_id)  # ours already: no need to look it up (or flush)
+    w = process.local_writer(repo, run_id)  # ours already: no need to look it up (or flush)
     if w is None:
         run_id = resolve_run_id(repo, run_id)
-        w = writer.get_writer(repo, run_id)
+        w = process.get_writer(repo, run_id)
     end = end_time if end_time is not None else int(time.time() * 1000)
     w.set_info(status=status, end_time=end if RunStatus.is_terminated(status) else None)
-    writer.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first
-    return writer.close_writer(repo, run_id)
+    recovery.recover(repo, run_id)  # fold in logs of dead helpers (e.g. forked workers) first
+    return process.close_writer(repo, run_id)
 
 
 def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
     """This process's writer for a run that must already exist and not be deleted."""
-    local = writer.local_writer(repo, run_id)
+    local = process.local_writer(repo, run_id)
     if local is not None:
         return local  # fast path: this process is already logging to it
     run = get_run(repo, run_id)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
-    return writer.get_writer(repo, run.info.run_id)
+    return process.get_writer(repo, run.info.run_id)
 
 
 def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
     """Soft-delete (``deleted``) or restore (``active``) a run, as MLflow does."""
     run_id = resolve_run_id(repo, run_id)
-    writer.flush_all(repo)
+    process.flush_all(repo)
     # lifecycle_time lets a merge of two clones' copies keep the later change
-    event = (INFO, {"lifecycle_stage": stage, "lifecycle_time": int(time.time() * 1000)})
-    writer.commit_events(repo, run_id, [event])
-    writer.write_notes(repo)
+    event = Event(INFO, value={"lifecycle_stage": stage, "lifecycle_time": int(time.time() * 1000)})
+    commit_events(repo, run_id, [event])
+    notes.write_notes(repo)
 
 
 def set_experiment_lifecycle(repo: GitRepo, experiment_id: str, stage: str) -> int:
@@ -280,9 +282,9 @@ def set_experiment_lifecycle(repo: GitRepo, experiment_id: str, stage: str) -> i
     now = int(time.time() * 1000)
     for run in idx.load(ids):
         if run.info.lifecycle_stage != stage:
-            writer.commit_events(repo, run.info.run_id, [(INFO, {"lifecycle_stage": stage, "lifecycle_time": now})])
+            commit_events(repo, run.info.run_id, [Event(INFO, value={"lifecycle_stage": stage, "lifecycle_time": now})])
             changed += 1
-    writer.write_notes(repo)
+    notes.write_notes(repo)
     return changed
 
 
@@ -297,7 +299,7 @@ def resolve_run_id(repo: GitRepo, run_id: str) -> str:
     """
     run_id = str(run_id).strip().lower()
     if names.RUN_ID_RE.match(run_id):
-        local = writer.local_writer(repo, run_id)
+        local = process.local_writer(repo, run_id)
         if local is not None:
             local.flush()  # a run this process started may not be in git yet
         if repo.ref_target(names.run_ref(run_id)) is None:
@@ -467,10 +469,8 @@ def reindex(repo: GitRepo) -> tuple[int, int]:
 
     Returns (runs indexed, commits with notes).
     """
-    from gitml.tracking import notes
-
-    writer.flush_all(repo)
-    writer.recover(repo)
+    process.flush_all(repo)
+    recovery.recover(repo)
     count = index_for(repo).rebuild()
     states = list(readable_states(repo))
     noted = notes.rebuild_notes(repo, states, settings.get("note_metrics", repo))
