@@ -86,7 +86,7 @@ def note_targets(repo: GitRepo, notes_ref: str) -> Iterator[tuple[str, str]]:
 
     with repo.lock:
         try:
-            found = list(repo.raw.notes(notes_ref))
+            found = list(repo.raw.notes(notes_ref))  # type: ignore[call-arg]  # the stub lacks the ref argument
         except (KeyError, pygit2.GitError):
             return iter(())
         return iter([(str(n.annotated_id), n.message) for n in found])

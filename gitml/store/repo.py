@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gitml.errors import GitmlError
 from gitml.store import discovery, names, notes
@@ -216,7 +216,7 @@ class GitRepo:
     def config_items(self, prefix: str) -> list[tuple[str, str]]:
         """(key, value) of every git config entry whose key starts with ``prefix``."""
         with self.lock:
-            return [(e.name, e.value) for e in self._repo.config if e.name.startswith(prefix)]
+            return [(e.name, e.value or "") for e in self._repo.config if e.name.startswith(prefix)]
 
     def set_config(self, key: str, value: str) -> None:
         """Set a key in the repository's own config (.git/config)."""
@@ -392,9 +392,16 @@ class GitRepo:
             self._blob_digest = hashlib.sha256 if sha256 else hashlib.sha1
         return self._blob_digest(b"blob %d\0" % len(data) + data).hexdigest()
 
+    def _blob(self, oid: str | pygit2.Oid) -> pygit2.Blob:
+        # libgit2 types objects by what they are; gitml's callers know which kind an oid names.
+        return cast("pygit2.Blob", self._repo[oid])
+
+    def _tree(self, oid: str | pygit2.Oid) -> pygit2.Tree:
+        return cast("pygit2.Tree", self._repo[oid])
+
     def read_blob(self, oid: str) -> bytes:
         with self.lock:
-            return self._repo[oid].data
+            return self._blob(oid).data
 
     def commit_info(self, oid: str) -> CommitInfo:
         with self.lock:
@@ -422,7 +429,8 @@ class GitRepo:
                 return None
             if c.type != _COMMIT:
                 return None
-            tree = c.tree
+            commit_obj = cast("pygit2.Commit", c)
+            tree = commit_obj.tree
             out = {}
             for name in files:
                 try:
@@ -430,24 +438,24 @@ class GitRepo:
                 except KeyError:
                     continue
                 if entry.type == _BLOB:
-                    out[name] = repo[entry.id].data
-            return c.message, str(c.tree_id), out
+                    out[name] = self._blob(entry.id).data
+            return commit_obj.message, str(commit_obj.tree_id), out
 
     def read_path(self, tree: str, path: str) -> bytes | None:
         """The content of the blob at ``path`` inside tree ``tree``, or None."""
         with self.lock:
             try:
-                entry = self._repo[tree][path]
+                entry = self._tree(tree)[path]
             except KeyError:
                 return None
             if entry.type != _BLOB:
                 return None
-            return self._repo[entry.id].data
+            return self._blob(entry.id).data
 
     def list_dir(self, tree: str, path: str = "") -> list[tuple[str, str, bool]]:
         """(name, oid, is_tree) of the entries of the subtree at ``path``."""
         with self.lock:
-            obj = self._repo[tree]
+            obj = self._tree(tree)
             if path:
                 try:
                     entry = obj[path]
@@ -455,8 +463,8 @@ class GitRepo:
                     return []
                 if entry.type != _TREE:
                     return []
-                obj = self._repo[entry.id]
-            return [(e.name, str(e.id), e.type == _TREE) for e in obj]
+                obj = self._tree(entry.id)
+            return [(e.name or "", str(e.id), e.type == _TREE) for e in obj]
 
     def walk_blobs(self, tree: str, path: str = "") -> Iterator[tuple[str, str]]:
         """(relative path, blob oid) of every blob under ``path``, depth first."""
@@ -475,7 +483,7 @@ class GitRepo:
     def _subtree(self, tree: str, path: str) -> str | None:
         with self.lock:
             try:
-                entry = self._repo[tree][path]
+                entry = self._tree(tree)[path]
             except KeyError:
                 return None
             return str(entry.id) if entry.type == _TREE else None
@@ -491,7 +499,7 @@ class GitRepo:
         with self.lock:
             if len(changes) >= PACK_THRESHOLD and self._sha1():
                 return self._update_packed(base, changes)
-            base_tree = self._repo[base] if base else None
+            base_tree = self._tree(base) if base else None
             return str(self._update(base_tree, changes))
 
     def _sha1(self) -> bool:
@@ -516,8 +524,8 @@ class GitRepo:
         def build(tree: str | None, todo: dict[str, bytes | None]) -> str | None:
             entries: dict[bytes, tuple[int, str]] = {}
             if tree is not None:
-                for e in self._repo[tree]:
-                    entries[e.raw_name] = (e.filemode, str(e.id))
+                for e in self._tree(tree):
+                    entries[e.raw_name or b""] = (e.filemode, str(e.id))
             nested: dict[bytes, dict[str, bytes | None]] = {}
             for path, data in todo.items():
                 head, _, rest = path.partition("/")
@@ -587,9 +595,9 @@ class GitRepo:
             existing = builder.get(head)
             subtree = None
             if existing is not None and existing.type == _TREE:
-                subtree = repo[existing.id]
+                subtree = self._tree(existing.id)
             oid = self._update(subtree, sub)
-            if len(repo[oid]) == 0:
+            if len(self._tree(oid)) == 0:
                 if existing is not None:
                     builder.remove(head)
             else:
@@ -617,8 +625,8 @@ class GitRepo:
             except (KeyError, pygit2.GitError):
                 branch = None
             if repo.head_is_unborn:
-                return None, branch
-            return str(repo.head.target), branch
+                return None, branch if isinstance(branch, str) else None
+            return str(repo.head.target), branch if isinstance(branch, str) else None
 
     def walk(self, start: str, limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``start``, newest first (topological + time order)."""
@@ -703,12 +711,13 @@ class GitRepo:
             obj = self._repo.get(oid)
             if obj is None or obj.type != _TAG:
                 return None
-            tagger = obj.tagger
+            tag = cast("pygit2.Tag", obj)
+            tagger = tag.tagger
             return TagInfo(
-                oid=oid, name=obj.name, target=str(obj.target),
+                oid=oid, name=tag.name or "", target=str(tag.target),
                 tagger=tagger.name if tagger else "", email=tagger.email if tagger else "",
                 time=tagger.time if tagger else 0, offset=tagger.offset if tagger else 0,
-                message=obj.message or "",
+                message=tag.message or "",
             )
 
     def write_tag(self, name: str, target: str, message: str, when: int | None = None,
