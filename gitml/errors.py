@@ -45,7 +45,7 @@ class GitmlError(Exception):
     def __init__(self, message: Any, error_code: int | str | None = None, **kwargs: Any) -> None:
         message = str(message)
         super().__init__(message)
-        self.message = message
+        self.message: str = message
         if error_code is not None:
             name = _CODE_NAMES.get(error_code, error_code) if isinstance(error_code, int) else str(error_code)
             self.error_code = name if name in ERROR_CODES else "INTERNAL_ERROR"

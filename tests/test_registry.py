@@ -619,7 +619,7 @@ REF_NAMES = [
 
 @pytest.mark.parametrize("name", REF_NAMES)
 def test_ref_name_rules_match_git(name):
-    from gitml.store.repo import valid_ref_name
+    from gitml.store.names import valid_ref_name
 
     real = subprocess.run(["git", "check-ref-format", name], capture_output=True).returncode == 0
     assert valid_ref_name(name) == real

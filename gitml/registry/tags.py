@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from gitml.errors import InvalidName, InvalidValue
-from gitml.store.repo import valid_ref_name
+from gitml.store.names import valid_ref_name
 
 REGISTER, DEREGISTER, ASSIGN, UNASSIGN, DEPRECATE, CREATE = (
     "register", "deregister", "assign", "unassign", "deprecate", "create",

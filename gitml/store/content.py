@@ -212,7 +212,7 @@ class ContentStore:
         oid = tree.hash_info.value
         if not self.odb.exists(oid):
             self.odb.add_bytes(oid, tree.as_bytes())
-        return oid
+        return str(oid)
 
     # -- reading ------------------------------------------------------------
 
@@ -368,7 +368,7 @@ class RemoteNotConfigured(GitmlError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
-def remote_config(repo: GitRepo) -> dict:
+def remote_config(repo: GitRepo) -> dict[str, Any]:
     """DVC-style config dict: ``{"core": {"remote": default}, "remote": {name: {...}}}``.
 
     A repository that uses DVC has its remotes in ``.dvc/config`` (read with
@@ -467,7 +467,7 @@ def transfer_objects(src: Any, dest: Any, oids: list[str],
 def _callback(progress: Callable[[int, int], None], total: int) -> Any:
     from fsspec.callbacks import Callback
 
-    class ProgressCallback(Callback):
+    class ProgressCallback(Callback):  # type: ignore[misc]  # fsspec is untyped
         # dvc-data resizes its callbacks as it discovers work; the total
         # the user cares about is the objects asked for.
         def call(self, *args: Any, **kwargs: Any) -> None:

@@ -18,7 +18,7 @@ def graph(repo: GitRepo, rev: str, max_count: int) -> list[tuple[str, str | None
         out = git(repo.git_dir, "log", "--graph", f"--max-count={max_count}", f"--format={_SEP}%H{_SEP}%s", rev, "--")
     except GitCommandError as e:
         raise ValueError(e.message) from None
-    lines = []
+    lines: list[tuple[str, str | None, str]] = []
     for line in out.stdout.decode(errors="replace").splitlines():
         prefix, sep, rest = line.partition(_SEP)
         if sep:

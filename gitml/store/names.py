@@ -78,3 +78,23 @@ def parse_experiment_ref(name: str) -> str | None:
         if EXPERIMENT_ID_RE.match(experiment_id):
             return experiment_id
     return None
+
+
+_BAD_REF_CHARS = frozenset(b" :?[\\^~*\x7f") | frozenset(range(0x20))
+
+
+def valid_ref_name(name: str) -> bool:
+    """True if git accepts ``name`` as a full ref name (``git check-ref-format``, no options).
+
+    git's rules, per slash-separated component: not empty, not starting with
+    '.', not ending with '.lock'; and in the whole name: no '..', no '@{',
+    no control characters, space, ':', '?', '[', '\\', '^', '~' or '*'; not
+    '@' alone, not ending with '.', and at least two components.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if raw == b"@" or b".." in raw or b"@{" in raw or any(c in _BAD_REF_CHARS for c in raw):
+        return False
+    parts = raw.split(b"/")
+    if len(parts) < 2 or raw.endswith(b"."):
+        return False
+    return all(p and not p.startswith(b".") and not p.endswith(b".lock") for p in parts)

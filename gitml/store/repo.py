@@ -15,13 +15,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from gitml.errors import ConcurrentUpdate, GitmlError, NotARepository
-from gitml.store import names
+from gitml.errors import GitmlError
+from gitml.store import discovery, names, notes
 
 log = logging.getLogger("gitml")
 
@@ -137,71 +137,6 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _is_git_dir(d: Path) -> bool:
-    return (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir() or (
-        (d / "HEAD").is_file() and (d / "commondir").is_file())
-
-
-def _ceilings() -> list[Path]:
-    """GIT_CEILING_DIRECTORIES: absolute directories discovery must not climb into."""
-    out = []
-    for entry in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(os.pathsep):
-        if entry and os.path.isabs(entry):
-            out.append(Path(os.path.realpath(entry)))
-    return out
-
-
-def _discover(start: Path) -> Path | None:
-    """The git dir for ``start`` as git finds it: ``.git`` (a directory, or a
-    file with ``gitdir:``) in it or a parent, or a git dir itself (bare).
-
-    A ``.git`` file whose git dir is missing (a pruned worktree, a submodule
-    not checked out) ends the search with None, as git fails there rather
-    than use the repository above. Directories listed in
-    ``GIT_CEILING_DIRECTORIES`` (and their parents) are not climbed into.
-    """
-    ceilings = [c for c in _ceilings() if c != start and c in start.parents]
-    ceiling = max(ceilings, key=lambda c: len(c.parts), default=None)
-    for d in (start, *start.parents):
-        if ceiling is not None and d != start and (d == ceiling or d in ceiling.parents):
-            return None
-        dotgit = d / ".git"
-        if dotgit.is_dir() and _is_git_dir(dotgit):
-            return dotgit
-        if dotgit.is_file():
-            try:
-                text = dotgit.read_text(errors="replace").strip()
-            except OSError:
-                return None
-            if not text.startswith("gitdir:"):
-                return None  # git: "invalid gitfile format"
-            found = (d / text[len("gitdir:") :].strip()).resolve()
-            return found if _is_git_dir(found) else None  # git: "not a git repository"
-        if _is_git_dir(d):
-            return d
-    return None
-
-
-_BAD_REF_CHARS = frozenset(b" :?[\\^~*\x7f") | frozenset(range(0x20))
-
-
-def valid_ref_name(name: str) -> bool:
-    """True if git accepts ``name`` as a full ref name (``git check-ref-format``, no options).
-
-    git's rules, per slash-separated component: not empty, not starting with
-    '.', not ending with '.lock'; and in the whole name: no '..', no '@{',
-    no control characters, space, ':', '?', '[', '\\', '^', '~' or '*'; not
-    '@' alone, not ending with '.', and at least two components.
-    """
-    raw = name.encode("utf-8", "surrogateescape")
-    if raw == b"@" or b".." in raw or b"@{" in raw or any(c in _BAD_REF_CHARS for c in raw):
-        return False
-    parts = raw.split(b"/")
-    if len(parts) < 2 or raw.endswith(b"."):
-        return False
-    return all(p and not p.startswith(b".") and not p.endswith(b".lock") for p in parts)
-
-
 class RefUpdateFailed(GitmlError):
     """A ref could not be written for a reason other than another writer winning the race."""
 
@@ -217,8 +152,7 @@ class GitRepo:
         self._signature: pygit2.Signature | None = None
         self.git_dir = Path(git_dir).resolve()
         self.state_dir = self.git_dir / names.STATE_DIR
-        common = self.git_dir / "commondir"  # a linked worktree shares the main repo's refs
-        self.common_dir = (self.git_dir / common.read_text().strip()).resolve() if common.is_file() else self.git_dir
+        self.common_dir = discovery.common_dir(self.git_dir)  # a linked worktree shares the main repo's refs
         # pygit2 objects are not safe to share between threads mid-call.
         self.lock = threading.RLock()
 
@@ -249,16 +183,7 @@ class GitRepo:
         Raises:
             NotARepository: no git repository at or above ``path``.
         """
-        start = os.fspath(path) if path is not None else os.getcwd()
-        if not os.path.exists(start):
-            raise NotARepository(f"Not a git repository: {start!r} does not exist")
-        found = _discover(Path(start).resolve())
-        if found is None:
-            raise NotARepository(
-                f"Not a git repository (or any parent up to the root): {start!r}. "
-                "Run 'git init' first or pass --repo."
-            )
-        return cls(found)
+        return cls(discovery.git_dir_for(path))
 
     @property
     def raw(self) -> pygit2.Repository:
@@ -291,7 +216,7 @@ class GitRepo:
     def config_items(self, prefix: str) -> list[tuple[str, str]]:
         """(key, value) of every git config entry whose key starts with ``prefix``."""
         with self.lock:
-            return [(e.name, e.value) for e in self._repo.config if e.name.startswith(prefix)]
+            return [(e.name, e.value or "") for e in self._repo.config if e.name.startswith(prefix)]
 
     def set_config(self, key: str, value: str) -> None:
         """Set a key in the repository's own config (.git/config)."""
@@ -467,9 +392,16 @@ class GitRepo:
             self._blob_digest = hashlib.sha256 if sha256 else hashlib.sha1
         return self._blob_digest(b"blob %d\0" % len(data) + data).hexdigest()
 
+    def _blob(self, oid: str | pygit2.Oid) -> pygit2.Blob:
+        # libgit2 types objects by what they are; gitml's callers know which kind an oid names.
+        return cast("pygit2.Blob", self._repo[oid])
+
+    def _tree(self, oid: str | pygit2.Oid) -> pygit2.Tree:
+        return cast("pygit2.Tree", self._repo[oid])
+
     def read_blob(self, oid: str) -> bytes:
         with self.lock:
-            return self._repo[oid].data
+            return self._blob(oid).data
 
     def commit_info(self, oid: str) -> CommitInfo:
         with self.lock:
@@ -497,7 +429,8 @@ class GitRepo:
                 return None
             if c.type != _COMMIT:
                 return None
-            tree = c.tree
+            commit_obj = cast("pygit2.Commit", c)
+            tree = commit_obj.tree
             out = {}
             for name in files:
                 try:
@@ -505,24 +438,24 @@ class GitRepo:
                 except KeyError:
                     continue
                 if entry.type == _BLOB:
-                    out[name] = repo[entry.id].data
-            return c.message, str(c.tree_id), out
+                    out[name] = self._blob(entry.id).data
+            return commit_obj.message, str(commit_obj.tree_id), out
 
     def read_path(self, tree: str, path: str) -> bytes | None:
         """The content of the blob at ``path`` inside tree ``tree``, or None."""
         with self.lock:
             try:
-                entry = self._repo[tree][path]
+                entry = self._tree(tree)[path]
             except KeyError:
                 return None
             if entry.type != _BLOB:
                 return None
-            return self._repo[entry.id].data
+            return self._blob(entry.id).data
 
     def list_dir(self, tree: str, path: str = "") -> list[tuple[str, str, bool]]:
         """(name, oid, is_tree) of the entries of the subtree at ``path``."""
         with self.lock:
-            obj = self._repo[tree]
+            obj = self._tree(tree)
             if path:
                 try:
                     entry = obj[path]
@@ -530,8 +463,8 @@ class GitRepo:
                     return []
                 if entry.type != _TREE:
                     return []
-                obj = self._repo[entry.id]
-            return [(e.name, str(e.id), e.type == _TREE) for e in obj]
+                obj = self._tree(entry.id)
+            return [(e.name or "", str(e.id), e.type == _TREE) for e in obj]
 
     def walk_blobs(self, tree: str, path: str = "") -> Iterator[tuple[str, str]]:
         """(relative path, blob oid) of every blob under ``path``, depth first."""
@@ -550,7 +483,7 @@ class GitRepo:
     def _subtree(self, tree: str, path: str) -> str | None:
         with self.lock:
             try:
-                entry = self._repo[tree][path]
+                entry = self._tree(tree)[path]
             except KeyError:
                 return None
             return str(entry.id) if entry.type == _TREE else None
@@ -566,7 +499,7 @@ class GitRepo:
         with self.lock:
             if len(changes) >= PACK_THRESHOLD and self._sha1():
                 return self._update_packed(base, changes)
-            base_tree = self._repo[base] if base else None
+            base_tree = self._tree(base) if base else None
             return str(self._update(base_tree, changes))
 
     def _sha1(self) -> bool:
@@ -591,8 +524,8 @@ class GitRepo:
         def build(tree: str | None, todo: dict[str, bytes | None]) -> str | None:
             entries: dict[bytes, tuple[int, str]] = {}
             if tree is not None:
-                for e in self._repo[tree]:
-                    entries[e.raw_name] = (e.filemode, str(e.id))
+                for e in self._tree(tree):
+                    entries[e.raw_name or b""] = (e.filemode, str(e.id))
             nested: dict[bytes, dict[str, bytes | None]] = {}
             for path, data in todo.items():
                 head, _, rest = path.partition("/")
@@ -662,9 +595,9 @@ class GitRepo:
             existing = builder.get(head)
             subtree = None
             if existing is not None and existing.type == _TREE:
-                subtree = repo[existing.id]
+                subtree = self._tree(existing.id)
             oid = self._update(subtree, sub)
-            if len(repo[oid]) == 0:
+            if len(self._tree(oid)) == 0:
                 if existing is not None:
                     builder.remove(head)
             else:
@@ -692,8 +625,8 @@ class GitRepo:
             except (KeyError, pygit2.GitError):
                 branch = None
             if repo.head_is_unborn:
-                return None, branch
-            return str(repo.head.target), branch
+                return None, branch if isinstance(branch, str) else None
+            return str(repo.head.target), branch if isinstance(branch, str) else None
 
     def walk(self, start: str, limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``start``, newest first (topological + time order)."""
@@ -778,12 +711,13 @@ class GitRepo:
             obj = self._repo.get(oid)
             if obj is None or obj.type != _TAG:
                 return None
-            tagger = obj.tagger
+            tag = cast("pygit2.Tag", obj)
+            tagger = tag.tagger
             return TagInfo(
-                oid=oid, name=obj.name, target=str(obj.target),
+                oid=oid, name=tag.name or "", target=str(tag.target),
                 tagger=tagger.name if tagger else "", email=tagger.email if tagger else "",
                 time=tagger.time if tagger else 0, offset=tagger.offset if tagger else 0,
-                message=obj.message or "",
+                message=tag.message or "",
             )
 
     def write_tag(self, name: str, target: str, message: str, when: int | None = None,
@@ -873,59 +807,7 @@ class GitRepo:
                     "(left by a killed process): delete it and try again")
         return f"Cannot write {', '.join(names_)}: {error}"
 
-    # -- notes -----------------------------------------------------------
-
-    def read_note(self, notes_ref: str, target: str) -> str | None:
-        """The note attached to ``target`` in ``notes_ref``, or None."""
-        with self.lock:
-            try:
-                return self._repo.lookup_note(target, notes_ref).message
-            except KeyError:
-                return None
-
-    def update_notes(
-        self, notes_ref: str, edits: dict[str, Callable[[str | None], str | None]], message: str
-    ) -> None:
-        """Rewrite the notes on several objects in one notes commit, compare-and-swap.
-
-        ``edits`` maps a target oid to ``edit(old_text) -> new_text``; an edit
-        may run several times (once per lost race), so it must be a pure
-        function of the old text. Returning None removes the note.
-
-        Raises:
-            ConcurrentUpdate: the notes ref kept moving for CAS_RETRIES attempts.
-        """
-        for _ in range(CAS_RETRIES):
-            old = self.ref_target(notes_ref)
-            base_tree = self.commit_info(old).tree if old else None
-            changes: dict[str, bytes | None] = {}
-            for target, edit in edits.items():
-                path = self._note_path(base_tree, target)
-                raw = self.read_path(base_tree, path) if base_tree else None
-                current = raw.decode("utf-8", "replace") if raw is not None else None
-                text = edit(current)
-                if text != current:
-                    changes[path] = None if text is None else text.encode()
-            if not changes:
-                return
-            tree = self.update_tree(base_tree, changes)
-            commit = self.write_commit(tree, [old] if old else [], message)
-            if self.cas_ref(notes_ref, commit, old):
-                return
-        raise ConcurrentUpdate(f"Gave up updating {notes_ref} after {CAS_RETRIES} attempts")
-
-    def note_path(self, tree: str | None, target: str) -> str:
-        """Where the note on ``target`` goes in notes tree ``tree`` (flat or fanned out)."""
-        return self._note_path(tree, target)
-
-    def notes_in_tree(self, tree: str) -> list[tuple[str, str]]:
-        """(annotated oid, text) of every note in a notes tree (flat or fanned out)."""
-        out = []
-        for path, blob in self.walk_blobs(tree):
-            target = path.replace("/", "")
-            if len(target) == 40:
-                out.append((target, self.read_blob(blob).decode("utf-8", "replace")))
-        return out
+    # -- history (continued) -------------------------------------------
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True if commit ``ancestor`` is reachable from ``descendant`` (or equal)."""
@@ -937,20 +819,30 @@ class GitRepo:
             except (KeyError, ValueError, pygit2.GitError):
                 return False
 
-    def _note_path(self, tree: str | None, target: str) -> str:
-        # git switches to 2/38 fan-out directories once a notes tree grows;
-        # write where a reader following the existing layout will look.
-        if tree is not None:
-            for name, _, is_tree in self.list_dir(tree):
-                if is_tree and len(name) == 2:
-                    return f"{target[:2]}/{target[2:]}"
-        return target
+    # -- notes (gitml.store.notes does the work) --------------------------
+
+    def read_note(self, notes_ref: str, target: str) -> str | None:
+        """The note attached to ``target`` in ``notes_ref``, or None."""
+        return notes.read_note(self, notes_ref, target)
+
+    def update_notes(
+        self, notes_ref: str, edits: Mapping[str, Callable[[str | None], str | None]], message: str
+    ) -> None:
+        """Rewrite the notes on several objects in one notes commit, compare-and-swap (``notes.update_notes``).
+
+        Raises:
+            ConcurrentUpdate: the notes ref kept moving for CAS_RETRIES attempts.
+        """
+        notes.update_notes(self, notes_ref, edits, message)
+
+    def note_path(self, tree: str | None, target: str) -> str:
+        """Where the note on ``target`` goes in notes tree ``tree`` (flat or fanned out)."""
+        return notes.note_path(self, tree, target)
+
+    def notes_in_tree(self, tree: str) -> list[tuple[str, str]]:
+        """(annotated oid, text) of every note in a notes tree (flat or fanned out)."""
+        return notes.notes_in_tree(self, tree)
 
     def note_targets(self, notes_ref: str) -> Iterator[tuple[str, str]]:
         """(annotated object id, note text) for every note in ``notes_ref``."""
-        with self.lock:
-            try:
-                notes = list(self._repo.notes(notes_ref))
-            except (KeyError, pygit2.GitError):
-                return iter(())
-            return iter([(str(n.annotated_id), n.message) for n in notes])
+        return notes.note_targets(self, notes_ref)

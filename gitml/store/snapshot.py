@@ -87,7 +87,7 @@ def take_snapshot(repo: GitRepo, max_file_size: int) -> Snapshot:
                 )
             else:
                 continue  # sockets, submodule dirs: not source
-            index.add(pygit2.IndexEntry(path, oid, mode))
+            index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
         tree = index.write_tree(raw)
         if head is not None and str(tree) == str(raw[head].peel(pygit2.Commit).tree_id):
             return Snapshot(commit=head, head=head, branch=branch, dirty=False, skipped=skipped)
