@@ -255,8 +255,10 @@ def test_search_sees_runs_logged_by_another_process(tracking, repo):
 def test_index_is_derived_and_rebuilt(tracking, repo):
     with tracking.start_run() as run:
         tracking.log_metric("m", 1)
+    from gitml.tracking import runs as api
     from gitml.tracking.testing import reset
 
+    api.index_for(api.open_repo(repo))  # the index file exists
     reset()  # closes and forgets this process's index
     tracking.set_tracking_uri(repo)
     (repo / ".git" / "gitml" / "index.sqlite").unlink()
