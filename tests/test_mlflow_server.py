@@ -25,6 +25,8 @@ import pytest
 from tests.browser import chromium_missing, isolated_env, launch_browser
 from tests.test_serving import free_port, server
 
+pytestmark = pytest.mark.slow  # mlflow's server and a real browser
+
 SEED = textwrap.dedent(r'''
     import json, sys
     import numpy as np

@@ -195,6 +195,7 @@ def test_project_without_mlproject_runs_a_script(repo):
     assert "hello ['--n', '3']" in out.stdout
 
 
+@pytest.mark.slow
 def test_virtualenv_from_python_env_is_cached(project, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     py = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import copy_seed, git, gitml_cli, gitml_invoke, init_repo, run_python, seeding
 
 pytest.importorskip("sklearn")
 pytest.importorskip("gto")
@@ -141,6 +141,21 @@ def test_deregister_deprecate_and_gto_agrees(tracking, repo):
     assert json.loads(gitml_cli(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
 
 
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """A repository where 'rf' has v0.0.1 and a deregistered v0.0.2 (built once per module); the run ids."""
+    import gitml
+
+    with seeding(tmp_path_factory, "two-versions") as base:
+        repo = init_repo(base / "repo")
+        gitml.set_tracking_uri(repo)
+        ids = log_models(gitml, 2)
+        gitml.register_model(f"runs:/{ids[0]}/model", "rf")
+        gitml.register_model(f"runs:/{ids[1]}/model", "rf")
+        gitml_cli(repo, "models", "deregister", "rf", "2")
+        yield repo, ids
+
+
 @pytest.mark.parametrize("args, message", [
     (["promote", "rf", "v0.0.1", "prod uction"], "Invalid stage name"),
     (["promote", "rf", "9", "production"], "has no version 9"),
@@ -157,14 +172,12 @@ def test_deregister_deprecate_and_gto_agrees(tracking, repo):
     (["deregister", "rf", "2"], "was deregistered"),
     (["comment", "rf", "1", "  "], "needs some text"),
 ])
-def test_bad_input_is_a_clear_error_and_writes_no_tag(tracking, repo, args, message):
-    ids = log_models(tracking, 2)
-    tracking.register_model(f"runs:/{ids[0]}/model", "rf")
-    tracking.register_model(f"runs:/{ids[1]}/model", "rf")
-    gitml_cli(repo, "models", "deregister", "rf", "2")
+def test_bad_input_is_a_clear_error_and_writes_no_tag(two_versions, tmp_path, args, message):
+    seed, ids = two_versions
+    repo = copy_seed(seed, tmp_path / "repo")
     before = tags(repo)
     notes_before = git(repo, "for-each-ref", "refs/notes/")
-    out = gitml_cli(repo, "models", *[a.format(run=ids[0]) for a in args], check=False)
+    out = gitml_invoke(repo, "models", *[a.format(run=ids[0]) for a in args], check=False)
     assert out.returncode != 0
     assert message in out.stderr and out.stderr.startswith("Error: ")
     assert "Traceback" not in out.stderr

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import gitml.pyfunc
-from tests.conftest import git, gitml_cli
+from tests.conftest import close_tracking, copy_seed, git, gitml_cli, init_repo, seeding
 from tests.slow_clients import answers_while_held, slow_clients
 
 pytest.importorskip("sklearn")
@@ -86,20 +86,36 @@ def gitml_serve(model: str, cwd: Path, port: int, *extra: str):
     return server([sys.executable, "-m", "gitml", "serve", model, "--port", str(port), *extra], cwd, port)
 
 
-@pytest.fixture
-def registered(tracking, repo, monkeypatch):
-    """Model 'rf' with v0.0.1 (y = a + b) in production and v0.0.2 (y = 10a + 10b) registered."""
+@pytest.fixture(scope="module")
+def registered_seed(tmp_path_factory):
+    """A repository with model 'rf': v0.0.1 (y = a + b) in production and v0.0.2 (y = 10a + 10b)
+    registered; built once per module, as ``registered`` used to build it in every test."""
+    import gitml
     from sklearn.linear_model import LinearRegression
 
-    models = []
-    for k in (1, 10):
-        with tracking.start_run():
-            m = LinearRegression().fit(X, k * (X.a + X.b))
-            tracking.sklearn.log_model(m, "model", input_example=X[:2], registered_model_name="rf")
-            models.append(m)
-    gitml_cli(repo, "models", "promote", "rf", "1", "production")
-    monkeypatch.delenv("GITML_REPO")
-    return repo, models
+    with seeding(tmp_path_factory, "registered") as base:
+        repo = init_repo(base / "repo")
+        gitml.set_tracking_uri(repo)
+        models = []
+        for k in (1, 10):
+            with gitml.start_run():
+                m = LinearRegression().fit(X, k * (X.a + X.b))
+                gitml.sklearn.log_model(m, "model", input_example=X[:2], registered_model_name="rf")
+                models.append(m)
+        gitml_cli(repo, "models", "promote", "rf", "1", "production")
+        yield repo, models
+
+
+@pytest.fixture
+def registered(registered_seed, tmp_path):
+    """A copy of ``registered_seed``'s repository, with the tracking URI pointed at it; its models."""
+    import gitml
+
+    seed, models = registered_seed
+    repo = copy_seed(seed, tmp_path / "registered")
+    gitml.set_tracking_uri(repo)
+    yield repo, models
+    close_tracking()
 
 
 PAYLOADS = {
@@ -133,7 +149,7 @@ def test_every_payload_format_predicts_like_the_model(registered):
         assert version["run_id"] and version["stages"] == ["production"]
 
 
-@pytest.mark.parametrize("body, ctype, status, words", [
+BAD_REQUESTS = [
     ("{not json", "application/json", 400, "valid JSON"),
     ("[1, 2]", "application/json", 400, "Received a list"),
     ('{"columns": ["a"]}', "application/json", 400, "exactly one of the input fields"),
@@ -145,16 +161,34 @@ def test_every_payload_format_predicts_like_the_model(registered):
     ("a,b\n1,2", "text/plain", 415, "only supports the following content types"),
     ("a,b\n1,2", "text/csv; charset=latin-1", 415, "only supports UTF-8"),
     ("a,b\nx,y", "text/csv", 400, "Failed to parse input as a Pandas DataFrame"),
-])
-def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(registered, body, ctype, status, words):
+]
+
+
+@pytest.mark.parametrize("body, ctype, status, words", BAD_REQUESTS)
+def test_bad_requests_are_4xx_json_and_the_app_keeps_serving(registered, body, ctype, status, words):
+    """Each bad request through the scoring app, in this process (the server below sends them all)."""
+    from gitml.serving.server import make_app
+
+    _, models = registered
+    app = make_app("rf@v0.0.1")
+    got_status, got = call(app, body, ctype)
+    assert got_status == status, got
+    assert set(got) == {"error_code", "message"} and words in got["message"], got
+    ok, preds = call(app, *reversed(PAYLOADS["inputs"]))
+    assert ok == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+
+
+def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(registered):
+    """The same bad requests to `gitml serve` under gunicorn: each a 4xx in JSON, then a good prediction."""
     repo, models = registered
     port = free_port()
     with gitml_serve("rf@v0.0.1", repo, port, "--workers", "1"):
-        got_status, got = request(port, "/invocations", body, ctype)
-        assert got_status == status, got
-        assert set(got) == {"error_code", "message"} and words in got["message"], got
-        ok, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
-        assert ok == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3]))
+        for body, ctype, status, words in BAD_REQUESTS:
+            got_status, got = request(port, "/invocations", body, ctype)
+            assert got_status == status, (body, got)
+            assert set(got) == {"error_code", "message"} and words in got["message"], (body, got)
+            ok, preds = request(port, "/invocations", *reversed(PAYLOADS["inputs"]))
+            assert ok == 200 and np.allclose(preds["predictions"], models[0].predict(X[:3])), body
 
 
 def test_slow_clients_do_not_stop_the_scoring_server(registered):
@@ -295,6 +329,7 @@ def test_predict_command_reads_and_writes_csv_json_parquet(registered, tmp_path)
     assert not (tmp_path / "out2.csv").exists()
 
 
+@pytest.mark.slow
 def test_docker_context_serves_from_a_fresh_venv(registered, tmp_path):
     repo, models = registered
     ctx = tmp_path / "ctx"

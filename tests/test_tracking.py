@@ -256,9 +256,11 @@ def test_index_is_derived_and_rebuilt(tracking, repo):
     with tracking.start_run() as run:
         tracking.log_metric("m", 1)
     from gitml.tracking import runs as api
+    from gitml.tracking.testing import reset
 
-    api.index_for(api.open_repo(repo)).close()
-    api._indexes.clear()
+    api.index_for(api.open_repo(repo))  # the index file exists
+    reset()  # closes and forgets this process's index
+    tracking.set_tracking_uri(repo)
     (repo / ".git" / "gitml" / "index.sqlite").unlink()
     found = tracking.search_runs(output_format="list")
     assert [r.info.run_id for r in found] == [run.info.run_id]

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.browser import ODD_METRIC, XSS, XSS_FILE, DemoRepo, UiPage
 from tests.webview_fixtures import *  # noqa: F403  (browser, ui_env, demo_repo, ui_server, ui)
+
+pytestmark = pytest.mark.slow  # a real browser
 
 CHART_DRAWN = '.chart-panel .chart-card[data-drawn="1"]'  # one card per metric key
 
