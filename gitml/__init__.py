@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from gitml.version import VERSION as __version__
 
 _FLUENT = (
     "set_tracking_uri get_tracking_uri set_experiment create_experiment get_experiment "
@@ -25,7 +25,7 @@ _LAZY.update(
         "Client": ("gitml.client", "Client"),
         "MlflowClient": ("gitml.client", "Client"),
         "register_model": ("gitml.client", "register_model"),
-        "ActiveRun": ("gitml.tracking.entities", "ActiveRun"),
+        "ActiveRun": ("gitml.tracking.fluent", "ActiveRun"),
         "Run": ("gitml.tracking.entities", "Run"),
         "RunStatus": ("gitml.tracking.entities", "RunStatus"),
         "ViewType": ("gitml.tracking.entities", "ViewType"),

@@ -15,6 +15,12 @@ class Client(TrackingClient):
     stage at a time, and moving a stage to a version unassigns the last one.
     """
 
+    def get_logged_model(self, model_id: str) -> Any:
+        """MLflow 3's logged model ``model_id`` (``m-...``): a model directory of a run's artifacts."""
+        from gitml.models.logged import read_logged_model
+
+        return read_logged_model(self.repo, model_id)
+
     # -- registered models --------------------------------------------------------------
 
     def create_registered_model(self, name: str, tags: dict[str, Any] | None = None,
@@ -214,8 +220,8 @@ def register_model(model_uri: str, name: str, *, tags: dict[str, Any] | None = N
     """
     from gitml import registry
     from gitml.registry.entities import ModelVersion
-    from gitml.tracking import fluent
+    from gitml.tracking import runs
 
-    v = registry.register_model(fluent._repo(), model_uri, name, version=version, description=description,
+    v = registry.register_model(runs.open_repo(), model_uri, name, version=version, description=description,
                                 tags={k: str(val) for k, val in (tags or {}).items()})
     return ModelVersion.of(v)

@@ -116,6 +116,13 @@ class ExperimentNotFound(GitmlError):
     error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
+class ModelNotFound(GitmlError):
+    """No model (MLmodel file) at the given location."""
+
+    http_status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
 class AmbiguousRunId(GitmlError):
     """A run id prefix matches more than one run."""
 

@@ -325,7 +325,7 @@ def test_same_run_registered_twice_is_two_versions_and_gto_agrees(both, repo, tr
 
 
 def test_download_uri_pins_the_versions_run_commit(both, repo, tracking):
-    from gitml.mlflow_plugin import uri as gitml_uri
+    from gitml.tracking import uri as gitml_uri
     from gitml.store.repo import GitRepo
     from gitml.tracking import artifacts
 

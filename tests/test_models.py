@@ -112,7 +112,7 @@ def test_custom_python_model_with_artifacts(tracking, tmp_path):
 def test_bad_inputs(tracking, model, tmp_path):
     with pytest.raises(InvalidValue, match="serialization_format 'joblib'"):
         tracking.sklearn.save_model(model, tmp_path / "x", serialization_format="joblib")
-    from gitml.models.mlmodel import ModelNotFound
+    from gitml.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound, match="no MLmodel"):
         tracking.pyfunc.load_model(str(tmp_path))

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from gitml import __version__
+from gitml.version import VERSION as __version__
 
 
 class GitmlGroup(click.Group):
@@ -64,15 +64,6 @@ def main(ctx: click.Context, repo: str | None, traceback: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["repo_path"] = repo
     ctx.meta["gitml.traceback"] = traceback
-
-
-def repo_from(ctx: click.Context) -> Any:
-    """The repository the command works on, with dead runs recovered first."""
-    from gitml.tracking import recovery, runs
-
-    repo = runs.open_repo(ctx.find_root().obj.get("repo_path"))
-    recovery.recover(repo)
-    return repo
 
 
 def _register() -> None:

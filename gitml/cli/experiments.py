@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli import repo_from
 from gitml.cli.output import echo_json, echo_table, fmt_time
+from gitml.cli.repo import repo_from
 
 
 @click.group()

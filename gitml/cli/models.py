@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from gitml.cli import repo_from
+from gitml.cli.repo import repo_from
 
 
 def _repo(ctx: click.Context) -> Any:

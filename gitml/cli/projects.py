@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli import repo_from
+from gitml.cli.repo import repo_from
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -26,7 +26,7 @@ def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: b
     the newest run (e.g. one just made from the work tree), like
     `dvc metrics diff`; A alone: A vs the newest run.
     """
-    from gitml.cli import repo_from
+    from gitml.cli.repo import repo_from
     from gitml.review import diff as review
 
     repo = repo_from(ctx)
@@ -51,7 +51,7 @@ def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: b
 def report(ctx: click.Context, range_spec: str, out_dir: str, pick: str | None, run_url: str | None,
            image_prefix: str, max_plots: int, precision: int) -> None:
     """Write a pull-request comment (markdown + PNG plots) comparing BASE and HEAD."""
-    from gitml.cli import repo_from
+    from gitml.cli.repo import repo_from
     from gitml.review.report import make_report
 
     path = make_report(repo_from(ctx), range_spec, out_dir, pick, run_url, image_prefix, precision, max_plots)

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from gitml.cli import repo_from
 from gitml.cli.output import echo_json, echo_table
+from gitml.cli.repo import repo_from
 
 
 def _progress() -> Any:

@@ -10,6 +10,7 @@ MLflow finds these through its documented entry points (``pyproject.toml``):
 Each is a thin shell over gitml's own domain functions, so a run logged
 through MLflow is the same refs, notes, tags and DVC-layout artifacts as
 one logged with ``import gitml``. Only these modules import mlflow;
-``uri.py`` (the ``gitml:`` URI grammar) does not, and ``import gitml``
+the ``gitml:`` URI grammar they share with
+``gitml run`` lives in the tracking layer (``gitml/tracking/uri.py``), and ``import gitml``
 loads none of them.
 """

@@ -1,7 +1,7 @@
 """``GitmlArtifactRepository``: MLflow's artifact repository for ``gitml:`` artifact URIs.
 
 A run's artifact URI is ``gitml:///abs/repo/.gitml-runs/<run_id>[@<commit>]``
-(``uri.py``); MLflow appends artifact paths to it. Files go into the
+(``gitml/tracking/uri.py``); MLflow appends artifact paths to it. Files go into the
 repository's DVC-layout content store and are recorded in the run's
 ``artifacts.json``, through the same functions ``gitml.log_artifact`` uses,
 so the two are indistinguishable. Reads check every hash. A URI pinned to a
@@ -34,7 +34,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 from gitml.errors import InvalidValue
-from gitml.mlflow_plugin import convert, uri
+from gitml.mlflow_plugin import convert
+from gitml.tracking import uri
 from gitml.tracking import artifacts, logged_models, runs
 from gitml.tracking.entities import ViewType
 from gitml.tracking.validation import validate_artifact_path

@@ -21,7 +21,7 @@ import importlib
 from typing import Any
 
 from gitml.errors import GitmlError
-from gitml.mlflow_plugin import uri
+from gitml.tracking import uri
 from gitml.tracking import fluent, runs
 
 

@@ -50,7 +50,7 @@ from mlflow.utils.validation import (
 
 from gitml import registry
 from gitml.errors import GitmlError, InvalidValue
-from gitml.mlflow_plugin import uri
+from gitml.tracking import uri
 from gitml.registry import entities, views
 from gitml.store.repo import GitRepo
 

@@ -60,7 +60,8 @@ if TYPE_CHECKING:  # mlflow.models imports the tracking registry that is importi
     from mlflow.models import Model
 
 from gitml.errors import RunNotFound
-from gitml.mlflow_plugin import convert, uri
+from gitml.mlflow_plugin import convert
+from gitml.tracking import uri
 from gitml.tracking import datasets as _datasets
 from gitml.tracking import entities as g
 from gitml.tracking import experiments, logged_models, process, runs, validation, writer

@@ -34,35 +34,16 @@ the ``params``/``tags``/``model_type`` given to ``log_model``.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import NotFound, RunNotFound
 from gitml.models.mlmodel import MLMODEL, Model
-
-_ID = re.compile(r"m-([0-9a-f]{32})-([0-9a-f]{8})")
-
-
-class LoggedModelNotFound(NotFound):
-    """No logged model with that id in this repository."""
-
-
-def model_id_for(run_id: str, artifact_path: str) -> str:
-    """The id of the model logged by run ``run_id`` at ``artifact_path``."""
-    return f"m-{run_id}-{_path_hash(artifact_path)}"
-
-
-def parse_model_id(text: str) -> tuple[str, str] | None:
-    """``(run_id, path hash)`` if ``text`` is a logged-model id gitml made, else None."""
-    m = _ID.fullmatch(text)
-    return (m.group(1), m.group(2)) if m else None
-
-
-def _path_hash(path: str) -> str:
-    return hashlib.sha256(path.strip("/").encode()).hexdigest()[:8]
-
+from gitml.tracking.logged_models import (  # noqa: F401 - the ids are defined with the records, re-exported here
+    LoggedModelNotFound,
+    locate,
+    model_id_for,
+    parse_model_id,
+)
 
 @dataclass
 class LoggedModel:
@@ -88,39 +69,6 @@ class LoggedModel:
         out = dict(vars(self))
         out["metrics"] = [vars(m) for m in self.metrics or []]
         return out
-
-
-def locate(repo: Any, model_id: str) -> tuple[str, str]:
-    """``(run_id, artifact path)`` of logged model ``model_id``.
-
-    Raises:
-        LoggedModelNotFound: not an id gitml makes, no such run, or no model
-            directory in that run with this id.
-    """
-    from gitml.tracking import artifacts
-
-    parsed = parse_model_id(model_id)
-    if parsed is None:
-        # An id MLflow's client made through the store plugin (m-<32 hex>): a record in a run tag.
-        from gitml.tracking import logged_models
-
-        try:
-            record = logged_models.get(repo, model_id)
-        except logged_models.LoggedModelNotFound as e:
-            raise LoggedModelNotFound(str(e)) from None
-        return record.run_id, record.name
-    run_id, digest = parsed
-    try:
-        manifest = artifacts.manifest(repo, run_id)
-    except RunNotFound as e:
-        raise LoggedModelNotFound(f"Logged model {model_id!r} not found: its run {run_id} is not in this "
-                                  "repository (pull it first?)") from e
-    suffix = "/" + MLMODEL
-    paths = [p[: -len(suffix)] for p in manifest if p.endswith(suffix) and _path_hash(p[: -len(suffix)]) == digest]
-    if len(paths) != 1:
-        raise LoggedModelNotFound(f"Logged model {model_id!r} not found in run {run_id}"
-                                  + (f" (ambiguous: {paths})" if paths else ""))
-    return run_id, paths[0]
 
 
 def get_logged_model(model_id: str) -> LoggedModel:

@@ -16,21 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitml.errors import GitmlError, InvalidValue
+from gitml.errors import InvalidValue, ModelNotFound
 from gitml.models.environment import installed_version, python_version  # noqa: F401 - flavors import them here
 from gitml.models.signature import ModelSignature
 
-MLMODEL = "MLmodel"
+MLMODEL = "MLmodel"  # also tracking.logged_models.MLMODEL_FILE, which the registry layer reads
 PYFUNC = "python_function"
 # The MLflow version whose format gitml writes (the loaders check it only for warnings).
 MLFLOW_FORMAT_VERSION = "3.5.0"
-
-
-class ModelNotFound(GitmlError):
-    """No model (MLmodel file) at the given location."""
-
-    http_status = 404
-    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 @dataclass

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitml.errors import InvalidValue
+from gitml.errors import InvalidValue, ModelNotFound
 from gitml.models.logged import parse_model_id
-from gitml.models.mlmodel import MLMODEL, Model, ModelNotFound
+from gitml.models.mlmodel import MLMODEL, Model
 
 
 @dataclass
@@ -211,7 +211,7 @@ def log_saved_model(artifact_path: str, registered_model_name: str | None, save:
         if value is not None and not isinstance(value, dict):
             raise InvalidValue(f"log_model {what} must be a mapping, not {type(value).__name__}")
 
-    w = fluent._writer()
+    w = fluent.active_writer()
     with tempfile.TemporaryDirectory(prefix="gitml-model-") as tmp:
         model_dir = Path(tmp) / "model"
         meta = save(str(model_dir))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gitml.errors import GitmlError, InvalidValue
-from gitml.mlflow_plugin import uri as mlflow_uri
+from gitml.tracking import uri as mlflow_uri
 from gitml.store.repo import GitRepo
 
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue, NotFound
+from gitml.errors import ConcurrentUpdate, GitmlError, InvalidValue, ModelNotFound, NotFound
 from gitml.registry import tags as grammar
 from gitml.registry import metadata
 from gitml.registry.state import (
@@ -399,13 +399,12 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
         InvalidValue (not a runs:/ or models:/ URI), RunNotFound, ModelNotFound (no
         MLmodel at that path in the run), and what ``register`` raises.
     """
-    from gitml.models.mlmodel import ModelNotFound
     from gitml.tracking import artifacts, process, runs
 
     grammar.check_model_name(name)
     uri = str(model_uri)
     if uri.startswith("models:/m-"):  # MLflow 3's logged-model URI: the run's model directory
-        from gitml.models.logged import locate
+        from gitml.tracking.logged_models import locate
 
         uri = "runs:/{}/{}".format(*locate(repo, uri[len("models:/") :].strip("/")))
     if uri.startswith("models:/"):

@@ -247,9 +247,9 @@ class ScoringApp:
             if path == "/version":
                 import json
 
-                from gitml import __version__
+                from gitml.version import VERSION
 
-                body = json.dumps({"gitml_version": __version__, **self.holder.describe()}).encode()
+                body = json.dumps({"gitml_version": VERSION, **self.holder.describe()}).encode()
                 return _respond(start_response, 200, body)
             raise ScoringError(f"No such endpoint {path!r}: use /invocations, /ping, /health or /version",
                                404, "ENDPOINT_NOT_FOUND")

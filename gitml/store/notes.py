@@ -26,7 +26,8 @@ def read_note(repo: GitRepo, notes_ref: str, target: str) -> str | None:
 
 
 def update_notes(
-    repo: GitRepo, notes_ref: str, edits: Mapping[str, Callable[[str | None], str | None]], message: str
+    repo: GitRepo, notes_ref: str, edits: Mapping[str, Callable[[str | None], str | None]], message: str,
+    retries: int,
 ) -> None:
     """Rewrite the notes on several objects in one notes commit, compare-and-swap.
 
@@ -35,11 +36,9 @@ def update_notes(
     function of the old text. Returning None removes the note.
 
     Raises:
-        ConcurrentUpdate: the notes ref kept moving for CAS_RETRIES attempts.
+        ConcurrentUpdate: the notes ref kept moving for ``retries`` attempts.
     """
-    from gitml.store.repo import CAS_RETRIES  # here: repo.py imports this module
-
-    for _ in range(CAS_RETRIES):
+    for _ in range(retries):
         old = repo.ref_target(notes_ref)
         base_tree = repo.commit_info(old).tree if old else None
         changes: dict[str, bytes | None] = {}
@@ -56,7 +55,7 @@ def update_notes(
         commit = repo.write_commit(tree, [old] if old else [], message)
         if repo.cas_ref(notes_ref, commit, old):
             return
-    raise ConcurrentUpdate(f"Gave up updating {notes_ref} after {CAS_RETRIES} attempts")
+    raise ConcurrentUpdate(f"Gave up updating {notes_ref} after {retries} attempts")
 
 
 def note_path(repo: GitRepo, tree: str | None, target: str) -> str:

@@ -833,7 +833,7 @@ class GitRepo:
         Raises:
             ConcurrentUpdate: the notes ref kept moving for CAS_RETRIES attempts.
         """
-        notes.update_notes(self, notes_ref, edits, message)
+        notes.update_notes(self, notes_ref, edits, message, CAS_RETRIES)
 
     def note_path(self, tree: str | None, target: str) -> str:
         """Where the note on ``target`` goes in notes tree ``tree`` (flat or fanned out)."""

@@ -189,12 +189,6 @@ class Client:
         ids = list(run_ids) if run_ids else tables.runs_with_table(repo, [str(experiment_id)], artifact_file)
         return tables.load_table(repo, ids, artifact_file, extra_columns)
 
-    def get_logged_model(self, model_id: str) -> Any:
-        """MLflow 3's logged model ``model_id`` (``m-...``): a model directory of a run's artifacts."""
-        from gitml.models.logged import read_logged_model
-
-        return read_logged_model(self.repo, model_id)
-
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
         from gitml.tracking import artifacts
 

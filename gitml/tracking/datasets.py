@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gitml.errors import InvalidValue
 from gitml.tracking.entities import Dataset, DatasetInput, InputTag, RunInputs
 
-if TYPE_CHECKING:
-    from gitml.tracking.writer import RunWriter
 
 INPUTS_FILE = "inputs.json"
 CONTEXT_TAG = "mlflow.data.context"
@@ -162,7 +160,13 @@ def input_of(dataset: Any, context: str | None = None, tags: Mapping[str, Any] |
     return fields, all_tags
 
 
-def log_inputs(writer: RunWriter, items: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
+class InputSink(Protocol):
+    """Where ``log_inputs`` puts checked entries: a run's writer (``writer.RunWriter``), which sits above."""
+
+    def add_input(self, entry: dict[str, Any]) -> None: ...
+
+
+def log_inputs(writer: InputSink, items: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
     """Record dataset inputs (dataset fields, input tags) with the run; all checked before any is logged.
 
     Raises:

@@ -208,20 +208,3 @@ class Experiment:
     tags: dict[str, str] = field(default_factory=dict)
     creation_time: int | None = None
     last_update_time: int | None = None
-
-
-class ActiveRun(Run):
-    """The object ``start_run`` returns: a Run that ends itself in a ``with`` block."""
-
-    def __init__(self, run: Run) -> None:
-        super().__init__(run.info, run.data, run.source, run.parent_run_id, run.commit, run.inputs)
-
-    def __enter__(self) -> ActiveRun:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        from gitml.tracking import fluent
-
-        status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
-        fluent.end_run(status, _run_id=self.info.run_id)
-        return False

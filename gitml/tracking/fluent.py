@@ -18,7 +18,7 @@ from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
 from gitml.tracking import process as _process
 from gitml.tracking import writer as _wr
-from gitml.tracking.entities import ActiveRun, Experiment, Run, RunStatus, ViewType
+from gitml.tracking.entities import Experiment, Run, RunStatus, ViewType
 
 if TYPE_CHECKING:
     import pandas
@@ -43,6 +43,21 @@ def set_run_bridge(bridge: Any) -> Any:
 def run_bridge() -> Any:
     """The bridge ``set_run_bridge`` installed, or None."""
     return _bridge
+
+
+class ActiveRun(Run):
+    """The object ``start_run`` returns: a Run that ends itself in a ``with`` block."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.info, run.data, run.source, run.parent_run_id, run.commit, run.inputs)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
+        end_run(status, _run_id=self.info.run_id)
+        return False
 
 
 class _Entry:
@@ -206,7 +221,11 @@ def end_run(status: str = RunStatus.FINISHED, _run_id: str | None = None) -> Non
     _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)
 
 
-def _writer() -> _wr.RunWriter:
+def active_writer() -> _wr.RunWriter:
+    """The writer of this thread's active run, starting a run if there is none (as ``log_metric`` does).
+
+    For code above the tracking layer that logs into the active run (``log_model``).
+    """
     stack = _stack()
     if stack:
         w = stack[-1].writer
@@ -220,7 +239,7 @@ def _writer() -> _wr.RunWriter:
 
 def _writer_for(run_id: str | None) -> _wr.RunWriter:
     if run_id is None:
-        return _writer()
+        return active_writer()
     return _runs.writer_for_existing(_repo(), run_id)
 
 
@@ -242,7 +261,7 @@ def log_metric(
             if synchronous:
                 w.flush()
             return
-    w = _writer() if run_id is None else _writer_for(run_id)
+    w = active_writer() if run_id is None else _writer_for(run_id)
     w.log_metric(key, value, step, timestamp)
     if synchronous:
         w.flush()
@@ -265,7 +284,7 @@ def log_metrics(
 
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     """Log a param (write-once: the same value again is fine, another is an error)."""
-    _writer().log_param(key, value)
+    active_writer().log_param(key, value)
     return value
 
 
@@ -276,17 +295,17 @@ def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: 
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
-    _writer().set_tag(key, value)
+    active_writer().set_tag(key, value)
 
 
 def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
-    w = _writer()
+    w = active_writer()
     for key, value in tags.items():
         w.set_tag(key, value)
 
 
 def delete_tag(key: str) -> None:
-    _writer().delete_tag(key)
+    active_writer().delete_tag(key)
 
 
 def log_input(dataset: Any, context: str | None = None, tags: dict[str, Any] | None = None,
@@ -337,7 +356,7 @@ def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict | None = No
     """Store a matplotlib or plotly figure."""
     from gitml.tracking import artifacts
 
-    w = _writer()
+    w = active_writer()
     artifacts.log_figure(w.repo, w, figure, artifact_file, save_kwargs)
 
 
@@ -345,7 +364,7 @@ def log_image(image: Any, artifact_file: str | None = None, key: str | None = No
     """Store a numpy array or PIL image as an image artifact."""
     from gitml.tracking import artifacts
 
-    w = _writer()
+    w = active_writer()
     artifacts.log_image(w.repo, w, image, artifact_file, key, step)
 
 

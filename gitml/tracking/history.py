@@ -1,4 +1,4 @@
-"""Commits and the runs started from them (``gitml log``)."""
+"""Commits and the runs started from them (``gitml log``), and the revisions a user can pick."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ def commit_log(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False)
     if runs_only:
         out = [e for e in out if e[1]][:max_count]
     return out
+
+
+def commit(repo: GitRepo, oid: str | None) -> CommitInfo | None:
+    """The commit ``oid`` names, or None when this clone does not have it (a run from a teammate's unpushed commit)."""
+    if not oid or not repo.has_object(oid):
+        return None
+    return repo.commit_info(oid)
+
+
+def revisions(repo: GitRepo) -> tuple[str | None, list[str], list[str]]:
+    """(current branch or None if detached, local branches, tags), names sorted."""
+    heads = sorted(ref[len("refs/heads/"):] for ref, _ in repo.iter_refs("refs/heads/"))
+    return repo.head()[1], heads, sorted(repo.tag_refs())

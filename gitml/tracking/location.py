@@ -1,7 +1,7 @@
 """Where ``set_tracking_uri(uri)`` and ``Client(tracking_uri)`` point gitml: a git repository's path.
 
 gitml's own API writes to a git repository, named by a path, a ``file:``
-URI or a ``gitml:`` URI (the plugin's grammar, ``gitml.mlflow_plugin.uri``,
+URI or a ``gitml:`` URI (the grammar in ``gitml.tracking.uri``, shared with the plugin,
 so ``gitml:/path/to/repo`` means the same in both routes). An MLflow server
 (``http://...``) or database (``sqlite:...``, ``postgresql://...``) URI is
 refused with one line naming the other route: real mlflow with
@@ -15,7 +15,7 @@ import os
 import re
 
 from gitml.errors import InvalidValue
-from gitml.mlflow_plugin.uri import SCHEME, repo_path
+from gitml.tracking.uri import SCHEME, repo_path
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 

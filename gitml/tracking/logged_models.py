@@ -18,6 +18,7 @@ params and metrics are the run's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -25,17 +26,64 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import InvalidValue, NotFound
+from gitml.errors import InvalidValue, NotFound, RunNotFound
 from gitml.store.repo import GitRepo
-from gitml.tracking import runs, validation
+from gitml.tracking import artifacts, runs, validation
 
 TAG_PREFIX = "gitml.model."
 MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")
 STATUSES = ("PENDING", "READY", "FAILED")
+#: The file that makes a directory of a run's artifacts a model (``gitml.models.mlmodel.MLMODEL``).
+MLMODEL_FILE = "MLmodel"
 
 
 class LoggedModelNotFound(NotFound):
     """No logged model with that id in the repository."""
+
+
+# The ids gitml's own ``log_model`` derives for a run's model directory (see ``gitml/models/logged.py``).
+_ID = re.compile(r"m-([0-9a-f]{32})-([0-9a-f]{8})")
+
+
+def model_id_for(run_id: str, artifact_path: str) -> str:
+    """The id of the model logged by run ``run_id`` at ``artifact_path``."""
+    return f"m-{run_id}-{_path_hash(artifact_path)}"
+
+
+def parse_model_id(text: str) -> tuple[str, str] | None:
+    """``(run_id, path hash)`` if ``text`` is a logged-model id gitml made, else None."""
+    m = _ID.fullmatch(text)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _path_hash(path: str) -> str:
+    return hashlib.sha256(path.strip("/").encode()).hexdigest()[:8]
+
+
+def locate(repo: GitRepo, model_id: str) -> tuple[str, str]:
+    """``(run_id, artifact path)`` of logged model ``model_id``.
+
+    Raises:
+        LoggedModelNotFound: not an id gitml makes, no such run, or no model
+            directory in that run with this id.
+    """
+    parsed = parse_model_id(model_id)
+    if parsed is None:
+        # An id MLflow's client made through the store plugin (m-<32 hex>): a record in a run tag.
+        record = get(repo, model_id)
+        return record.run_id, record.name
+    run_id, digest = parsed
+    try:
+        manifest = artifacts.manifest(repo, run_id)
+    except RunNotFound as e:
+        raise LoggedModelNotFound(f"Logged model {model_id!r} not found: its run {run_id} is not in this "
+                                  "repository (pull it first?)") from e
+    suffix = "/" + MLMODEL_FILE
+    paths = [p[: -len(suffix)] for p in manifest if p.endswith(suffix) and _path_hash(p[: -len(suffix)]) == digest]
+    if len(paths) != 1:
+        raise LoggedModelNotFound(f"Logged model {model_id!r} not found in run {run_id}"
+                                  + (f" (ambiguous: {paths})" if paths else ""))
+    return run_id, paths[0]
 
 
 @dataclass

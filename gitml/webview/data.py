@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitml.errors import GitmlError, InvalidValue, NotFound
+from gitml.registry import tags as registry_tags
 from gitml.store.repo import GitRepo
+from gitml.tracking import history
 from gitml.tracking import runs as _runs
 from gitml.tracking.entities import Run, RunStatus, ViewType
 
@@ -111,9 +113,9 @@ def runs_page(repo: GitRepo, q: RunsQuery) -> dict[str, Any]:
 
 
 def commit_record(repo: GitRepo, oid: str | None) -> dict[str, Any] | None:
-    if not oid or not repo.has_object(oid):
+    c = history.commit(repo, oid)
+    if c is None:
         return None
-    c = repo.commit_info(oid)
     return {"oid": c.oid, "short": c.oid[:8], "summary": c.message.split("\n", 1)[0], "message": c.message,
             "author": c.author_name, "email": c.author_email, "time": c.time, "parents": list(c.parents)}
 
@@ -282,10 +284,8 @@ def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
 
 
 def commits(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) -> dict[str, Any]:
-    from gitml.tracking.history import commit_log
-
     out = []
-    for c, rs in commit_log(repo, rev, max_count, runs_only):
+    for c, rs in history.commit_log(repo, rev, max_count, runs_only):
         rec = commit_record(repo, c.oid) or {}
         rec["runs"] = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
                         "dirty": bool(r.source.get("dirty")),
@@ -296,9 +296,8 @@ def commits(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) ->
 
 def branches(repo: GitRepo) -> dict[str, Any]:
     """Local branches and tags (registry tags left out), for the diff page's pickers."""
-    heads = sorted(ref[len("refs/heads/"):] for ref, _ in repo.iter_refs("refs/heads/"))
-    tags = sorted(t for t in repo.tag_refs() if "@" not in t and "#" not in t)
-    return {"head": repo.head()[1], "branches": heads, "tags": tags}
+    head, heads, tags = history.revisions(repo)
+    return {"head": head, "branches": heads, "tags": [t for t in tags if registry_tags.parse(t) is None]}
 
 
 def _side(side: Any) -> dict[str, Any]:
