@@ -619,6 +619,40 @@ def test_a_held_ref_lock_is_named_and_a_stale_one_removed(repo):
     assert not lock.exists()
 
 
+def test_a_young_lock_let_go_while_it_is_judged_is_a_lost_race_not_a_failure(repo):
+    """Another writer's young lock is waited on until it can be judged (STALE_LOCK_SECONDS, longer
+    than LOCK_WAIT); when that writer has meanwhile created the ref and let go, the call retries and
+    reads a lost race, then the registry writes its next tag (CI once failed two promoting processes
+    on exactly this)."""
+    import threading
+    import time
+
+    from gitml import registry
+
+    register_commits(repo, 2)
+    gr = open_repo(repo)
+    tag_object = subprocess.run(
+        ["git", "mktag"], cwd=repo, capture_output=True, text=True, check=True,
+        input=f"object {commits(repo, 2)[0]}\ntype commit\ntag rf#production#1\n"
+              f"tagger Other <other@example.com> {int(time.time())} +0000\n\nother writer\n").stdout.strip()
+    tags_dir = repo / ".git" / "refs" / "tags"
+    lock = tags_dir / "rf#production#1.lock"
+    lock.write_text("")  # created and not yet flocked by its writer: young, unheld
+
+    def other_writer_finishes():  # as git does: the ref is written, then the lock is gone
+        (tags_dir / "rf#production#1").write_text(tag_object + "\n")
+        lock.unlink()
+
+    timer = threading.Timer(1.2, other_writer_finishes)
+    timer.start()
+    try:
+        model, written = registry.assign(gr, "rf", 2, "production")
+    finally:
+        timer.join()
+    assert written and written != ["rf#production#1"]
+    assert "rf#production#1" in git(repo, "tag", "--list").split()
+
+
 REF_NAMES = [
     "refs/tags/rf@v0.0.1", "refs/tags/.x=m@v0.0.1", "refs/tags/x/.y=m@v0.0.1", "refs/tags/a.lock/=m@v0.0.1",
     "refs/tags/a./=m", "refs/tags/a.", "refs/tags/a..b", "refs/tags/a@{b", "refs/tags/a@b", "refs/tags/@",

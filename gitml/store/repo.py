@@ -61,6 +61,7 @@ PACK_THRESHOLD = 256
 STALE_LOCK_SECONDS = 2.0
 #: Seconds ``create_refs`` waits for a ref lock another writer holds before giving up.
 LOCK_WAIT = 1.0
+_LOCK_RETRIES = 50  # lock failures one create_refs call retries (each holder that let go costs one)
 _FILE_REFS_ATTEMPTS = 5
 
 _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
@@ -789,7 +790,11 @@ class GitRepo:
             # something that will not go away by itself (say so).
             failures += 1
             locked = "failed to lock" in str(error)
-            if locked and self._clear_stale_locks(list(refs), wait=True):
+            if locked and failures <= _LOCK_RETRIES and (
+                    self._clear_stale_locks(list(refs), wait=True)
+                    or not any(self._lock_path(name).exists() for name in refs)):
+                # A stale lock removed, or the holder let go while it was being judged
+                # (which can take STALE_LOCK_SECONDS, longer than LOCK_WAIT): try again now.
                 deadline = time.monotonic() + LOCK_WAIT
                 continue
             if (not locked and failures >= 3) or time.monotonic() >= deadline:
