@@ -225,6 +225,20 @@ def test_registered_model_calls_match_sqlite(both, repo):
     assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
+def test_like_and_ilike_fold_case_as_mlflows_sqlite_store(both):
+    """Issue 15 (3): ILIKE folds ASCII letters only (SQLite's lower()), LIKE folds nothing, as MLflow's store."""
+    for name, owner in (("a", "élodie"), ("b", "Émile"), ("c", "alice"), ("d", "Alice")):
+        both.same("create_registered_model", m(name), tags={"owner": owner})
+    prefix = both.prefix
+    for f in ("tags.owner ILIKE 'A%'", "tags.owner LIKE 'A%'", "tags.owner ILIKE 'É%'", "tags.owner ILIKE 'é%'",
+              "tags.owner ILIKE '%LODIE'", "tags.owner LIKE '%lodie'"):
+        ours = sorted(r.name for r in both.git.search_registered_models(filter_string=f))
+        theirs = sorted(r.name.replace(prefix, "") for r in
+                        both.sql.search_registered_models(filter_string=f"{f} AND name LIKE '{prefix}%'"))
+        assert ours == theirs, f
+    assert sorted(r.name for r in both.git.search_registered_models(filter_string="tags.owner ILIKE 'é%'")) == ["a"]
+
+
 def test_model_versions_match_sqlite_and_gto_agrees(both, repo, tracking):
     ids = log_models(tracking, 3)
     both.same("create_registered_model", m("rf"))

@@ -337,6 +337,39 @@ def test_client_registry_api(tracking, repo):
         client.search_model_versions("name = rf OR x")
 
 
+def test_registry_searches_use_the_one_filter_grammar(tracking, repo):
+    """Issue 15 (2, 3): registry filters parse with gitml.tracking.filters, not a regex of their own:
+    a quoted value holding ' AND ' is one value, and ILIKE folds ASCII letters only (as MLflow's
+    sqlite store) while LIKE folds nothing, for models and versions alike."""
+    from gitml.registry.entities import ModelVersion, matches_version
+    from gitml.tracking.filters import MODEL_VERSIONS, parse_filter
+
+    ids = log_models(tracking, 2)
+    client = tracking.MlflowClient()
+    client.create_registered_model("rf", tags={"note": "a AND b", "owner": "élodie"})
+    client.create_registered_model("gb", tags={"note": "a", "owner": "Alice"})
+    client.create_model_version("rf", f"runs:/{ids[0]}/model", run_id=ids[0], tags={"owner": "Émile"})
+    client.create_model_version("gb", f"runs:/{ids[1]}/model", run_id=ids[1], tags={"owner": "alice"})
+
+    def models(f: str) -> list[str]:
+        return sorted(m.name for m in client.search_registered_models(f))
+
+    def versions(f: str) -> list[str]:
+        return sorted(v.name for v in client.search_model_versions(f))
+
+    assert models("name='a AND b'") == [] and versions("name='a AND b'") == []
+    assert models("tags.note = 'a AND b'") == ["rf"] and models("tags.note = 'a AND b' AND name = 'rf'") == ["rf"]
+    assert models("tags.owner ILIKE 'a%'") == ["gb"] and models("tags.owner LIKE 'a%'") == []
+    assert models("tags.owner ILIKE 'é%'") == ["rf"] and models("tags.owner ILIKE 'É%'") == []
+    assert versions("tags.owner ILIKE 'A%'") == ["gb"] and versions("tags.owner LIKE 'A%'") == []
+    assert versions("tags.owner ILIKE 'É%'") == ["rf"] and versions("tags.owner ILIKE 'é%'") == []
+    # a name holding ' AND ' (not one GTO allows, but the grammar does not care)
+    mv = ModelVersion("a AND b", "1", "v0.0.1", 0, 0, "", "", "Production", "", None, "READY", ["Production"],
+                      [], "c", "t", False)
+    assert matches_version(mv, parse_filter("name='a AND b' AND stage = 'production'", MODEL_VERSIONS))
+    assert not matches_version(mv, parse_filter("name = 'a'", MODEL_VERSIONS))
+
+
 def test_state_cache_follows_tags_changed_behind_its_back(tracking, repo):
     ids = log_models(tracking, 2)
     for i in ids:
@@ -541,14 +574,15 @@ def test_cli_promote_with_other_case_writes_the_existing_stage(repo):
 
 
 def test_stage_filters_are_case_insensitive_for_every_operator():
-    from gitml.registry.entities import ModelVersion, matches, parse_version_filter
+    from gitml.registry.entities import ModelVersion, matches_version
+    from gitml.tracking.filters import MODEL_VERSIONS, parse_filter
 
     mv = ModelVersion("rf", "1", "v0.0.1", 0, 0, "", "", "Production", "", None, "READY", ["Production"],
                       ["Production"], "c", "rf@v0.0.1", False)
     none = ModelVersion("rf", "2", "v0.0.2", 0, 0, "", "", "None", "", None, "READY", [], [], "d", "rf@v0.0.2", False)
 
     def ok(f: str, v: ModelVersion = mv) -> bool:
-        return matches(v, parse_version_filter(f))
+        return matches_version(v, parse_filter(f, MODEL_VERSIONS))
 
     assert ok("stage = 'production'") and ok("stage = 'PRODUCTION'")
     assert not ok("stage != 'production'") and not ok("stage != 'PRODUCTION'")

@@ -1,4 +1,5 @@
-"""Tests for gitml.tracking.search: the MLflow filter grammar, its SQL and its Python twin.
+"""Tests for gitml.tracking.filters and gitml.tracking.search: the MLflow filter grammar, its SQL
+and its Python twin.
 
 Every search runs twice: as compiled SQL against a real in-memory SQLite index
 and through match_run/sort_runs over the same runs held as dicts; both must give
@@ -14,15 +15,16 @@ from typing import Any
 import pytest
 
 from gitml.errors import GitmlError, InvalidFilter
-from gitml.tracking.search import (
+from gitml.tracking import filters
+from gitml.tracking.filters import (
     Comparison,
     OrderKey,
-    compile_search,
     match_run,
     parse_filter,
     parse_order_by,
     sort_runs,
 )
+from gitml.tracking.search import compile_search
 
 SCHEMA = """
 CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL, run_name TEXT,
@@ -161,11 +163,11 @@ RUNS = [
 ]
 
 
-@pytest.fixture
-def index() -> Iterator[sqlite3.Connection]:
+def make_index(runs: list[dict[str, Any]]) -> sqlite3.Connection:
+    """An in-memory index holding ``runs``, with the run index's schema."""
     conn = sqlite3.connect(":memory:")
     conn.executescript(SCHEMA)
-    for run in RUNS:
+    for run in runs:
         info = run["info"]
         conn.execute(
             "INSERT INTO runs (run_id, experiment_id, run_name, status, start_time, end_time,"
@@ -199,6 +201,12 @@ def index() -> Iterator[sqlite3.Connection]:
                 for k, v in run["metrics"].items()
             ],
         )
+    return conn
+
+
+@pytest.fixture
+def index() -> Iterator[sqlite3.Connection]:
+    conn = make_index(RUNS)
     yield conn
     conn.close()
 
@@ -653,3 +661,65 @@ def test_dataset_filters_match_any_input_of_the_run(index: sqlite3.Connection, f
     """Issue 16: datasets.name / digest / context in filters, as MLflow's search (any input matches;
     a context a dataset lacks matches nothing)."""
     assert search_both(index, filter_string) == expected
+
+
+# ------------------------------------------------------------------------ case folding
+
+FOLD_RUNS = [
+    make_run(run_id, experiment_id="1", name=name, status="FINISHED", start=i, end=None, user="u", uri="file:///a",
+             tags={"owner": name})
+    for i, (run_id, name) in enumerate([("f1", "élodie"), ("f2", "Émile"), ("f3", "alice"), ("f4", "Alice")])
+]
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("tags.owner ILIKE 'A%'", {"f3", "f4"}),
+        ("tags.owner ILIKE 'a%'", {"f3", "f4"}),
+        ("tags.owner LIKE 'A%'", {"f4"}),
+        ("tags.owner LIKE 'a%'", {"f3"}),
+        ("tags.owner ILIKE 'É%'", {"f2"}),
+        ("tags.owner ILIKE 'é%'", {"f1"}),
+        ("tags.owner ILIKE '%LODIE'", {"f1"}),
+        ("run_name ILIKE 'ÉMILE'", {"f2"}),
+        ("run_name ILIKE 'émile'", set()),
+    ],
+)
+def test_ilike_folds_ascii_letters_only_in_sql_and_python(filter_string: str, expected: set[str]) -> None:
+    """Issue 15 (3): ILIKE folds ASCII letters only, as MLflow's sqlite store (SQLite's lower());
+    LIKE is case-sensitive. The SQL and the in-memory matcher agree."""
+    conn = make_index(FOLD_RUNS)
+    try:
+        sql, params = compile_search(filter_string, None, experiment_ids=None, lifecycle_stages=["active"])
+        got_sql = {row[0] for row in conn.execute(sql, params)}
+    finally:
+        conn.close()
+    comparisons = parse_filter(filter_string)
+    got_py = {run["info"]["run_id"] for run in FOLD_RUNS if match_run(comparisons, run)}
+    assert got_sql == got_py == expected
+
+
+@pytest.mark.parametrize("table", [filters.RUNS, filters.EXPERIMENTS, filters.REGISTERED_MODELS, filters.MODEL_VERSIONS])
+def test_every_search_folds_case_the_same_way(table: filters.FieldTable) -> None:
+    """Issue 15 (3): one matcher for every search: experiments and the registry fold as runs do."""
+    def matches(filter_string: str, owner: str) -> bool:
+        comparisons = parse_filter(filter_string, table)
+        if table is filters.RUNS:
+            return match_run(comparisons, {"tags": {"owner": owner}})
+        return filters.match_record(comparisons, {"tags": {"owner": owner}}, table)
+
+    assert matches("tags.owner ILIKE 'A%'", "alice") and matches("tags.owner ILIKE 'a%'", "ALICE")
+    assert not matches("tags.owner LIKE 'A%'", "alice")
+    assert not matches("tags.owner ILIKE 'É%'", "élodie") and not matches("tags.owner ILIKE 'é%'", "Élodie")
+    assert matches("tags.owner ILIKE 'É%'", "Élodie")
+    assert (filters.ilike("éA", "éa"), filters.ilike("ÉA", "éa"), filters.like("A", "a")) == (True, False, False)
+
+
+def test_quoted_values_hold_and_or_and_parentheses() -> None:
+    """Issue 15 (2): a quoted value is one value, whatever it holds; every search parses it so."""
+    text = "name = 'a AND b' AND tags.`x AND y` = 'c OR (d)'"
+    expected = [Comparison("attribute", "name", "=", "a AND b"), Comparison("tag", "x AND y", "=", "c OR (d)")]
+    for table in (filters.EXPERIMENTS, filters.REGISTERED_MODELS, filters.MODEL_VERSIONS):
+        assert parse_filter(text, table) == expected
+    assert parse_filter("run_name = 'a AND b'") == [Comparison("attribute", "run_name", "=", "a AND b")]

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.registry import search
 from gitml.registry.metadata import ModelMeta, VersionMeta
 from gitml.registry.state import ModelState, VersionState
+from gitml.tracking import filters
 
 #: MLflow's stages (besides "None"), as gitml writes them in GTO stage tags.
 MLFLOW_STAGES = ("production", "staging", "archived")
@@ -179,35 +179,18 @@ def latest_versions(m: ModelState, stages: list[str] | None = None, meta: ModelM
 # -- filters -----------------------------------------------------------------------------------
 
 
-def version_fields(mv: ModelVersion) -> Any:
-    """The values ``search.matches`` compares for a version, by filter key."""
-    values = {"name": mv.name, "run_id": mv.run_id or "", "version": int(mv.version),
-              "version_number": int(mv.version), "semver": mv.semver,
-              "stage": [s.lower() for s in mv.stages] or ["none"], "source": mv.source,
-              "source_path": mv.source}
-    return values.get
+def version_record(mv: ModelVersion) -> dict[str, Any]:
+    """What a model version filter compares (``filters.MODEL_VERSIONS``): its fields by filter key,
+    its stages as a list (any may match; ``["none"]`` without one), its tags."""
+    return {"name": mv.name, "run_id": mv.run_id or "", "version_number": int(mv.version), "semver": mv.semver,
+            "stage": list(mv.stages) or ["none"], "source": mv.source, "source_path": mv.source, "tags": mv.tags}
 
 
-def matches_version(mv: ModelVersion, clauses: list[search.Clause]) -> bool:
-    """True if ``mv`` passes every clause; stages compare case-insensitively, whatever the operator."""
-    folded = [search.Clause(c.key, c.op, (tuple(x.lower() for x in c.value) if isinstance(c.value, tuple)
-                                          else c.value.lower()), c.tag) if c.key == "stage" else c
-              for c in clauses]
-    return search.matches(version_fields(mv), mv.tags, folded)
+def matches_version(mv: ModelVersion, comparisons: list[filters.Comparison]) -> bool:
+    """True if ``mv`` passes every comparison; stages compare case-insensitively, whatever the operator."""
+    return filters.match_record(comparisons, version_record(mv), filters.MODEL_VERSIONS)
 
 
-def matches_model(rm: RegisteredModel, clauses: list[search.Clause]) -> bool:
-    return search.matches({"name": rm.name}.get, rm.tags, clauses)
-
-
-def parse_version_filter(filter_string: str | None) -> list[search.Clause]:
-    """A model version filter (see ``gitml.registry.search``).
-
-    Raises:
-        InvalidFilter
-    """
-    return search.parse_filter(filter_string)
-
-
-def matches(mv: ModelVersion, clauses: list[search.Clause]) -> bool:
-    return matches_version(mv, clauses)
+def matches_model(rm: RegisteredModel, comparisons: list[filters.Comparison]) -> bool:
+    """True if ``rm`` passes every comparison of a ``filters.REGISTERED_MODELS`` filter."""
+    return filters.match_record(comparisons, {"name": rm.name, "tags": rm.tags}, filters.REGISTERED_MODELS)

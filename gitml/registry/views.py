@@ -1,19 +1,26 @@
 """MLflow's view of the registry: entities and searches, shared by ``gitml.Client`` and the MLflow store.
 
+Searches take the grammar of ``gitml.tracking.filters`` (its ``REGISTERED_MODELS`` and
+``MODEL_VERSIONS`` field tables) and MLflow's page tokens (base64 of ``{"offset": n}``).
+
 MLflow does not see what it would have deleted: deregistered versions, and deprecated
 models (unless created again since). ``gitml models ...`` shows those too.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from gitml import registry
-from gitml.registry import search
+from gitml.errors import InvalidFilter
 from gitml.registry.entities import ModelVersion, RegisteredModel, matches_model, matches_version
 from gitml.registry.state import VersionState
 from gitml.store.repo import GitRepo
+from gitml.tracking import filters
 
 
 def model_entity(model: registry.Registered) -> RegisteredModel:
@@ -55,13 +62,13 @@ def latest_versions(repo: GitRepo, name: str, stages: Sequence[str] | None = Non
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 
-def _prompts(clauses: list[search.Clause]) -> tuple[list[search.Clause], bool]:
+def _prompts(clauses: list[filters.Comparison]) -> tuple[list[filters.Comparison], bool]:
     """MLflow's rule for the prompt tag: searches leave prompts out unless the filter asks for them
     (``tags.`mlflow.prompt.is_prompt` = 'true'``); MLflow's client adds ``!= 'true'`` to every search."""
     wanted = False
     rest = []
     for c in clauses:
-        if c.key == search.TAG and c.tag == PROMPT_TAG:
+        if c.kind == filters.TAG and c.key == PROMPT_TAG:
             value = str(c.value).lower()
             wanted = wanted or (c.op == "=" and value == "true") or (c.op == "!=" and value == "false")
         else:
@@ -87,13 +94,11 @@ def search_models(repo: GitRepo, filter_string: str | None = None, max_results: 
     Raises:
         InvalidFilter
     """
-    clauses, prompts = _prompts(search.parse_filter(filter_string, models=True))
-    order = search.parse_order_by(order_by, search.MODEL_ORDER_KEYS, "registered models")
-    if "name" not in (f for f, _ in order):
-        order.append(("name", True))
+    clauses, prompts = _prompts(filters.parse_filter(filter_string, filters.REGISTERED_MODELS))
+    order = filters.parse_order_by(order_by, filters.REGISTERED_MODELS)  # then by name
     found = [rm for rm in (model_entity(m) for m in registry.registered_models(repo))
              if matches_model(rm, clauses) and _is_prompt(rm.tags) == prompts]
-    return search.page(search.sort(found, order, _field), max_results, page_token)
+    return page(filters.sort_records(found, order, _field), max_results, page_token)
 
 
 def search_versions(repo: GitRepo, filter_string: str | None = None, max_results: int | None = None,
@@ -106,14 +111,46 @@ def search_versions(repo: GitRepo, filter_string: str | None = None, max_results
     Raises:
         InvalidFilter
     """
-    clauses, prompts = _prompts(search.parse_filter(filter_string))
-    order = search.parse_order_by(order_by or search.DEFAULT_VERSION_ORDER, search.VERSION_ORDER_KEYS,
-                                  "model versions")
-    keys = [f for f, _ in order]
-    order += [k for k in (("name", True), ("version_number", False)) if k[0] not in keys]
+    clauses, prompts = _prompts(filters.parse_filter(filter_string, filters.MODEL_VERSIONS))
+    order = filters.parse_order_by(order_by, filters.MODEL_VERSIONS)  # then by name, number descending
     found = [mv for m in registry.registered_models(repo) for mv in (version_entity(m, v) for v in m.versions())
              if matches_version(mv, clauses) and _is_prompt(mv.tags) == prompts]
-    return search.page(search.sort(found, order, _field), max_results, page_token)
+    return page(filters.sort_records(found, order, _field), max_results, page_token)
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+def page_token(offset: int) -> str:
+    """MLflow's page token: base64 of ``{"offset": n}``."""
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def parse_page_token(token: str | bytes | None) -> int:
+    """The offset a page token holds (0 without one).
+
+    Raises:
+        InvalidFilter: the token is not one ``page_token`` made.
+    """
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.b64decode(token, validate=True))
+        offset = data["offset"]
+    except (binascii.Error, ValueError, TypeError, KeyError, RecursionError):
+        raise InvalidFilter(f"Invalid page token {str(token)[:60]!r}") from None
+    if type(offset) is not int or offset < 0:
+        raise InvalidFilter(f"Invalid page token {str(token)[:60]!r}: bad offset")
+    return offset
+
+
+def page(items: list[Any], max_results: int | None, token: str | bytes | None) -> tuple[list[Any], str | None]:
+    """One page of ``items`` and the token of the next (None on the last page)."""
+    start = parse_page_token(token)
+    if max_results is None:
+        return items[start:], None
+    end = start + max_results
+    return items[start:end], (page_token(end) if end < len(items) else None)
 
 
 def download_uri(repo: GitRepo, name: str, version: str | int) -> tuple[str, str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName, NotFound
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import schema, search, validation
+from gitml.tracking import filters, schema, validation
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
 
 DEFAULT_ID = "0"
@@ -139,11 +139,11 @@ def search_experiments(
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
-    comparisons = search.parse_experiment_filter(filter_string)
-    keys = search.parse_experiment_order_by(order_by)
+    comparisons = filters.parse_experiment_filter(filter_string)
+    keys = filters.parse_experiment_order_by(order_by)
     found = [(vars(e), e) for e in list_experiments(repo, view_type)]
-    kept = {id(d): e for d, e in found if search.match_experiment(comparisons, d)}
-    return [kept[id(d)] for d in search.sort_experiments([d for d, e in found if id(d) in kept], keys)]
+    kept = {id(d): e for d, e in found if filters.match_experiment(comparisons, d)}
+    return [kept[id(d)] for d in filters.sort_experiments([d for d, e in found if id(d) in kept], keys)]
 
 
 def exists(repo: GitRepo, experiment_id: str) -> bool:

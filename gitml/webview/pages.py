@@ -71,7 +71,7 @@ def runs() -> str:
 
 def _sort_direction(order_by: list[str]) -> Any:
     """For a column's order_by term, "asc"/"desc" if the table is sorted on it (however the URL spelled it)."""
-    from gitml.tracking.search import parse_order_by
+    from gitml.tracking.filters import parse_order_by
 
     try:
         first = parse_order_by(order_by[:1])[0] if order_by else parse_order_by(["attributes.start_time DESC"])[0]
