@@ -27,6 +27,8 @@ class Setting:
     #: What a parsed value must satisfy, and how to say it.
     valid: Callable[[Any], bool] = lambda value: True
     rule: str = ""
+    #: False: read from the environment only, never from git config (which a work tree can include).
+    git_config: bool = True
 
     @property
     def env(self) -> str:
@@ -46,7 +48,8 @@ SETTINGS: dict[str, Setting] = {
             _non_negative,
             "a number of bytes, 0 or more",
         ),
-        Setting("repo", "", str, "Repository gitml tracks into (default: the one around the cwd)."),
+        Setting("repo", "", str, "Repository gitml tracks into (default: the one around the cwd).",
+                git_config=False),
         Setting("note_metrics", 8, int, "How many metrics a run shows in its git note.",
                 lambda n: 0 <= n <= 1000, "a whole number from 0 to 1000"),
         Setting(
@@ -57,7 +60,16 @@ SETTINGS: dict[str, Setting] = {
             "this repository: pickles (scikit-learn pickle/cloudpickle, PyTorch pickle), custom PythonModels "
             "with their code and artifacts, a flavor's code directory, skops files with types beyond skops' "
             "defaults, and pt2 files that fail gitml's check. Set it only for models you trust.",
+            git_config=False,
         ),
+        # Read when a run starts or an experiment is needed, so a script, or `gitml run` for its
+        # entry point, can set them for code it does not control.
+        Setting("run_id", "", str, "start_run() without a run_id resumes this run instead of creating one.",
+                git_config=False),
+        Setting("experiment_id", "", str, "Active experiment when set_experiment was not called.",
+                git_config=False),
+        Setting("experiment_name", "", str, "Active experiment by name (created if needed) when "
+                "set_experiment was not called and experiment_id is not set.", git_config=False),
     )
 }
 
@@ -68,14 +80,16 @@ def config_key(name: str) -> str:
 
 
 def get(name: str, repo: Any = None) -> Any:
-    """The value of setting ``name``: env, then ``repo``'s git config, then the default.
+    """The value of setting ``name``: env, then ``repo``'s git config (if allowed), then the default.
+
+    Read at each call: tests and scripts change the environment between calls.
 
     Raises:
         InvalidValue: the value set does not parse or breaks the setting's rule.
     """
     setting = SETTINGS[name]
     raw, source = os.environ.get(setting.env) or None, setting.env
-    if raw is None and repo is not None:
+    if raw is None and repo is not None and setting.git_config:
         raw, source = repo.config_value(config_key(name)), f"git config {config_key(name)}"
     if raw is None or raw == "":
         return setting.default

@@ -139,6 +139,21 @@ def test_every_command_and_option_has_help():
     assert missing == []
 
 
+def test_environment_variables_the_cli_reads_are_settings():
+    """The CLI spells its envvar names out (importing gitml.settings would slow `gitml --help`)."""
+    from gitml.settings import SETTINGS
+
+    envvars = {p.envvar for _, cmd in _walk(main) for p in cmd.params if p.envvar}
+    assert envvars and envvars <= {s.env for s in SETTINGS.values()}
+
+
+def test_runs_list_view_choices_are_the_view_names():
+    from gitml.tracking.entities import VIEWS
+
+    view = next(p for p in main.commands["runs"].commands["list"].params if p.name == "view")
+    assert list(view.type.choices) == list(VIEWS)
+
+
 def test_artifacts_list_and_download(repo, tmp_path):
     out = run_python("import gitml\nwith gitml.start_run() as r:\n    gitml.log_text('hi', 'docs/a.txt')\nprint(r.info.run_id)\n", repo)
     rid = out.stdout.strip()

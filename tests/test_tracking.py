@@ -444,6 +444,28 @@ def test_settings_from_git_config_and_env(tracking, repo, monkeypatch):
         settings.get("snapshot_max_file_size", r)
 
 
+def test_run_and_experiment_settings_are_read_at_each_call(tracking, repo, monkeypatch):
+    """GITML_EXPERIMENT_ID/_NAME and GITML_RUN_ID count when a run starts, not when gitml is imported,
+    and never come from git config (issue 15: every variable gitml reads is a setting)."""
+    git(repo, "config", "gitml.experimentname", "from-config")
+    with tracking.start_run() as first:
+        pass
+    assert first.info.experiment_id == "0"
+    monkeypatch.setenv("GITML_EXPERIMENT_NAME", "from-env")
+    with tracking.start_run() as named:
+        pass
+    assert tracking.get_experiment(named.info.experiment_id).name == "from-env"
+    monkeypatch.setenv("GITML_EXPERIMENT_ID", "0")  # wins over the name
+    with tracking.start_run() as by_id:
+        pass
+    assert by_id.info.experiment_id == "0"
+    monkeypatch.setenv("GITML_RUN_ID", named.info.run_id)
+    with tracking.start_run() as resumed:
+        tracking.log_param("again", "1")
+    assert resumed.info.run_id == named.info.run_id
+    assert tracking.get_run(named.info.run_id).data.params == {"again": "1"}
+
+
 def test_garbled_live_log_is_set_aside(tracking, repo):
     live = repo / ".git" / "gitml" / "live"
     live.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,8 @@ class GitmlGroup(click.Group):
     "--repo",
     type=click.Path(file_okay=False),
     default=None,
+    # settings.SETTINGS["repo"].env, spelled out (tests/test_cli.py checks): importing gitml.settings
+    # here would load dataclasses into `gitml --help`
     envvar="GITML_REPO",
     help="Run as if gitml was started in this repository (default: the one around the cwd).",
 )

@@ -18,6 +18,7 @@ def runs() -> None:
 @click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, e.g. \"metrics.rmse < 0.8 and params.alpha = '0.5'\".")
 @click.option("-o", "--order-by", multiple=True, help="Order key, e.g. 'metrics.rmse DESC' (repeatable).")
 @click.option("-n", "--max-results", type=int, default=100, show_default=True, help="At most this many runs.")
+# tracking.entities.VIEWS's names (tests/test_cli.py checks): importing it here would slow `gitml --help`
 @click.option("--view", type=click.Choice(["active", "deleted", "all"]), default="active", show_default=True, help="Which runs by lifecycle stage.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -26,12 +27,11 @@ def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: s
     """List runs, newest first, with their metrics."""
     from gitml.tracking import experiments as exps
     from gitml.tracking import runs as api
-    from gitml.tracking.entities import ViewType
+    from gitml.tracking.entities import VIEWS, ViewType
 
     repo = repo_from(ctx)
     ids = [_experiment_id(repo, e) for e in experiments] or None
-    view_type = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}[view]
-    found = api.search_runs(repo, ids, filter_string, view_type, max_results, list(order_by) or None)
+    found = api.search_runs(repo, ids, filter_string, VIEWS[view], max_results, list(order_by) or None)
     if as_json:
         echo_json([r.to_dictionary() for r in found])
         return

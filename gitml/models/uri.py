@@ -18,6 +18,7 @@ from typing import Any
 from gitml.errors import InvalidValue, ModelNotFound
 from gitml.models.logged import parse_model_id
 from gitml.models.mlmodel import MLMODEL, Model
+from gitml.tracking.uri import strip_file_scheme
 
 
 @dataclass
@@ -146,7 +147,7 @@ def resolve(model_uri: str | os.PathLike[str]) -> ModelSource:
         if not run_id or not path:
             raise InvalidValue(f"Invalid model URI {uri!r}: expected runs:/<run_id>/<artifact path>")
         return ModelSource(uri, run_id=run_id, artifact_path=path.rstrip("/"))
-    plain = uri[len("file://") :] if uri.startswith("file://") else uri
+    plain = strip_file_scheme(uri)
     registry_ref = uri[len("models:/") :] if uri.startswith("models:/") else None
     if registry_ref is not None and parse_model_id(registry_ref.strip("/")) is not None:
         from gitml.models.logged import locate
@@ -255,7 +256,7 @@ def fetch_artifact(uri: str, dst: Path) -> Path:
     if uri.startswith("models:/"):
         dst.mkdir(parents=True, exist_ok=True)
         return fetch(resolve(uri), str(dst))
-    plain = uri[len("file://") :] if uri.startswith("file://") else uri
+    plain = strip_file_scheme(uri)
     if ("://" in uri and not uri.startswith("file://")) or uri.startswith(("mlflow-artifacts:", "dbfs:", "hf:/")):
         raise InvalidValue(f"Cannot fetch artifact {uri!r}: gitml takes local paths, runs:/<run_id>/<path> "
                            "and models:/ URIs")

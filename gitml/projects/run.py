@@ -171,9 +171,7 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
     env = envs.prepare(manager, source.path, getattr(project, "python_env", None), declared)
 
     if experiment is None:
-        exp_id = os.environ.get("GITML_EXPERIMENT_ID") or (
-            experiments.get_or_create(repo, os.environ["GITML_EXPERIMENT_NAME"]).experiment_id
-            if os.environ.get("GITML_EXPERIMENT_NAME") else experiments.DEFAULT_ID)
+        exp_id = experiments.from_settings(repo)
     elif experiment.startswith("id:"):
         exp_id = experiments.get_experiment(repo, experiment[3:]).experiment_id
     else:

@@ -148,7 +148,7 @@ def resolve(repo: GitRepo, spec: str) -> VersionState:
         ModelNotRegistered, ModelDeprecated (as MLflow's deleted models, a
         deprecated model does not load), VersionNotFound, InvalidValue
     """
-    name, sep, ref = _split_spec(spec)
+    name, sep, ref = grammar.split_reference(spec)
     model = get_model(repo, name)
     if model.deprecated:
         raise ModelDeprecated(f"Model {name} is deprecated; register a new version to revive it")
@@ -162,17 +162,6 @@ def resolve(repo: GitRepo, spec: str) -> VersionState:
         held = ", ".join(sorted(model.stages)) or "none"
         raise VersionNotFound(f"No version of {name!r} is in stage {stage!r} (stages held: {held})")
     return holder
-
-
-def _split_spec(spec: str) -> tuple[str, str, str]:
-    for sep in ("#", "@", "/"):
-        name, found, ref = spec.rpartition(sep)
-        if found and name and ref:
-            return name, sep, ref
-    raise InvalidValue(
-        f"Invalid model reference {spec!r}: expected <name>/<version>, <name>/<stage>, "
-        "<name>@<stage>, <name>@v<semver> or <name>#<stage>"
-    )
 
 
 # -- changes ---------------------------------------------------------------------------------

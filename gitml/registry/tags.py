@@ -202,6 +202,25 @@ def check_stage(stage: str) -> str:
     return stage
 
 
+def split_reference(spec: str) -> tuple[str, str, str]:
+    """``(name, separator, ref)`` of a reference to one version: ``rf/3``, ``rf/v1.2.0``,
+    ``rf/Production``, ``rf/latest``, ``rf@production``, ``rf@v1.2.0``, ``rf#production``.
+
+    The last ``#`` splits it, else the last ``@``, else the last ``/`` (a name may hold ``/``).
+
+    Raises:
+        InvalidValue: no separator with text on both sides.
+    """
+    for sep in ("#", "@", "/"):
+        name, found, ref = spec.rpartition(sep)
+        if found and name and ref:
+            return name, sep, ref
+    raise InvalidValue(
+        f"Invalid model reference {spec!r}: expected <name>/<version>, <name>/<stage>, "
+        "<name>@<stage>, <name>@v<semver> or <name>#<stage>"
+    )
+
+
 def check_version(version: str) -> str:
     """A semantic version written with a leading ``v`` (``1.2.0`` becomes ``v1.2.0``).
 

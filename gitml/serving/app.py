@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitml.errors import InvalidValue
 from gitml.serving.protocol import ScoringError, error_body, parse_request, predictions_body
 
 log = logging.getLogger("gitml.serving")
@@ -60,11 +61,11 @@ def _follows(uri: str) -> bool:
     ref = uri[len("models:/") :] if uri.startswith("models:/") else uri
     if uri.startswith(("runs:/", "file://")) or (not uri.startswith("models:/") and grammar.SHORTCUT_RE.match(uri) is None):
         return False
-    for sep in ("#", "@", "/"):
-        _, found, last = ref.rpartition(sep)
-        if found:
-            return not (last.isdigit() or grammar.VERSION_RE.match(last))
-    return False
+    try:
+        _, _, last = grammar.split_reference(ref.strip("/"))  # as the registry resolves it
+    except InvalidValue:
+        return False  # loading it says what is wrong
+    return not (last.isdigit() or grammar.VERSION_RE.match(last))
 
 
 def _load_source(source: Any, allow_pickle: bool | None = None) -> Any:

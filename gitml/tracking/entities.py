@@ -90,6 +90,10 @@ class ViewType:
         return [LifecycleStage.ACTIVE, LifecycleStage.DELETED]
 
 
+#: ViewType by the names the CLI's ``--view`` and the viewer's ``?view=`` take.
+VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
+from gitml import settings
 from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName, NotFound
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
@@ -211,6 +212,17 @@ def get_or_create(repo: GitRepo, name: str) -> Experiment:
     if exp is None:
         exp = get_experiment(repo, create_experiment(repo, name))
     return exp
+
+
+def from_settings(repo: GitRepo) -> str:
+    """The id of the experiment the settings name: ``experiment_id``, else ``experiment_name``
+    (created if needed), else the default experiment. Read at each call.
+    """
+    experiment_id = settings.get("experiment_id")
+    if experiment_id:
+        return experiment_id
+    name = settings.get("experiment_name")
+    return get_or_create(repo, name).experiment_id if name else DEFAULT_ID
 
 
 def update_experiment(repo: GitRepo, experiment_id: str, **changes: object) -> Experiment:

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from gitml import settings
 from gitml.errors import InvalidValue, NoActiveRun
 from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
@@ -119,13 +120,7 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
 def _active_experiment_id() -> str:
     if _experiment_id is not None:
         return _experiment_id
-    env_id = os.environ.get("GITML_EXPERIMENT_ID")
-    if env_id:
-        return env_id
-    env_name = os.environ.get("GITML_EXPERIMENT_NAME")
-    if env_name:
-        return _experiments.get_or_create(_repo(), env_name).experiment_id
-    return _experiments.DEFAULT_ID
+    return _experiments.from_settings(_repo())
 
 
 def create_experiment(name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None) -> str:
@@ -170,7 +165,7 @@ def start_run(
     _install_exit_hooks()
     stack = _stack()
     repo = _repo()
-    run_id = run_id or os.environ.get("GITML_RUN_ID") or None
+    run_id = run_id or settings.get("run_id") or None
     if stack and not nested and not (run_id and stack[-1].run.info.run_id == run_id):
         raise InvalidValue(
             f"Run with UUID {stack[-1].run.info.run_id} is already active. To start a nested run, "

@@ -15,7 +15,7 @@ import os
 import re
 
 from gitml.errors import InvalidValue
-from gitml.tracking.uri import SCHEME, repo_path
+from gitml.tracking.uri import SCHEME, repo_path, strip_file_scheme
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -37,7 +37,7 @@ def repository_path(uri: str | os.PathLike[str] | None) -> str | None:
     if not text:
         return None
     if text.startswith("file://"):
-        return text[len("file://") :] or None
+        return strip_file_scheme(text) or None
     if text.startswith(SCHEME + ":"):
         return repo_path(text)
     m = _SCHEME.match(text)

@@ -39,12 +39,8 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import datasets, schema
 from gitml.tracking.entities import Metric, Run, RunData, RunInfo
 from gitml.tracking.events import ARTIFACT, DELETE_TAG, INFO, INPUT, METRIC, PARAM, TAG, Event
+from gitml.tracking.schema import ARTIFACTS_FILE, CLOCK_FILE, PARAMS_FILE, RUN_FILE, TAGS_FILE
 
-RUN_FILE = "run.json"
-PARAMS_FILE = "params.json"
-ARTIFACTS_FILE = "artifacts.json"
-TAGS_FILE = "tags.json"
-CLOCK_FILE = "clock.json"
 INPUTS_FILE = datasets.INPUTS_FILE
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
@@ -229,7 +225,7 @@ def _claimed_id(files: dict[str, bytes]) -> str:
 
 def _state_from_files(files: dict[str, bytes], run_id: str | None) -> RunState:
     if RUN_FILE not in files:
-        raise schema.Problem("it has no run.json")
+        raise schema.Problem(f"it has no {RUN_FILE}")
     run = schema.check_info(schema.load_json(files[RUN_FILE], RUN_FILE), run_id)
     summary = schema.check_summary(run.pop("summary", {}))
 

@@ -221,9 +221,7 @@ def resume_run(repo: GitRepo, run_id: str) -> writer.RunWriter:
     Raises:
         RunNotFound, RunNotActive (the run is deleted).
     """
-    run = get_run(repo, run_id)
-    if run.info.lifecycle_stage == LifecycleStage.DELETED:
-        raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
+    run = _loggable_run(repo, run_id)
     w = process.get_writer(repo, run.info.run_id)
     if run.info.status != RunStatus.RUNNING:
         w.set_info(status=RunStatus.RUNNING, end_time=None)
@@ -252,10 +250,19 @@ def writer_for_existing(repo: GitRepo, run_id: str) -> writer.RunWriter:
     local = process.local_writer(repo, run_id)
     if local is not None:
         return local  # fast path: this process is already logging to it
+    return process.get_writer(repo, _loggable_run(repo, run_id).info.run_id)
+
+
+def _loggable_run(repo: GitRepo, run_id: str) -> Run:
+    """Run ``run_id``, checked to be one logging may write to.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive (the run is deleted).
+    """
     run = get_run(repo, run_id)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
-    return process.get_writer(repo, run.info.run_id)
+    return run
 
 
 def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:

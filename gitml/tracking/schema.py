@@ -27,6 +27,13 @@ from gitml.tracking.entities import LifecycleStage, RunStatus
 
 log = logging.getLogger("gitml")
 
+#: The run tree's files (``runfiles`` writes them; their shapes are checked here).
+RUN_FILE = "run.json"
+PARAMS_FILE = "params.json"
+ARTIFACTS_FILE = "artifacts.json"
+TAGS_FILE = "tags.json"
+CLOCK_FILE = "clock.json"
+
 #: Largest run file (run.json, params.json, ...) read at all.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Longest free-text field of run.json (user, branch, entry point) and run name.
@@ -91,7 +98,7 @@ def check_info(info: object, run_id: str | None, partial: bool = False) -> dict[
     Raises:
         Problem.
     """
-    info = _object(info, "run.json")
+    info = _object(info, RUN_FILE)
     if not partial or "run_id" in info:
         if type(info.get("run_id")) is not str or not _RUN_ID_RE.fullmatch(info["run_id"]):
             raise Problem(f"run_id must be 32 hex digits, not {_kind(info.get('run_id'))}")
@@ -177,7 +184,7 @@ def check_params(params: object) -> dict[str, str]:
     Raises:
         Problem.
     """
-    return _check_mapping(params, "params.json", "param", validation.validate_param_key,
+    return _check_mapping(params, PARAMS_FILE, "param", validation.validate_param_key,
                           validation.MAX_PARAM_VAL_LENGTH)
 
 
@@ -187,7 +194,7 @@ def check_tags(tags: object) -> dict[str, str]:
     Raises:
         Problem.
     """
-    return _check_mapping(tags, "tags.json", "tag", validation.validate_tag_key, validation.MAX_TAG_VAL_LENGTH)
+    return _check_mapping(tags, TAGS_FILE, "tag", validation.validate_tag_key, validation.MAX_TAG_VAL_LENGTH)
 
 
 def check_artifacts(entries: object) -> dict[str, dict[str, Any]]:
@@ -196,7 +203,7 @@ def check_artifacts(entries: object) -> dict[str, dict[str, Any]]:
     Raises:
         Problem.
     """
-    entries = _object(entries, "artifacts.json")
+    entries = _object(entries, ARTIFACTS_FILE)
     for path, entry in entries.items():
         is_dir = path.endswith("/")
         try:
@@ -218,7 +225,7 @@ def check_clock(clock: object) -> dict[str, dict[str, int]]:
     Raises:
         Problem.
     """
-    clock = _object(clock, "clock.json")
+    clock = _object(clock, CLOCK_FILE)
     out: dict[str, dict[str, int]] = {}
     for section, times in clock.items():
         if section not in CLOCK_SECTIONS:

@@ -50,6 +50,11 @@ def repo_path(uri: str) -> str:
     return os.path.abspath(rest or ".")
 
 
+def strip_file_scheme(uri: str) -> str:
+    """``uri`` without a leading ``file://``: ``file:///abs/path`` names the path ``/abs/path``."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
 def tracking_uri(path: str | os.PathLike[str]) -> str:
     """The normal form ``gitml:///abs/path`` of a repository path."""
     return f"{SCHEME}://{os.path.abspath(os.fspath(path))}"

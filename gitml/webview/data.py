@@ -18,13 +18,12 @@ from gitml.registry import tags as registry_tags
 from gitml.store.repo import GitRepo
 from gitml.tracking import history
 from gitml.tracking import runs as _runs
-from gitml.tracking.entities import Run, RunStatus, ViewType
+from gitml.tracking.entities import VIEWS, Run, RunStatus, ViewType
 
 PER_PAGE = 50
 MAX_PER_PAGE = 1000
 PREVIEW_BYTES = 512 * 1024
 CSV_PREVIEW_ROWS = 200
-VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
                "webp": "image/webp", "bmp": "image/bmp"}
 TEXT_SUFFIXES = {"txt", "log", "md", "py", "yaml", "yml", "toml", "cfg", "ini", "sh", "json", "csv", "tsv",

@@ -65,8 +65,9 @@ def runs() -> str:
         chosen = ([f"metrics.{k}" for k in page["keys"]["metrics"][:DEFAULT_KEY_COLUMNS]]
                   + [f"params.{k}" for k in page["keys"]["params"][:DEFAULT_KEY_COLUMNS]])
     columns = [_column(c) for c in chosen if c.partition(".")[0] in ("metrics", "params", "tags")]
-    return render_template("runs.html", q=q, page=page, experiments=exps, columns=columns, chosen=set(chosen),
-                           attribute_columns=ATTRIBUTE_COLUMNS, direction=_sort_direction(q.order_by), error=error)
+    return render_template("runs.html", q=q, page=page, experiments=exps, views=list(data.VIEWS),
+                           columns=columns, chosen=set(chosen), attribute_columns=ATTRIBUTE_COLUMNS,
+                           direction=_sort_direction(q.order_by), error=error)
 
 
 def _sort_direction(order_by: list[str]) -> Any:
