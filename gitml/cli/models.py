@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gitml.cli.repo import repo_from
 
+if TYPE_CHECKING:
+    from gitml.store.repo import GitRepo
 
-def _repo(ctx: click.Context) -> Any:
+
+def _repo(ctx: click.Context) -> GitRepo:
     """The repository, opened lightly: registry reads need no run recovery (and no libgit2 when cached)."""
     from gitml.store.repo import GitRepo
 

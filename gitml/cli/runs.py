@@ -84,12 +84,13 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if run.parent_run_id:
         click.echo(f"parent     {run.parent_run_id}")
     click.echo(f"commit     {run.commit}")
-    for title, items in (("params", run.data.params), ("metrics", run.data.metrics), ("tags", run.data.tags)):
+    metrics = {k: fmt_num(v) for k, v in run.data.metrics.items()}
+    for title, items in (("params", run.data.params), ("metrics", metrics), ("tags", run.data.tags)):
         if items:
             click.echo(f"\n{title}:")
             width = max(len(k) for k in items)
             for k, v in sorted(items.items()):
-                click.echo(f"  {k.ljust(width)}  {fmt_num(v) if title == 'metrics' else v}")
+                click.echo(f"  {k.ljust(width)}  {v}")
 
 
 def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str) -> None:

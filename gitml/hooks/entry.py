@@ -78,7 +78,7 @@ def pre_push(path: str, remote: str, stdin: str, err: TextIO | None = None) -> i
     if result.sent:
         sent = result.sent[0] if len(result.sent) == 1 else f"{', '.join(result.sent[:-1])} and {result.sent[-1]}"
         err.write(f"gitml: pushed {sent} to {remote}\n")
-    if result.block:
+    if result.failure is not None and result.block:
         err.write(f"gitml: {_line(result.failure)}. The push is stopped because gitml.hooks.strict is true: "
                   "fix this and push again, or push with --no-verify to skip gitml's hook.\n")
         return 1

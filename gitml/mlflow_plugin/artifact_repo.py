@@ -26,7 +26,7 @@ git (``delete_artifacts`` refuses, naming why).
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
@@ -38,7 +38,11 @@ from gitml.mlflow_plugin import convert
 from gitml.tracking import uri
 from gitml.tracking import artifacts, logged_models, runs
 from gitml.tracking.entities import ViewType
+from gitml.tracking.schema import ArtifactEntry
 from gitml.tracking.validation import validate_artifact_path
+
+if TYPE_CHECKING:
+    from gitml.tracking.writer import RunWriter
 
 
 @convert.translated
@@ -75,7 +79,7 @@ class GitmlArtifactRepository(ArtifactRepository):
         prefix = "/".join(parts[:2])
         return loc.run_id, loc.commit, validate_artifact_path(loc.path), prefix
 
-    def _writer(self, path: str | None) -> tuple[Any, str]:
+    def _writer(self, path: str | None) -> tuple[RunWriter, str]:
         run_id, commit, inside, _ = self._locate(path)
         if run_id is None:
             raise MlflowException(f"{self.artifact_uri}/{path or ''}: artifacts belong to a run "
@@ -102,7 +106,7 @@ class GitmlArtifactRepository(ArtifactRepository):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _manifest(self, run_id: str, commit: str | None) -> dict[str, dict[str, Any]]:
+    def _manifest(self, run_id: str, commit: str | None) -> dict[str, ArtifactEntry]:
         files = artifacts.manifest(self.repo, run_id, commit)
         return {p: e for p, e in files.items() if not p.endswith("/")}
 

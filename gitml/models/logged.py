@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitml.models.mlmodel import MLMODEL, Model
 from gitml.tracking.logged_models import (  # noqa: F401 - the ids are defined with the records, re-exported here
@@ -44,6 +44,10 @@ from gitml.tracking.logged_models import (  # noqa: F401 - the ids are defined w
     model_id_for,
     parse_model_id,
 )
+
+if TYPE_CHECKING:
+    from gitml.store.repo import GitRepo
+
 
 @dataclass
 class LoggedModel:
@@ -83,7 +87,7 @@ def get_logged_model(model_id: str) -> LoggedModel:
     return read_logged_model(runs.open_repo(), model_id)
 
 
-def read_logged_model(repo: Any, model_id: str) -> LoggedModel:
+def read_logged_model(repo: GitRepo, model_id: str) -> LoggedModel:
     """The LoggedModel for ``model_id``, read from its run in ``repo``.
 
     Raises:

@@ -162,7 +162,7 @@ def load_model(model_uri: str | os.PathLike[str], suppress_warnings: bool = Fals
     if conf is None:
         raise InvalidValue(f"Model at {str(model_uri)!r} has no python_function flavor; load it with its own flavor")
     loader = conf.get("loader_module")
-    target = LOADERS.get(loader)
+    target = LOADERS.get(loader) if isinstance(loader, str) else None  # MLmodel is data: not always text
     if target is None:
         raise InvalidValue(f"Model at {str(model_uri)!r} needs loader module {loader!r}, which gitml does not provide")
     if model_config:

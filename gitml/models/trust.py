@@ -44,10 +44,13 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidValue
 from gitml.store import names
+
+if TYPE_CHECKING:
+    from gitml.store.repo import GitRepo
 
 log = logging.getLogger("gitml")
 
@@ -201,7 +204,7 @@ def inside(model_dir: Path, relative: Any, key: str) -> Path:
 # -- the record of what this machine wrote ---------------------------------------------------
 
 
-def record(files: Iterable[tuple[str, bytes]], repo: Any = None) -> None:
+def record(files: Iterable[tuple[str, bytes]], repo: GitRepo | None = None) -> None:
     """Remember ``(role, bytes)`` of files this process wrote into a model, in the repository's trust file.
 
     ``repo`` defaults to the repository gitml tracks into; with none (a model
@@ -301,11 +304,11 @@ def _key(create: bool) -> bytes | None:
     return key if len(key) == 32 else None
 
 
-def _trust_path(repo: Any) -> Path:
+def _trust_path(repo: GitRepo) -> Path:
     return Path(repo.common_dir) / names.TRUSTED_MODEL_FILES
 
 
-def _repo() -> Any:
+def _repo() -> GitRepo | None:
     """The repository gitml tracks into, or None outside any repository."""
     from gitml.errors import NotARepository
     from gitml.tracking import runs

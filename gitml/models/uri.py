@@ -161,10 +161,10 @@ def resolve(model_uri: str | os.PathLike[str]) -> ModelSource:
         return _from_registry(uri, registry_ref)
     if "://" in uri and not uri.startswith("file://"):
         raise InvalidValue(f"Unsupported model URI {uri!r}: use runs:/<run_id>/<path>, models:/<name>/<version> or a local path")
-    path = Path(plain)
-    if not (path / "MLmodel").is_file():
-        raise ModelNotFound(f"No model at {uri!r}: {str(path)!r} has no MLmodel file")
-    return ModelSource(uri, path=path)
+    local = Path(plain)
+    if not (local / "MLmodel").is_file():
+        raise ModelNotFound(f"No model at {uri!r}: {str(local)!r} has no MLmodel file")
+    return ModelSource(uri, path=local)
 
 
 def _shortcut(uri: str) -> bool:
@@ -260,7 +260,7 @@ def fetch_artifact(uri: str, dst: Path) -> Path:
     if ("://" in uri and not uri.startswith("file://")) or uri.startswith(("mlflow-artifacts:", "dbfs:", "hf:/")):
         raise InvalidValue(f"Cannot fetch artifact {uri!r}: gitml takes local paths, runs:/<run_id>/<path> "
                            "and models:/ URIs")
-    path = Path(plain)
-    if not path.exists():
+    local = Path(plain)
+    if not local.exists():
         raise InvalidValue(f"Artifact {uri!r} does not exist")
-    return path
+    return local

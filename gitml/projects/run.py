@@ -34,13 +34,18 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gitml.errors import GitmlError, InvalidValue
 from gitml.tracking import uri as mlflow_uri
 from gitml.store.repo import GitRepo
+
+if TYPE_CHECKING:
+    from gitml.store.snapshot import Snapshot
+    from gitml.tracking.writer import RunWriter
 
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
 #: What MLflow writes where a script points it at a local store (file store, artifacts, sqlite).
@@ -61,10 +66,10 @@ class _Source:
 
     path: Path  # the project directory (subdir applied)
     commit: str
-    snapshot: Any  # gitml.store.snapshot.Snapshot for the run's source
+    snapshot: Snapshot  # the run's source
     uri: str
     subdir: str
-    cleanup: list[Any]
+    cleanup: list[Callable[[], object]]
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -93,7 +98,7 @@ def checkout(repo: GitRepo, uri: str, version: str | None, tmp: Path, cwd: Path)
     from gitml.store.snapshot import Snapshot, take_snapshot
 
     base, subdir = split_uri(uri)
-    cleanup: list[Any] = []
+    cleanup: list[Callable[[], object]] = []
     if _is_remote(base, repo, cwd):
         url = base if _URL_RE.match(base) else str((cwd / base).resolve())
         root, commit = worktree.clone_at(url, version, tmp)
@@ -107,9 +112,9 @@ def checkout(repo: GitRepo, uri: str, version: str | None, tmp: Path, cwd: Path)
         subdir = str(Path(inside) / subdir).strip(".").strip("/") if str(inside) != "." or subdir else ""
         if version is None:
             snap = take_snapshot(repo, settings.get("snapshot_max_file_size", repo))
-            commit = snap.commit
-            if commit is None:
+            if snap.commit is None:
                 raise InvalidValue("The repository has no commits yet: commit the project first")
+            commit = snap.commit
         else:
             commit = worktree.resolve(repo, version)
             snap = Snapshot(commit=commit, head=commit, branch=None, dirty=False)
@@ -247,7 +252,8 @@ def _fingerprint(path: Path) -> list[tuple[str, int, int]]:
     return out
 
 
-def _keep_local_stores(repo: GitRepo, w: Any, roots: list[Path], before: dict[Path, Any], err: IO[str]) -> None:
+def _keep_local_stores(repo: GitRepo, w: RunWriter, roots: list[Path], before: dict[Path, list[tuple[str, int, int]]],
+                       err: IO[str]) -> None:
     """Keep what the project wrote to MLflow stores inside the temporary checkout (see module doc)."""
     from gitml.tracking import artifacts
 

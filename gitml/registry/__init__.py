@@ -388,7 +388,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
         InvalidValue (not a runs:/ or models:/ URI), RunNotFound, ModelNotFound (no
         MLmodel at that path in the run), and what ``register`` raises.
     """
-    from gitml.tracking import artifacts, process, runs
+    from gitml.tracking import artifacts, process, runs, validation
 
     grammar.check_model_name(name)
     uri = str(model_uri)
@@ -409,7 +409,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
             f"Cannot register {uri!r}: a version is a tag on a run's commit, so give the model as "
             "runs:/<run_id>/<artifact path>"
         )
-    path = artifacts.validate_artifact_path(path.rstrip("/"), "model path")
+    path = validation.validate_artifact_path(path.rstrip("/"), "model path")
     process.flush_all(repo)  # a run still open in this process: its model must be in the commit
     run_id = runs.resolve_run_id(repo, run_id)
     if commit is None:

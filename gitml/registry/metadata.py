@@ -222,7 +222,7 @@ def fold(name: str, events: Iterable[MetaEvent]) -> ModelMeta:
         elif d.get("value") is None and isinstance(target, ModelMeta):
             target.tags.pop(d["key"], None)
         else:  # a version's deletion stays as None: it hides a tag the version was created with
-            target.tags[d["key"]] = d.get("value")
+            target.tags[d["key"]] = d.get("value")  # type: ignore[assignment]  # None only for a version
     return meta
 
 

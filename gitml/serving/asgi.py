@@ -28,7 +28,7 @@ import io
 import json
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -36,7 +36,8 @@ from urllib.parse import unquote_to_bytes
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+# A coroutine function (gunicorn's is): ``_run`` hands its calls to ``run_coroutine_threadsafe``.
+Send = Callable[[Message], Coroutine[Any, Any, None]]
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 DEFAULT_THREADS = 4

@@ -230,8 +230,8 @@ def _merge_notes(repo: GitRepo, ours: str | None, theirs: str, rules: _NoteRules
         return theirs
     if tree == our_tree:
         return ours  # type: ignore[return-value]
-    parents = [theirs] if forward else [ours, theirs]
-    return repo.write_commit(tree, parents, "gitml: merge notes from two clones\n")  # type: ignore[list-item]
+    parents = [theirs] if forward or ours is None else [ours, theirs]  # not forward: ours is not None
+    return repo.write_commit(tree, parents, "gitml: merge notes from two clones\n")
 
 
 def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
@@ -361,7 +361,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
 
 def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_received: bool) -> list[str]:
     """Merge fetched refs into ours (compare-and-swap); return run commits that changed locally."""
-    changed = []
+    changed: list[str] = []
     tags = {ref: oid for ref, oid in incoming.items() if ref.startswith("refs/tags/")}
     _absorb_tags(repo, tags, report)
     for ref, theirs in sorted(incoming.items()):
@@ -381,7 +381,7 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
         else:
             raise GitmlError(f"{ref} kept changing while merging; run the command again")
         run_id = names.parse_run_ref(ref)
-        if run_id and kind in ("received", "merged"):
+        if run_id and kind in ("received", "merged") and result is not None:
             changed.append(result)
             if kind == "merged":
                 report.runs_merged.append(run_id)
@@ -508,7 +508,7 @@ def _same_event(repo: GitRepo, local: dict[str, str], ref: str, parsed: Any, inf
 
 def _tag_updates(repo: GitRepo, remote_refs: dict[str, str], report: SyncReport) -> list[tuple[str, str, str | None]]:
     """Registry tags to create on the remote (a tag there is never moved)."""
-    updates = []
+    updates: list[tuple[str, str, str | None]] = []
     for ref, oid in sorted(_registry_tags({"refs/tags/" + n: o for n, o in repo.tag_refs().items()}).items()):
         theirs = remote_refs.get(ref)
         if theirs is None:

@@ -23,6 +23,8 @@ from gitml.tracking.runfiles import ARTIFACTS_FILE
 from gitml.tracking.validation import validate_artifact_path
 
 if TYPE_CHECKING:
+    import numpy
+
     from gitml.store.content import ContentStore
     from gitml.tracking.writer import RunWriter
 
@@ -148,7 +150,7 @@ def log_bytes(repo: GitRepo, writer: RunWriter, data: bytes, artifact_file: str)
         return log_artifact(repo, writer, local, directory or None)
 
 
-def log_dict(repo: GitRepo, writer: RunWriter, dictionary: Any, artifact_file: str) -> str:
+def log_dict(repo: GitRepo, writer: RunWriter, dictionary: object, artifact_file: str) -> str:
     """A dict as JSON, or as YAML when the file ends in .yaml/.yml (as MLflow does)."""
     if artifact_file.endswith((".yaml", ".yml")):
         import yaml
@@ -159,7 +161,8 @@ def log_dict(repo: GitRepo, writer: RunWriter, dictionary: Any, artifact_file: s
     return log_bytes(repo, writer, text.encode(), artifact_file)
 
 
-def log_figure(repo: GitRepo, writer: RunWriter, figure: Any, artifact_file: str, save_kwargs: dict | None = None) -> str:
+def log_figure(repo: GitRepo, writer: RunWriter, figure: object, artifact_file: str,
+               save_kwargs: dict[str, Any] | None = None) -> str:
     """A matplotlib figure (``savefig``) or plotly figure (HTML, or image by extension)."""
     path = validate_artifact_path(artifact_file, "artifact file")
     suffix = PurePosixPath(path).suffix or ".png"
@@ -176,7 +179,7 @@ def log_figure(repo: GitRepo, writer: RunWriter, figure: Any, artifact_file: str
         return log_bytes(repo, writer, local.read_bytes(), path)
 
 
-def log_image(repo: GitRepo, writer: RunWriter, image: Any, artifact_file: str | None = None,
+def log_image(repo: GitRepo, writer: RunWriter, image: object, artifact_file: str | None = None,
               key: str | None = None, step: int | None = None) -> str:
     """A numpy array (HxW, HxWx3/4; uint8, or floats in [0, 1]) or PIL image, as PNG."""
     if artifact_file is None:
@@ -197,7 +200,7 @@ def log_image(repo: GitRepo, writer: RunWriter, image: Any, artifact_file: str |
     return log_bytes(repo, writer, buf.getvalue(), artifact_file)
 
 
-def _as_uint8(array: Any) -> Any:
+def _as_uint8(array: object) -> numpy.ndarray:
     import numpy as np
 
     arr = np.asarray(array)
@@ -221,7 +224,7 @@ def _as_uint8(array: Any) -> Any:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def manifest(repo: GitRepo, run_id: str, commit: str | None = None) -> dict[str, dict[str, Any]]:
+def manifest(repo: GitRepo, run_id: str, commit: str | None = None) -> dict[str, schema.ArtifactEntry]:
     """The run's artifacts.json: path -> {md5, size} (directories end in '/').
 
     ``commit`` reads it from that run commit (a registered version pins one)

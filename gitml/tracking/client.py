@@ -6,12 +6,21 @@ Every method names its run explicitly; nothing depends on an active run.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
 from gitml.tracking import process as _process
 from gitml.tracking.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
+
+if TYPE_CHECKING:
+    import pandas
+
+    from gitml.store.repo import GitRepo
+    from gitml.tracking.artifacts import FileInfo
+
+_V = TypeVar("_V")
 
 
 class Client:
@@ -23,7 +32,7 @@ class Client:
         self._uri = repository_path(tracking_uri)
 
     @property
-    def repo(self) -> Any:
+    def repo(self) -> GitRepo:
         return _runs.open_repo(self._uri)
 
     # experiments
@@ -38,7 +47,7 @@ class Client:
 
     def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, max_results: int | None = None,
                            filter_string: str | None = None, order_by: list[str] | None = None,
-                           **_: Any) -> list[Experiment]:
+                           **_: object) -> list[Experiment]:
         """Experiments matching MLflow's filter (``name LIKE 'x%'``, ``tags.team = 'a'``...), in ``order_by`` order."""
         found = _experiments.search_experiments(self.repo, view_type, filter_string, order_by)
         return found[:max_results] if max_results else found
@@ -46,7 +55,7 @@ class Client:
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         _experiments.rename_experiment(self.repo, experiment_id, new_name)
 
-    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+    def set_experiment_tag(self, experiment_id: str, key: str, value: object) -> None:
         _experiments.set_experiment_tag(self.repo, experiment_id, key, value)
 
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
@@ -74,14 +83,14 @@ class Client:
     def get_run(self, run_id: str) -> Run:
         return _runs.get_run(self.repo, run_id)
 
-    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None, **_: Any) -> None:
+    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None, **_: object) -> None:
         _runs.writer_for_existing(self.repo, run_id).log_metric(key, value, step, timestamp)
 
-    def log_param(self, run_id: str, key: str, value: Any, **_: Any) -> Any:
+    def log_param(self, run_id: str, key: str, value: _V, **_: object) -> _V:
         _runs.writer_for_existing(self.repo, run_id).log_param(key, value)
         return value
 
-    def set_tag(self, run_id: str, key: str, value: Any, **_: Any) -> None:
+    def set_tag(self, run_id: str, key: str, value: object, **_: object) -> None:
         _runs.writer_for_existing(self.repo, run_id).set_tag(key, value)
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -90,10 +99,10 @@ class Client:
     def log_batch(
         self,
         run_id: str,
-        metrics: list[Metric] = (),  # type: ignore[assignment]
-        params: list[Param] = (),  # type: ignore[assignment]
-        tags: list[RunTag] = (),  # type: ignore[assignment]
-        **_: Any,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+        **_: object,
     ) -> None:
         from gitml.tracking.validation import validate_batch_limits
 
@@ -106,11 +115,11 @@ class Client:
         for m in metrics:
             w.log_metric(m.key, m.value, m.step, m.timestamp)
 
-    def log_inputs(self, run_id: str, datasets: list[Any] | None = None, **_: Any) -> None:
+    def log_inputs(self, run_id: str, datasets: Sequence[object] | None = None, **_: object) -> None:
         """Record datasets the run used: ``DatasetInput``s (gitml's or MLflow's) or gitml ``Dataset``s."""
         from gitml.tracking import datasets as _datasets
 
-        items = []
+        items: list[tuple[Mapping[str, object], Mapping[str, object] | None]] = []
         for item in datasets or []:
             if hasattr(item, "dataset") and hasattr(item, "tags"):  # a DatasetInput
                 fields, _ = _datasets.input_of(item.dataset)
@@ -147,7 +156,7 @@ class Client:
         run_view_type: int = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         order_by: list[str] | None = None,
-        **_: Any,
+        **_: object,
     ) -> list[Run]:
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
@@ -166,7 +175,7 @@ class Client:
         w = _runs.writer_for_existing(self.repo, run_id)
         artifacts.log_artifacts(self.repo, w, local_dir, artifact_path)
 
-    def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+    def log_dict(self, run_id: str, dictionary: object, artifact_file: str) -> None:
         from gitml.tracking import artifacts
 
         artifacts.log_dict(self.repo, _runs.writer_for_existing(self.repo, run_id), dictionary, artifact_file)
@@ -176,20 +185,20 @@ class Client:
 
         artifacts.log_bytes(self.repo, _runs.writer_for_existing(self.repo, run_id), text.encode(), artifact_file)
 
-    def log_table(self, run_id: str, data: Any, artifact_file: str) -> None:
+    def log_table(self, run_id: str, data: pandas.DataFrame | dict[str, Any], artifact_file: str) -> None:
         from gitml.tracking import tables
 
         tables.log_table(self.repo, _runs.writer_for_existing(self.repo, run_id), data, artifact_file)
 
     def load_table(self, experiment_id: str, artifact_file: str, run_ids: list[str] | None = None,
-                   extra_columns: list[str] | None = None) -> Any:
+                   extra_columns: list[str] | None = None) -> pandas.DataFrame:
         from gitml.tracking import tables
 
         repo = self.repo
         ids = list(run_ids) if run_ids else tables.runs_with_table(repo, [str(experiment_id)], artifact_file)
         return tables.load_table(repo, ids, artifact_file, extra_columns)
 
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         from gitml.tracking import artifacts
 
         return artifacts.list_artifacts(self.repo, run_id, path)

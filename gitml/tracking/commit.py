@@ -28,7 +28,14 @@ from gitml.store.repo import CAS_RETRIES, GitRepo
 from gitml.tracking import notes
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.events import INFO, Event
-from gitml.tracking.runfiles import RunState, apply_events, apply_metrics, metric_chunk_changes, read_state
+from gitml.tracking.runfiles import (
+    PendingPoint,
+    RunState,
+    apply_events,
+    apply_metrics,
+    metric_chunk_changes,
+    read_state,
+)
 
 
 class WriterMark(NamedTuple):
@@ -59,7 +66,7 @@ def commit_events(
     run_id: str,
     events: list[Event],
     *,
-    metrics: dict[str, list[tuple]] | None = None,
+    metrics: dict[str, list[PendingPoint]] | None = None,
     writer: WriterMark | None = None,
     finalize: Callable[[RunState], None] | None = None,
     cache: RunCommit | None = None,

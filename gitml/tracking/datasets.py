@@ -21,8 +21,8 @@ of their own and merge across clones as a union (``tracking/merge.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypedDict, cast
 
 from gitml.errors import InvalidValue
 from gitml.tracking.entities import Dataset, DatasetInput, InputTag, RunInputs
@@ -42,6 +42,25 @@ MAX_TAG_KEY = 255
 MAX_TAG_VALUE = 500
 MAX_PER_BATCH = 1000
 
+
+class DatasetFields(TypedDict):
+    """A dataset as ``inputs.json`` records it (the fields of ``entities.Dataset``)."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None
+    profile: str | None
+
+
+class InputEntry(TypedDict):
+    """One ``inputs.json`` entry, as ``entry`` makes it."""
+
+    dataset: DatasetFields
+    tags: dict[str, str]
+
+
 # field -> (limit, may be null)
 _FIELDS: dict[str, tuple[int, bool]] = {
     "name": (MAX_NAME, False),
@@ -53,7 +72,7 @@ _FIELDS: dict[str, tuple[int, bool]] = {
 }
 
 
-def entry(dataset: Mapping[str, Any], tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def entry(dataset: Mapping[str, object], tags: Mapping[str, object] | None = None) -> InputEntry:
     """The ``inputs.json`` entry for one dataset input, checked against MLflow's rules.
 
     ``dataset`` holds name, digest, source_type, source and optionally schema
@@ -90,7 +109,7 @@ def entry(dataset: Mapping[str, Any], tags: Mapping[str, Any] | None = None) -> 
         _check_length("input tag key", key, MAX_TAG_KEY)
         _check_length(f"input tag {key!r}", str(value), MAX_TAG_VALUE)
         out_tags[key] = str(value)
-    return {"dataset": clean, "tags": out_tags}
+    return {"dataset": cast(DatasetFields, clean), "tags": out_tags}
 
 
 def _check_length(what: str, value: str, limit: int) -> None:
@@ -102,29 +121,29 @@ def _check_length(what: str, value: str, limit: int) -> None:
         raise InvalidValue(f"Invalid {what}: it is not valid Unicode text ({e.reason})") from None
 
 
-def key_of(item: Mapping[str, Any]) -> tuple[str, str]:
+def key_of(item: InputEntry) -> tuple[str, str]:
     """What makes an entry unique in a run: (name, digest)."""
     return item["dataset"]["name"], item["dataset"]["digest"]
 
 
-def add(entries: list[dict[str, Any]], new: dict[str, Any]) -> None:
+def add(entries: list[InputEntry], new: InputEntry) -> None:
     """Add ``new`` unless the run already records its (name, digest) (MLflow keeps the first)."""
     wanted = key_of(new)
     if all(key_of(e) != wanted for e in entries):
         entries.append(new)
 
 
-def canonical(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def canonical(entries: Iterable[InputEntry]) -> list[InputEntry]:
     """Entries in the order ``inputs.json`` keeps them: by (name, digest)."""
     return sorted(entries, key=lambda e: (key_of(e), json.dumps(e, sort_keys=True)))
 
 
-def merge(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge(ours: list[InputEntry], theirs: list[InputEntry]) -> list[InputEntry]:
     """The union of two copies' entries; of two entries for one (name, digest), the larger JSON.
 
     Symmetric and idempotent, like every run merge rule.
     """
-    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    chosen: dict[tuple[str, str], InputEntry] = {}
     for e in [*ours, *theirs]:
         k = key_of(e)
         if k not in chosen or json.dumps(e, sort_keys=True) > json.dumps(chosen[k], sort_keys=True):
@@ -132,7 +151,7 @@ def merge(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict
     return canonical(chosen.values())
 
 
-def to_inputs(entries: Iterable[Mapping[str, Any]]) -> RunInputs:
+def to_inputs(entries: Iterable[InputEntry]) -> RunInputs:
     """The ``RunInputs`` entity of stored entries."""
     return RunInputs([
         DatasetInput(Dataset(**e["dataset"]), [InputTag(k, v) for k, v in sorted(e["tags"].items())])
@@ -140,21 +159,21 @@ def to_inputs(entries: Iterable[Mapping[str, Any]]) -> RunInputs:
     ])
 
 
-def input_of(dataset: Any, context: str | None = None, tags: Mapping[str, Any] | None = None,
-             ) -> tuple[Mapping[str, Any], dict[str, Any]]:
+def input_of(dataset: object, context: str | None = None, tags: Mapping[str, object] | None = None,
+             ) -> tuple[Mapping[str, object], dict[str, object]]:
     """(dataset fields, input tags) for ``log_inputs``, from a gitml ``Dataset``, anything with
     MLflow's ``to_dict()`` (an ``mlflow.data`` dataset) or a mapping of the fields."""
     if isinstance(dataset, Mapping):
-        fields: Mapping[str, Any] = dataset
+        fields: Mapping[str, object] = dataset
     elif hasattr(dataset, "digest") and hasattr(dataset, "source_type"):  # gitml's or MLflow's entity
         fields = {f: getattr(dataset, f, None) for f in _FIELDS}
-    elif callable(getattr(dataset, "to_dict", None)):  # an mlflow.data dataset: its schema, profile are JSON there
-        full = dataset.to_dict()
+    elif callable(to_dict := getattr(dataset, "to_dict", None)):  # an mlflow.data dataset: its schema, profile are JSON there
+        full = to_dict()
         fields = {f: full.get(f) for f in _FIELDS}
     else:
         raise InvalidValue(f"Cannot log {type(dataset).__name__} as a dataset: use gitml.data.from_pandas, "
                            "from_numpy or from_dvc")
-    all_tags = {str(k): v for k, v in (tags or {}).items()}
+    all_tags: dict[str, object] = {str(k): v for k, v in (tags or {}).items()}
     if context is not None:
         all_tags[CONTEXT_TAG] = context
     return fields, all_tags
@@ -163,10 +182,10 @@ def input_of(dataset: Any, context: str | None = None, tags: Mapping[str, Any] |
 class InputSink(Protocol):
     """Where ``log_inputs`` puts checked entries: a run's writer (``writer.RunWriter``), which sits above."""
 
-    def add_input(self, entry: dict[str, Any]) -> None: ...
+    def add_input(self, entry: InputEntry) -> None: ...
 
 
-def log_inputs(writer: InputSink, items: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
+def log_inputs(writer: InputSink, items: Sequence[tuple[Mapping[str, object], Mapping[str, object] | None]]) -> None:
     """Record dataset inputs (dataset fields, input tags) with the run; all checked before any is logged.
 
     Raises:

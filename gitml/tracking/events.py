@@ -112,30 +112,30 @@ def parse_header(line: bytes) -> tuple[str, str] | None:
     return header[1], header[2]
 
 
-def _ms(args: list, at: int) -> bool:
+def _ms(args: list[Any], at: int) -> bool:
     """No timestamp at position ``at`` (logs of older gitml), or milliseconds."""
     return len(args) <= at or (type(args[at]) is int and 0 <= args[at] < 2**63)
 
 
-def _param_ok(args: list) -> bool:
-    return len(args) == 2 and validation.validate_param_key(args[0]) and type(args[1]) is str \
+def _param_ok(args: list[Any]) -> bool:
+    return len(args) == 2 and bool(validation.validate_param_key(args[0])) and type(args[1]) is str \
         and validation.validate_param_value(args[0], args[1]) is not None
 
 
-def _tag_ok(args: list) -> bool:
-    return 2 <= len(args) <= 3 and validation.validate_tag_key(args[0]) and type(args[1]) is str \
+def _tag_ok(args: list[Any]) -> bool:
+    return 2 <= len(args) <= 3 and bool(validation.validate_tag_key(args[0])) and type(args[1]) is str \
         and validation.validate_tag_value(args[0], args[1]) is not None and _ms(args, 2)
 
 
-def _delete_ok(args: list) -> bool:
+def _delete_ok(args: list[Any]) -> bool:
     return 1 <= len(args) <= 2 and bool(validation.validate_tag_key(args[0])) and _ms(args, 1)
 
 
-def _info_ok(args: list) -> bool:
+def _info_ok(args: list[Any]) -> bool:
     return len(args) == 1 and schema.check_info(args[0], None, partial=True) is not None
 
 
-def _artifact_ok(args: list) -> bool:
+def _artifact_ok(args: list[Any]) -> bool:
     if not 3 <= len(args) <= 4 or type(args[0]) is not str:
         return False
     path, md5, size = args[:3]
@@ -146,7 +146,7 @@ def _artifact_ok(args: list) -> bool:
         and type(size) is int and size >= 0 and _ms(args, 3)
 
 
-def _input_ok(args: list) -> bool:
+def _input_ok(args: list[Any]) -> bool:
     if len(args) != 1 or type(args[0]) is not dict or set(args[0]) != {"dataset", "tags"}:
         return False
     item = args[0]
@@ -154,7 +154,7 @@ def _input_ok(args: list) -> bool:
         and datasets.entry(item["dataset"], item["tags"]) == item
 
 
-_EVENT_CHECKS: dict[str, Callable[[list], bool]] = {
+_EVENT_CHECKS: dict[str, Callable[[list[Any]], bool]] = {
     PARAM: _param_ok, TAG: _tag_ok, DELETE_TAG: _delete_ok, INFO: _info_ok, ARTIFACT: _artifact_ok,
     INPUT: _input_ok,
 }

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gitml import settings
 from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName, NotFound
@@ -48,7 +49,7 @@ def _default() -> Experiment:
     return Experiment(DEFAULT_ID, DEFAULT_NAME, "runs:/", creation_time=0, last_update_time=0)
 
 
-def _from_json(data: dict) -> Experiment:
+def _from_json(data: dict[str, Any]) -> Experiment:
     return Experiment(
         experiment_id=data["experiment_id"],
         name=data["name"],

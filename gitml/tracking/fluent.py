@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from gitml import settings
 from gitml.errors import InvalidValue, NoActiveRun
@@ -24,15 +25,27 @@ from gitml.tracking.entities import Experiment, Run, RunStatus, ViewType
 if TYPE_CHECKING:
     import pandas
 
+    from gitml.store.repo import GitRepo
+
 _local = threading.local()
 _experiment_id: str | None = None
 _last_run_id: str | None = None
-# With autologging on, MLflow's active run follows gitml's (mlflow_plugin.autolog.MlflowBridge):
-# ``started(run_id, experiment_id, nested)`` and ``ending(run_id, status)``.
-_bridge: Any = None
+_V = TypeVar("_V")
 
 
-def set_run_bridge(bridge: Any) -> Any:
+class RunBridge(Protocol):
+    """Told as runs start and end here: with autologging on, MLflow's active run follows gitml's
+    (``mlflow_plugin.autolog.MlflowBridge``)."""
+
+    def started(self, run_id: str, experiment_id: str, nested: bool) -> None: ...
+
+    def ending(self, run_id: str, status: str) -> None: ...
+
+
+_bridge: RunBridge | None = None
+
+
+def set_run_bridge(bridge: RunBridge | None) -> RunBridge | None:
     """Have ``bridge.started(run_id, experiment_id, nested)`` and ``bridge.ending(run_id, status)``
     called as runs start and end here (autologging keeps MLflow's active run in step); returns
     the bridge installed before."""
@@ -41,7 +54,7 @@ def set_run_bridge(bridge: Any) -> Any:
     return previous
 
 
-def run_bridge() -> Any:
+def run_bridge() -> RunBridge | None:
     """The bridge ``set_run_bridge`` installed, or None."""
     return _bridge
 
@@ -55,7 +68,8 @@ class ActiveRun(Run):
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
         end_run(status, _run_id=self.info.run_id)
         return False
@@ -81,7 +95,7 @@ def _stack() -> list[_Entry]:
     return stack
 
 
-def _repo() -> Any:
+def _repo() -> GitRepo:
     return _runs.open_repo()
 
 
@@ -109,10 +123,10 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     repo = _repo()
     if (experiment_name is None) == (experiment_id is None):
         raise InvalidValue("set_experiment takes exactly one of experiment_name and experiment_id")
-    if experiment_id is not None:
-        exp = _experiments.get_experiment(repo, str(experiment_id))
+    if experiment_name is not None:
+        exp = _experiments.get_or_create(repo, experiment_name)
     else:
-        exp = _experiments.get_or_create(repo, experiment_name)  # type: ignore[arg-type]
+        exp = _experiments.get_experiment(repo, str(experiment_id))
     _experiment_id = exp.experiment_id
     return exp
 
@@ -137,7 +151,7 @@ def get_experiment_by_name(name: str) -> Experiment | None:
 
 def search_experiments(view_type: int = ViewType.ACTIVE_ONLY, max_results: int | None = None,
                        filter_string: str | None = None, order_by: list[str] | None = None,
-                       **_: Any) -> list[Experiment]:
+                       **_: object) -> list[Experiment]:
     """MLflow's ``search_experiments``: the filter (``name LIKE 'x%'``, ``tags.team = 'a'``...) and order apply."""
     found = _experiments.search_experiments(_repo(), view_type, filter_string, order_by)
     return found[:max_results] if max_results else found
@@ -245,7 +259,7 @@ def log_metric(
     timestamp: int | None = None,
     synchronous: bool | None = None,
     run_id: str | None = None,
-    **_: Any,
+    **_: object,
 ) -> None:
     """Log a metric point; costs a few microseconds (no git write)."""
     stack = getattr(_local, "stack", None) if run_id is None else None
@@ -268,7 +282,7 @@ def log_metrics(
     timestamp: int | None = None,
     synchronous: bool | None = None,
     run_id: str | None = None,
-    **_: Any,
+    **_: object,
 ) -> None:
     w = _writer_for(run_id)
     for key, value in metrics.items():
@@ -277,7 +291,7 @@ def log_metrics(
         w.flush()
 
 
-def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
+def log_param(key: str, value: _V, synchronous: bool | None = None) -> _V:
     """Log a param (write-once: the same value again is fine, another is an error)."""
     active_writer().log_param(key, value)
     return value
@@ -289,7 +303,7 @@ def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: 
         w.log_param(key, value)
 
 
-def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+def set_tag(key: str, value: object, synchronous: bool | None = None) -> None:
     active_writer().set_tag(key, value)
 
 
@@ -303,8 +317,8 @@ def delete_tag(key: str) -> None:
     active_writer().delete_tag(key)
 
 
-def log_input(dataset: Any, context: str | None = None, tags: dict[str, Any] | None = None,
-              run_id: str | None = None, **_: Any) -> None:
+def log_input(dataset: object, context: str | None = None, tags: dict[str, Any] | None = None,
+              run_id: str | None = None, **_: object) -> None:
     """Record a dataset the run used (``gitml.data.from_pandas(...)``, an MLflow dataset, or a dict
     of its fields); ``context`` ("train", "eval"...) becomes the ``mlflow.data.context`` input tag."""
     from gitml.tracking import datasets
@@ -331,7 +345,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
     artifacts.log_artifacts(w.repo, w, local_dir, artifact_path)
 
 
-def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> None:
+def log_dict(dictionary: object, artifact_file: str, run_id: str | None = None) -> None:
     """Store a dict as JSON (or YAML for .yaml/.yml) artifact."""
     from gitml.tracking import artifacts
 
@@ -347,7 +361,7 @@ def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
     artifacts.log_bytes(w.repo, w, text.encode("utf-8"), artifact_file)
 
 
-def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
+def log_figure(figure: object, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None) -> None:
     """Store a matplotlib or plotly figure."""
     from gitml.tracking import artifacts
 
@@ -355,7 +369,7 @@ def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict | None = No
     artifacts.log_figure(w.repo, w, figure, artifact_file, save_kwargs)
 
 
-def log_image(image: Any, artifact_file: str | None = None, key: str | None = None, step: int | None = None, **_: Any) -> None:
+def log_image(image: object, artifact_file: str | None = None, key: str | None = None, step: int | None = None, **_: object) -> None:
     """Store a numpy array or PIL image as an image artifact."""
     from gitml.tracking import artifacts
 
@@ -363,7 +377,7 @@ def log_image(image: Any, artifact_file: str | None = None, key: str | None = No
     artifacts.log_image(w.repo, w, image, artifact_file, key, step)
 
 
-def log_table(data: Any, artifact_file: str, run_id: str | None = None) -> None:
+def log_table(data: pandas.DataFrame | dict[str, Any], artifact_file: str, run_id: str | None = None) -> None:
     """Store a DataFrame or dict of columns as a table artifact in MLflow's JSON format (appending rows)."""
     from gitml.tracking import tables
 
@@ -448,7 +462,7 @@ def _install_exit_hooks() -> None:
     _hooks_installed = True
     previous = sys.excepthook
 
-    def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         global _uncaught
         _uncaught = True
         previous(exc_type, exc, tb)

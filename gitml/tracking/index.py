@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gitml.errors import CorruptRun
 from gitml.store import names
@@ -303,7 +303,7 @@ class RunIndex:
 
     # -- queries ---------------------------------------------------------------
 
-    def query_ids(self, sql: str, params: list) -> list[str]:
+    def query_ids(self, sql: str, params: list[Any]) -> list[str]:
         return self._guard(lambda: [row[0] for row in self.db.execute(sql, params)])
 
     def run_ids_with_prefix(self, prefix: str) -> list[str]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, TypeVar
 
 from gitml.store.repo import GitRepo
 from gitml.tracking import datasets
@@ -52,7 +52,10 @@ def _metric_lines(repo: GitRepo, tree: str) -> dict[str, list[str]]:
     return out
 
 
-def _json_max(a: Any, b: Any) -> Any:
+_J = TypeVar("_J")
+
+
+def _json_max(a: _J, b: _J) -> _J:
     return max(a, b, key=lambda v: json.dumps(v, sort_keys=True))
 
 
@@ -111,7 +114,7 @@ def _merge_artifacts(merged: RunState, ours: RunState, theirs: RunState) -> None
         versions = [(s.clock.get("artifacts", {}).get(path, 0), s.artifacts[path]["md5"], s.artifacts[path])
                     for s in (ours, theirs) if path in s.artifacts]
         ms, _, entry = max(versions, key=lambda v: (v[0], v[1]))
-        merged.artifacts[path] = dict(entry)
+        merged.artifacts[path] = entry.copy()
         merged.stamp("artifacts", path, ms)
 
 

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from gitml import settings
@@ -57,7 +58,7 @@ def run_line(state: RunState, max_metrics: int) -> str:
     return " ".join(parts)
 
 
-def merge_lines(old: str | None, new_lines: dict[str, str | None]) -> str | None:
+def merge_lines(old: str | None, new_lines: Mapping[str, str | None]) -> str | None:
     """Note text with the lines of the given runs replaced (None removes one).
 
     Lines of other runs keep their place; new runs are appended.
@@ -112,6 +113,11 @@ def update_run_notes(repo: GitRepo, states: list[RunState], max_metrics: int) ->
     )
 
 
+def _set_to(text: str | None) -> Callable[[str | None], str | None]:
+    """A note edit that replaces whatever the note held with ``text`` (None: remove it)."""
+    return lambda old: text
+
+
 def rebuild_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> int:
     """Rewrite ``refs/notes/gitml`` from scratch from these runs; return notes written.
 
@@ -125,14 +131,14 @@ def rebuild_notes(repo: GitRepo, states: list[RunState], max_metrics: int) -> in
         target = source.get("head") or source.get("commit")
         if target:
             by_target.setdefault(target, []).append(state)
-    edits = {}
+    edits: dict[str, Callable[[str | None], str | None]] = {}
     for target, group in by_target.items():
         group.sort(key=lambda s: (s.info.get("start_time") or 0, s.run_id))
         text = "\n".join(run_line(s, max_metrics) for s in group) + "\n"
-        edits[target] = lambda old, text=text: text
+        edits[target] = _set_to(text)
     stale = {t for t, _ in repo.note_targets(names.NOTES_REF)} - set(by_target)
     for target in stale:
-        edits[target] = lambda old: None
+        edits[target] = _set_to(None)
     if edits:
         repo.update_notes(names.NOTES_REF, edits, f"gitml: rebuild notes for {len(states)} runs\n")
     return len(by_target)

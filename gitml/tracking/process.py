@@ -16,7 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from gitml import settings
 from gitml.store.repo import GitRepo
@@ -60,7 +61,7 @@ def local_writer(repo: GitRepo, run_id: str) -> RunWriter | None:
     return w if w is not None and not w.closed else None
 
 
-def create_run(repo: GitRepo, info: dict, tags: dict[str, str]) -> tuple[RunWriter, RunState]:
+def create_run(repo: GitRepo, info: dict[str, Any], tags: Mapping[str, object]) -> tuple[RunWriter, RunState]:
     """Start a run from its info and first tags.
 
     The run exists in its writer's live log at once and in git at the first

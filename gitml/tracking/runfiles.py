@@ -30,9 +30,9 @@ import json
 import math
 import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gitml.errors import GitmlError, InvalidValue
 from gitml.store.repo import GitRepo
@@ -45,6 +45,12 @@ INPUTS_FILE = datasets.INPUTS_FILE
 METRICS_DIR = "metrics"
 CHUNK_LINES = 1000
 CHUNK_FORMAT = "{:06d}.tsv"
+
+#: A metric point waiting to be committed: (value, timestamp, step, chunk-file line), a metric
+#: event minus kind and key. A plain tuple: ``log_metric``'s hot path makes one per call.
+PendingPoint = tuple[float, int, int, str]
+
+_T = TypeVar("_T")
 
 
 def encode_float(value: float) -> float | str:
@@ -70,16 +76,17 @@ class RunState:
     writers: dict[str, int] = field(default_factory=dict)
     # artifact path -> {"md5", "size"}; a directory logged whole also has an
     # entry "<dir>/" whose md5 is its DVC ``.dir`` object
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, schema.ArtifactEntry] = field(default_factory=dict)
     # section ("tags", "tags_deleted", "artifacts") -> key -> ms it was last written;
     # what a merge of two clones' copies compares (see tracking/merge.py)
     clock: dict[str, dict[str, int]] = field(default_factory=dict)
     # datasets the run used: inputs.json entries, one per (name, digest)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[datasets.InputEntry] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
-        return self.info["run_id"]
+        run_id: str = self.info["run_id"]
+        return run_id
 
     def copy(self) -> RunState:
         return RunState(
@@ -161,7 +168,7 @@ def artifact_uri(run_id: str) -> str:
 _enc = json.JSONEncoder(ensure_ascii=False).encode  # the C encoder (no indent)
 
 
-def _dump(obj: Any) -> bytes:
+def _dump(obj: object) -> bytes:
     """``json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)`` + newline, byte
     for byte, but with scalars on the C encoder: ``indent`` alone sends
     json.dumps to its pure-Python encoder, and run.json is written on
@@ -169,7 +176,7 @@ def _dump(obj: Any) -> bytes:
     return (_pretty(obj, "") + "\n").encode()
 
 
-def _pretty(obj: Any, pad: str) -> str:
+def _pretty(obj: object, pad: str) -> str:
     if isinstance(obj, dict):
         if not obj:
             return "{}"
@@ -229,17 +236,17 @@ def _state_from_files(files: dict[str, bytes], run_id: str | None) -> RunState:
     run = schema.check_info(schema.load_json(files[RUN_FILE], RUN_FILE), run_id)
     summary = schema.check_summary(run.pop("summary", {}))
 
-    def load(name: str, check: Any) -> Any:
-        return check(schema.load_json(files[name], name)) if name in files else {}
+    def load(name: str, check: Callable[[object], _T], empty: _T) -> _T:
+        return check(schema.load_json(files[name], name)) if name in files else empty
 
     return RunState(
         info=run,
-        params=load(PARAMS_FILE, schema.check_params),
-        tags=load(TAGS_FILE, schema.check_tags),
+        params=load(PARAMS_FILE, schema.check_params, {}),
+        tags=load(TAGS_FILE, schema.check_tags, {}),
         summary=summary,
-        artifacts=load(ARTIFACTS_FILE, schema.check_artifacts),
-        clock=load(CLOCK_FILE, schema.check_clock),
-        inputs=load(INPUTS_FILE, schema.check_inputs) or [],
+        artifacts=load(ARTIFACTS_FILE, schema.check_artifacts, {}),
+        clock=load(CLOCK_FILE, schema.check_clock, {}),
+        inputs=load(INPUTS_FILE, schema.check_inputs, []),
     )
 
 
@@ -267,7 +274,7 @@ def apply_events(state: RunState, events: list[Event]) -> dict[str, list[str]]:
     deletion and artifact events carry the time they were logged (ms; 0 for
     the run's creation), which goes to ``state.clock`` for merges.
     """
-    by_key: dict[str, list[tuple]] = {}
+    by_key: dict[str, list[PendingPoint]] = {}
     for ev in events:
         kind = ev.kind
         if kind == METRIC:
@@ -309,11 +316,10 @@ def delete_tag(state: RunState, key: str, ms: int) -> None:
     state.clock.setdefault("tags_deleted", {})[key] = ms
 
 
-# A pending point is (value, timestamp, step, line): a metric event minus kind and key.
 _ORDER = operator.itemgetter(2, 1, 0)  # step, timestamp, value
 
 
-def apply_metrics(state: RunState, by_key: dict[str, list[tuple]]) -> dict[str, list[str]]:
+def apply_metrics(state: RunState, by_key: dict[str, list[PendingPoint]]) -> dict[str, list[str]]:
     """Fold pending points (by key) into the summary; return chunk lines by key.
 
     This runs over every logged point at flush time, so it stays in C-level

@@ -31,6 +31,8 @@ from gitml.tracking.runfiles import RunState, read_metric_columns, read_metric_h
 if TYPE_CHECKING:
     import pandas
 
+    from gitml.store.snapshot import Snapshot
+
 _repos: dict[tuple[str, int], GitRepo] = {}
 _indexes: dict[tuple[str, int], RunIndex] = {}
 _lock = threading.Lock()
@@ -124,7 +126,7 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
 
 
-def _source_tags(repo: GitRepo, snap: Any) -> dict[str, str]:
+def _source_tags(repo: GitRepo, snap: Snapshot) -> dict[str, str]:
     tags = {
         "mlflow.user": _user(repo),
         "mlflow.source.name": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "<console>",
@@ -155,7 +157,7 @@ def start_new_run(
     parent_run_id: str | None = None,
     start_time: int | None = None,
     description: str | None = None,
-    snapshot: Any = None,
+    snapshot: Snapshot | None = None,
     entry_point: str | None = None,
     user_id: str | None = None,
 ) -> tuple[writer.RunWriter, RunState]:
@@ -432,7 +434,7 @@ def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
     tag_keys = sorted({k for r in runs for k in r.data.tags})
-    columns: dict[str, list[Any]] = {
+    columns: dict[str, object] = {
         "run_id": [r.info.run_id for r in runs],
         "experiment_id": [r.info.experiment_id for r in runs],
         "status": [r.info.status for r in runs],

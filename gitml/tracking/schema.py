@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict, TypeGuard
 
 from gitml.errors import CorruptRun, GitmlError
 from gitml.tracking import datasets, validation
@@ -49,11 +50,18 @@ _FLOAT_WORDS = ("NaN", "Infinity", "-Infinity")
 CLOCK_SECTIONS = ("tags", "tags_deleted", "artifacts")
 
 
+class ArtifactEntry(TypedDict):
+    """One ``artifacts.json`` entry: the content's md5 (a ``.dir`` object's for a directory) and size."""
+
+    md5: str
+    size: int
+
+
 class Problem(ValueError):
     """What is wrong with one field (turned into ``CorruptRun`` with the run's id)."""
 
 
-def load_json(raw: bytes, name: str) -> Any:
+def load_json(raw: bytes, name: str) -> object:
     """Parse one JSON file of a run tree.
 
     Raises:
@@ -67,8 +75,13 @@ def load_json(raw: bytes, name: str) -> Any:
         raise Problem(f"{name} is not JSON ({str(e)[:80]})") from None
 
 
-def _is_int(value: object, low: int = 0) -> bool:
+def _is_int(value: object, low: int = 0) -> TypeGuard[int]:
     return type(value) is int and low <= value <= _INT64_MAX
+
+
+def _is_number(value: object) -> TypeGuard[float | str]:
+    """A JSON number, or one of the words ``encode_float`` writes for NaN and infinities."""
+    return type(value) in (int, float) or value in _FLOAT_WORDS
 
 
 def _text(value: object, field: str, limit: int = MAX_TEXT, optional: bool = False) -> None:
@@ -86,7 +99,7 @@ def _kind(value: object) -> str:
     return repr(value)[:40]
 
 
-def _object(value: object, name: str) -> dict:
+def _object(value: object, name: str) -> dict[str, Any]:
     if type(value) is not dict:
         raise Problem(f"{name} must be a JSON object, not {_kind(value)}")
     return value
@@ -156,21 +169,20 @@ def check_summary(summary: object) -> dict[str, tuple[float, int, int]]:
         _key(validation.validate_metric_key, key, "metric")
         point = _object(point, f"summary of metric {key!r}")
         value, step, ts = point.get("value"), point.get("step"), point.get("timestamp")
-        if not (type(value) in (int, float) or value in _FLOAT_WORDS) or not _is_int(step, -_INT64_MAX - 1) \
-                or not _is_int(ts):
+        if not _is_number(value) or not _is_int(step, -_INT64_MAX - 1) or not _is_int(ts):
             raise Problem(f"summary of metric {key!r} must be {{value, step, timestamp}} numbers")
         out[key] = (float(value), step, ts)
     return out
 
 
-def _key(check: Any, key: str, what: str) -> None:
+def _key(check: Callable[[str], object], key: str, what: str) -> None:
     try:
         check(key)
     except GitmlError as e:
         raise Problem(f"{what} key: {e}") from None
 
 
-def _check_mapping(data: object, name: str, kind: str, check_key: Any, limit: int) -> dict[str, str]:
+def _check_mapping(data: object, name: str, kind: str, check_key: Callable[[str], object], limit: int) -> dict[str, str]:
     data = _object(data, name)
     for key, value in data.items():
         _key(check_key, key, kind)
@@ -197,7 +209,7 @@ def check_tags(tags: object) -> dict[str, str]:
     return _check_mapping(tags, TAGS_FILE, "tag", validation.validate_tag_key, validation.MAX_TAG_VAL_LENGTH)
 
 
-def check_artifacts(entries: object) -> dict[str, dict[str, Any]]:
+def check_artifacts(entries: object) -> dict[str, ArtifactEntry]:
     """artifacts.json: {path: {md5, size}}; a directory entry ends in '/' and names a ``.dir`` object.
 
     Raises:
@@ -237,7 +249,7 @@ def check_clock(clock: object) -> dict[str, dict[str, int]]:
     return out
 
 
-def check_inputs(entries: object) -> list[dict[str, Any]]:
+def check_inputs(entries: object) -> list[datasets.InputEntry]:
     """inputs.json: a list of {"dataset": {...}, "tags": {...}}, each as ``log_inputs`` accepts it, one per (name, digest).
 
     Raises:
@@ -245,7 +257,7 @@ def check_inputs(entries: object) -> list[dict[str, Any]]:
     """
     if type(entries) is not list:
         raise Problem(f"inputs.json must be a JSON array, not {_kind(entries)}")
-    out: list[dict[str, Any]] = []
+    out: list[datasets.InputEntry] = []
     seen: set[tuple[str, str]] = set()
     for item in entries:
         item = _object(item, "an inputs.json entry")

@@ -37,7 +37,7 @@ def _check_file(artifact_file: str) -> str:
     return posixpath.normpath(artifact_file)
 
 
-def _frame(data: Any) -> pandas.DataFrame:
+def _frame(data: pandas.DataFrame | dict[str, Any]) -> pandas.DataFrame:
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
@@ -68,12 +68,13 @@ def _encode(frame: pandas.DataFrame, artifact_file: str) -> bytes:
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()
     try:
-        return frame.to_json(orient="split", index=False, date_format="iso").encode("utf-8")
+        text: str = frame.to_json(orient="split", index=False, date_format="iso")
+        return text.encode("utf-8")
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidValue(f"log_table cannot store this table as JSON: {e}") from e
 
 
-def log_table(repo: GitRepo, writer: RunWriter, data: Any, artifact_file: str) -> str:
+def log_table(repo: GitRepo, writer: RunWriter, data: pandas.DataFrame | dict[str, Any], artifact_file: str) -> str:
     """Store ``data`` as the table ``artifact_file`` of the writer's run, after the rows it already has.
 
     Raises:
@@ -144,7 +145,7 @@ def runs_with_table(repo: GitRepo, experiment_ids: list[str], artifact_file: str
             if {"path": path, "type": "table"} in _listed(r.data.tags.get(LOGGED_ARTIFACTS_TAG))]
 
 
-def _listed(value: str | None) -> list[Any]:
+def _listed(value: str | None) -> list[object]:
     try:
         listed = json.loads(value or "[]")
     except json.JSONDecodeError:

@@ -20,8 +20,9 @@ from gitml.store import livelog, names
 from gitml.store.repo import GitRepo
 from gitml.tracking import validation
 from gitml.tracking.commit import RunCommit, WriterMark, commit_events, live_dir
+from gitml.tracking.datasets import InputEntry
 from gitml.tracking.events import ARTIFACT, DELETE_TAG, INFO, INPUT, PARAM, TAG, Event, encode_event, log_header
-from gitml.tracking.runfiles import RunState
+from gitml.tracking.runfiles import PendingPoint, RunState
 
 
 def _now_ms() -> int:
@@ -42,7 +43,7 @@ class RunWriter:
         self._flush_lock = threading.Lock()
         # key -> pending points, (value, timestamp, step, chunk-file line) each: plain
         # tuples, because log_metric's hot path makes one per call
-        self._metrics: dict[str, list[tuple]] = {}
+        self._metrics: dict[str, list[PendingPoint]] = {}
         self._events: list[Event] = []
         self._seq = 0
         self._committed_seq = 0
@@ -115,7 +116,7 @@ class RunWriter:
         """Record an artifact already stored in the content store."""
         self.append(Event(ARTIFACT, path, md5, _now_ms(), size=size))
 
-    def add_input(self, entry: dict) -> None:
+    def add_input(self, entry: InputEntry) -> None:
         """Record a dataset input (an entry ``datasets.entry`` made)."""
         self.append(Event(INPUT, value=entry))
 

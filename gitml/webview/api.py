@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gitml.errors import InvalidValue
+from gitml.store.repo import GitRepo
 from gitml.webview import data
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -17,7 +18,7 @@ INLINE_TYPES = {**data.IMAGE_TYPES, "txt": "text/plain", "log": "text/plain"}
 VERIFY_FIRST_BYTES = 8 * 1024 * 1024
 
 
-def repo() -> Any:
+def repo() -> GitRepo:
     return current_app.config["GITML_REPO"]
 
 
@@ -68,7 +69,8 @@ def artifact(run_id: str) -> Response:
     bytes are streamed (a model file can be gigabytes) and their hash checked
     as they go.
     """
-    from gitml.tracking.artifacts import list_artifacts, read_artifact, stream_artifact, validate_artifact_path
+    from gitml.tracking.artifacts import list_artifacts, read_artifact, stream_artifact
+    from gitml.tracking.validation import validate_artifact_path
 
     path = validate_artifact_path(request.args.get("path", ""))
     if not path:
@@ -82,8 +84,6 @@ def artifact(run_id: str) -> Response:
     name = path.rsplit("/", 1)[-1]
     inline_type = INLINE_TYPES.get(data.suffix(path)) if request.args.get("inline") == "1" else None
     response = Response(body, mimetype=inline_type or mimetypes.guess_type(name)[0] or "application/octet-stream")
-    if inline_type == "text/plain":
-        response.charset = "utf-8"
     if not inline_type:
         attachment(response, name)
     if size is not None:

@@ -177,7 +177,8 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
 
 
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
-    from gitml.tracking.artifacts import ArtifactNotFound, list_artifacts, validate_artifact_path
+    from gitml.tracking.artifacts import ArtifactNotFound, list_artifacts
+    from gitml.tracking.validation import validate_artifact_path
 
     path = validate_artifact_path(path)
     files = list_artifacts(repo, run_id, path)
@@ -229,7 +230,7 @@ def model_summaries(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
 
     from gitml.tracking.artifacts import manifest, read_artifact
 
-    out = []
+    out: list[dict[str, Any]] = []
     for path in sorted(p for p in manifest(repo, run_id) if p == "MLmodel" or p.endswith("/MLmodel")):
         try:
             spec = yaml.safe_load(read_artifact(repo, run_id, path)) or {}

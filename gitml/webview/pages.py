@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.datastructures import MultiDict
 
 from gitml.errors import GitmlError
+from gitml.store.repo import GitRepo
 from gitml.webview import data
 
 bp = Blueprint("pages", __name__)
@@ -17,7 +18,7 @@ ATTRIBUTE_COLUMNS = [("attributes.start_time", "Created"), ("attributes.run_name
 DEFAULT_KEY_COLUMNS = 8  # metrics and params shown before the user picks columns
 
 
-def repo() -> Any:
+def repo() -> GitRepo:
     return current_app.config["GITML_REPO"]
 
 
@@ -30,7 +31,8 @@ def url_with(**changes: Any) -> str:
         for v in value if isinstance(value, list) else [value]:
             if v is not None:
                 args.add(key, v)
-    return url_for(request.endpoint, **(request.view_args or {})) + ("?" + _encode(args) if args else "")
+    endpoint: str = request.endpoint  # type: ignore[assignment]  # templates of routed pages call this
+    return url_for(endpoint, **(request.view_args or {})) + ("?" + _encode(args) if args else "")
 
 
 def _encode(args: MultiDict) -> str:
