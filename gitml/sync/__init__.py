@@ -406,7 +406,7 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
 
 def _version_commits(repo: GitRepo, tag_oids: list[str]) -> list[str]:
     """The run commits registry tags point at (a registered version pins its run's state then)."""
-    from gitml.tracking.runfiles import RUN_FILE
+    from gitml.tracking.schema import RUN_FILE
 
     out = set()
     for oid in tag_oids:

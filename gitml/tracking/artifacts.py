@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import InvalidName, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema
-from gitml.tracking.runfiles import ARTIFACTS_FILE
+from gitml.tracking.schema import ARTIFACTS_FILE
 from gitml.tracking.validation import validate_artifact_path
 
 if TYPE_CHECKING:

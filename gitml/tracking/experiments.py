@@ -221,7 +221,7 @@ def from_settings(repo: GitRepo) -> str:
     """
     experiment_id = settings.get("experiment_id")
     if experiment_id:
-        return experiment_id
+        return str(experiment_id)
     name = settings.get("experiment_name")
     return get_or_create(repo, name).experiment_id if name else DEFAULT_ID
 
