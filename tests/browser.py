@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,32 @@ def chromium_missing() -> str | None:
 def launch_browser(playwright: Any) -> Any:
     """Launch the system Chromium headless (Playwright gives each launch a fresh temporary profile)."""
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+
+
+def running_browser(needed_by: str) -> Iterator[Any]:
+    """A fixture body: Playwright started, the system Chromium launched, both stopped afterwards.
+
+    Without Chromium or Playwright the test fails naming the fix (``needed_by`` says which tests
+    need it), or is skipped when ``GITML_SKIP_BROWSER=1``.
+    """
+    import pytest
+
+    problem = chromium_missing()
+    if problem:
+        if os.environ.get("GITML_SKIP_BROWSER") == "1":
+            pytest.skip(f"GITML_SKIP_BROWSER=1: {problem}")
+        pytest.fail(f"{needed_by} need Chromium: {problem}", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = launch_browser(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        pw.stop()
 
 
 # -- a page under test ---------------------------------------------------------------------------

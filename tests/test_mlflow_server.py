@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import chromium_missing, isolated_env, launch_browser
+from tests.browser import isolated_env, running_browser
 from tests.test_serving import free_port, server
 
 pytestmark = pytest.mark.slow  # mlflow's server and a real browser
@@ -56,24 +56,7 @@ MLFLOW_OWN_404 = "/ajax-api/2.0/mlflow/users/current"
 def browser() -> Iterator[Any]:
     """Chromium for this module only: Playwright's sync API keeps an event loop running while it is
     started, so it is stopped before other modules (asyncio tests, the viewer's browser tests) run."""
-    import os
-
-    problem = chromium_missing()
-    if problem:
-        if os.environ.get("GITML_SKIP_BROWSER") == "1":
-            pytest.skip(f"GITML_SKIP_BROWSER=1: {problem}")
-        pytest.fail(f"MLflow's UI tests need Chromium: {problem}", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    try:
-        b = launch_browser(pw)
-        try:
-            yield b
-        finally:
-            b.close()
-    finally:
-        pw.stop()
+    yield from running_browser("MLflow's UI tests")
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,13 @@ Set ``GITML_SCREENSHOTS=1`` to have ``UiPage.screenshot`` write docs/img/*.png.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.browser import (
-    DemoRepo, UiPage, UiServer, chromium_missing, isolated_env, launch_browser, seed_repo_in_subprocess,
+    DemoRepo, UiPage, UiServer, isolated_env, running_browser, seed_repo_in_subprocess,
 )
 
 __all__ = ["browser", "demo_repo", "ui", "ui_env", "ui_server"]
@@ -39,22 +38,7 @@ __all__ = ["browser", "demo_repo", "ui", "ui_env", "ui_server"]
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium (the system one), shared by the session."""
-    problem = chromium_missing()
-    if problem:
-        if os.environ.get("GITML_SKIP_BROWSER") == "1":
-            pytest.skip(f"GITML_SKIP_BROWSER=1: {problem}")
-        pytest.fail(f"The web viewer's browser tests need Chromium: {problem}", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    try:
-        b = launch_browser(pw)
-        try:
-            yield b
-        finally:
-            b.close()
-    finally:
-        pw.stop()
+    yield from running_browser("The web viewer's browser tests")
 
 
 @pytest.fixture(scope="module")
