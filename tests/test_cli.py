@@ -9,7 +9,7 @@ import click
 import pytest
 
 from gitml.cli import main
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import git, gitml_cli, gitml_invoke, run_python
 
 SCRIPT = """
 import gitml
@@ -30,53 +30,53 @@ def logged(repo: Path) -> Path:
 
 
 def test_runs_list_table_and_json(logged):
-    table = gitml_cli(logged, "runs", "list").stdout
+    table = gitml_invoke(logged, "runs", "list").stdout
     assert "alpha-0.1" in table and "alpha-0.5" in table and "cli-demo" in table
-    data = json.loads(gitml_cli(logged, "runs", "list", "--json", "-f", "metrics.rmse < 0.5").stdout)
+    data = json.loads(gitml_invoke(logged, "runs", "list", "--json", "-f", "metrics.rmse < 0.5").stdout)
     assert [r["info"]["run_name"] for r in data] == ["alpha-0.5"]
-    ordered = json.loads(gitml_cli(logged, "runs", "list", "--json", "-o", "metrics.rmse").stdout)
+    ordered = json.loads(gitml_invoke(logged, "runs", "list", "--json", "-o", "metrics.rmse").stdout)
     assert [r["data"]["metrics"]["rmse"] for r in ordered] == [0.4, 0.9]
-    only = json.loads(gitml_cli(logged, "runs", "list", "--json", "-e", "cli-demo", "-n", "1").stdout)
+    only = json.loads(gitml_invoke(logged, "runs", "list", "--json", "-e", "cli-demo", "-n", "1").stdout)
     assert len(only) == 1
 
 
 def test_runs_show_by_prefix(logged):
-    data = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)
+    data = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)
     rid = data[0]["info"]["run_id"]
-    shown = gitml_cli(logged, "runs", "show", rid[:8]).stdout
+    shown = gitml_invoke(logged, "runs", "show", rid[:8]).stdout
     assert rid in shown and "alpha" in shown and "rmse" in shown
-    as_json = json.loads(gitml_cli(logged, "runs", "show", rid, "--json").stdout)
+    as_json = json.loads(gitml_invoke(logged, "runs", "show", rid, "--json").stdout)
     assert as_json["info"]["run_id"] == rid and as_json["source"]["branch"] == "main"
 
 
 def test_runs_delete_restore(logged):
-    rid = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)[0]["info"]["run_id"]
-    assert "deleted" in gitml_cli(logged, "runs", "delete", rid).stdout
-    remaining = json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)
+    rid = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)[0]["info"]["run_id"]
+    assert "deleted" in gitml_invoke(logged, "runs", "delete", rid).stdout
+    remaining = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)
     assert rid not in [r["info"]["run_id"] for r in remaining]
-    deleted = json.loads(gitml_cli(logged, "runs", "list", "--json", "--view", "deleted").stdout)
+    deleted = json.loads(gitml_invoke(logged, "runs", "list", "--json", "--view", "deleted").stdout)
     assert [r["info"]["run_id"] for r in deleted] == [rid]
-    gitml_cli(logged, "runs", "restore", rid)
-    assert len(json.loads(gitml_cli(logged, "runs", "list", "--json").stdout)) == 2
+    gitml_invoke(logged, "runs", "restore", rid)
+    assert len(json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)) == 2
 
 
 def test_experiments_list_and_create(logged):
-    out = gitml_cli(logged, "experiments", "list").stdout
+    out = gitml_invoke(logged, "experiments", "list").stdout
     assert "Default" in out and "cli-demo" in out
-    new_id = gitml_cli(logged, "experiments", "create", "other").stdout.strip()
-    exps = json.loads(gitml_cli(logged, "experiments", "list", "--json").stdout)
+    new_id = gitml_invoke(logged, "experiments", "create", "other").stdout.strip()
+    exps = json.loads(gitml_invoke(logged, "experiments", "list", "--json").stdout)
     assert new_id in [e["experiment_id"] for e in exps]
 
 
 def test_log_shows_commits_with_runs(logged):
     (logged / "train.py").write_text("print('v2')\n")
     git(logged, "commit", "-qam", "second commit")
-    out = gitml_cli(logged, "log").stdout
+    out = gitml_invoke(logged, "log").stdout
     assert "second commit" in out and "initial" in out
     assert out.index("alpha-0.1") > out.index("initial")
-    entries = json.loads(gitml_cli(logged, "log", "--json").stdout)
+    entries = json.loads(gitml_invoke(logged, "log", "--json").stdout)
     assert [len(e["runs"]) for e in entries] == [0, 2]
-    runs_only = json.loads(gitml_cli(logged, "log", "--json", "--runs-only").stdout)
+    runs_only = json.loads(gitml_invoke(logged, "log", "--json", "--runs-only").stdout)
     assert len(runs_only) == 1
 
 
@@ -86,7 +86,7 @@ def test_repo_option_points_at_another_repo(logged, tmp_path):
 
 
 def test_reindex(logged):
-    assert gitml_cli(logged, "reindex").stdout.strip() == "indexed 2 runs; notes on 1 commits"
+    assert gitml_invoke(logged, "reindex").stdout.strip() == "indexed 2 runs; notes on 1 commits"
 
 
 @pytest.mark.parametrize(
@@ -100,19 +100,19 @@ def test_reindex(logged):
     ],
 )
 def test_errors_are_one_clear_line(logged, args, message):
-    out = gitml_cli(logged, *args, check=False)
+    out = gitml_invoke(logged, *args, check=False)
     assert out.returncode == 1
     assert out.stderr.startswith("Error: ") and message in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_outside_a_repository(tmp_path):
-    out = gitml_cli(tmp_path, "runs", "list", check=False)
+    out = gitml_invoke(tmp_path, "runs", "list", check=False)
     assert out.returncode == 1 and "Not a git repository" in out.stderr
 
 
 def test_usage_error_exits_2(logged):
-    assert gitml_cli(logged, "runs", "list", "--view", "bogus", check=False).returncode == 2
+    assert gitml_invoke(logged, "runs", "list", "--view", "bogus", check=False).returncode == 2
 
 
 def test_version(tmp_path):
@@ -157,13 +157,13 @@ def test_runs_list_view_choices_are_the_view_names():
 def test_artifacts_list_and_download(repo, tmp_path):
     out = run_python("import gitml\nwith gitml.start_run() as r:\n    gitml.log_text('hi', 'docs/a.txt')\nprint(r.info.run_id)\n", repo)
     rid = out.stdout.strip()
-    listed = json.loads(gitml_cli(repo, "artifacts", "list", rid, "--json").stdout)
+    listed = json.loads(gitml_invoke(repo, "artifacts", "list", rid, "--json").stdout)
     assert listed == [{"path": "docs", "is_dir": True, "file_size": 2}]
-    assert "docs/a.txt" in gitml_cli(repo, "artifacts", "list", rid, "docs").stdout
+    assert "docs/a.txt" in gitml_invoke(repo, "artifacts", "list", rid, "docs").stdout
     dest = tmp_path / "dl"
-    gitml_cli(repo, "artifacts", "download", rid, "docs/a.txt", "-d", str(dest))
+    gitml_invoke(repo, "artifacts", "download", rid, "docs/a.txt", "-d", str(dest))
     assert (dest / "docs" / "a.txt").read_text() == "hi"  # run-relative path kept, as in MLflow
-    missing = gitml_cli(repo, "artifacts", "download", rid, "nope", check=False)
+    missing = gitml_invoke(repo, "artifacts", "download", rid, "nope", check=False)
     assert missing.returncode == 1 and "no artifact" in missing.stderr
 
 
@@ -181,12 +181,12 @@ def test_terminal_escapes_in_user_data_are_printed_as_visible_escapes(repo):
     run_id = out.stdout.strip()
     raw = ("\x1b", "\x07", "\u202e", "\x9b", "\u2028")
     for args in (["runs", "list"], ["runs", "show", run_id], ["log"], ["runs", "show", run_id, "--json"]):
-        printed = gitml_cli(repo, *args).stdout
+        printed = gitml_invoke(repo, *args).stdout
         assert not any(c in printed for c in raw), (args, printed)
         assert "\\u009b31m" in printed, args
-    listed = json.loads(gitml_cli(repo, "runs", "list", "--json").stdout)
+    listed = json.loads(gitml_invoke(repo, "runs", "list", "--json").stdout)
     assert listed[0]["info"]["run_name"] == EVIL_NAME and listed[0]["data"]["tags"]["note"] == EVIL_NAME
-    missing = gitml_cli(repo, "runs", "show", "abcd\x1b[2J", check=False)
+    missing = gitml_invoke(repo, "runs", "show", "abcd\x1b[2J", check=False)
     assert "\x1b" not in missing.stderr and missing.stderr.startswith("Error: ")
     note = git(repo, "notes", "--ref=gitml", "show", "HEAD")
     assert note.count("\n") == 1 and note.startswith(f"run {run_id} ") and "\u2028" not in note

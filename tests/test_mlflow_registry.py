@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import git, gitml_cli, gitml_invoke, run_python
 
 pytest.importorskip("sklearn")
 pytest.importorskip("gto")
@@ -156,7 +156,7 @@ def refs(repo: Path) -> str:
 
 
 def show(repo: Path, name: str) -> dict[str, Any]:
-    return json.loads(gitml_cli(repo, "models", "show", name, "--json").stdout)
+    return json.loads(gitml_invoke(repo, "models", "show", name, "--json").stdout)
 
 
 # -- the plugin is MLflow's -----------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_registered_model_calls_match_sqlite(both, repo):
     rm = __import__("gitml").MlflowClient().get_registered_model("rf")
     assert (rm.description, rm.tags, rm.latest_versions) == ("random forest", {"tier": "2"}, [])
     assert dict(rm).keys() == dict(mlflow.entities.model_registry.RegisteredModel("x", 0)).keys()
-    assert {x["name"]: x["versions"] for x in json.loads(gitml_cli(repo, "models", "list", "--json").stdout)} == {
+    assert {x["name"]: x["versions"] for x in json.loads(gitml_invoke(repo, "models", "list", "--json").stdout)} == {
         "empty": 0, "other": 0, "rf": 0}
     assert show(repo, "rf")["description"] == "random forest" and show(repo, "rf")["tags"] == {"tier": "2"}
     # searches: MLflow's grammar, order and pages
@@ -388,7 +388,7 @@ def test_rename_moves_everything_and_gto_agrees(both, repo, tracking):
     both.same("set_registered_model_alias", m("rf"), "champion", "2")
     both.same("update_model_version", m("rf"), "2", description="tuned")
     both.same("delete_model_version_tag", m("rf"), "1", "k")
-    gitml_cli(repo, "models", "comment", "rf", "2", "looks good")
+    gitml_invoke(repo, "models", "comment", "rf", "2", "looks good")
     before = gto_stages(repo)["rf"]
     both.same("rename_registered_model", m("rf"), m("forest"))
     both.same("get_registered_model", m("forest"))
@@ -548,20 +548,20 @@ def test_client_and_cli_registry_methods(repo, tracking):
     client.rename_registered_model("rf", "forest")
     assert client.get_registered_model("forest").tags == {"tier": "2"}
     # the CLI over the same functions, and a new process reads it all back
-    gitml_cli(repo, "models", "tag", "forest", "owner", "ana")
-    gitml_cli(repo, "models", "tag", "forest", "stage", "--delete", "--version", "1")
-    gitml_cli(repo, "models", "describe", "forest", "best so far", "--version", "1")
-    gitml_cli(repo, "models", "create", "empty", "-m", "nothing yet", "--tag", "a=b")
-    gitml_cli(repo, "models", "rename", "empty", "still-empty")
-    gitml_cli(repo, "models", "copy", "forest", "1", "still-empty")
+    gitml_invoke(repo, "models", "tag", "forest", "owner", "ana")
+    gitml_invoke(repo, "models", "tag", "forest", "stage", "--delete", "--version", "1")
+    gitml_invoke(repo, "models", "describe", "forest", "best so far", "--version", "1")
+    gitml_invoke(repo, "models", "create", "empty", "-m", "nothing yet", "--tag", "a=b")
+    gitml_invoke(repo, "models", "rename", "empty", "still-empty")
+    gitml_invoke(repo, "models", "copy", "forest", "1", "still-empty")
     shown = show(repo, "forest")
     assert (shown["description"], shown["tags"]) == ("random forest", {"owner": "ana", "tier": "2"})
     assert (shown["versions"][0]["description"], shown["versions"][0]["tags"]) == ("best so far", {})
     other = show(repo, "still-empty")
     assert (other["description"], other["tags"], len(other["versions"])) == ("nothing yet", {"a": "b"}, 1)
-    usage = gitml_cli(repo, "models", "tag", "forest", "k", check=False)
+    usage = gitml_invoke(repo, "models", "tag", "forest", "k", check=False)
     assert usage.returncode == 2 and "VALUE" in usage.stderr
-    history = json.loads(gitml_cli(repo, "models", "history", "forest", "--json").stdout)
+    history = json.loads(gitml_invoke(repo, "models", "history", "forest", "--json").stdout)
     assert {"tag", "describe", "create", "register", "assign"} >= {e["event"] for e in history} - {"comment"}
     assert any(e["event"] == "create" and "renamed from rf" in e["message"] for e in history)
 
@@ -588,12 +588,12 @@ def clone_pair(repo: Path, tmp_path: Path) -> Path:
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "HEAD:main")
-    gitml_cli(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    gitml_cli(repo, "push")
+    gitml_invoke(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    gitml_invoke(repo, "push")
     other = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(bare), str(other))
-    gitml_cli(other, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    gitml_cli(other, "pull")
+    gitml_invoke(other, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    gitml_invoke(other, "pull")
     return other
 
 
@@ -618,10 +618,10 @@ def test_metadata_changed_in_two_clones_converges(repo, tmp_path, tracking, monk
     b.set_registered_model_tag("rf", "shared", "B")
     b.set_registered_model_alias("rf", "champion", "2")
     b.create_registered_model("new-in-b", description="b's")
-    gitml_cli(repo, "push")
-    gitml_cli(other, "pull")
-    gitml_cli(other, "push")
-    gitml_cli(repo, "pull")
+    gitml_invoke(repo, "push")
+    gitml_invoke(other, "pull")
+    gitml_invoke(other, "push")
+    gitml_invoke(repo, "pull")
 
     def state(client: MlflowClient) -> Any:
         models = {rm.name: norm(rm, "") for rm in client.search_registered_models()}
@@ -638,8 +638,8 @@ def test_metadata_changed_in_two_clones_converges(repo, tmp_path, tracking, monk
     assert git(repo, "rev-parse", "refs/notes/gitml-registry") == git(other, "rev-parse", "refs/notes/gitml-registry")
     # a rename travels too: tags and notes
     b.rename_registered_model("rf", "forest")
-    gitml_cli(other, "push")
-    gitml_cli(repo, "pull")
+    gitml_invoke(other, "push")
+    gitml_invoke(repo, "pull")
     assert state(a) == state(b) and "rf" not in {m.name for m in a.search_registered_models()}
     assert gto_stages(repo) == gto_stages(other)
 
@@ -693,7 +693,7 @@ def test_hostile_metadata_lines_cost_a_warning_not_the_command(repo, tmp_path, t
     rm = a.get_registered_model("rf")
     assert rm.tags == {"team": "fraud", "fine": "yes"} and a.get_model_version("rf", "2").tags == {}
     assert [r.name for r in a.search_registered_models()] == ["rf"]
-    gitml_cli(repo, "models", "list")
-    gitml_cli(repo, "models", "history", "rf")
+    gitml_invoke(repo, "models", "list")
+    gitml_invoke(repo, "models", "history", "rf")
     a.set_registered_model_tag("rf", "after", "ok")  # writing on top of a damaged note works
     assert a.get_registered_model("rf").tags["after"] == "ok"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import copy_seed, git, gitml_cli, gitml_invoke, init_repo, run_python, seeding
+from tests.conftest import copy_seed, git, gitml_invoke, init_repo, run_python, seeding
 
 pytest.importorskip("sklearn")
 pytest.importorskip("gto")
@@ -58,10 +58,10 @@ def test_register_writes_an_annotated_gto_tag_on_the_run_commit(tracking, repo):
     assert git(repo, "rev-parse", "rf@v0.0.1^{commit}").strip() == run_commit
     assert "baseline forest" in git(repo, "tag", "-l", "-n9", "rf@v0.0.1")
     # auto bump, then an explicit version from the CLI
-    out = gitml_cli(repo, "models", "register", "rf", f"runs:/{ids[1]}/model", "--bump", "minor", "-m", "tuned")
+    out = gitml_invoke(repo, "models", "register", "rf", f"runs:/{ids[1]}/model", "--bump", "minor", "-m", "tuned")
     assert "v0.1.0" in out.stdout
     assert tags(repo) == {"rf@v0.0.1", "rf@v0.1.0"}
-    shown = json.loads(gitml_cli(repo, "models", "show", "rf", "--json").stdout)
+    shown = json.loads(gitml_invoke(repo, "models", "show", "rf", "--json").stdout)
     assert [(v["number"], v["version"], v["description"]) for v in shown["versions"]] == [
         (1, "v0.0.1", "baseline forest"), (2, "v0.1.0", "tuned")]
     assert shown["versions"][1]["metrics"] == {"rmse": 0.5}
@@ -100,12 +100,12 @@ def test_promote_moves_the_stage_and_gto_agrees(tracking, repo):
     ids = log_models(tracking, 3)
     for i in ids:
         tracking.register_model(f"runs:/{i}/model", "rf")
-    gitml_cli(repo, "models", "promote", "rf", "v0.0.1", "production")
-    gitml_cli(repo, "models", "promote", "rf", "2", "staging")
-    out = gitml_cli(repo, "models", "promote", "rf", "v0.0.2", "Production").stdout
+    gitml_invoke(repo, "models", "promote", "rf", "v0.0.1", "production")
+    gitml_invoke(repo, "models", "promote", "rf", "2", "staging")
+    out = gitml_invoke(repo, "models", "promote", "rf", "v0.0.2", "Production").stdout
     assert "rf#production!#3" in out and "rf#production#4" in out
     # a rollback to a lower version: GTO picks the highest semver among holders, so the unassign matters
-    gitml_cli(repo, "models", "promote", "rf", "1", "production")
+    gitml_invoke(repo, "models", "promote", "rf", "1", "production")
     state = registry_state(repo)["rf"]
     assert {s: v.version for s, v in state.stages.items()} == {"production": "v0.0.1", "staging": "v0.0.2"}
 
@@ -115,7 +115,7 @@ def test_promote_moves_the_stage_and_gto_agrees(tracking, repo):
     their_versions = {v["version"] for v in json.loads(gto(repo, "show", "rf", "--json"))}
     assert their_versions == {"v0.0.1", "v0.0.2", "v0.0.3"}
     their_history = json.loads(gto(repo, "history", "rf", "--json"))
-    ours = json.loads(gitml_cli(repo, "models", "history", "rf", "--json").stdout)
+    ours = json.loads(gitml_invoke(repo, "models", "history", "rf", "--json").stdout)
     assert {e["ref"] for e in their_history if e["event"] != "commit"} == {e["tag"] for e in ours}
     assert [e["time"] for e in ours] == sorted((e["time"] for e in ours), reverse=True)
     assert {e["author"] for e in ours} == {"Test User"}
@@ -125,8 +125,8 @@ def test_deregister_deprecate_and_gto_agrees(tracking, repo):
     ids = log_models(tracking, 2)
     for i in ids:
         tracking.register_model(f"runs:/{i}/model", "rf")
-    gitml_cli(repo, "models", "promote", "rf", "2", "production")
-    gitml_cli(repo, "models", "deregister", "rf", "v0.0.2")
+    gitml_invoke(repo, "models", "promote", "rf", "2", "production")
+    gitml_invoke(repo, "models", "deregister", "rf", "v0.0.2")
     assert "rf@v0.0.2!" in tags(repo)
     state = registry_state(repo)["rf"]
     assert state.stages == {} and state.latest().version == "v0.0.1"
@@ -134,11 +134,11 @@ def test_deregister_deprecate_and_gto_agrees(tracking, repo):
     assert theirs["rf"]["version"] == "v0.0.1" and theirs["rf"]["stage"] == {}
     with pytest.raises(Exception, match="deregistered"):
         tracking.pyfunc.load_model("models:/rf/2")
-    gitml_cli(repo, "models", "deprecate", "rf")
+    gitml_invoke(repo, "models", "deprecate", "rf")
     assert "rf@deprecated" in tags(repo)
     assert registry_state(repo)["rf"].deprecated
-    assert json.loads(gitml_cli(repo, "models", "list", "--json").stdout) == []
-    assert json.loads(gitml_cli(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
+    assert json.loads(gitml_invoke(repo, "models", "list", "--json").stdout) == []
+    assert json.loads(gitml_invoke(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def two_versions(tmp_path_factory):
         ids = log_models(gitml, 2)
         gitml.register_model(f"runs:/{ids[0]}/model", "rf")
         gitml.register_model(f"runs:/{ids[1]}/model", "rf")
-        gitml_cli(repo, "models", "deregister", "rf", "2")
+        gitml_invoke(repo, "models", "deregister", "rf", "2")
         yield repo, ids
 
 
@@ -216,7 +216,7 @@ def test_model_names_git_would_misread_or_cannot_store_are_refused(tracking, rep
 
     ids = log_models(tracking, 1)
     before = tags(repo)
-    out = gitml_cli(repo, "models", "register", name, f"runs:/{ids[0]}/model", check=False)
+    out = gitml_invoke(repo, "models", "register", name, f"runs:/{ids[0]}/model", check=False)
     assert out.returncode == 1, out.stderr
     assert out.stderr.startswith("Error: Invalid model name") and rule in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
@@ -232,11 +232,11 @@ def test_a_tag_too_long_for_a_file_name_is_refused_before_any_tag_is_written(tra
     """issue 14: a long stage (or version) made the tag's file name too long: refused by name, nothing written."""
     ids = log_models(tracking, 1)
     name = "m" * 200  # the longest model name: its tags still fit
-    gitml_cli(repo, "models", "register", name, f"runs:/{ids[0]}/model")
-    gitml_cli(repo, "models", "promote", name, "1", "s" * 30)
+    gitml_invoke(repo, "models", "register", name, f"runs:/{ids[0]}/model")
+    gitml_invoke(repo, "models", "promote", name, "1", "s" * 30)
     assert f"{name}#{'s' * 30}#1" in tags(repo)
     before = tags(repo)
-    out = gitml_cli(repo, "models", "promote", name, "1", "s" * 60, check=False)
+    out = gitml_invoke(repo, "models", "promote", name, "1", "s" * 60, check=False)
     assert out.returncode == 1 and out.stderr.startswith("Error: Tag name") and "over 250" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert tags(repo) == before
@@ -297,18 +297,18 @@ def test_two_processes_promoting_at_once_are_both_recorded(tracking, repo):
 def test_comments_live_in_notes_and_show_in_show_and_history(tracking, repo):
     ids = log_models(tracking, 1)
     tracking.register_model(f"runs:/{ids[0]}/model", "rf", description="first cut")
-    gitml_cli(repo, "models", "comment", "rf", "1", "AUC holds on the March data")
+    gitml_invoke(repo, "models", "comment", "rf", "1", "AUC holds on the March data")
     tracking.MlflowClient().update_model_version("rf", "v0.0.1", description="signed off\nby QA")
     note = git(repo, "notes", "--ref=gitml-registry", "show", git(repo, "rev-parse", "rf@v0.0.1").strip())
     assert "AUC holds" in note
-    shown = json.loads(gitml_cli(repo, "models", "show", "rf", "--json").stdout)
+    shown = json.loads(gitml_invoke(repo, "models", "show", "rf", "--json").stdout)
     assert [c["text"] for c in shown["versions"][0]["comments"]] == ["AUC holds on the March data"]
     # issue 16: update_model_version sets the description (MLflow's semantics), it is not a comment
     assert shown["versions"][0]["description"] == "signed off\nby QA"
-    history = json.loads(gitml_cli(repo, "models", "history", "rf", "--json").stdout)
+    history = json.loads(gitml_invoke(repo, "models", "history", "rf", "--json").stdout)
     assert [e["event"] for e in history].count("comment") == 1
     assert [e["message"] for e in history if e["event"] == "describe"] == ["signed off\nby QA"]
-    text = gitml_cli(repo, "models", "show", "rf").stdout
+    text = gitml_invoke(repo, "models", "show", "rf").stdout
     assert "AUC holds on the March data" in text and "signed off" in text
 
 
@@ -374,7 +374,7 @@ def test_state_cache_follows_tags_changed_behind_its_back(tracking, repo):
     ids = log_models(tracking, 2)
     for i in ids:
         tracking.register_model(f"runs:/{i}/model", "rf")
-    gitml_cli(repo, "models", "promote", "rf", "2", "production")
+    gitml_invoke(repo, "models", "promote", "rf", "2", "production")
     assert (repo / ".git" / "gitml" / "registry-cache.json").is_file()
     git(repo, "tag", "-d", "rf#production#1")  # a user deletes the stage tag with plain git
     assert registry_state(repo)["rf"].stages == {}
@@ -393,21 +393,21 @@ def test_registry_travels_through_a_bare_remote(tracking, repo, tmp_path, monkey
     # the run goes on after registration: the version still loads the model it pinned
     with tracking.start_run(run_id=ids[1]):
         tracking.set_tag("after", "registration")
-    gitml_cli(repo, "models", "promote", "rf", "2", "production")
-    gitml_cli(repo, "models", "comment", "rf", "2", "ready")
+    gitml_invoke(repo, "models", "promote", "rf", "2", "production")
+    gitml_invoke(repo, "models", "comment", "rf", "2", "ready")
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "HEAD:main")
-    gitml_cli(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    out = gitml_cli(repo, "push").stdout
+    gitml_invoke(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    out = gitml_invoke(repo, "push").stdout
     assert "registry: 3 tags sent" in out
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--no-tags", str(bare), str(clone))
-    gitml_cli(clone, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    assert "registry: 3 tags received" in gitml_cli(clone, "pull").stdout
-    mine = json.loads(gitml_cli(repo, "models", "show", "rf", "--json").stdout)
-    theirs = json.loads(gitml_cli(clone, "models", "show", "rf", "--json").stdout)
+    gitml_invoke(clone, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    assert "registry: 3 tags received" in gitml_invoke(clone, "pull").stdout
+    mine = json.loads(gitml_invoke(repo, "models", "show", "rf", "--json").stdout)
+    theirs = json.loads(gitml_invoke(clone, "models", "show", "rf", "--json").stdout)
     assert theirs == mine
     assert json.loads(gto(clone, "show", "--json")) == json.loads(gto(repo, "show", "--json"))
     code = "import gitml; print(gitml.pyfunc.load_model('models:/rf/Production').predict(__import__('numpy').ones((1, 2)))[0])"
@@ -425,21 +425,21 @@ def test_promotions_in_two_clones_meet_on_pull(tracking, repo, tmp_path, monkeyp
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "HEAD:main")
-    gitml_cli(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    gitml_cli(repo, "push")
+    gitml_invoke(repo, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    gitml_invoke(repo, "push")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(bare), str(clone))
-    gitml_cli(clone, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
-    gitml_cli(clone, "pull")
+    gitml_invoke(clone, "remote", "add", "-d", "store", str(tmp_path / "dvcstore"))
+    gitml_invoke(clone, "pull")
     # both clones write rf#production#1 for different versions
-    gitml_cli(repo, "models", "promote", "rf", "1", "production")
-    gitml_cli(clone, "models", "promote", "rf", "2", "production")
-    gitml_cli(repo, "push")
-    out = gitml_cli(clone, "push").stdout
+    gitml_invoke(repo, "models", "promote", "rf", "1", "production")
+    gitml_invoke(clone, "models", "promote", "rf", "2", "production")
+    gitml_invoke(repo, "push")
+    out = gitml_invoke(clone, "push").stdout
     assert "your unpublished rf#production#1 is now rf#production#2" in out
-    gitml_cli(repo, "pull")
-    a = json.loads(gitml_cli(repo, "models", "history", "rf", "--json").stdout)
-    b = json.loads(gitml_cli(clone, "models", "history", "rf", "--json").stdout)
+    gitml_invoke(repo, "pull")
+    a = json.loads(gitml_invoke(repo, "models", "history", "rf", "--json").stdout)
+    b = json.loads(gitml_invoke(clone, "models", "history", "rf", "--json").stdout)
     assert {e["tag"] for e in a} == {e["tag"] for e in b}
     assert len([e for e in a if e["event"] == "assign"]) == 2
     assert registry_state(repo)["rf"].stages["production"].version == registry_state(clone)["rf"].stages["production"].version
@@ -567,8 +567,8 @@ def test_stages_match_case_insensitively_and_keep_their_spelling(repo):
 def test_cli_promote_with_other_case_writes_the_existing_stage(repo):
     register_commits(repo, 2)
     gto(repo, "assign", "rf", "--version", "v0.0.2", "--stage", "Production")
-    gitml_cli(repo, "models", "promote", "rf", "1", "Production")
-    gitml_cli(repo, "models", "promote", "rf", "2", "production")
+    gitml_invoke(repo, "models", "promote", "rf", "1", "Production")
+    gitml_invoke(repo, "models", "promote", "rf", "2", "production")
     assert not [t for t in tags(repo) if "#production" in t]
     assert json.loads(gto(repo, "show", "--json"))["rf"]["stage"] == {"Production": "v0.0.2"}
 
@@ -856,10 +856,10 @@ def test_a_deprecated_model_does_not_load_but_still_shows(repo):
         with pytest.raises(registry.ModelDeprecated,
                            match="(?i)model rf is deprecated; register a new version to revive it"):
             registry.resolve(gr, spec)
-    out = gitml_cli(repo, "models", "show", "rf", "--json").stdout
+    out = gitml_invoke(repo, "models", "show", "rf", "--json").stdout
     assert json.loads(out)["deprecated"] is True
-    assert json.loads(gitml_cli(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
-    assert "deprecate" in gitml_cli(repo, "models", "history", "rf").stdout
+    assert json.loads(gitml_invoke(repo, "models", "list", "--all", "--json").stdout)[0]["deprecated"] is True
+    assert "deprecate" in gitml_invoke(repo, "models", "history", "rf").stdout
     # a new version revives the model
     registry.register(gr, "rf", commits(repo, 1)[0], path="model", run_id=None)
     assert registry.resolve(gr, "rf/latest").version == "v0.0.3"

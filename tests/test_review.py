@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, gitml_cli
+from tests.conftest import git, gitml_invoke
 
 TRAIN = """
 import sys
@@ -54,33 +54,33 @@ def branches(repo: Path, monkeypatch):
 
 def test_diff_formats_against_known_values(branches):
     repo, base, first, second = branches
-    data = json.loads(gitml_cli(repo, "diff", "main", "feature", "--format", "json").stdout)
+    data = json.loads(gitml_invoke(repo, "diff", "main", "feature", "--format", "json").stdout)
     # feature's tip has no run: its nearest ancestor's latest run (second, lr 0.1) stands for it
     assert data["metrics"]["acc"]["old"] == 0.5 and data["metrics"]["acc"]["new"] == pytest.approx(0.9)
     assert data["metrics"]["acc"]["diff"] == pytest.approx(0.4)
     assert data["metrics"]["rmse"] == {"old": pytest.approx(0.125), "new": pytest.approx(0.025),
                                        "diff": pytest.approx(-0.1)}
     assert data["params"]["lr"]["old"] == "0.5" and data["params"]["lr"]["new"] == "0.1"
-    table = gitml_cli(repo, "diff", "main", "feature").stdout
+    table = gitml_invoke(repo, "diff", "main", "feature").stdout
     assert "from ancestor" in table and "-80.00%" in table and "+80.00%" in table
-    md = gitml_cli(repo, "diff", "main", "feature", "--format", "markdown", "--precision", "2").stdout
+    md = gitml_invoke(repo, "diff", "main", "feature", "--format", "markdown", "--precision", "2").stdout
     assert md.splitlines()[0].startswith("| kind | name |") and "| metric | acc | 0.5 | 0.9 | +0.4 | +80.0% |" in md
-    unchanged = json.loads(gitml_cli(repo, "diff", first, first, "--format", "json", "--all").stdout)
+    unchanged = json.loads(gitml_invoke(repo, "diff", first, first, "--format", "json", "--all").stdout)
     assert unchanged["metrics"]["acc"]["diff"] == 0
-    assert json.loads(gitml_cli(repo, "diff", first, first, "--format", "json").stdout) == {"metrics": {}, "params": {}}
+    assert json.loads(gitml_invoke(repo, "diff", first, first, "--format", "json").stdout) == {"metrics": {}, "params": {}}
 
 
 def test_pick_rule_chooses_among_a_commits_runs(branches):
     repo, base, first, second = branches
-    latest = json.loads(gitml_cli(repo, "diff", "main", "feature~1", "--format", "json").stdout)
+    latest = json.loads(gitml_invoke(repo, "diff", "main", "feature~1", "--format", "json").stdout)
     assert latest["params"]["label"]["new"] == "second"
-    worst = json.loads(gitml_cli(repo, "diff", "main", "feature~1", "--format", "json", "--pick", "best:rmse:max").stdout)
+    worst = json.loads(gitml_invoke(repo, "diff", "main", "feature~1", "--format", "json", "--pick", "best:rmse:max").stdout)
     assert worst["params"]["label"]["new"] == "first"
     git(repo, "config", "gitml.diff.pick", "best:acc")  # lowest acc: first
-    assert json.loads(gitml_cli(repo, "diff", "main", "feature~1", "--format", "json").stdout)["params"]["label"]["new"] == "first"
-    bad = gitml_cli(repo, "diff", "main", "feature", "--pick", "worst", check=False)
+    assert json.loads(gitml_invoke(repo, "diff", "main", "feature~1", "--format", "json").stdout)["params"]["label"]["new"] == "first"
+    bad = gitml_invoke(repo, "diff", "main", "feature", "--pick", "worst", check=False)
     assert bad.returncode != 0 and "Invalid pick rule" in bad.stderr
-    bad = gitml_cli(repo, "diff", "nope-branch", check=False)
+    bad = gitml_invoke(repo, "diff", "nope-branch", check=False)
     assert bad.returncode != 0 and "'nope-branch' is neither a commit" in bad.stderr
 
 
@@ -88,16 +88,16 @@ def test_diff_defaults_to_head_vs_newest_run(branches):
     repo, base, first, second = branches
     git(repo, "checkout", "-q", "main")
     newest = train(repo, "0.2", "dirty-try")
-    out = json.loads(gitml_cli(repo, "diff", "--format", "json").stdout)
+    out = json.loads(gitml_invoke(repo, "diff", "--format", "json").stdout)
     assert out["params"]["lr"] == {"old": "0.5", "new": "0.2", "diff": pytest.approx(-0.3)}
-    by_id = json.loads(gitml_cli(repo, "diff", base[:8], newest, "--format", "json").stdout)
+    by_id = json.loads(gitml_invoke(repo, "diff", base[:8], newest, "--format", "json").stdout)
     assert by_id == out
 
 
 def test_report_writes_markdown_and_plots(branches, tmp_path):
     repo, base, first, second = branches
     out = tmp_path / "report"
-    gitml_cli(repo, "report", "main..feature", "-o", str(out), "--run-url", "https://ml.example.com/r/{run_id}",
+    gitml_invoke(repo, "report", "main..feature", "-o", str(out), "--run-url", "https://ml.example.com/r/{run_id}",
               "--image-prefix", "https://img.example.com/pr7/")
     md = (out / "report.md").read_text()
     assert md.startswith("<!-- gitml-report -->")
@@ -107,7 +107,7 @@ def test_report_writes_markdown_and_plots(branches, tmp_path):
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000
     assert "| metric | rmse |" in md
-    bad = gitml_cli(repo, "report", "main", check=False)
+    bad = gitml_invoke(repo, "report", "main", check=False)
     assert bad.returncode != 0 and "BASE..HEAD" in bad.stderr
 
 
@@ -115,7 +115,7 @@ def test_log_graph_shows_runs_metrics(branches):
     repo, base, first, second = branches
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "feature", "-m", "merge feature")
-    out = gitml_cli(repo, "log", "--graph", "-n", "10").stdout
+    out = gitml_invoke(repo, "log", "--graph", "-n", "10").stdout
     lines = out.splitlines()
     assert any(ln.startswith("*") and "merge feature" in ln for ln in lines)
     assert any("feature" in ln and second[:8] in ln and "acc=0.9" in ln and "(+1 more)" in ln for ln in lines)

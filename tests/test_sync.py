@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import git, gitml_invoke, run_python
 
 LOG = """
 import gitml, sys
@@ -37,7 +37,7 @@ def log_run(repo: Path, name: str) -> str:
 
 
 def runs(repo: Path) -> dict[str, dict]:
-    data = json.loads(gitml_cli(repo, "runs", "list", "--json", "-n", "1000").stdout)
+    data = json.loads(gitml_invoke(repo, "runs", "list", "--json", "-n", "1000").stdout)
     return {r["info"]["run_id"]: r for r in data}
 
 
@@ -57,27 +57,27 @@ def team(tmp_path: Path):
     git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(b))
     store = tmp_path / "dvcstore"
     for clone in (a, b):
-        gitml_cli(clone, "remote", "add", "-d", "store", str(store))
+        gitml_invoke(clone, "remote", "add", "-d", "store", str(store))
     return a, b, bare, store
 
 
 def test_push_pull_round_trip_both_ways(team, tmp_path):
     a, b, bare, store = team
     ra = log_run(a, "alice")
-    out = gitml_cli(a, "push", "--json").stdout
+    out = gitml_invoke(a, "push", "--json").stdout
     report = json.loads(out)
     assert report["runs_sent"] == [ra] and report["artifacts_copied"] == 1
-    pulled = json.loads(gitml_cli(b, "pull", "--json").stdout)
+    pulled = json.loads(gitml_invoke(b, "pull", "--json").stdout)
     assert pulled["runs_received"] == [ra] and pulled["artifacts_missing"] == {}
     got = runs(b)[ra]
     assert got["data"]["params"] == {"who": "alice"} and got["data"]["metrics"]["loss"] == pytest.approx(1 / 3)
     dl = tmp_path / "dl"
-    gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
+    gitml_invoke(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
     assert (dl / "out" / "alice.bin").read_bytes() == (a / "alice.bin").read_bytes()
 
     rb = log_run(b, "bob")
-    gitml_cli(b, "push")
-    gitml_cli(a, "pull")
+    gitml_invoke(b, "push")
+    gitml_invoke(a, "pull")
     assert set(runs(a)) == {ra, rb}
     # the same commit got a run on each side: the notes were merged, not overwritten
     note = git(a, "notes", "--ref=gitml", "show", "HEAD")
@@ -89,9 +89,9 @@ def test_concurrent_notes_on_both_sides_are_merged(team):
     a, b, bare, store = team
     ra = log_run(a, "alice")
     rb = log_run(b, "bob")
-    gitml_cli(a, "push")
-    gitml_cli(b, "push")  # remote notes moved: B fetches, merges and pushes the merge
-    gitml_cli(a, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "push")  # remote notes moved: B fetches, merges and pushes the merge
+    gitml_invoke(a, "pull")
     for clone in (a, b):
         note = git(clone, "notes", "--ref=gitml", "show", "HEAD")
         assert f"run {ra}" in note and f"run {rb}" in note, clone
@@ -102,14 +102,14 @@ def test_concurrent_notes_on_both_sides_are_merged(team):
 def test_run_changed_on_both_sides_is_merged(team):
     a, b, bare, store = team
     ra = log_run(a, "alice")
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
     run_python(f"import gitml\ngitml.Client().log_metric('{ra}', 'extra_b', 2.0)\n", b)
     run_python(f"import gitml\ngitml.Client().set_tag('{ra}', 'reviewed', 'yes')\n", a)
-    gitml_cli(a, "push")
-    report = json.loads(gitml_cli(b, "push", "--json").stdout)
+    gitml_invoke(a, "push")
+    report = json.loads(gitml_invoke(b, "push", "--json").stdout)
     assert report["runs_merged"] == [ra] and report["refs_rejected"] == {}
-    gitml_cli(a, "pull")
+    gitml_invoke(a, "pull")
     for clone in (a, b):
         run = runs(clone)[ra]
         assert run["data"]["metrics"]["extra_b"] == 2.0 and run["data"]["tags"]["reviewed"] == "yes"
@@ -121,18 +121,18 @@ def test_pull_without_artifacts_on_remote_keeps_the_rest(team, tmp_path):
     ra = log_run(a, "alice")
     # runs reach git but the artifact remote never gets the object (pushed with plain git)
     git(a, "push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
-    out = gitml_cli(b, "pull")
+    out = gitml_invoke(b, "pull")
     assert "artifacts not on the artifact remote: out/alice.bin" in out.stderr
     assert ra in runs(b)
-    fail = gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(tmp_path / "x"), check=False)
+    fail = gitml_invoke(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(tmp_path / "x"), check=False)
     assert fail.returncode == 1 and "gitml pull" in fail.stderr
 
 
 def test_push_is_rerunnable_and_sends_nothing_twice(team):
     a, b, bare, store = team
     log_run(a, "alice")
-    first = json.loads(gitml_cli(a, "push", "--json").stdout)
-    again = json.loads(gitml_cli(a, "push", "--json").stdout)
+    first = json.loads(gitml_invoke(a, "push", "--json").stdout)
+    again = json.loads(gitml_invoke(a, "push", "--json").stdout)
     assert len(first["runs_sent"]) == 1 and again["runs_sent"] == [] and again["artifacts_copied"] == 0
 
 
@@ -147,8 +147,8 @@ def test_interrupted_push_completes_on_rerun(team):
         time.sleep(0.001)
     proc.kill()
     proc.wait()
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
     assert set(runs(b)) == set(ids)
     # Every object once, each intact. (A kill mid-upload may leave one of the
     # filesystem layer's own ".<random>.tmp" files behind, as with `dvc push`;
@@ -166,7 +166,7 @@ def test_push_without_artifact_remote_is_a_clear_error(tmp_path):
     git(tmp_path, "clone", "-q", str(bare), str(a))
     git(a, "commit", "-q", "--allow-empty", "-m", "init")
     log_run(a, "x")
-    out = gitml_cli(a, "push", check=False)
+    out = gitml_invoke(a, "push", check=False)
     assert out.returncode == 1 and "gitml remote add" in out.stderr
     assert git(bare, "for-each-ref", "refs/gitml") == ""
 
@@ -209,14 +209,14 @@ def test_s3_artifact_remote(team, s3_server, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for clone in (a, b):
-        gitml_cli(clone, "remote", "add", "s3", "s3://artifacts/gitml", "-o", f"endpointurl={s3_server}")
+        gitml_invoke(clone, "remote", "add", "s3", "s3://artifacts/gitml", "-o", f"endpointurl={s3_server}")
     ra = log_run(a, "alice")
-    sent = json.loads(gitml_cli(a, "push", "-r", "s3", "--json").stdout)
+    sent = json.loads(gitml_invoke(a, "push", "-r", "s3", "--json").stdout)
     assert sent["artifact_remote"] == "s3" and sent["artifacts_copied"] == 1
-    got = json.loads(gitml_cli(b, "pull", "-r", "s3", "--json").stdout)
+    got = json.loads(gitml_invoke(b, "pull", "-r", "s3", "--json").stdout)
     assert got["artifacts_copied"] == 1 and got["artifacts_missing"] == {}
     dl = tmp_path / "dl"
-    gitml_cli(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
+    gitml_invoke(b, "artifacts", "download", ra, "out/alice.bin", "-d", str(dl))
     assert (dl / "out" / "alice.bin").read_bytes() == b"alice" * 1000
     assert not [p for p in store.rglob("*") if p.is_file()]  # nothing went to the local-dir remote
 
@@ -225,7 +225,7 @@ def test_dvc_reads_what_gitml_pushed(team, tmp_path):
     """`dvc pull` of a .dvc file naming the hash gitml recorded gets the file from the remote."""
     a, b, bare, store = team
     ra = log_run(a, "alice")
-    gitml_cli(a, "push")
+    gitml_invoke(a, "push")
     c = tmp_path / "C"
     git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(c))
     dvc = str(Path(sys.executable).parent / "dvc")
@@ -243,13 +243,13 @@ def test_pull_by_url_and_late_artifact_remote(team, tmp_path):
     """Pull from a URL (no remote name); artifacts missed by an earlier pull come with a later one."""
     a, b, bare, store = team
     ra = log_run(a, "alice")
-    gitml_cli(a, "push")
+    gitml_invoke(a, "push")
     c = tmp_path / "C"
     git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(c))
-    first = json.loads(gitml_cli(c, "pull", str(bare), "--json").stdout)  # no artifact remote yet
+    first = json.loads(gitml_invoke(c, "pull", str(bare), "--json").stdout)  # no artifact remote yet
     assert first["runs_received"] == [ra] and first["artifacts_missing"] == {ra: ["out/alice.bin"]}
-    gitml_cli(c, "remote", "add", "-d", "store", str(store))
-    second = json.loads(gitml_cli(c, "pull", str(bare), "--json").stdout)
+    gitml_invoke(c, "remote", "add", "-d", "store", str(store))
+    second = json.loads(gitml_invoke(c, "pull", str(bare), "--json").stdout)
     assert second["runs_received"] == [] and second["artifacts_copied"] == 1
     assert not [r for r in git(c, "for-each-ref").splitlines() if "gitml-incoming" in r]
 
@@ -257,11 +257,11 @@ def test_pull_by_url_and_late_artifact_remote(team, tmp_path):
 def test_merged_status_reaches_the_note(team):
     a, b, bare, store = team
     ra = log_run(a, "alice")
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
-    gitml_cli(a, "runs", "delete", ra)
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
+    gitml_invoke(a, "runs", "delete", ra)
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
     assert runs(b) == {}
     assert "[deleted]" in git(b, "notes", "--ref=gitml", "show", "HEAD")
 
@@ -382,19 +382,19 @@ def test_tag_rename_and_delete_reach_the_other_clone_and_push_converges(team):
     ra = log_run(a, "alice")
     run_python(f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'stage', 'dev')\n"
                f"c.set_tag('{ra}', 'keep', 'me')\n", a)
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
     assert runs(b)[ra]["data"]["tags"]["keep"] == "me"
     out = run_python(f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'stage', 'prod')\n"
                      f"c.delete_tag('{ra}', 'keep')\nc.update_run('{ra}', name='renamed')\n", a)
     assert out.returncode == 0, out.stderr
-    gitml_cli(a, "push")
-    pulled = json.loads(gitml_cli(b, "pull", "--json").stdout)
+    gitml_invoke(a, "push")
+    pulled = json.loads(gitml_invoke(b, "pull", "--json").stdout)
     assert pulled["runs_received"] == [ra]
     got = runs(b)[ra]
     assert got["data"]["tags"]["stage"] == "prod" and "keep" not in got["data"]["tags"]
     assert got["info"]["run_name"] == "renamed" and got["data"]["tags"]["mlflow.runName"] == "renamed"
-    pushed = json.loads(gitml_cli(b, "push", "--json").stdout)
+    pushed = json.loads(gitml_invoke(b, "push", "--json").stdout)
     assert pushed["runs_sent"] == [] and pushed["refs_rejected"] == {}
     assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
 
@@ -407,8 +407,8 @@ def test_edits_on_both_clones_converge_to_one_commit(team):
     a, b, bare, store = team
     ra = log_run(a, "alice")
     run_python(f"import gitml\ngitml.Client().set_tag('{ra}', 'gone', 'soon')\n", a)
-    gitml_cli(a, "push")
-    gitml_cli(b, "pull")
+    gitml_invoke(a, "push")
+    gitml_invoke(b, "pull")
     edit_a = (f"import gitml\nc = gitml.Client()\nc.set_tag('{ra}', 'x', 'from-a')\nc.set_tag('{ra}', 'a_only', '1')\n"
               f"c.log_metric('{ra}', 'loss', 0.1, step=10)\n")
     assert run_python(edit_a, a).returncode == 0
@@ -418,9 +418,9 @@ def test_edits_on_both_clones_converge_to_one_commit(team):
               f"c.log_metric('{ra}', 'loss', 0.2, step=11)\nc.log_artifact('{ra}', 'out/alice.bin', 'out')\n")
     out = run_python(edit_b, b)  # later than A's edits: B's x and B's artifact win
     assert out.returncode == 0, out.stderr
-    gitml_cli(a, "push")
-    assert json.loads(gitml_cli(b, "push", "--json").stdout)["runs_merged"] == [ra]
-    gitml_cli(a, "pull")
+    gitml_invoke(a, "push")
+    assert json.loads(gitml_invoke(b, "push", "--json").stdout)["runs_merged"] == [ra]
+    gitml_invoke(a, "pull")
     assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
     for clone in (a, b):
         got = runs(clone)[ra]
@@ -433,6 +433,6 @@ def test_edits_on_both_clones_converge_to_one_commit(team):
                     f"artifact_path='out/alice.bin'), 'rb').read())\n", a)
     assert dl.stdout.strip() == "b'rewritten by bob'", dl.stderr
     for clone in (a, b, a, b):
-        assert json.loads(gitml_cli(clone, "push", "--json").stdout)["runs_sent"] == []
-        pulled = json.loads(gitml_cli(clone, "pull", "--json").stdout)
+        assert json.loads(gitml_invoke(clone, "push", "--json").stdout)["runs_sent"] == []
+        pulled = json.loads(gitml_invoke(clone, "pull", "--json").stdout)
         assert pulled["runs_received"] == [] and pulled["runs_merged"] == []
