@@ -100,14 +100,14 @@ def test_reindex(logged):
     ],
 )
 def test_errors_are_one_clear_line(logged, args, message):
-    out = gitml_invoke(logged, *args, check=False)
+    out = gitml_cli(logged, *args, check=False)
     assert out.returncode == 1
     assert out.stderr.startswith("Error: ") and message in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_outside_a_repository(tmp_path):
-    out = gitml_invoke(tmp_path, "runs", "list", check=False)
+    out = gitml_cli(tmp_path, "runs", "list", check=False)
     assert out.returncode == 1 and "Not a git repository" in out.stderr
 
 

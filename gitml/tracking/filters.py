@@ -536,13 +536,13 @@ def _read_string_list(cur: _Cursor, ident: str, op: str) -> tuple[str, ...]:
         )
 
 
-def _integer(cur: _Cursor, text: str, what: str, ident: str, f: Field) -> int:
+def _integer(cur: _Cursor, text: str, subject: str, f: Field) -> int:
     if not _INTEGER.fullmatch(text):
         unit = f" ({f.unit})" if f.unit else ""
-        raise cur.error(f"{what} in {ident!r} must be compared with an integer{unit}, got {text!r}")
+        raise cur.error(f"{subject} must be compared with an integer{unit}, got {text!r}")
     number = int(text) if len(text) <= 20 else 2**63  # int() refuses thousands of digits
     if not -(2**63) <= number < 2**63:
-        raise cur.error(f"{text!r} for {what} in {ident!r} is out of range (a 64-bit integer)")
+        raise cur.error(f"{text!r} for {subject} is out of range (a 64-bit integer)")
     return number
 
 
@@ -561,12 +561,16 @@ def _read_value(cur: _Cursor, kind: str, key: str, f: Field, op: str, ident: str
             f"a parenthesised list at column {pos + 1} only goes with IN / NOT IN, not {ident} {op}"
         )
     what = _describe(kind, key, f)
+    subject = what if ident == key else f"{what} in {ident!r}"  # "metric 'x' in 'metrics.x'"
     if ch in ("'", '"'):
         text = cur.quoted()
         if f.type == INTEGER and fields.quoted_numbers:
-            return _integer(cur, text.strip(), what, ident, f)
+            return _integer(cur, text.strip(), subject, f)
+        if f.type == INTEGER:
+            unit = f" ({f.unit})" if f.unit else ""
+            raise cur.error(f"{subject} must be compared with an integer{unit}, got the string {text!r}")
         if f.numeric:
-            raise cur.error(f"{what} in {ident!r} must be compared with a number, got the string {text!r}")
+            raise cur.error(f"{subject} must be compared with a number, got the string {text!r}")
         return text
     if ch == "`":
         raise cur.error(
@@ -577,11 +581,11 @@ def _read_value(cur: _Cursor, kind: str, key: str, f: Field, op: str, ident: str
         raise cur.error(f"unexpected {cur.piece()!r} at column {pos + 1} after {ident} {op}")
     if f.type == NUMBER:
         if not _NUMBER.fullmatch(text):
-            raise cur.error(f"{what} in {ident!r} must be compared with a number, got {text!r}")
+            raise cur.error(f"{subject} must be compared with a number, got {text!r}")
         return float(text)
     if f.type == INTEGER:
-        return _integer(cur, text, what, ident, f)
-    raise cur.error(f"value {text!r} for {what} in {ident!r} must be quoted, e.g. '{text}'")
+        return _integer(cur, text, subject, f)
+    raise cur.error(f"value {text!r} for {subject} must be quoted, e.g. '{text}'")
 
 
 def _read_comparison(cur: _Cursor, fields: FieldTable) -> Comparison:

@@ -24,11 +24,13 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidValue, NotFound, RunNotFound
-from gitml.store.repo import GitRepo
-from gitml.tracking import artifacts, runs, validation
+from gitml.tracking import validation
+
+if TYPE_CHECKING:  # the store loads libgit2's binding; models/ import this module
+    from gitml.store.repo import GitRepo
 
 TAG_PREFIX = "gitml.model."
 MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")
@@ -67,6 +69,8 @@ def locate(repo: GitRepo, model_id: str) -> tuple[str, str]:
         LoggedModelNotFound: not an id gitml makes, no such run, or no model
             directory in that run with this id.
     """
+    from gitml.tracking import artifacts  # here: models/ import this module; artifacts loads the index
+
     parsed = parse_model_id(model_id)
     if parsed is None:
         # An id MLflow's client made through the store plugin (m-<32 hex>): a record in a run tag.
@@ -144,6 +148,8 @@ def create(repo: GitRepo, run_id: str, name: str, model_type: str | None = None,
     Raises:
         RunNotFound, RunNotActive (deleted run), InvalidName (a name that is not an artifact path).
     """
+    from gitml.tracking import runs  # here: models/ import this module; runs loads the index
+
     path = validation.validate_artifact_path(name, "model name")
     if not path:
         raise InvalidValue("A logged model needs a name: the directory of the run's artifacts that holds it")
@@ -162,6 +168,8 @@ def get(repo: GitRepo, model_id: str, allow_deleted: bool = False) -> LoggedMode
     Raises:
         LoggedModelNotFound.
     """
+    from gitml.tracking import runs  # here: models/ import this module; runs loads the index
+
     if isinstance(model_id, str) and MODEL_ID_RE.fullmatch(model_id):
         idx = runs.sync_index(repo)
         for run_id, key, value in idx.tags_with_prefix(tag_key(model_id)):
@@ -174,6 +182,8 @@ def get(repo: GitRepo, model_id: str, allow_deleted: bool = False) -> LoggedMode
 
 def save(repo: GitRepo, model: LoggedModel) -> None:
     """Write ``model``'s record back to its run (status, tags, step changed)."""
+    from gitml.tracking import runs  # here: models/ import this module; runs loads the index
+
     model.updated = int(time.time() * 1000)
     runs.writer_for_existing(repo, model.run_id).set_tag(tag_key(model.model_id), model.record())
 
@@ -181,6 +191,8 @@ def save(repo: GitRepo, model: LoggedModel) -> None:
 def search(repo: GitRepo, experiment_ids: list[str] | None, name: str | None = None,
            run_id: str | None = None) -> list[LoggedModel]:
     """Logged models of runs in ``experiment_ids`` (None: all), newest first; optionally by name and run."""
+    from gitml.tracking import runs  # here: models/ import this module; runs loads the index
+
     idx = runs.sync_index(repo)
     rows = idx.tags_with_prefix(TAG_PREFIX, experiment_ids)
     experiments = {r.info.run_id: r.info.experiment_id for r in idx.load(sorted({row[0] for row in rows}))}
