@@ -21,9 +21,11 @@ MLflow sqlite database, then, in this one process run:
 Prints a table per size (gitml, MLflow, ratio MLflow/gitml) and a plain-git
 table (with / without run refs); --json writes every figure, --plot DIR writes
 log-log PNGs. 100000 runs is allowed (--sizes 1000,10000,100000) but takes
-long: populating gitml alone is ~4 min and MLflow's search-all ~3 min a rep.
+long (the better part of an hour on 2 cores: populating gitml alone is ~7 min,
+MLflow's search-all ~2 min a rep, and copying and gc'ing the loose repo as much
+again) and needs ~15 GB of temporary disk (~5 GB of loose objects, copied twice).
 
-    python bench/bench_scale.py --sizes 1000,3000                # a few minutes
+    python bench/bench_scale.py --sizes 1000,3000                # ~3 minutes
     python bench/bench_scale.py --json bench/results/scale.json --plot bench/results/
 """
 
@@ -94,7 +96,7 @@ def plain_git(repo: Path, reps: int) -> dict[str, float]:
 def with_mirror(repo: Path) -> None:
     """A bare mirror of ``repo`` (all refs, run refs included) as its remote 'origin'."""
     remote = repo.parent / (repo.name + "-remote.git")
-    bt.git(repo.parent, "clone", "-q", "--mirror", str(repo), str(remote))
+    bt.git(repo.parent, "clone", "-q", "-c", "gc.auto=0", "--mirror", str(repo), str(remote))
     bt.git(repo, "remote", "add", "origin", str(remote))
     bt.git(repo, "fetch", "-q", "origin")
     bt.git(repo, "branch", "-q", "--set-upstream-to=origin/main", "main")
@@ -116,6 +118,10 @@ def git_with_without(ws: bt.Workspace, repo: Path, reps: int) -> dict[str, Any]:
         shutil.copytree(repo, d, symlinks=True)
         copies[label] = d
     deleted = strip_run_refs(copies["without_refs"])
+    for d in copies.values():
+        # No background `gc --auto` (a commit over ~6700 loose objects starts one): it would
+        # change the 'loose' state mid-measure and hold gc.pid against the explicit gc.
+        bt.git(d, "config", "gc.auto", "0")
     for d in copies.values():
         with_mirror(d)
     out: dict[str, Any] = {"refs_deleted": deleted}
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"sizes": sizes, "repeat": args.repeat, "proc_reps": args.proc_reps,
                 "versions": bt.versions(), "tmp": str(root),
                 "git_states": "each plain-git figure measured twice: 'loose' (both copies as written: "
-                              "loose objects, loose refs) and 'gc' (both copies and their remotes git gc'd)"}
+                              "loose objects, loose refs; gc.auto=0) and 'gc' (both copies and their remotes git gc'd)"}
         bt.say(f"gitml scale bench, sizes {sizes}, in {root}")
         bt.say("  " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
         dbs = bt.MlflowDbs(ws)
