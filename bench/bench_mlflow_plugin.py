@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    root = Path(tempfile.mkdtemp(prefix="gitml-bench-plugin-"))
-    old_cwd = os.getcwd()
-    os.chdir(root)
+    root, old_cwd = bt.enter_scratch("gitml-bench-plugin-")
     ws = bt.Workspace(root)
     t_start = bt.now()
     try:
@@ -267,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                + ", ".join(f"{r['workload']} >= {r['ratio_target']:g}x: {'met' if r['meets_target'] else 'MISSED'}"
                            for r in rows if r["ratio_target"]))
     finally:
-        os.chdir(old_cwd)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        bt.leave_scratch(root, old_cwd, args.keep)
     return 0
 
 

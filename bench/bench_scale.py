@@ -36,7 +36,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -297,9 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
-    root = Path(tempfile.mkdtemp(prefix="gitml-bench-scale-"))
-    old_cwd = os.getcwd()
-    os.chdir(root)  # MLflow's default experiment points at ./mlruns: keep it in tmp
+    root, old_cwd = bt.enter_scratch("gitml-bench-scale-")
     ws = bt.Workspace(root)
     bt._PYCACHE = root / "pycache"
     t_start = bt.now()
@@ -340,9 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in plot(res, outdir):
                 bt.say(f"plot written to {p}")
     finally:
-        os.chdir(old_cwd)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        bt.leave_scratch(root, old_cwd, args.keep)
     return 0
 
 

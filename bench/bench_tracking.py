@@ -664,6 +664,23 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:.2f}"
 
 
+def enter_scratch(prefix: str) -> tuple[Path, str]:
+    """A fresh temporary directory made the working directory (MLflow's default experiment
+    points at ./mlruns: keep it in there); returns it and the working directory to go back to."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    old_cwd = os.getcwd()
+    os.chdir(root)
+    return root, old_cwd
+
+
+def leave_scratch(root: Path, old_cwd: str, keep: bool) -> int:
+    """Back to ``old_cwd``; the scratch directory removed unless ``keep``. The exit status, 0."""
+    os.chdir(old_cwd)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 def finish(res: dict[str, Any], summary: list[dict[str, Any]], t_start: float, path: Path | None, cwd: str) -> None:
     """Print the summary table and the elapsed time; write the results as JSON with ``--json``."""
     res["summary"] = summary
@@ -734,9 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    root = Path(tempfile.mkdtemp(prefix="gitml-bench-"))
-    old_cwd = os.getcwd()
-    os.chdir(root)  # MLflow's default experiment points at ./mlruns: keep it in tmp
+    root, old_cwd = enter_scratch("gitml-bench-")
     ws = Workspace(root)
     global _PYCACHE
     _PYCACHE = root / "pycache"
@@ -834,9 +849,7 @@ def main(argv: list[str] | None = None) -> int:
             outdir = args.profile if args.profile.is_absolute() else Path(old_cwd) / args.profile
             run_profiles(ws, outdir, sizes, search_repo, search_exp, args.profile_top)
     finally:
-        os.chdir(old_cwd)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        leave_scratch(root, old_cwd, args.keep)
     return 0
 
 

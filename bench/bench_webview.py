@@ -27,9 +27,7 @@ import json
 import logging
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -41,7 +39,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_tracking's helpers; tests.
 
 from bench_tracking import (  # noqa: E402
     EXPERIMENT, MlflowDbs, Workspace, median, new_git_repo, now, populate_mlflow_orm, ratio, say, versions,
-    finish,
+    enter_scratch, finish, leave_scratch,
 )
 
 FILTER = "params.p1 = '3'"
@@ -393,9 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="gitml-bench-webview-"))
-    old_cwd = os.getcwd()
-    os.chdir(root)  # MLflow's default experiment points at ./mlruns: keep it in tmp
+    root, old_cwd = enter_scratch("gitml-bench-webview-")
     ws = Workspace(root)
     t_start = now()
     try:
@@ -439,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
         finish(res, summary_rows(res), t_start, args.json, old_cwd)
     finally:
-        os.chdir(old_cwd)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        leave_scratch(root, old_cwd, args.keep)
     return 0
 
 
