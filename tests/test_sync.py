@@ -136,6 +136,27 @@ def test_push_is_rerunnable_and_sends_nothing_twice(team):
     assert len(first["runs_sent"]) == 1 and again["runs_sent"] == [] and again["artifacts_copied"] == 0
 
 
+def test_a_ref_another_push_holds_locked_is_retried(team):
+    """A push that meets a remote ref locked by another push (a ``.lock`` file in
+    the bare repo, as a push killed with -9 leaves its still-running ``git
+    push`` holding it) waits and retries instead of failing."""
+    a, b, bare, store = team
+    run_id = log_run(a, "alice")
+    lock = bare / "refs" / "gitml" / "runs" / f"{run_id}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    # The other push lets go after our first attempt: the remote's pre-receive
+    # hook (which runs before refs are locked) removes the lock the second time.
+    seen = bare / "seen"
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\n[ -e '{seen}' ] && rm -f '{lock}'\ntouch '{seen}'\nexit 0\n")
+    hook.chmod(0o755)
+    report = json.loads(gitml_invoke(a, "push", "--json").stdout)
+    assert report["runs_sent"] == [run_id] and report["refs_rejected"] == {}
+    gitml_invoke(b, "pull")
+    assert set(runs(b)) == {run_id}
+
+
 def test_interrupted_push_completes_on_rerun(team):
     """A push killed mid-way (SIGKILL) leaves no damage; the rerun completes."""
     a, b, bare, store = team

@@ -252,17 +252,43 @@ def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[s
     return out
 
 
+# A ref the remote refused because another push held its lock, or because the
+# remote moved since we looked (our lease went stale), is not an error: the
+# push is redone from a fresh look at the remote, which then merges or skips it.
+PUSH_ROUNDS = 6
+_TRANSIENT = ("failed to update ref", "failed to lock", "cannot lock ref", "stale info", "fetch first")
+
+
 def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = None,
          progress: Progress | None = None) -> SyncReport:
     """Send runs, experiments, notes (and their artifacts) to ``remote``.
+
+    A ref that another push to the same remote was updating at the same
+    moment is retried from a fresh look at the remote (a few rounds, a short
+    wait between them); what still fails is listed in ``refs_rejected``.
 
     Raises:
         RemoteError: the git remote cannot be reached.
         RemoteNotConfigured: runs have artifacts and no DVC remote is set up.
     """
+    import time
+
     process.flush_all(repo)
     recovery.recover(repo)
     report = SyncReport(remote)
+    for round_ in range(PUSH_ROUNDS):
+        report.refs_rejected = {}
+        _push_round(repo, remote, artifact_remote, progress, report)
+        if not any(any(t in why for t in _TRANSIENT) for why in report.refs_rejected.values()):
+            break
+        if round_ + 1 < PUSH_ROUNDS:
+            time.sleep(0.1 * 2**round_)
+    return report
+
+
+def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progress: Progress | None,
+                report: SyncReport) -> None:
+    """One look at the remote, one merge of what it has, one leased push of the rest."""
     remote_refs = gitremote.ls_remote(repo, remote, REMOTE_PATTERNS)
     remote_tags = _registry_tags(remote_refs)
     remote_refs = {r: o for r, o in remote_refs.items() if not r.startswith("refs/tags/") or r in remote_tags}
@@ -295,10 +321,12 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
             absent = local_store.missing(list(wanted))
             for md5 in absent:  # not in our cache (pulled without artifacts): cannot be sent
                 for run_id, path in wanted.pop(md5):
-                    report.artifacts_missing.setdefault(run_id, []).append(path)
+                    paths = report.artifacts_missing.setdefault(run_id, [])
+                    if path not in paths:
+                        paths.append(path)
             todo = sorted(set(wanted) - store.exists(sorted(wanted)))
             copied, failed = transfer_objects(local_store.odb, store.odb, todo, progress)
-            report.artifacts_copied = copied
+            report.artifacts_copied += copied
             if failed:
                 raise GitmlError(f"Could not upload {len(failed)} artifact objects to {store.name!r}; nothing was pushed to git")
         results = gitremote.push(repo, remote, updates)
@@ -314,7 +342,6 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
                 report.tags_sent.append(ref[len("refs/tags/") :])
     finally:
         gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
-    return report
 
 
 def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = None,
