@@ -81,6 +81,27 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     return out.stdout
 
 
+def run_rev(cwd: Path, run_id: str) -> str:
+    """The commit of run ``run_id``, found with plain git as a user would: its own ref while
+    it has one (live), else its entry in the runs ledger (a gitlink at ``<2>/<30>`` in
+    ``refs/gitml/ledger/<first hex digit>``)."""
+    own = git(cwd, "for-each-ref", "--format=%(objectname)", f"refs/gitml/runs/{run_id}").strip()
+    if own:
+        return own
+    return git(cwd, "rev-parse", f"refs/gitml/ledger/{run_id[0]}:{run_id[:2]}/{run_id[2:]}").strip()
+
+
+def git_run_ids(cwd: Path) -> list[str]:
+    """Every run id in the repository, with plain git: ledger entries and runs' own refs."""
+    ids = set()
+    for ref in git(cwd, "for-each-ref", "--format=%(refname)", "refs/gitml/ledger/").split():
+        for path in git(cwd, "ls-tree", "-r", "--name-only", ref).split():
+            ids.add(path.replace("/", ""))
+    for ref in git(cwd, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split():
+        ids.add(ref.rsplit("/", 1)[1])
+    return sorted(ids)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A work tree with one commit (README + train.py) on branch main."""

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 
+#: A run's own ref, while it is live (or changed and not yet folded into the ledger).
 RUNS_PREFIX = "refs/gitml/runs/"
+#: Finished runs: one ledger ref per first hex digit of the run id (gitml.store.ledger).
+LEDGER_PREFIX = "refs/gitml/ledger/"
+LEDGER_SHARDS = "0123456789abcdef"
 EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
 NOTES_REF = "refs/notes/gitml"
 REGISTRY_NOTES_REF = "refs/notes/gitml-registry"
@@ -63,6 +67,24 @@ def parse_model_anchor(data: bytes) -> str | None:
     if text.startswith(prefix) and text.endswith(suffix) and len(text) > len(prefix) + len(suffix):
         name = text[len(prefix) : len(text) - len(suffix)]
         return name if "\n" not in name else None
+    return None
+
+
+def ledger_ref(run_id: str) -> str:
+    """The ledger ref that holds run ``run_id`` once it is folded."""
+    return LEDGER_PREFIX + run_id[0]
+
+
+def ledger_refs() -> list[str]:
+    return [LEDGER_PREFIX + h for h in LEDGER_SHARDS]
+
+
+def parse_ledger_ref(name: str) -> str | None:
+    """The shard (one hex digit) of a ledger ref name, or None."""
+    if name.startswith(LEDGER_PREFIX):
+        shard = name[len(LEDGER_PREFIX) :]
+        if len(shard) == 1 and shard in LEDGER_SHARDS:
+            return shard
     return None
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gitml.errors import ConcurrentUpdate, RunNotFound
-from gitml.store import livelog, names
+from gitml.store import ledger, livelog, names
 from gitml.store.repo import CAS_RETRIES, GitRepo
 from gitml.tracking import notes
 from gitml.tracking.entities import RunStatus
@@ -88,14 +88,16 @@ def commit_events(
     ref = names.run_ref(run_id)
     for _ in range(CAS_RETRIES):
         old = repo.ref_target(ref)
-        if old is None:
+        # A run folded into the ledger gets its own ref again, based on its entry.
+        base = old if old is not None else ledger.lookup_folded(repo, run_id)
+        if base is None:
             if not events or events[0].kind != INFO or "run_id" not in events[0].value:
                 raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
             state, base_tree = RunState(info={}), None
-        elif cache is not None and cache.commit == old:
+        elif cache is not None and cache.commit == base:
             state, base_tree = cache.state.copy(), cache.tree
         else:
-            state, base_tree = read_state(repo, old, run_id)
+            state, base_tree = read_state(repo, base, run_id)
         was = (state.info.get("status"), state.info.get("lifecycle_stage"))
         points = apply_events(state, events)
         if metrics:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from gitml.errors import CorruptRun
+from gitml.store import ledger as store_ledger
 from gitml.store import names
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema
@@ -204,7 +205,8 @@ class RunIndex:
     def _stamp(self) -> tuple[str, float]:
         parts = []
         newest = 0.0
-        for p in (self.repo.git_dir / names.RUNS_PREFIX.rstrip("/"), self.repo.git_dir / "packed-refs"):
+        git = self.repo.git_dir
+        for p in (git / names.RUNS_PREFIX.rstrip("/"), git / names.LEDGER_PREFIX.rstrip("/"), git / "packed-refs"):
             try:
                 st = os.stat(p)
                 parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
@@ -214,22 +216,51 @@ class RunIndex:
         return "|".join(parts), newest
 
     def refresh(self, force: bool = False) -> int:
-        """Bring the index up to date with the run refs; return runs re-read."""
+        """Bring the index up to date with the runs (ledger and run refs); return runs re-read."""
         return self._guard(lambda: self._refresh(force))
+
+    def _current(self, force: bool) -> tuple[dict[str, str | None], dict[str, str], dict[str, str], bool]:
+        """(run id -> its commit now, None if gone) for the runs that may have changed since the
+        last refresh; the ledger heads and own run refs seen; True if that is every run."""
+        heads = store_ledger.heads(self.repo)
+        own = store_ledger.own_refs(self.repo)
+        before = None if force else self._meta("seen")
+        try:
+            seen = json.loads(before) if before else None
+        except ValueError:
+            seen = None
+        if not isinstance(seen, dict) or any(
+            not self.repo.has_object(oid) for oid in seen.get("heads", {}).values() if isinstance(oid, str)
+        ) or set(seen.get("heads", {})) - set(heads):
+            found: dict[str, str | None] = dict(store_ledger.all_run_commits(self.repo))
+            return found, heads, own, True
+        # Only what moved: the entries of the ledger shards that changed, and the run refs
+        # that exist now or did at the last refresh (live runs: a handful).
+        changed: dict[str, str | None] = {}
+        old_heads = seen.get("heads", {})
+        for ref, head in heads.items():
+            if old_heads.get(ref) != head:
+                changed.update(store_ledger.changed_entries(self.repo, old_heads.get(ref), head))
+        for run_id in set(seen.get("own", {})) | set(own):
+            if run_id not in own and run_id not in changed:
+                head = heads.get(names.ledger_ref(run_id))
+                changed[run_id] = store_ledger.lookup(self.repo, head, run_id) if head else None
+        for run_id, oid in own.items():
+            changed[run_id] = oid
+        return changed, heads, own, False
 
     def _refresh(self, force: bool) -> int:
         stamp, newest = self._stamp()
         if not force and self._meta("stamp") == stamp:
             return 0
-        refs = {}
-        for ref, oid in self.repo.iter_refs(names.RUNS_PREFIX):
-            run_id = names.parse_run_ref(ref)
-            if run_id is not None:
-                refs[run_id] = oid
+        current, heads, own, complete = self._current(force)
         known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs"))
         known.update(self.db.execute("SELECT run_id, commit_oid FROM bad_runs"))
-        changed = [(r, oid) for r, oid in refs.items() if known.get(r) != oid]
-        gone = [r for r in known if r not in refs]
+        changed = [(r, oid) for r, oid in current.items() if oid is not None and known.get(r) != oid]
+        if complete:
+            gone = [r for r in known if r not in current]
+        else:
+            gone = [r for r, oid in current.items() if oid is None and r in known]
         states, bad = [], []
         for r, oid in changed:
             try:
@@ -245,6 +276,8 @@ class RunIndex:
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", (stamp if trusted else "",)
             )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('seen', ?)",
+                            (json.dumps({"heads": heads, "own": own}, sort_keys=True),))
         return len(changed)
 
     def bad_runs(self) -> dict[str, str]:

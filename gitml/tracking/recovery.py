@@ -15,11 +15,12 @@ import logging
 from pathlib import Path
 
 from gitml.errors import GitmlError
-from gitml.store import livelog, names
+from gitml.store import ledger, livelog, names
 from gitml.store.repo import GitRepo
 from gitml.tracking.commit import WriterMark, commit_events, live_dir
 from gitml.tracking.entities import RunStatus
 from gitml.tracking.events import METRIC, Event, decode_event, parse_header
+from gitml.tracking.ledger import fold
 from gitml.tracking.notes import write_notes
 from gitml.tracking.runfiles import RunState, read_state
 
@@ -63,6 +64,7 @@ def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
         recovered += _retry_failed(repo)
     if recovered:
         write_notes(repo)
+        fold(repo, recovered)
     return recovered
 
 
@@ -129,8 +131,7 @@ def _keep_rejected(repo: GitRepo, path: Path, bad: list[tuple[int, bytes]]) -> P
 
 
 def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event | None], path: Path) -> None:
-    ref = names.run_ref(run_id)
-    old = repo.ref_target(ref)
+    old = ledger.run_commit(repo, run_id)
     current = read_state(repo, old, run_id)[0] if old else None
     applied = current.writers.get(writer_id, 0) if current else 0
     todo = [ev for ev in events[applied:] if ev is not None]

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from gitml import settings
 from gitml.errors import AmbiguousRunId, CorruptRun, RunNotActive, RunNotFound
-from gitml.store import names
+from gitml.store import ledger, names
 from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, notes, process, recovery, schema, search, writer
 from gitml.tracking.commit import commit_events, live_dir
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
 from gitml.tracking.index import RunIndex
+from gitml.tracking.ledger import fold_pending
 from gitml.tracking.events import INFO, Event
 from gitml.tracking.runfiles import RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
 
@@ -108,9 +109,10 @@ def has_live_writer(repo: GitRepo, run_id: str) -> bool:
 
 
 def sync_index(repo: GitRepo) -> RunIndex:
-    """Commit this process's pending events, recover dead runs, refresh the index."""
+    """Commit this process's pending events, recover dead runs, fold finished ones, refresh the index."""
     process.flush_all(repo)
     _recover(repo)
+    fold_pending(repo)
     idx = index_for(repo)
     idx.refresh()
     return idx
@@ -311,9 +313,9 @@ def resolve_run_id(repo: GitRepo, run_id: str) -> str:
         local = process.local_writer(repo, run_id)
         if local is not None:
             local.flush()  # a run this process started may not be in git yet
-        if repo.ref_target(names.run_ref(run_id)) is None:
+        if ledger.run_commit(repo, run_id) is None:
             _recover(repo)
-            if repo.ref_target(names.run_ref(run_id)) is None:
+            if ledger.run_commit(repo, run_id) is None:
                 raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
         return run_id
     if len(run_id) < 4 or any(c not in "0123456789abcdef" for c in run_id):
@@ -333,7 +335,7 @@ def get_run(repo: GitRepo, run_id: str) -> Run:
         RunNotFound, AmbiguousRunId.
     """
     run_id = resolve_run_id(repo, run_id)
-    commit = repo.ref_target(names.run_ref(run_id))
+    commit = ledger.run_commit(repo, run_id)
     if commit is None:
         raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
     return read_state(repo, commit, run_id)[0].to_run(commit)
@@ -464,13 +466,11 @@ def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:
 
 def readable_states(repo: GitRepo) -> Iterator[RunState]:
     """The state of every run in the repository; a malformed run is skipped with a warning."""
-    for ref, oid in repo.iter_refs(names.RUNS_PREFIX):
-        run_id = names.parse_run_ref(ref)
-        if run_id is not None:
-            try:
-                yield read_state(repo, oid, run_id)[0]
-            except CorruptRun as e:
-                schema.warn_skipped(e, oid)
+    for run_id, oid in ledger.all_run_commits(repo).items():
+        try:
+            yield read_state(repo, oid, run_id)[0]
+        except CorruptRun as e:
+            schema.warn_skipped(e, oid)
 
 
 def reindex(repo: GitRepo) -> tuple[int, int]:

@@ -9,7 +9,7 @@ than reaching for the private names it clears.
 
 from __future__ import annotations
 
-from gitml.tracking import fluent, process, runs
+from gitml.tracking import fluent, ledger, process, runs
 
 
 def reset() -> None:
@@ -25,6 +25,7 @@ def reset() -> None:
         idx.close()
     runs._indexes.clear()
     runs._repos.clear()
+    ledger.forget()
     fluent.set_tracking_uri(None)
     fluent._experiment_id = None
     fluent._last_run_id = None

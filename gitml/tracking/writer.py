@@ -16,11 +16,13 @@ import threading
 import time
 import uuid
 
-from gitml.store import livelog, names
+from gitml.store import ledger, livelog
 from gitml.store.repo import GitRepo
 from gitml.tracking import validation
 from gitml.tracking.commit import RunCommit, WriterMark, commit_events, live_dir
 from gitml.tracking.datasets import InputEntry
+from gitml.tracking.entities import RunStatus
+from gitml.tracking.ledger import fold as fold_ledger
 from gitml.tracking.events import ARTIFACT, DELETE_TAG, INFO, INPUT, PARAM, TAG, Event, encode_event, log_header
 from gitml.tracking.runfiles import PendingPoint, RunState
 
@@ -134,7 +136,7 @@ class RunWriter:
     def _known_param(self, key: str) -> str | None:
         if key in self._params:
             return self._params[key]
-        if self._cache is None and self.repo.ref_target(names.run_ref(self.run_id)) is not None:
+        if self._cache is None and ledger.run_commit(self.repo, self.run_id) is not None:
             self.flush()
         if self._cache is not None:
             value = self._cache.state.params.get(key)
@@ -182,6 +184,8 @@ class RunWriter:
             if close:
                 self.log.close(remove=True)
                 self.closed = True
+                if RunStatus.is_terminated(str(self._cache.state.info.get("status"))):
+                    fold_ledger(self.repo, [self.run_id])
             return self._cache.state
 
     def state(self) -> RunState:

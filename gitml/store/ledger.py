@@ -1,0 +1,188 @@
+"""The runs ledger: finished runs in a few refs instead of one ref each.
+
+A ledger ref (``refs/gitml/ledger/<h>``, one per first hex digit of the run
+id) points at a commit whose tree maps each run to its run commit, fanned
+out like git notes: ``<id[:2]>/<id[2:]>`` is a gitlink (mode 160000) whose
+target is the run commit. Gitlinks are not followed by git's reachability,
+so every ledger commit also lists the run commits it adds as *parents*,
+beside the previous ledger commit: the ledger's history keeps every run
+commit (and, through its parent, the source snapshot) reachable, and
+``git gc``, ``git push`` and ``git fetch`` move them like any history.
+
+This module reads and writes ledger commits; which runs go into the ledger,
+and when, is decided in :mod:`gitml.tracking.ledger`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from gitml.store import names
+
+if TYPE_CHECKING:
+    from gitml.store.repo import GitRepo
+
+GITLINK_MODE = 0o160000
+TREE_MODE = 0o040000
+#: Run commits named as parents of one ledger commit; more are chained.
+MAX_PARENTS = 100
+
+
+def run_commit(repo: GitRepo, run_id: str) -> str | None:
+    """Where run ``run_id`` is now: its own ref if it has one (live, or changed
+    since it was folded), else its ledger entry; None if neither has it."""
+    oid = repo.ref_target(names.run_ref(run_id))
+    return oid if oid is not None else lookup_folded(repo, run_id)
+
+
+def lookup_folded(repo: GitRepo, run_id: str) -> str | None:
+    """The run's ledger entry (whether or not it also has its own ref), or None."""
+    head = repo.ref_target(names.ledger_ref(run_id))
+    return lookup(repo, head, run_id) if head else None
+
+
+def heads(repo: GitRepo) -> dict[str, str]:
+    """Ledger ref name -> its commit, for the shards that exist."""
+    return {ref: oid for ref, oid in repo.iter_refs(names.LEDGER_PREFIX) if names.parse_ledger_ref(ref)}
+
+
+def own_refs(repo: GitRepo) -> dict[str, str]:
+    """Run id -> commit of the runs that have their own ref."""
+    return {run_id: oid for ref, oid in repo.iter_refs(names.RUNS_PREFIX)
+            if (run_id := names.parse_run_ref(ref)) is not None}
+
+
+def all_run_commits(repo: GitRepo) -> dict[str, str]:
+    """Run id -> run commit of every run: the ledger's entries, overlaid by runs' own refs."""
+    out: dict[str, str] = {}
+    for head in heads(repo).values():
+        out.update(entries(repo, head))
+    out.update(own_refs(repo))
+    return out
+
+
+def entry_path(run_id: str) -> tuple[str, str]:
+    """The directory and file name of a run's entry in a ledger tree."""
+    return run_id[:2], run_id[2:]
+
+
+def lookup(repo: GitRepo, ledger_commit: str, run_id: str) -> str | None:
+    """The run commit the ledger commit records for ``run_id``, or None."""
+    import pygit2
+
+    head, rest = entry_path(run_id)
+    with repo.lock:
+        try:
+            tree = repo.raw[ledger_commit].peel(pygit2.Tree)
+            sub = tree[head]
+            if sub.filemode != TREE_MODE:
+                return None
+            entry = repo.raw[sub.id].peel(pygit2.Tree)[rest]  # type: ignore[index]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return str(entry.id) if entry.filemode == GITLINK_MODE else None
+
+
+def entries(repo: GitRepo, ledger_commit: str) -> dict[str, str]:
+    """Run id -> run commit of every well-formed entry of a ledger commit."""
+    return _entries_of(repo, _tree_of(repo, ledger_commit), {})
+
+
+def changed_entries(repo: GitRepo, old_commit: str | None, new_commit: str) -> dict[str, str | None]:
+    """Entries that differ from ``old_commit`` to ``new_commit``: run id -> new commit (None: gone).
+
+    Subtrees with the same oid on both sides are skipped, so the cost is
+    that of what changed, not of the ledger's size.
+    """
+    new_tree = _tree_of(repo, new_commit)
+    old_tree = _tree_of(repo, old_commit) if old_commit else None
+    if old_tree is None:
+        return dict(_entries_of(repo, new_tree, {}))
+    old_subs, new_subs = _subtrees(repo, old_tree), _subtrees(repo, new_tree)
+    out: dict[str, str | None] = {}
+    for head in set(old_subs) | set(new_subs):
+        if old_subs.get(head) == new_subs.get(head):
+            continue
+        before = _entries_of(repo, None, {head: old_subs[head]}) if head in old_subs else {}
+        after = _entries_of(repo, None, {head: new_subs[head]}) if head in new_subs else {}
+        for run_id in set(before) | set(after):
+            if before.get(run_id) != after.get(run_id):
+                out[run_id] = after.get(run_id)
+    return out
+
+
+def write(repo: GitRepo, base: str | None, changes: Mapping[str, str | None], message: str,
+          extra_parents: list[str] = ()) -> str:  # type: ignore[assignment]
+    """A new ledger commit: ``base``'s entries with ``changes`` (run id -> run commit, None
+    to drop), whose parents are ``base``, the run commits it adds and ``extra_parents``.
+    No ref is moved.
+    """
+    import pygit2
+
+    with repo.lock:
+        raw = repo.raw
+        tree = _tree_of(repo, base) if base else None
+        subs = _subtrees(repo, tree) if tree is not None else {}
+        by_head: dict[str, dict[str, str | None]] = {}
+        for run_id, oid in changes.items():
+            head, rest = entry_path(run_id)
+            by_head.setdefault(head, {})[rest] = oid
+        root = raw.TreeBuilder(raw[tree]) if tree is not None else raw.TreeBuilder()
+        for head, todo in by_head.items():
+            builder = raw.TreeBuilder(raw[subs[head]]) if head in subs else raw.TreeBuilder()
+            for rest, oid in todo.items():
+                if oid is None:
+                    if builder.get(rest) is not None:
+                        builder.remove(rest)
+                else:
+                    builder.insert(rest, pygit2.Oid(hex=oid), GITLINK_MODE)
+            if len(builder) == 0:
+                if head in subs:
+                    root.remove(head)
+            else:
+                root.insert(head, builder.write(), TREE_MODE)
+        new_tree = str(root.write())
+    added = list(dict.fromkeys([oid for oid in changes.values() if oid is not None] + list(extra_parents)))
+    parent = base
+    # Chain the run commits in groups, so no commit has thousands of parents.
+    groups = [added[i : i + MAX_PARENTS] for i in range(0, len(added), MAX_PARENTS)] or [[]]
+    for i, group in enumerate(groups):
+        last = i == len(groups) - 1
+        tree_here = new_tree if last or parent is None else repo.commit_info(parent).tree
+        parent = repo.write_commit(tree_here, ([parent] if parent else []) + group, message)
+    assert parent is not None
+    return parent
+
+
+def _tree_of(repo: GitRepo, commit: str | None) -> str | None:
+    if commit is None:
+        return None
+    import pygit2
+
+    with repo.lock:
+        try:
+            return str(repo.raw[commit].peel(pygit2.Tree).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+
+def _subtrees(repo: GitRepo, tree: str) -> dict[str, str]:
+    with repo.lock:
+        return {e.name: str(e.id) for e in repo.raw[tree]  # type: ignore[attr-defined]
+                if e.filemode == TREE_MODE and e.name is not None and len(e.name) == 2}
+
+
+def _entries_of(repo: GitRepo, tree: str | None, subs: dict[str, str]) -> dict[str, str]:
+    """Entries under the given subtrees (all of ``tree``'s when ``tree`` is given)."""
+    if tree is not None:
+        subs = _subtrees(repo, tree)
+    out: dict[str, str] = {}
+    with repo.lock:
+        raw = repo.raw
+        for head, oid in subs.items():
+            for e in raw[oid]:  # type: ignore[attr-defined]
+                run_id = head + (e.name or "")
+                if e.filemode == GITLINK_MODE and names.RUN_ID_RE.match(run_id):
+                    out[run_id] = str(e.id)
+    return out
