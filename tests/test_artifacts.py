@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gitml.errors import CorruptRun, InvalidName, InvalidValue
-from tests.conftest import git
+from tests.conftest import git, run_rev
 
 
 def md5(data: bytes) -> str:
@@ -39,7 +39,7 @@ def test_log_artifact_stores_content_addressed(tracking, repo, tmp_path):
     with tracking.start_run() as run:
         tracking.log_artifact(f)
         tracking.log_artifact(f, "models/v1")
-    manifest = json.loads(git(repo, "show", f"refs/gitml/runs/{run.info.run_id}:artifacts.json"))
+    manifest = json.loads(git(repo, "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"))
     digest = md5(f.read_bytes())
     assert manifest == {
         "model.pkl": {"md5": digest, "size": 700},
@@ -66,7 +66,7 @@ def test_log_artifacts_directory_and_dir_object(tracking, repo, data_dir):
     with tracking.start_run() as run:
         tracking.log_artifacts(data_dir, "data")
     rid = run.info.run_id
-    manifest = json.loads(git(repo, "show", f"refs/gitml/runs/{rid}:artifacts.json"))
+    manifest = json.loads(git(repo, "show", f"{run_rev(repo, rid)}:artifacts.json"))
     assert set(manifest) == {"data/", "data/a.txt", "data/sub/b.bin"}
     dir_md5 = manifest["data/"]["md5"]
     assert dir_md5.endswith(".dir")
@@ -217,7 +217,7 @@ def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
     digest = md5(f.read_bytes())
     assert cache_object(repo, digest, ".dvc/cache").read_bytes() == f.read_bytes()
     assert not (repo / ".git/gitml/cache").exists()
-    entry = json.loads(git(repo, "show", f"refs/gitml/runs/{run.info.run_id}:artifacts.json"))["weights.bin"]
+    entry = json.loads(git(repo, "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"))["weights.bin"]
     (repo / "restored.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: restored.bin\n")
     subprocess.run([dvc, "checkout", "restored.bin.dvc"], cwd=repo, check=True, capture_output=True)
     assert (repo / "restored.bin").read_bytes() == f.read_bytes()
@@ -230,16 +230,17 @@ def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_pa
     with tracking.start_run() as run:
         tracking.log_artifact(f)
     rid = run.info.run_id
-    ref = f"refs/gitml/runs/{rid}"
+    ref = f"refs/gitml/runs/{rid}"  # a run's own ref overrides its ledger entry
+    rev = run_rev(repo, rid)
     digest = md5(b"ok")
     evil = json.dumps({"../../escaped.txt": {"md5": digest, "size": 2}})
     blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=evil, capture_output=True,
                           text=True, check=True).stdout.strip()
-    listing = git(repo, "ls-tree", ref).replace(
-        git(repo, "rev-parse", f"{ref}:artifacts.json").strip(), blob)
+    listing = git(repo, "ls-tree", rev).replace(
+        git(repo, "rev-parse", f"{rev}:artifacts.json").strip(), blob)
     tree = subprocess.run(["git", "mktree"], cwd=repo, input=listing, capture_output=True, text=True,
                           check=True).stdout.strip()
-    parent = git(repo, "rev-parse", f"{ref}^").strip()
+    parent = git(repo, "rev-parse", f"{rev}^").strip()
     commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "tampered").strip()
     git(repo, "update-ref", ref, commit)
     dst = tmp_path / "dst" / "inner"

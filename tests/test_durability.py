@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, gitml_cli, run_python
+from conftest import git, git_run_ids, gitml_cli, run_python, run_rev
 
 TIMEOUT = 60.0  # seconds any one child may take to reach a barrier; generous for slow CI
 
@@ -142,17 +142,18 @@ def spawn(repo: Path):
 
 
 def raw_run(repo: Path, run_id: str) -> dict:
-    return json.loads(git(repo, "show", f"refs/gitml/runs/{run_id}:run.json"))
+    return json.loads(git(repo, "show", f"{run_rev(repo, run_id)}:run.json"))
 
 
-def has_run_ref(repo: Path, run_id: str) -> bool:
-    return bool(git(repo, "for-each-ref", f"refs/gitml/runs/{run_id}"))
+def has_run(repo: Path, run_id: str) -> bool:
+    """Git holds the run at all (its own ref or a ledger entry)."""
+    return run_id in git_run_ids(repo)
 
 
 def assert_only_flushed_in_git(repo: Path, run_id: str, points: int) -> None:
     """Git holds the run as RUNNING with exactly ``points`` loss points, or (before
     the writer's first flush, if it has not flushed) not at all."""
-    if points == 0 and not has_run_ref(repo, run_id):
+    if points == 0 and not has_run(repo, run_id):
         return
     before = raw_run(repo, run_id)
     assert before["status"] == "RUNNING"
@@ -162,7 +163,7 @@ def assert_only_flushed_in_git(repo: Path, run_id: str, points: int) -> None:
 
 def raw_points(repo: Path, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) of every point of ``key`` in the run commit, in file order."""
-    ref = f"refs/gitml/runs/{run_id}"
+    ref = run_rev(repo, run_id)
     chunks = git(repo, "ls-tree", "-r", "--name-only", ref, "--", f"metrics/{key}/").split()
     points = []
     for chunk in sorted(chunks):
@@ -174,12 +175,12 @@ def raw_points(repo: Path, run_id: str, key: str) -> list[tuple[int, float]]:
 
 def writer_trailers(repo: Path, run_id: str) -> list[str]:
     """The ``Gitml-Writer`` trailers of the run commit (per-writer applied counts)."""
-    message = git(repo, "log", "-1", "--format=%B", f"refs/gitml/runs/{run_id}")
+    message = git(repo, "log", "-1", "--format=%B", run_rev(repo, run_id))
     return [ln for ln in message.splitlines() if ln.startswith("Gitml-Writer:")]
 
 
 def run_files(repo: Path, run_id: str) -> list[str]:
-    return git(repo, "ls-tree", "-r", "--name-only", f"refs/gitml/runs/{run_id}").split()
+    return git(repo, "ls-tree", "-r", "--name-only", run_rev(repo, run_id)).split()
 
 
 def live_files(repo: Path) -> list[Path]:
@@ -744,7 +745,7 @@ def test_dirty_tree_snapshot_reproduces_work_tree(repo, tracking):
     assert "staged.txt" in before["cached"]
 
     # run commit -> snapshot commit -> HEAD
-    snapshot = git(repo, "rev-parse", f"refs/gitml/runs/{run_id}^").strip()
+    snapshot = git(repo, "rev-parse", f"{run_rev(repo, run_id)}^").strip()
     assert snapshot != head
     assert git(repo, "rev-list", "--parents", "-n", "1", snapshot).split() == [snapshot, head]
     info = raw_run(repo, run_id)

@@ -17,7 +17,7 @@ import pytest
 
 from gitml.hooks import install as hooks_install
 from gitml.hooks import postcommit
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import git, git_run_ids, gitml_cli, run_python, run_rev
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 
@@ -74,8 +74,8 @@ def test_post_commit_logs_run_from_params_and_metrics_with_commit_as_source(hook
     assert run["info"]["status"] == "FINISHED"
     assert run["source"]["commit"] == sha and run["source"]["dirty"] is False
     # the run commit's parent is the new commit itself: `gitml log` and git notes show it there
-    run_ref = f"refs/gitml/runs/{run['info']['run_id']}"
-    assert git(hooked, "rev-parse", f"{run_ref}^").strip() == sha
+    run_commit = run_rev(hooked, run['info']['run_id'])
+    assert git(hooked, "rev-parse", f"{run_commit}^").strip() == sha
     assert run["info"]["run_id"] in git(hooked, "log", "-1", "--notes=gitml", "--format=%N")
     assert f"logged run {run['info']['run_id'][:12]}" in out.stderr
 
@@ -327,7 +327,7 @@ def test_git_push_sends_runs_and_notes_with_the_branch(hooked, remote, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "gitml: pushed 1 run and notes to origin" in out.stderr
     on_remote = git(remote, "ls-remote", str(remote))
-    assert f"refs/gitml/runs/{run['info']['run_id']}" in on_remote
+    assert run["info"]["run_id"] in git_run_ids(remote)
     assert "refs/notes/gitml" in on_remote and "refs/heads/main" in on_remote
     # the chained hook ran once (gitml's own push does not fire hooks) and saw git's ref lines
     assert log.read_text().count("\n") == 1 and f"refs/heads/main {head(hooked)}" in log.read_text()

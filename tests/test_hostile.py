@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests.browser import isolated_env
+from tests.conftest import git_run_ids, run_rev
 
 SECRET = f"TOP-SECRET-{uuid.uuid4().hex}"
 
@@ -268,7 +269,7 @@ def _craft(attacker: Path, env: dict[str, str], template: str) -> dict[str, str]
     import pygit2
 
     repo = pygit2.Repository(str(attacker))
-    base = repo.revparse_single(f"refs/gitml/runs/{template}")
+    base = repo[run_rev(attacker, template)]
     flat: dict[str, bytes] = {}
 
     def walk(tree: Any, prefix: str) -> None:
@@ -393,8 +394,7 @@ def _outside_untouched(site: Site) -> None:
 
 
 def _local_runs(repo: Path, env: dict[str, str]) -> set[str]:
-    out = _sh(repo, env, "git", "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").stdout.split()
-    return {r.rsplit("/", 1)[1] for r in out}
+    return set(git_run_ids(repo))
 
 
 # -- through gitml pull ---------------------------------------------------------------------------

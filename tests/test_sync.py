@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, gitml_invoke, run_python
+from tests.conftest import git, gitml_cli, gitml_invoke, run_python, run_rev
 
 LOG = """
 import gitml, sys
@@ -253,7 +254,7 @@ def test_dvc_reads_what_gitml_pushed(team, tmp_path):
     subprocess.run([dvc, "init", "-q"], cwd=c, check=True)
     subprocess.run([dvc, "remote", "add", "-d", "store", str(store)], cwd=c, check=True)
     git(c, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
-    entry = json.loads(git(c, "show", f"refs/gitml/runs/{ra}:artifacts.json"))["out/alice.bin"]
+    entry = json.loads(git(c, "show", f"{run_rev(c, ra)}:artifacts.json"))["out/alice.bin"]
     (c / "alice.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: alice.bin\n")
     out = subprocess.run([dvc, "pull", "alice.bin.dvc"], cwd=c, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -392,7 +393,7 @@ def test_the_same_uncounted_change_on_both_sides_is_not_a_conflict(repo, action)
 
 
 def _ref(repo: Path, run_id: str) -> str:
-    return git(repo, "rev-parse", f"refs/gitml/runs/{run_id}").strip()
+    return run_rev(repo, run_id)
 
 
 def test_tag_rename_and_delete_reach_the_other_clone_and_push_converges(team):
@@ -417,7 +418,9 @@ def test_tag_rename_and_delete_reach_the_other_clone_and_push_converges(team):
     assert got["info"]["run_name"] == "renamed" and got["data"]["tags"]["mlflow.runName"] == "renamed"
     pushed = json.loads(gitml_invoke(b, "push", "--json").stdout)
     assert pushed["runs_sent"] == [] and pushed["refs_rejected"] == {}
-    assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
+    assert _ref(a, ra) == _ref(b, ra) == run_rev(bare, ra)
+    ledger = f"refs/gitml/ledger/{ra[0]}"  # the whole shard converges, not only the run
+    assert git(a, "rev-parse", ledger) == git(b, "rev-parse", ledger) == git(bare, "rev-parse", ledger)
 
 
 def test_edits_on_both_clones_converge_to_one_commit(team):
@@ -442,7 +445,9 @@ def test_edits_on_both_clones_converge_to_one_commit(team):
     gitml_invoke(a, "push")
     assert json.loads(gitml_invoke(b, "push", "--json").stdout)["runs_merged"] == [ra]
     gitml_invoke(a, "pull")
-    assert _ref(a, ra) == _ref(b, ra) == git(bare, "rev-parse", f"refs/gitml/runs/{ra}").strip()
+    assert _ref(a, ra) == _ref(b, ra) == run_rev(bare, ra)
+    ledger = f"refs/gitml/ledger/{ra[0]}"  # the whole shard converges, not only the run
+    assert git(a, "rev-parse", ledger) == git(b, "rev-parse", ledger) == git(bare, "rev-parse", ledger)
     for clone in (a, b):
         got = runs(clone)[ra]
         tags = got["data"]["tags"]
@@ -457,3 +462,38 @@ def test_edits_on_both_clones_converge_to_one_commit(team):
         assert json.loads(gitml_invoke(clone, "push", "--json").stdout)["runs_sent"] == []
         pulled = json.loads(gitml_invoke(clone, "pull", "--json").stdout)
         assert pulled["runs_received"] == [] and pulled["runs_merged"] == []
+
+
+def test_a_bad_run_in_a_pushed_ledger_is_left_out_and_the_rest_taken(team):
+    """The ledger is untrusted input too: an entry whose run commit is malformed (pushed with
+    plain git into a shard beside a good run) is not taken, with a warning naming it; an entry
+    filed in the wrong shard is never read; the good run arrives."""
+    import pygit2
+
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    gitml_invoke(a, "push")
+    repo = pygit2.Repository(str(a))
+    sig = pygit2.Signature("Mallory", "m@example.com")
+    bad_id = ra[0] + uuid.uuid4().hex[1:]
+    other = ("0" if ra[0] != "0" else "1") + uuid.uuid4().hex[1:]
+    blob = repo.create_blob(b"not json")
+    tb = repo.TreeBuilder()
+    tb.insert("run.json", blob, pygit2.GIT_FILEMODE_BLOB)
+    bad_commit = repo.create_commit(None, sig, sig, f"gitml run {bad_id}: FINISHED\n", tb.write(), [])
+    shard = f"refs/gitml/ledger/{ra[0]}"
+    head = repo.references[shard].peel(pygit2.Commit)
+    root = repo.TreeBuilder(head.tree)
+    for run_id in (bad_id, other):
+        sub = repo.TreeBuilder(repo[head.tree[run_id[:2]].id]) if run_id[:2] in head.tree else repo.TreeBuilder()
+        sub.insert(run_id[2:], bad_commit, pygit2.GIT_FILEMODE_COMMIT)
+        root.insert(run_id[:2], sub.write(), pygit2.GIT_FILEMODE_TREE)
+    forged = repo.create_commit(None, sig, sig, "forged\n", root.write(), [head.id, bad_commit])
+    repo.references[shard].set_target(forged)
+    git(a, "push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    out = gitml_cli(b, "pull", "--json")  # a new process: the warning is printed by the real entry point
+    report = json.loads(out.stdout)
+    assert ra in runs(b) and bad_id not in runs(b) and other not in runs(b)
+    assert f"{shard}:{bad_id}" in report["rejected"]
+    assert bad_id in out.stderr and other not in out.stderr
+    assert json.loads(gitml_invoke(b, "push", "--json").stdout)["refs_rejected"] == {}

@@ -20,12 +20,11 @@ from gitml.errors import (
     ParamAlreadyLogged,
     RunNotFound,
 )
-from tests.conftest import git, gitml_cli, run_python
+from tests.conftest import git, git_run_ids, gitml_cli, run_python, run_rev
 
 
 def run_ids(repo: Path) -> list[str]:
-    out = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/")
-    return [line.rsplit("/", 1)[1] for line in out.split()]
+    return git_run_ids(repo)
 
 
 def test_issue_snippet_runs_unchanged(tracking, repo):
@@ -39,14 +38,14 @@ def test_issue_snippet_runs_unchanged(tracking, repo):
     assert run.data.params == {"alpha": "0.5"}
     assert run.data.metrics == {"rmse": 0.75}
     assert run.info.end_time >= run.info.start_time
-    assert json.loads(git(repo, "show", f"refs/gitml/runs/{run_id}:params.json")) == {"alpha": "0.5"}
+    assert json.loads(git(repo, "show", f"{run_rev(repo, run_id)}:params.json")) == {"alpha": "0.5"}
 
 
 def test_run_commit_parent_is_head_for_clean_tree(tracking, repo):
     head = git(repo, "rev-parse", "HEAD").strip()
     with tracking.start_run() as run:
         tracking.log_metric("x", 1)
-    parent = git(repo, "rev-parse", f"refs/gitml/runs/{run.info.run_id}^").strip()
+    parent = git(repo, "rev-parse", f"{run_rev(repo, run.info.run_id)}^").strip()
     assert parent == head
     tags = tracking.get_run(run.info.run_id).data.tags
     assert tags["mlflow.source.git.commit"] == head
@@ -122,9 +121,9 @@ def test_metric_history_steps_timestamps_and_chunks(tracking, repo):
     assert [m.step for m in history] == list(range(2500))
     assert [m.timestamp for m in history] == [1_000_000 + i for i in range(2500)]
     assert history[-1].value == 1.0 / 2500
-    chunks = git(repo, "ls-tree", "--name-only", f"refs/gitml/runs/{rid}:metrics/loss").split()
+    chunks = git(repo, "ls-tree", "--name-only", f"{run_rev(repo, rid)}:metrics/loss").split()
     assert chunks == ["000000.tsv", "000001.tsv", "000002.tsv"]
-    first = git(repo, "show", f"refs/gitml/runs/{rid}:metrics/loss/000000.tsv").splitlines()[0]
+    first = git(repo, "show", f"{run_rev(repo, rid)}:metrics/loss/000000.tsv").splitlines()[0]
     assert first == "0\t1000000\t1.0"
     assert tracking.get_run(rid).data.metrics == {"loss": 1.0 / 2500, "acc": 0.5, "f1": 0.25}
 
@@ -143,7 +142,7 @@ def test_metric_keys_with_slashes_nest(tracking, repo):
     rid = run.info.run_id
     assert tracking.get_run(rid).data.metrics == {"train/loss": 1.0, "train": 2.0}
     assert [m.value for m in tracking.Client().get_metric_history(rid, "train")] == [2.0]
-    assert git(repo, "show", f"refs/gitml/runs/{rid}:metrics/train/loss/000000.tsv").endswith("\t1.0\n")
+    assert git(repo, "show", f"{run_rev(repo, rid)}:metrics/train/loss/000000.tsv").endswith("\t1.0\n")
 
 
 def test_nan_and_inf_round_trip(tracking):
@@ -339,7 +338,7 @@ def test_git_diff_of_two_runs_reads_as_run_diff(tracking, repo):
             tracking.log_param("alpha", alpha)
             tracking.log_metric("rmse", alpha * 2)
         ids.append(run.info.run_id)
-    diff = git(repo, "diff", f"refs/gitml/runs/{ids[0]}", f"refs/gitml/runs/{ids[1]}", "--", "params.json", "metrics")
+    diff = git(repo, "diff", run_rev(repo, ids[0]), run_rev(repo, ids[1]), "--", "params.json", "metrics")
     assert '-  "alpha": "0.1"' in diff and '+  "alpha": "0.2"' in diff
     assert "metrics/rmse/000000.tsv" in diff
 
@@ -476,7 +475,7 @@ def test_garbled_live_log_is_set_aside(tracking, repo):
 
 
 def _run_refs(repo: Path) -> list[str]:
-    return git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split()
+    return git_run_ids(repo)
 
 
 def test_a_refused_run_name_creates_no_run(repo):

@@ -93,6 +93,21 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
                 click.echo(f"  {k.ljust(width)}  {v}")
 
 
+@runs.command("commit")
+@click.argument("run_id")
+@click.pass_context
+def run_commit(ctx: click.Context, run_id: str) -> None:
+    """Print the run's commit, for plain git: ``git show $(gitml runs commit RUN_ID):run.json``.
+
+    RUN_ID may be a unique prefix. A finished run's commit is an entry of the
+    runs ledger (refs/gitml/ledger/<first hex digit>), a live run's its own
+    ref (refs/gitml/runs/<id>).
+    """
+    from gitml.tracking import runs as api
+
+    click.echo(api.get_run(repo_from(ctx), run_id).commit)
+
+
 def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str) -> None:
     from gitml.tracking import runs as api
 

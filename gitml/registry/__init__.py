@@ -39,7 +39,7 @@ from gitml.registry.state import (
     run_metrics,
     semver_key,
 )
-from gitml.store import names
+from gitml.store import ledger, names
 from gitml.store.repo import CAS_RETRIES, GitRepo
 
 __all__ = [
@@ -413,7 +413,7 @@ def register_model(repo: GitRepo, model_uri: str, name: str, *, version: str | N
     process.flush_all(repo)  # a run still open in this process: its model must be in the commit
     run_id = runs.resolve_run_id(repo, run_id)
     if commit is None:
-        commit = repo.ref_target(names.run_ref(run_id))
+        commit = ledger.run_commit(repo, run_id)
     else:
         _check_run_commit(repo, run_id, commit)
     if commit is None or f"{path}/MLmodel" not in artifacts.manifest(repo, run_id, commit):

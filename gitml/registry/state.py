@@ -351,14 +351,12 @@ def registry_notes(repo: GitRepo) -> dict[str, str]:
 
 def run_metrics(repo: GitRepo, versions: list[VersionState]) -> dict[str, dict[str, float]]:
     """Tag -> the latest metrics of the version's run, as the run is now (else as registered)."""
-    from gitml.store import names
+    from gitml.store import ledger
 
     cache = Cache(repo)
-    runs = repo.file_refs(names.RUNS_PREFIX)
     out = {}
     for v in versions:
-        commit = (runs.get(names.run_ref(v.run_id)) if runs is not None else repo.ref_target(names.run_ref(v.run_id))) \
-            if v.run_id else None
+        commit = ledger.run_commit(repo, v.run_id) if v.run_id else None
         commit = commit or v.commit
         if not valid_metrics(cache.metrics.get(commit)):
             from gitml.errors import CorruptRun

@@ -16,9 +16,11 @@ from typing import Any
 
 from gitml.errors import CorruptRun, GitmlError
 from gitml.store import gitremote, livelog, names
+from gitml.store import ledger as store_ledger
 from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, process, recovery, schema
 from gitml.tracking.commit import live_dir
+from gitml.tracking.ledger import fold as fold_ledger
 from gitml.tracking.merge import merge_runs
 from gitml.tracking.notes import merge_lines, note_runs, parse_lines, queue_note, write_notes
 from gitml.tracking.runfiles import check_metric_files, read_state
@@ -115,13 +117,32 @@ def _check_incoming_run(repo: GitRepo, commit: str, run_id: str) -> None:
         raise schema.corrupt(run_id, commit, e) from None
 
 
-def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport) -> bool:
+def _runs_in_updates(repo: GitRepo, updates: list[tuple[str, str, str | None]]) -> dict[str, dict[str, str]]:
+    """Ref -> {run id: run commit} of the runs a push of ``updates`` sends (new or changed)."""
+    out: dict[str, dict[str, str]] = {}
+    for ref, new, old in updates:
+        if not new:
+            continue
+        if (run_id := names.parse_run_ref(ref)) is not None:
+            out[ref] = {run_id: new}
+        elif names.parse_ledger_ref(ref) is not None:
+            out[ref] = {r: oid for r, oid in store_ledger.changed_entries(
+                repo, old if old and repo.is_commit(old) else None, new).items() if oid is not None}
+    return out
+
+
+def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport, remote_oid: str | None = None) -> bool:
     """False for a local ref push must not spread: a malformed run (fetched with plain git, say),
-    or a ref under refs/gitml/ that gitml does not write."""
+    a ledger with one, or a ref under refs/gitml/ that gitml does not write."""
     run_id = names.parse_run_ref(ref)
     try:
         if run_id is not None:
             read_state(repo, oid, run_id)
+        elif names.parse_ledger_ref(ref) is not None:
+            base = remote_oid if remote_oid and repo.is_commit(remote_oid) else None
+            for entry, commit in store_ledger.changed_entries(repo, base, oid).items():
+                if commit is not None:
+                    read_state(repo, commit, entry)
         elif names.parse_experiment_ref(ref) is None and ref not in _NOTE_RULES:
             raise CorruptRun(f"{ref} is not a ref gitml writes")
     except CorruptRun as e:
@@ -306,11 +327,17 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
             if oid:
                 local[ref] = oid
         updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items())
-                   if remote_refs.get(ref) != oid and _ours_to_send(repo, ref, oid, report)]
+                   if remote_refs.get(ref) != oid and _ours_to_send(repo, ref, oid, report, remote_refs.get(ref))]
+        # A run the remote still has as its own ref (pushed while it was live) and that is in our
+        # ledger now (its content merged in above): the remote's ref goes, leased.
+        updates += [(ref, "", oid) for ref, oid in sorted(remote_refs.items())
+                    if (run_id := names.parse_run_ref(ref)) is not None and ref not in local
+                    and store_ledger.lookup_folded(repo, run_id) is not None]
         updates += _tag_updates(repo, remote_refs, report)
-        run_updates = [(ref, oid) for ref, oid, _ in updates if names.parse_run_ref(ref)]
+        sent_runs = _runs_in_updates(repo, updates)
+        flat = {run_id: oid for per_ref in sent_runs.values() for run_id, oid in per_ref.items()}
         tag_oids = [oid for ref, oid, _ in updates if ref.startswith("refs/tags/")]
-        wanted = _artifact_oids(repo, [oid for _, oid in run_updates] + _version_commits(repo, tag_oids))
+        wanted = _artifact_oids(repo, list(flat.values()) + _version_commits(repo, tag_oids))
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
@@ -330,12 +357,13 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
             if failed:
                 raise GitmlError(f"Could not upload {len(failed)} artifact objects to {store.name!r}; nothing was pushed to git")
         results = gitremote.push(repo, remote, updates)
-        for ref, _, _ in updates:
+        for ref, new_oid, _ in updates:
             status = results.get(ref, "not pushed")
             if status != "ok":
                 report.refs_rejected[ref] = status
-            elif names.parse_run_ref(ref):
-                report.runs_sent.append(names.parse_run_ref(ref))  # type: ignore[arg-type]
+            elif names.parse_run_ref(ref) or names.parse_ledger_ref(ref):
+                if new_oid:
+                    report.runs_sent += sorted(r for r in sent_runs.get(ref, {}) if r not in report.runs_sent)
             elif ref == names.NOTES_REF:
                 report.notes = "sent"
             elif ref.startswith("refs/tags/"):
@@ -361,7 +389,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
         # earlier push, or pulled before a remote was set up, get theirs now.
         versions = _version_commits(repo, list(_registry_tags(
             {"refs/tags/" + n: o for n, o in repo.tag_refs().items()}).values()))
-        wanted = _artifact_oids(repo, [oid for ref, oid in repo.iter_refs(names.RUNS_PREFIX)] + versions)
+        wanted = _artifact_oids(repo, list(store_ledger.all_run_commits(repo).values()) + versions)
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
@@ -394,6 +422,16 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
     for ref, theirs in sorted(incoming.items()):
         if ref in tags:
             continue
+        if names.parse_ledger_ref(ref) is not None:
+            changed += _absorb_ledger(repo, ref, theirs, report, count_received)
+            continue
+        run_id = names.parse_run_ref(ref)
+        if run_id is not None and repo.ref_target(ref) is None and store_ledger.lookup_folded(repo, run_id):
+            # Their own ref of a run folded here (they pushed it while it was live): it joins
+            # our ledger entry, as the ledger entry of theirs would.
+            changed += _absorb_ledger(repo, names.ledger_ref(run_id), None, report, count_received,
+                                      {run_id: theirs})
+            continue
         for _ in range(20):
             ours = repo.ref_target(ref)
             try:
@@ -417,15 +455,78 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
         if ref == names.NOTES_REF and kind != "same":
             report.notes = kind
     if changed:
-        from gitml.tracking import runs
-
         # A merge may have changed a run's status or lifecycle: its note line
         # follows the run, whichever side's notes commit won the notes merge.
         for oid in changed:
             queue_note(repo, read_state(repo, oid)[0])
         write_notes(repo)
+    # Their finished runs that arrived as own refs, and our copies of runs they folded, go into the ledger.
+    fold_ledger(repo)
+    if changed:
+        from gitml.tracking import runs
+
         runs.index_for(repo).refresh()
     return changed
+
+
+def _absorb_ledger(repo: GitRepo, ref: str, theirs: str | None, report: SyncReport, count_received: bool,
+                   entries: dict[str, str] | None = None) -> list[str]:
+    """Merge their ledger shard (or ``entries`` of theirs, run id -> commit) into ours: a union
+    by run id, a run on both sides joined (``merge_runs``). Every run commit of theirs that is
+    new here is checked as any incoming run; a malformed one is left out with a warning.
+    Returns the run commits that changed here."""
+    shard = names.parse_ledger_ref(ref)
+    if theirs is not None:
+        if not repo.is_commit(theirs):
+            report.rejected[ref] = f"{ref} on the remote does not point at a commit"
+            schema.warn_skipped(CorruptRun(report.rejected[ref]), theirs, f"not taken from {report.remote}")
+            return []
+    for _ in range(20):
+        ours = repo.ref_target(ref)
+        if theirs is not None and ours is not None and (ours == theirs or repo.is_ancestor(theirs, ours)):
+            return []
+        if entries is None:
+            assert theirs is not None
+            new = {r: oid for r, oid in store_ledger.changed_entries(repo, ours, theirs).items() if oid is not None}
+        else:
+            new = dict(entries)
+        changes: dict[str, str] = {}
+        kinds: dict[str, str] = {}
+        for run_id, oid in sorted(new.items()):
+            if run_id[0] != shard:
+                continue  # an entry in the wrong shard is never read here: not taken
+            mine = store_ledger.lookup(repo, ours, run_id) if ours else None
+            try:
+                _check_incoming_run(repo, oid, run_id)
+            except CorruptRun as e:
+                report.rejected[f"{ref}:{run_id}"] = str(e)
+                schema.warn_skipped(e, oid, f"not taken from {report.remote}")
+                continue
+            if mine is None:
+                changes[run_id], kinds[run_id] = oid, "received"
+                continue
+            try:
+                merged = merge_runs(repo, mine, oid, run_id, keep_ours=_logging_here(repo, run_id))
+            except CorruptRun:
+                merged = oid  # ours is the malformed one: theirs repairs it
+            if merged != mine:
+                changes[run_id], kinds[run_id] = merged, "received" if merged == oid else "merged"
+        if theirs is not None and (ours is None or repo.is_ancestor(ours, theirs)) \
+                and all(changes.get(r) == oid for r, oid in new.items()):
+            result = theirs  # a fast-forward: everything of theirs taken as it is
+        elif changes or (theirs is not None and ours is None):
+            extra = [theirs] if theirs is not None else []
+            result = store_ledger.write(repo, ours, changes, "gitml: merge runs from another clone\n", extra)
+        else:
+            return []
+        if repo.cas_ref(ref, result, ours):
+            for run_id, kind in kinds.items():
+                if kind == "merged":
+                    report.runs_merged.append(run_id)
+                elif count_received:
+                    report.runs_received.append(run_id)
+            return list(changes.values())
+    raise GitmlError(f"{ref} kept changing while merging; run the command again")
 
 
 # -- registry tags ------------------------------------------------------------------------------

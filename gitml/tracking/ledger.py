@@ -44,8 +44,9 @@ _judged_lock = threading.Lock()
 def fold(repo: GitRepo, run_ids: Iterable[str] | None = None) -> list[str]:
     """Fold the finished runs among ``run_ids`` (all run refs if None) into the ledger.
 
-    A run is folded when its status is terminal and no writer on this
-    machine has a live log of it. Returns the runs folded.
+    A run is folded when no writer on this machine has a live log of it
+    and its status is terminal (or the ledger has it already). Returns
+    the runs folded.
 
     Raises:
         ConcurrentUpdate: a ledger shard kept moving for every retry.
@@ -92,7 +93,10 @@ def _foldable(repo: GitRepo, run_id: str, oid: str) -> bool:
         except CorruptRun as e:
             schema.warn_skipped(e, oid, "left out of the ledger")
             state = None
-    if state is None or not RunStatus.is_terminated(str(state.info.get("status"))):
+    # A run still RUNNING with no writer here stays a ref (its process may be logging on
+    # another machine), unless the ledger has it already (a stale copy: the join decides).
+    if state is None or not (RunStatus.is_terminated(str(state.info.get("status")))
+                             or store_ledger.lookup_folded(repo, run_id) is not None):
         with _judged_lock:
             if len(_judged) > 10_000:
                 _judged.clear()
