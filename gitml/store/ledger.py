@@ -78,7 +78,7 @@ def lookup(repo: GitRepo, ledger_commit: str, run_id: str) -> str | None:
             sub = tree[head]
             if sub.filemode != TREE_MODE:
                 return None
-            entry = repo.raw[sub.id].peel(pygit2.Tree)[rest]  # type: ignore[index]
+            entry = repo.raw[sub.id].peel(pygit2.Tree)[rest]
         except (KeyError, ValueError, pygit2.GitError):
             return None
         return str(entry.id) if entry.filemode == GITLINK_MODE else None
@@ -99,7 +99,8 @@ def changed_entries(repo: GitRepo, old_commit: str | None, new_commit: str) -> d
     old_tree = _tree_of(repo, old_commit) if old_commit else None
     if old_tree is None:
         return dict(_entries_of(repo, new_tree, {}))
-    old_subs, new_subs = _subtrees(repo, old_tree), _subtrees(repo, new_tree)
+    old_subs = _subtrees(repo, old_tree)
+    new_subs = _subtrees(repo, new_tree) if new_tree is not None else {}
     out: dict[str, str | None] = {}
     for head in set(old_subs) | set(new_subs):
         if old_subs.get(head) == new_subs.get(head):
@@ -128,9 +129,9 @@ def write(repo: GitRepo, base: str | None, changes: Mapping[str, str | None], me
         for run_id, oid in changes.items():
             head, rest = entry_path(run_id)
             by_head.setdefault(head, {})[rest] = oid
-        root = raw.TreeBuilder(raw[tree]) if tree is not None else raw.TreeBuilder()
+        root = raw.TreeBuilder(tree) if tree is not None else raw.TreeBuilder()
         for head, todo in by_head.items():
-            builder = raw.TreeBuilder(raw[subs[head]]) if head in subs else raw.TreeBuilder()
+            builder = raw.TreeBuilder(subs[head]) if head in subs else raw.TreeBuilder()
             for rest, oid in todo.items():
                 if oid is None:
                     if builder.get(rest) is not None:

@@ -243,8 +243,8 @@ class RunIndex:
                 changed.update(store_ledger.changed_entries(self.repo, old_heads.get(ref), head))
         for run_id in set(seen.get("own", {})) | set(own):
             if run_id not in own and run_id not in changed:
-                head = heads.get(names.ledger_ref(run_id))
-                changed[run_id] = store_ledger.lookup(self.repo, head, run_id) if head else None
+                shard_head = heads.get(names.ledger_ref(run_id))
+                changed[run_id] = store_ledger.lookup(self.repo, shard_head, run_id) if shard_head else None
         for run_id, oid in own.items():
             changed[run_id] = oid
         return changed, heads, own, False
