@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, gitml_cli
+from tests.conftest import git, git_run_ids, gitml_cli, run_rev
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -438,8 +438,7 @@ def test_unmodified_mlflow_code_writes_runs_gitml_reads_like_its_own(repo, tmp_p
     assert shown["inputs"]["dataset_inputs"][0]["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
     listed = {r["info"]["run_id"] for r in json.loads(gitml_cli(repo, "runs", "list", "--json").stdout)}
     assert listed == {ids["parent"], ids["child"]}
-    run_refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs").split()
-    assert sorted(run_refs) == sorted(f"refs/gitml/runs/{i}" for i in ids.values())
+    assert git_run_ids(repo) == sorted(ids.values())
     notes = git(repo, "log", "--notes=gitml", "-1")
     assert f"run {ids['parent']} FINISHED \"parent\"" in notes and f"run {ids['child']} FINISHED" in notes
     from gitml.tracking import artifacts, runs
@@ -460,14 +459,14 @@ def test_unmodified_mlflow_code_writes_runs_gitml_reads_like_its_own(repo, tmp_p
         gitml.log_text("hello", "notes/hello.txt")
         gitml.log_input(gitml.data.from_pandas(_wine_frame(), name="train", source="data/train.csv"),
                         context="training")
-    tree = set(git(repo, "ls-tree", "-r", "--name-only", f"refs/gitml/runs/{ids['parent']}").split())
-    own = set(git(repo, "ls-tree", "-r", "--name-only", f"refs/gitml/runs/{mine.info.run_id}").split())
+    tree = set(git(repo, "ls-tree", "-r", "--name-only", run_rev(repo, ids["parent"])).split())
+    own = set(git(repo, "ls-tree", "-r", "--name-only", run_rev(repo, mine.info.run_id)).split())
     assert own <= tree and {"run.json", "params.json", "tags.json", "artifacts.json", "inputs.json",
                             "metrics/loss/000000.tsv", "metrics/f1/000000.tsv"} <= own
-    assert git(repo, "show", f"refs/gitml/runs/{ids['parent']}:params.json") == \
-        git(repo, "show", f"refs/gitml/runs/{mine.info.run_id}:params.json")
-    ours_inputs = json.loads(git(repo, "show", f"refs/gitml/runs/{ids['parent']}:inputs.json"))
-    mine_inputs = json.loads(git(repo, "show", f"refs/gitml/runs/{mine.info.run_id}:inputs.json"))
+    assert git(repo, "show", f"{run_rev(repo, ids['parent'])}:params.json") == \
+        git(repo, "show", f"{run_rev(repo, mine.info.run_id)}:params.json")
+    ours_inputs = json.loads(git(repo, "show", f"{run_rev(repo, ids['parent'])}:inputs.json"))
+    mine_inputs = json.loads(git(repo, "show", f"{run_rev(repo, mine.info.run_id)}:inputs.json"))
     assert [i["dataset"]["digest"] for i in ours_inputs] == [i["dataset"]["digest"] for i in mine_inputs]
     assert [i["dataset"]["schema"] for i in ours_inputs] == [i["dataset"]["schema"] for i in mine_inputs]
     fsck(repo)
@@ -572,7 +571,7 @@ def test_dataset_inputs_match_mlflow_and_are_searchable(clients, repo):
     gitml.set_tracking_uri(repo)
     with gitml.start_run() as run:
         gitml.log_input(mine, context="training")
-    stored = json.loads(git(repo, "show", f"refs/gitml/runs/{run.info.run_id}:inputs.json"))
+    stored = json.loads(git(repo, "show", f"{run_rev(repo, run.info.run_id)}:inputs.json"))
     assert stored == [{"dataset": train, "tags": {"mlflow.data.context": "training"}}]
     [found] = gitml.search_runs(filter_string=f"datasets.digest = '{train['digest']}' and "
                                               "datasets.context = 'training'", search_all_experiments=True,
@@ -631,8 +630,7 @@ def test_malformed_inputs_json_makes_the_run_corrupt_not_a_crash(repo, content):
     with gitml.start_run() as run:
         gitml.log_metric("m", 1)
     g = runs.open_repo(repo)
-    ref = f"refs/gitml/runs/{run.info.run_id}"
-    commit = g.ref_target(ref)
+    commit = run_rev(repo, run.info.run_id)
     tree = g.update_tree(g.commit_info(commit).tree, {"inputs.json": content})
     bad = g.write_commit(tree, [], "gitml run: hand-made\n")
     with pytest.raises(CorruptRun, match="inputs.json|dataset|input"):

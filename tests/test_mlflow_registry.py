@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import git, gitml_cli, gitml_invoke, run_python
+from tests.conftest import git, gitml_cli, gitml_invoke, run_python, run_rev
 
 pytest.importorskip("sklearn")
 pytest.importorskip("gto")
@@ -319,7 +319,7 @@ def test_same_run_registered_twice_is_two_versions_and_gto_agrees(both, repo, tr
         both.same("create_model_version", m("rf"), f"runs:/{run_id}/model", run_id=run_id)
     v2 = __import__("gitml").register_model(f"runs:/{run_id}/model", "rf")  # gitml's own API too
     assert (v2.version, v2.semver) == ("3", "v0.0.3")
-    run_commit = git(repo, "rev-parse", f"refs/gitml/runs/{run_id}").strip()
+    run_commit = run_rev(repo, run_id)
     commits = [git(repo, "rev-parse", f"rf@v0.0.{i}^{{commit}}").strip() for i in (1, 2, 3)]
     assert commits[0] == run_commit and len(set(commits)) == 3
     for c in commits[1:]:
@@ -349,7 +349,7 @@ def test_download_uri_pins_the_versions_run_commit(both, repo, tracking):
     pinned = git(repo, "rev-parse", "rf@v0.0.1^{commit}").strip()
     with tracking.start_run(run_id=run_id):
         tracking.set_tag("after", "registration")  # the run moves on; the version does not
-    assert git(repo, "rev-parse", f"refs/gitml/runs/{run_id}").strip() != pinned
+    assert run_rev(repo, run_id) != pinned
     got = both.git.get_model_version_download_uri(m("rf"), "1")
     assert got == gitml_uri.run_artifact_uri(gitml_uri.tracking_uri(repo), run_id, commit=pinned) + "/model"
     loc = gitml_uri.parse_artifact_uri(got)
@@ -361,7 +361,7 @@ def test_download_uri_pins_the_versions_run_commit(both, repo, tracking):
     versions = {v.version: v for v in both.git.search_model_versions("name = 'rf'")}
     assert {v.source for v in versions.values()} == {f"runs:/{run_id}/model"}
     assert git(repo, "rev-parse", "rf@v0.0.2^{tree}").strip() == git(repo, "rev-parse", f"{pinned}^{{tree}}").strip()
-    assert git(repo, "rev-parse", "rf@v0.0.3^{commit}").strip() == git(repo, "rev-parse", f"refs/gitml/runs/{run_id}").strip()
+    assert git(repo, "rev-parse", "rf@v0.0.3^{commit}").strip() == run_rev(repo, run_id)
 
 
 def test_copy_model_version_matches_sqlite(both, repo, tracking):
@@ -681,7 +681,7 @@ def test_hostile_metadata_lines_cost_a_warning_not_the_command(repo, tmp_path, t
     git(other, "notes", "--ref=gitml-registry", "add", "-f", "-F", str(note), anchor)
     # a registration tag whose trailer is not a JSON object of strings
     git(other, "tag", "-a", "rf@v0.0.9", "-m", "by hand\n\nGitml-Run: " + run_id + "\nGitml-Model-Path: model\n"
-        "Gitml-Tags: {\"a\": [1]}", f"refs/gitml/runs/{run_id}")
+        "Gitml-Tags: {\"a\": [1]}", run_rev(other, run_id))
     git(other, "push", "-q", "origin", "refs/notes/gitml-registry", "rf@v0.0.9")
     pulled = gitml_cli(repo, "pull")
     assert pulled.returncode == 0

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.browser import isolated_env, running_browser
+from tests.conftest import git_run_ids
 from tests.test_serving import free_port, server
 
 pytestmark = pytest.mark.slow  # mlflow's server and a real browser
@@ -134,7 +135,5 @@ def test_the_ui_reads_what_the_rest_api_wrote(browser: Any, mlflow_ui: dict[str,
     run = client.create_run(mlflow_ui["experiment"], run_name="over-http")
     client.log_metric(run.info.run_id, "acc", 0.75)
     client.set_terminated(run.info.run_id)
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/gitml/runs/"], cwd=mlflow_ui["repo"],
-                          capture_output=True, text=True, check=True).stdout
-    assert f"refs/gitml/runs/{run.info.run_id}" in refs
+    assert run.info.run_id in git_run_ids(mlflow_ui["repo"])
     visit(browser, mlflow_ui["base"], f"#/experiments/{mlflow_ui['experiment']}/runs", ["over-http"])

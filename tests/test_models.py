@@ -71,9 +71,9 @@ def test_log_model_by_runs_uri_and_in_run_diff(tracking, repo, data, model):
     other = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
     with tracking.start_run() as second:
         tracking.sklearn.log_model(other, name="model", serialization_format="cloudpickle")
-    from tests.conftest import git
+    from tests.conftest import git, run_rev
 
-    diff = git(repo, "diff", f"refs/gitml/runs/{first.info.run_id}", f"refs/gitml/runs/{second.info.run_id}", "--", "artifacts.json")
+    diff = git(repo, "diff", run_rev(repo, first.info.run_id), run_rev(repo, second.info.run_id), "--", "artifacts.json")
     assert '"model/"' in diff and "model.pkl" in diff and "md5" in diff
 
 
@@ -132,7 +132,9 @@ def test_tampered_model_file_fails_hash_check(tracking, repo, data, model):
     X, _ = data
     with tracking.start_run() as run:
         tracking.sklearn.log_model(model, name="model")
-    manifest = json.loads(subprocess.run(["git", "show", f"refs/gitml/runs/{run.info.run_id}:artifacts.json"],
+    from tests.conftest import run_rev
+
+    manifest = json.loads(subprocess.run(["git", "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"],
                                          cwd=repo, capture_output=True, text=True, check=True).stdout)
     digest = manifest["model/model.skops"]["md5"]
     obj = repo / ".git/gitml/cache/files/md5" / digest[:2] / digest[2:]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, gitml_cli
+from tests.conftest import git, gitml_cli, run_rev
 
 TRAIN = """
 import json, sys
@@ -75,7 +75,7 @@ def test_run_at_a_tag_uses_the_tags_code(project):
     assert tags["mlflow.project.entryPoint"] == "main" and tags["mlflow.source.type"] == "PROJECT"
     v1 = git(project, "rev-parse", "v1^{commit}").strip()
     assert tags["mlflow.source.git.commit"] == v1
-    assert git(project, "rev-parse", f"refs/gitml/runs/{run_id}^").strip() == v1
+    assert git(project, "rev-parse", f"{run_rev(project, run_id)}^").strip() == v1
     assert run["info"]["status"] == "FINISHED"
     # stdout kept as an artifact; the user's work tree untouched, no worktree left behind
     files = {f["path"] for f in json.loads(gitml_cli(project, "artifacts", "list", run_id, "--json").stdout)}
@@ -104,7 +104,7 @@ def test_run_from_a_bare_repo_url_with_subdir(project, tmp_path, monkeypatch):
     run = run_json(tracker, run_id)
     v1 = git(project, "rev-parse", "v1^{commit}").strip()
     assert run["data"]["tags"]["mlflow.source.git.repoURL"] == f"file://{bare}"
-    assert git(tracker, "rev-parse", f"refs/gitml/runs/{run_id}^").strip() == v1
+    assert git(tracker, "rev-parse", f"{run_rev(tracker, run_id)}^").strip() == v1
     assert git(tracker, "for-each-ref", "refs/gitml-incoming") == ""
     assert git(tracker, "fsck", "--strict", "--no-dangling").strip() == ""
     out = gitml_cli(tracker, "run", f"{bare}#sub")
@@ -181,8 +181,8 @@ def test_rerun_of_a_dirty_tree_run_reproduces_its_files(project):
     old, new = run_json(project, first), run_json(project, second)
     assert new["data"]["params"] == {"alpha": "0.25", "label": "again"}
     assert new["data"]["tags"]["gitml.rerun_of"] == first
-    assert git(project, "rev-parse", f"refs/gitml/runs/{second}^").strip() == \
-        git(project, "rev-parse", f"refs/gitml/runs/{first}^").strip()
+    assert git(project, "rev-parse", f"{run_rev(project, second)}^").strip() == \
+        git(project, "rev-parse", f"{run_rev(project, first)}^").strip()
     assert old["info"]["experiment_id"] == new["info"]["experiment_id"]
     assert (project / "version.txt").read_text() == "changed again\n"
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from gitml.errors import InvalidValue  # noqa: E402
 from gitml.models.signature import SchemaMismatch  # noqa: E402
-from tests.conftest import run_python  # noqa: E402
+from tests.conftest import run_python, run_rev  # noqa: E402
 
 MODEL_FILES = ["MLmodel", "conda.yaml", "data/model.pt2", "input_example.json", "python_env.yaml",
                "requirements.txt", "serving_input_example.json"]
@@ -115,7 +115,7 @@ def test_pytorch_tampered_model_file_fails_hash_check(tracking, repo, net, X):
 
     with tracking.start_run() as run:
         tracking.pytorch.log_model(net, name="model", input_example=X)
-    manifest = json.loads(subprocess.run(["git", "show", f"refs/gitml/runs/{run.info.run_id}:artifacts.json"],
+    manifest = json.loads(subprocess.run(["git", "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"],
                                          cwd=repo, capture_output=True, text=True, check=True).stdout)
     digest = manifest["model/data/model.pt2"]["md5"]
     obj = repo / ".git/gitml/cache/files/md5" / digest[:2] / digest[2:]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import copy_seed, git, gitml_invoke, init_repo, run_python, seeding
+from tests.conftest import copy_seed, git, gitml_invoke, init_repo, run_python, run_rev, seeding
 
 pytest.importorskip("sklearn")
 pytest.importorskip("gto")
@@ -54,7 +54,7 @@ def test_register_writes_an_annotated_gto_tag_on_the_run_commit(tracking, repo):
     mv = tracking.register_model(f"runs:/{ids[0]}/model", "rf", description="baseline forest")
     assert (mv.version, mv.semver, mv.run_id) == ("1", "v0.0.1", ids[0])
     assert git(repo, "cat-file", "-t", "rf@v0.0.1").strip() == "tag"
-    run_commit = git(repo, "rev-parse", f"refs/gitml/runs/{ids[0]}").strip()
+    run_commit = run_rev(repo, ids[0])
     assert git(repo, "rev-parse", "rf@v0.0.1^{commit}").strip() == run_commit
     assert "baseline forest" in git(repo, "tag", "-l", "-n9", "rf@v0.0.1")
     # auto bump, then an explicit version from the CLI
