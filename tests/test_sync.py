@@ -497,3 +497,19 @@ def test_a_bad_run_in_a_pushed_ledger_is_left_out_and_the_rest_taken(team):
     assert f"{shard}:{bad_id}" in report["rejected"]
     assert bad_id in out.stderr and other not in out.stderr
     assert json.loads(gitml_invoke(b, "push", "--json").stdout)["refs_rejected"] == {}
+
+
+def test_a_torn_object_on_the_artifact_remote_is_rewritten(team):
+    """DVC's reflink attempt creates the object's final path before it falls back to a copy, so a
+    push killed there leaves an empty file named like the object. It is not taken for the
+    object: the next push writes it whole (before, the rerun skipped it and the remote kept an
+    empty artifact under a non-empty md5)."""
+    a, b, bare, store = team
+    ra = log_run(a, "alice")
+    md5 = hashlib.md5(b"alice" * 1000).hexdigest()
+    torn = store / "files" / "md5" / md5[:2] / md5[2:]
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"")
+    report = json.loads(gitml_invoke(a, "push", "--json").stdout)
+    assert report["artifacts_copied"] == 1 and report["runs_sent"] == [ra]
+    assert hashlib.md5(torn.read_bytes()).hexdigest() == md5

@@ -16,6 +16,7 @@ DVC tracks is never stored twice. Otherwise the cache is
 from __future__ import annotations
 
 import configparser
+import contextlib
 import hashlib
 import os
 import re
@@ -224,7 +225,7 @@ class ContentStore:
         return Path(self.odb.oid_to_path(md5))
 
     def exists(self, md5: str) -> bool:
-        return self.object_path(md5).exists()
+        return _present(str(self.object_path(md5)), md5)
 
     def read_bytes(self, md5: str) -> bytes:
         """The verified content of an object.
@@ -437,7 +438,32 @@ class RemoteStore:
         self.odb = HashFileDB(fs, fs.join(fs_path, "files", HASH), hash_name=HASH)
 
     def exists(self, oids: list[str]) -> set[str]:
-        return set(self.odb.oids_exist(oids)) if oids else set()
+        """The objects the remote has (on a local-directory remote, a torn write is not one: ``_present``)."""
+        found = set(self.odb.oids_exist(oids)) if oids else set()
+        from dvc_objects.fs.local import LocalFileSystem
+
+        if isinstance(self.odb.fs, LocalFileSystem):
+            found = {oid for oid in found if _present(self.odb.oid_to_path(oid), oid)}
+        return found
+
+
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+
+
+def _present(path: str, md5: str) -> bool:
+    """True if the object file at ``path`` exists and is not a torn write: an empty file for
+    content that is not empty, which DVC's reflink attempt leaves when it is killed (it creates
+    the final path, ``O_CREAT|O_TRUNC``, before it falls back to a copy under a temporary
+    name). A torn file is removed, so the next transfer writes the object."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False
+    if size == 0 and md5.split(".")[0] != EMPTY_MD5:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
+    return True
 
 
 def transfer_objects(src: Any, dest: Any, oids: list[str],
