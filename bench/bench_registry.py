@@ -51,7 +51,9 @@ def build(repo: Path, n_tags: int, n_models: int) -> None:
         run_commits.append(run.info.run_id)
     process.flush_all()
     g = GitRepo.discover(repo)
-    commits = [g.ref_target(f"refs/gitml/runs/{r}") for r in run_commits]
+    from gitml.store.ledger import run_commit
+
+    commits = [run_commit(g, r) for r in run_commits]
     t0 = int(time.time()) - n_tags - 10
     refs = {}
     for m in range(n_models):

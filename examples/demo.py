@@ -196,9 +196,14 @@ def main() -> None:
         sh(*gitml, "runs", "show", last[:8], cwd=repo)
 
         print("\n# 4. Runs are plain git: diff two of them, and see the snapshot of the dirty run")
-        sh("git", "diff", "--stat", f"refs/gitml/runs/{first}", f"refs/gitml/runs/{last}", "--", "params.json", "run.json", "metrics", cwd=repo)
-        sh("git", "diff", f"refs/gitml/runs/{first}", f"refs/gitml/runs/{last}", "--", "params.json", cwd=repo)
-        sh("git", "diff", "HEAD", f"refs/gitml/runs/{last}^", "--", "train.py", cwd=repo)
+        # Finished runs are entries of the runs ledger (16 refs however many runs); `gitml runs
+        # commit` names a run's commit for plain git.
+        sh("git", "for-each-ref", "refs/gitml/", cwd=repo)
+        a = sh(*gitml, "runs", "commit", first[:8], cwd=repo).strip()
+        b = sh(*gitml, "runs", "commit", last[:8], cwd=repo).strip()
+        sh("git", "diff", "--stat", a, b, "--", "params.json", "run.json", "metrics", cwd=repo)
+        sh("git", "diff", a, b, "--", "params.json", cwd=repo)
+        sh("git", "diff", "HEAD", f"{b}^", "--", "train.py", cwd=repo)
         sh("git", "status", "--short", cwd=repo)
 
         print("\n# 5. Share with the team: runs through a git remote, artifacts through a DVC remote")
