@@ -51,10 +51,10 @@ def fold(repo: GitRepo, run_ids: Iterable[str] | None = None) -> list[str]:
     Raises:
         ConcurrentUpdate: a ledger shard kept moving for every retry.
     """
-    refs = store_ledger.own_refs(repo)
-    if run_ids is not None:
-        wanted = set(run_ids)
-        refs = {r: oid for r, oid in refs.items() if r in wanted}
+    if run_ids is None:
+        refs = store_ledger.own_refs(repo)
+    else:  # one ref read each, not a listing of every run ref
+        refs = {r: oid for r in set(run_ids) if (oid := repo.ref_target(names.run_ref(r))) is not None}
     by_shard: dict[str, dict[str, str]] = {}
     for run_id, oid in refs.items():
         if _foldable(repo, run_id, oid):
