@@ -513,3 +513,29 @@ def test_a_torn_object_on_the_artifact_remote_is_rewritten(team):
     report = json.loads(gitml_invoke(a, "push", "--json").stdout)
     assert report["artifacts_copied"] == 1 and report["runs_sent"] == [ra]
     assert hashlib.md5(torn.read_bytes()).hexdigest() == md5
+
+
+def test_many_clones_pushing_at_once_all_succeed_and_lose_nothing(team, tmp_path):
+    """Clones that push at the same moment collide on the notes ref and the ledger shards; each
+    lost race is merged and retried, so every push succeeds and the remote ends with every
+    run and every note line."""
+    a, b, bare, store = team
+    clones = [a, b]
+    for i in range(4):
+        c = tmp_path / f"C{i}"
+        git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(c))
+        gitml_invoke(c, "remote", "add", "-d", "store", str(store))
+        clones.append(c)
+    ids = [log_run(c, f"{c.name}-{k}") for c in clones for k in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "gitml", "push"], cwd=c,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in clones]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(fresh))
+    gitml_invoke(fresh, "remote", "add", "-d", "store", str(store))
+    gitml_invoke(fresh, "pull")
+    assert set(runs(fresh)) == set(ids)
+    notes = git(fresh, "log", "--notes=gitml", "--format=%N", "main")
+    assert all(run_id in notes for run_id in ids)

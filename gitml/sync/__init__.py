@@ -276,7 +276,7 @@ def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[s
 # A ref the remote refused because another push held its lock, or because the
 # remote moved since we looked (our lease went stale), is not an error: the
 # push is redone from a fresh look at the remote, which then merges or skips it.
-PUSH_ROUNDS = 6
+PUSH_ROUNDS = 10
 _TRANSIENT = ("failed to update ref", "failed to lock", "cannot lock ref", "stale info", "fetch first")
 
 
@@ -285,13 +285,15 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     """Send runs, experiments, notes (and their artifacts) to ``remote``.
 
     A ref that another push to the same remote was updating at the same
-    moment is retried from a fresh look at the remote (a few rounds, a short
-    wait between them); what still fails is listed in ``refs_rejected``.
+    moment is retried from a fresh look at the remote (up to ``PUSH_ROUNDS``
+    rounds, a short random wait between them); what still fails is listed
+    in ``refs_rejected``.
 
     Raises:
         RemoteError: the git remote cannot be reached.
         RemoteNotConfigured: runs have artifacts and no DVC remote is set up.
     """
+    import random
     import time
 
     process.flush_all(repo)
@@ -303,7 +305,8 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
         if not any(any(t in why for t in _TRANSIENT) for why in report.refs_rejected.values()):
             break
         if round_ + 1 < PUSH_ROUNDS:
-            time.sleep(0.1 * 2**round_)
+            # Jittered: clones that collided once must not collide again in step.
+            time.sleep(random.uniform(0.05, 0.1 * 2 ** min(round_, 4)))
     return report
 
 
