@@ -223,7 +223,7 @@ def git_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def print_git(rows: list[dict[str, Any]]) -> None:
-    bt.say("\n   plain git, gitml repo with run refs vs the same repo without them (ms)")
+    bt.say("\n   plain git, gitml repo with its refs (runs ledger, notes, experiments) vs the same repo without them (ms)")
     head = f"   {'N':>7} {'state':<6} {'command':<26} {'with refs':>10} {'without':>10} {'slowdown':>9}"
     bt.say(head)
     for x in rows:
@@ -264,7 +264,7 @@ def plot(res: dict[str, Any], outdir: Path) -> list[Path]:
             rows = [x for x in res["git_summary"] if x["state"] == state and x["key"] == key]
             ns = [x["runs"] for x in rows]
             color = f"C{i}"
-            ax.plot(ns, [x["with_refs_ms"] for x in rows], "o-", color=color, label=f"{GIT_LABELS[key]}, run refs")
+            ax.plot(ns, [x["with_refs_ms"] for x in rows], "o-", color=color, label=f"{GIT_LABELS[key]}, gitml refs")
             ax.plot(ns, [x["without_refs_ms"] for x in rows], "o--", color=color, alpha=0.6,
                     label=f"{GIT_LABELS[key]}, none")
         ax.set_xscale("log")
@@ -272,7 +272,7 @@ def plot(res: dict[str, Any], outdir: Path) -> list[Path]:
         ax.set_xlabel("runs")
         ax.set_ylabel("ms")
         how = "both gc'd" if state == "gc" else "both as written, not gc'd"
-        ax.set_title(f"plain git with / without gitml run refs ({how})", fontsize=9)
+        ax.set_title(f"plain git with / without gitml refs ({how})", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
