@@ -19,7 +19,7 @@ MLflow sqlite database, then, in this one process run:
               objects) and again with both `git gc`'d
 
 Prints a table per size (gitml, MLflow, ratio MLflow/gitml) and a plain-git
-table (with / without run refs); --json writes every figure, --plot DIR writes
+table (with / without gitml's refs); --json writes every figure, --plot DIR writes
 log-log PNGs. 100000 runs is allowed (--sizes 1000,10000,100000) but takes
 long (the better part of an hour on 2 cores: populating gitml alone is ~7 min,
 MLflow's search-all ~2 min a rep, and copying and gc'ing the loose repo as much
@@ -93,7 +93,7 @@ def plain_git(repo: Path, reps: int) -> dict[str, float]:
 
 
 def with_mirror(repo: Path) -> None:
-    """A bare mirror of ``repo`` (all refs, run refs included) as its remote 'origin'."""
+    """A bare mirror of ``repo`` (all refs, gitml's included) as its remote 'origin'."""
     remote = repo.parent / (repo.name + "-remote.git")
     bt.git(repo.parent, "clone", "-q", "-c", "gc.auto=0", "--mirror", str(repo), str(remote))
     bt.git(repo, "remote", "add", "origin", str(remote))
@@ -110,7 +110,7 @@ def strip_run_refs(repo: Path) -> int:
 
 
 def git_with_without(ws: bt.Workspace, repo: Path, reps: int) -> dict[str, Any]:
-    """Plain git in a copy of the gitml repo and a copy without its run refs, loose then gc'd."""
+    """Plain git in a copy of the gitml repo and a copy without gitml's refs, loose then gc'd."""
     copies = {}
     for label in ("with_refs", "without_refs"):
         d = ws.new_dir(f"git-{label}") / "repo"
@@ -158,7 +158,7 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
     g["runs_list_ms"] = bt.median(bt.time_cmd([*bt.console_script("gitml"), "runs", "list"],
                                               proc_reps, repo)) * 1e3
     g["git_bytes_loose"] = disk_bytes(repo / ".git")
-    bt.say("    gitml : searched; plain git with/without run refs ...")
+    bt.say("    gitml : searched; plain git with/without gitml refs ...")
     res["git"] = git_with_without(ws, repo, proc_reps)
     bt.git(repo, "gc", "-q", "--prune=now")
     g["git_bytes_gc"] = disk_bytes(repo / ".git")
