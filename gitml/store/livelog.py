@@ -134,8 +134,9 @@ def log_path(live_dir: Path, run_id: str, writer_id: str) -> Path:
 
 def live_writers(live_dir: Path, run_id: str) -> list[Path]:
     """Paths of the live logs of ``run_id`` (alive or not)."""
-    try:
-        return sorted(live_dir.glob(f"{run_id}.*.log"))
+    prefix = run_id + "."
+    try:  # a listing, not a glob: a glob compiles a new pattern for every run id
+        return sorted(live_dir / n for n in os.listdir(live_dir) if n.startswith(prefix) and n.endswith(".log"))
     except FileNotFoundError:
         return []
 

@@ -86,10 +86,12 @@ def commit_events(
         ConcurrentUpdate: the ref kept moving for every retry.
     """
     ref = names.run_ref(run_id)
+    shard = names.ledger_ref(run_id)
     for _ in range(CAS_RETRIES):
         old = repo.ref_target(ref)
+        shard_head = repo.ref_target(shard) if old is None else None
         # A run folded into the ledger gets its own ref again, based on its entry.
-        base = old if old is not None else ledger.lookup_folded(repo, run_id)
+        base = old if old is not None else ledger.lookup(repo, shard_head, run_id) if shard_head else None
         if base is None:
             if not events or events[0].kind != INFO or "run_id" not in events[0].value:
                 raise RunNotFound(f"Run {run_id!r} not found in {repo.git_dir}")
@@ -114,7 +116,15 @@ def commit_events(
         source = state.info.get("source") or {}
         parents = [source["commit"]] if source.get("commit") else []
         commit = repo.write_commit(tree, parents, state.commit_message())
-        if repo.cas_ref(ref, commit, old):
+        if _straight_to_ledger(repo, state, old, writer):
+            # The last writer of a run that ends here and has no ref of its own: the commit
+            # goes into the ledger directly (what creating the ref and folding it would do,
+            # without writing and deleting the ref).
+            folded = ledger.write(repo, shard_head, {run_id: commit}, "gitml: fold 1 run\n")
+            moved = repo.cas_ref(shard, folded, shard_head)
+        else:
+            moved = repo.cas_ref(ref, commit, old)
+        if moved:
             written = RunCommit(commit, state, tree)
             _remember(repo, run_id, written)
             now = (state.info.get("status"), state.info.get("lifecycle_stage"))
@@ -124,6 +134,15 @@ def commit_events(
                 notes.queue_note(repo, state)
             return written
     raise ConcurrentUpdate(f"Gave up updating run {run_id} after {CAS_RETRIES} attempts")
+
+
+def _straight_to_ledger(repo: GitRepo, state: RunState, own_ref: str | None, writer: WriterMark | None) -> bool:
+    if own_ref is not None or writer is None or not writer.closing:
+        return False
+    if not RunStatus.is_terminated(str(state.info.get("status"))):
+        return False
+    mine = livelog.log_path(live_dir(repo), state.run_id, writer.writer_id)
+    return all(p == mine for p in livelog.live_writers(live_dir(repo), state.run_id))
 
 
 def _prune_writers(repo: GitRepo, state: RunState, keep: str | None) -> None:
