@@ -23,7 +23,7 @@ from gitml.tracking.commit import live_dir
 from gitml.tracking.ledger import fold as fold_ledger
 from gitml.tracking.merge import merge_runs
 from gitml.tracking.notes import merge_lines, note_runs, parse_lines, queue_note, write_notes
-from gitml.tracking.runfiles import check_metric_files, read_state
+from gitml.tracking.runfiles import RunState, check_metric_files, read_state
 
 Progress = Callable[[int, int], None]
 
@@ -131,18 +131,19 @@ def _runs_in_updates(repo: GitRepo, updates: list[tuple[str, str, str | None]]) 
     return out
 
 
-def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport, remote_oid: str | None = None) -> bool:
+def _ours_to_send(repo: GitRepo, ref: str, oid: str, report: SyncReport, remote_oid: str | None = None,
+                  read: dict[str, RunState] | None = None) -> bool:
     """False for a local ref push must not spread: a malformed run (fetched with plain git, say),
     a ledger with one, or a ref under refs/gitml/ that gitml does not write."""
     run_id = names.parse_run_ref(ref)
     try:
         if run_id is not None:
-            read_state(repo, oid, run_id)
+            _remember_state(read, oid, read_state(repo, oid, run_id)[0])
         elif names.parse_ledger_ref(ref) is not None:
             base = remote_oid if remote_oid and repo.is_commit(remote_oid) else None
             for entry, commit in store_ledger.changed_entries(repo, base, oid).items():
                 if commit is not None:
-                    read_state(repo, commit, entry)
+                    _remember_state(read, commit, read_state(repo, commit, entry)[0])
         elif names.parse_experiment_ref(ref) is None and ref not in _NOTE_RULES:
             raise CorruptRun(f"{ref} is not a ref gitml writes")
     except CorruptRun as e:
@@ -259,12 +260,19 @@ def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> d
     return {repo.note_path(tree, target): data for target, data in changes.items()}
 
 
-def _artifact_oids(repo: GitRepo, run_oids: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """md5 -> [(run id, artifact path)] referenced by these run commits (malformed ones skipped)."""
+def _remember_state(read: dict[str, RunState] | None, commit: str, state: RunState) -> None:
+    if read is not None:
+        read[commit] = state
+
+
+def _artifact_oids(repo: GitRepo, run_oids: list[str],
+                   read: dict[str, RunState] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """md5 -> [(run id, artifact path)] referenced by these run commits (malformed ones skipped;
+    ``read``: states already read, by commit)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for oid in run_oids:
         try:
-            state, _ = read_state(repo, oid)
+            state = read[oid] if read is not None and oid in read else read_state(repo, oid)[0]
         except CorruptRun as e:
             schema.warn_skipped(e, oid)
             continue
@@ -329,8 +337,9 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
             oid = repo.ref_target(ref)
             if oid:
                 local[ref] = oid
+        checked: dict[str, RunState] = {}  # run commit -> its state, read once for the check and the artifacts
         updates = [(ref, oid, remote_refs.get(ref)) for ref, oid in sorted(local.items())
-                   if remote_refs.get(ref) != oid and _ours_to_send(repo, ref, oid, report, remote_refs.get(ref))]
+                   if remote_refs.get(ref) != oid and _ours_to_send(repo, ref, oid, report, remote_refs.get(ref), checked)]
         # A run the remote still has as its own ref (pushed while it was live) and that is in our
         # ledger now (its content merged in above): the remote's ref goes, leased.
         updates += [(ref, "", oid) for ref, oid in sorted(remote_refs.items())
@@ -340,7 +349,7 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
         sent_runs = _runs_in_updates(repo, updates)
         flat = {run_id: oid for per_ref in sent_runs.values() for run_id, oid in per_ref.items()}
         tag_oids = [oid for ref, oid, _ in updates if ref.startswith("refs/tags/")]
-        wanted = _artifact_oids(repo, list(flat.values()) + _version_commits(repo, tag_oids))
+        wanted = _artifact_oids(repo, list(flat.values()) + _version_commits(repo, tag_oids), checked)
         if wanted:
             from gitml.store.content import RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
