@@ -168,3 +168,19 @@ def test_runs_commit_prints_the_commit_plain_git_reads(repo):
     commit = gitml_cli(repo, "runs", "commit", run_id[:6]).stdout.strip()
     assert commit == run_rev(repo, run_id)
     assert json.loads(git(repo, "show", f"{commit}:run.json"))["run_id"] == run_id
+
+
+def test_a_forced_fetch_that_replaces_a_shard_loses_no_run(repo, tmp_path):
+    """`git fetch +refs/gitml/*:refs/gitml/*` replaces a ledger shard with the remote's copy, which
+    lacks this clone's newer runs. The next command puts them back (and keeps the remote's)."""
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(repo), str(other))
+    log_many(repo, 40)  # both clones log runs; with 40 + 40 runs every shard is on both sides
+    log_many(other, 40)
+    mine, theirs = git_run_ids(repo), git_run_ids(other)
+    git(repo, "fetch", "-q", str(other), "+refs/gitml/*:refs/gitml/*")
+    assert set(git_run_ids(repo)) != set(mine) | set(theirs)  # plain git dropped some of ours
+    out = gitml_cli(repo, "runs", "list", "--json", "-n", "1000")
+    assert {r["info"]["run_id"] for r in json.loads(out.stdout)} == set(mine) | set(theirs)
+    assert "put back" in out.stderr
+    assert set(git_run_ids(repo)) == set(mine) | set(theirs)

@@ -53,6 +53,11 @@ def own_refs(repo: GitRepo) -> dict[str, str]:
             if (run_id := names.parse_run_ref(ref)) is not None}
 
 
+def mine_refs(repo: GitRepo) -> dict[str, str]:
+    """This clone's own-write refs of the ledger shards (``remember_mine``)."""
+    return dict(repo.iter_refs(names.LEDGER_MINE_PREFIX))
+
+
 def all_run_commits(repo: GitRepo) -> dict[str, str]:
     """Run id -> run commit of every run: the ledger's entries, overlaid by runs' own refs."""
     out: dict[str, str] = {}
@@ -60,6 +65,21 @@ def all_run_commits(repo: GitRepo) -> dict[str, str]:
         out.update(entries(repo, head))
     out.update(own_refs(repo))
     return out
+
+
+def mine_ref(shard: str) -> str:
+    """The local-only ref that remembers this clone's last write of ledger ref ``shard``."""
+    return names.LEDGER_MINE_PREFIX + shard[len(names.LEDGER_PREFIX) :]
+
+
+def remember_mine(repo: GitRepo, shard: str, commit: str) -> None:
+    """Record ``commit`` (just written to ``shard`` by gitml) as this clone's own state of it.
+
+    A hint, not a lock: a lost race leaves an older commit of ours, which the
+    shard's history contains anyway.
+    """
+    ref = mine_ref(shard)
+    repo.cas_ref(ref, commit, repo.ref_target(ref))
 
 
 def entry_path(run_id: str) -> tuple[str, str]:

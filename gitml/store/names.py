@@ -13,6 +13,9 @@ RUNS_PREFIX = "refs/gitml/runs/"
 #: Finished runs: one ledger ref per first hex digit of the run id (gitml.store.ledger).
 LEDGER_PREFIX = "refs/gitml/ledger/"
 LEDGER_SHARDS = "0123456789abcdef"
+#: This clone's last own write of each ledger shard (never pushed or fetched: outside refs/gitml/),
+#: so a shard replaced by a forced plain-git fetch gets this clone's runs back.
+LEDGER_MINE_PREFIX = "refs/gitml-local/ledger/"
 EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
 NOTES_REF = "refs/notes/gitml"
 REGISTRY_NOTES_REF = "refs/notes/gitml-registry"

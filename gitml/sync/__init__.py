@@ -21,6 +21,7 @@ from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, process, recovery, schema
 from gitml.tracking.commit import live_dir
 from gitml.tracking.ledger import fold as fold_ledger
+from gitml.tracking.ledger import put_back
 from gitml.tracking.merge import merge_runs
 from gitml.tracking.notes import merge_lines, note_runs, parse_lines, queue_note, write_notes
 from gitml.tracking.runfiles import RunState, check_metric_files, read_state
@@ -306,6 +307,7 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
 
     process.flush_all(repo)
     recovery.recover(repo)
+    put_back(repo)  # a shard a forced plain-git fetch replaced gets this clone's runs back first
     report = SyncReport(remote)
     for round_ in range(PUSH_ROUNDS):
         report.refs_rejected = {}
@@ -393,6 +395,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     """
     process.flush_all(repo)
     recovery.recover(repo)
+    put_back(repo)  # a shard a forced plain-git fetch replaced gets this clone's runs back first
     report = SyncReport(remote)
     try:
         incoming = _fetch_incoming(repo, remote)
@@ -532,6 +535,7 @@ def _absorb_ledger(repo: GitRepo, ref: str, theirs: str | None, report: SyncRepo
         else:
             return []
         if repo.cas_ref(ref, result, ours):
+            store_ledger.remember_mine(repo, ref, result)
             for run_id, kind in kinds.items():
                 if kind == "merged":
                     report.runs_merged.append(run_id)

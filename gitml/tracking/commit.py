@@ -122,6 +122,8 @@ def commit_events(
             # without writing and deleting the ref).
             folded = ledger.write(repo, shard_head, {run_id: commit}, "gitml: fold 1 run\n")
             moved = repo.cas_ref(shard, folded, shard_head)
+            if moved:
+                ledger.remember_mine(repo, shard, folded)
         else:
             moved = repo.cas_ref(ref, commit, old)
         if moved:

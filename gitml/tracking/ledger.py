@@ -75,9 +75,48 @@ def fold_pending(repo: GitRepo) -> list[str]:
     ones, and a run ref already judged at its commit is not read again.
     """
     try:
+        put_back(repo)
         return fold(repo)
     except ConcurrentUpdate:
         return []  # another process is folding the same shard; the next call finishes
+
+
+def put_back(repo: GitRepo) -> list[str]:
+    """Runs of this clone that a forced update of a ledger shard dropped, put back; their ids.
+
+    ``git fetch +refs/gitml/*:refs/gitml/*`` replaces a shard with the
+    remote's copy, which lacks the runs this clone folded since it last
+    synced. Each shard's last own write is kept in a local-only ref
+    (``refs/gitml-local/ledger/<h>``); when that is no longer in the
+    shard's history, its entries are joined back in (the remote's stay),
+    with a warning. A fast-forward (a pull, a plain fetch) needs nothing.
+    """
+    import logging
+
+    restored: list[str] = []
+    for ref, mine in store_ledger.mine_refs(repo).items():
+        shard = names.LEDGER_PREFIX + ref[len(names.LEDGER_MINE_PREFIX) :]
+        for _ in range(CAS_RETRIES):
+            head = repo.ref_target(shard)
+            if head == mine or not repo.has_object(mine) or (head is not None and repo.is_ancestor(mine, head)):
+                break
+            lost = {r: oid for r, oid in store_ledger.changed_entries(repo, head, mine).items() if oid is not None}
+            changes: dict[str, str | None] = {}
+            for run_id, oid in lost.items():
+                current = store_ledger.lookup(repo, head, run_id) if head else None
+                new = oid if current is None else _join(repo, run_id, current, oid)
+                if new != current:
+                    changes[run_id] = new
+            commit = store_ledger.write(repo, head, changes, "gitml: put back runs a forced update dropped\n", [mine])
+            if repo.cas_ref(shard, commit, head):
+                store_ledger.remember_mine(repo, shard, commit)
+                if changes:
+                    logging.getLogger("gitml").warning(
+                        "gitml: warning: %s was replaced by a forced update (git fetch +refs/gitml/*?); "
+                        "%d run%s of this clone put back", shard, len(changes), "" if len(changes) == 1 else "s")
+                restored += sorted(changes)
+                break
+    return restored
 
 
 def _foldable(repo: GitRepo, run_id: str, oid: str) -> bool:
@@ -119,6 +158,7 @@ def _fold_shard(repo: GitRepo, shard: str, group: dict[str, str]) -> None:
         n = len(changes)
         commit = store_ledger.write(repo, head, changes, f"gitml: fold {n} run{'s' if n != 1 else ''}\n")
         if repo.cas_ref(shard, commit, head):
+            store_ledger.remember_mine(repo, shard, commit)
             return
     raise ConcurrentUpdate(f"Gave up updating {shard} after {CAS_RETRIES} attempts")
 
