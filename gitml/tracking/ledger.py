@@ -101,12 +101,7 @@ def put_back(repo: GitRepo) -> list[str]:
             if head == mine or not repo.has_object(mine) or (head is not None and repo.is_ancestor(mine, head)):
                 break
             lost = {r: oid for r, oid in store_ledger.changed_entries(repo, head, mine).items() if oid is not None}
-            changes: dict[str, str | None] = {}
-            for run_id, oid in lost.items():
-                current = store_ledger.lookup(repo, head, run_id) if head else None
-                new = oid if current is None else _join(repo, run_id, current, oid)
-                if new != current:
-                    changes[run_id] = new
+            changes = _joined(repo, head, lost)
             commit = store_ledger.write(repo, head, changes, "gitml: put back runs a forced update dropped\n", [mine])
             if repo.cas_ref(shard, commit, head):
                 store_ledger.remember_mine(repo, shard, commit)
@@ -147,12 +142,7 @@ def _foldable(repo: GitRepo, run_id: str, oid: str) -> bool:
 def _fold_shard(repo: GitRepo, shard: str, group: dict[str, str]) -> None:
     for _ in range(CAS_RETRIES):
         head = repo.ref_target(shard)
-        changes: dict[str, str | None] = {}
-        for run_id, oid in sorted(group.items()):
-            current = store_ledger.lookup(repo, head, run_id) if head else None
-            new = oid if current is None else _join(repo, run_id, current, oid)
-            if new != current:
-                changes[run_id] = new
+        changes = _joined(repo, head, group)
         if not changes:
             return
         n = len(changes)
@@ -161,6 +151,17 @@ def _fold_shard(repo: GitRepo, shard: str, group: dict[str, str]) -> None:
             store_ledger.remember_mine(repo, shard, commit)
             return
     raise ConcurrentUpdate(f"Gave up updating {shard} after {CAS_RETRIES} attempts")
+
+
+def _joined(repo: GitRepo, head: str | None, runs: dict[str, str]) -> dict[str, str | None]:
+    """The entries that change when ``runs`` (run id -> commit) are joined into shard commit ``head``."""
+    changes: dict[str, str | None] = {}
+    for run_id, oid in sorted(runs.items()):
+        current = store_ledger.lookup(repo, head, run_id) if head else None
+        new = oid if current is None else _join(repo, run_id, current, oid)
+        if new != current:
+            changes[run_id] = new
+    return changes
 
 
 def _join(repo: GitRepo, run_id: str, entry: str, ref: str) -> str:
