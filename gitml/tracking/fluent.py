@@ -441,12 +441,11 @@ def search_runs(
         ids = None
     else:
         ids = [_active_experiment_id()]
-    runs = _runs.search_runs(repo, ids, filter_string, run_view_type, max_results, order_by)
     if output_format == "list":
-        return runs
+        return _runs.search_runs(repo, ids, filter_string, run_view_type, max_results, order_by)
     if output_format != "pandas":
         raise InvalidValue(f"Unsupported output_format {output_format!r}; use 'pandas' or 'list'")
-    return _runs.runs_to_dataframe(runs)
+    return _runs.search_frame(repo, ids, filter_string, run_view_type, max_results, order_by)
 
 
 # -- exit handling -------------------------------------------------------------------------

@@ -457,6 +457,46 @@ class RunIndex:
             out.append(Run(info, data[run_id], json.loads(r[11] or "{}"), r[10], r[9], inputs.get(run_id) or RunInputs()))
         return out
 
+    def columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        """MLflow's ``search_runs`` table for ``run_ids``, as columns in that order, straight from SQL.
+
+        The same columns and values as ``runs_to_dataframe(load(run_ids))``
+        without making a Run per row: at 10k runs the objects cost more than
+        the query.
+        """
+        return self._guard(lambda: self._columns(run_ids))
+
+    def _columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        db = self.db
+        ids = json.dumps(run_ids)
+        wanted = "run_id IN (SELECT value FROM json_each(?))"
+        rows = {r[0]: r for r in db.execute(
+            f"SELECT run_id, experiment_id, status, artifact_uri, start_time, end_time FROM runs WHERE {wanted}",
+            (ids,))}
+        order = [r for r in run_ids if r in rows]
+        ordered = json.dumps(order)
+        n = len(order)
+        columns: dict[str, list[Any]] = {
+            name: [rows[r][i] for r in order]
+            for i, name in enumerate(("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"))
+        }
+        # json_each's key is each id's position in the list: rows come with their row number
+        joined = "FROM json_each(?) AS j JOIN {} AS t ON t.run_id = j.value"
+        for prefix, sql in (
+            ("metrics.", "SELECT j.key, t.key, CASE WHEN t.is_nan THEN NULL ELSE t.value END, t.is_nan "
+                         + joined.format("latest_metrics")),
+            ("params.", "SELECT j.key, t.key, t.value, 0 " + joined.format("params")),
+            ("tags.", "SELECT j.key, t.key, t.value, 0 " + joined.format("tags")),
+        ):
+            found: dict[str, list[Any]] = {}
+            for i, key, value, is_nan in db.execute(sql, (ordered,)):
+                column = found.get(key)
+                if column is None:
+                    column = found[key] = [None] * n
+                column[i] = math.nan if is_nan else value
+            columns.update((prefix + key, found[key]) for key in sorted(found))
+        return columns
+
     def close(self) -> None:
         """Close every thread's connection."""
         self._close_all()

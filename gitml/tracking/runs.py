@@ -429,10 +429,34 @@ def dataset_summaries(repo: GitRepo, experiment_ids: list[str]) -> list[tuple[st
     return sync_index(repo).dataset_summaries([str(e) for e in experiment_ids])
 
 
-def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
-    """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
+def search_frame(
+    repo: GitRepo,
+    experiment_ids: list[str] | None = None,
+    filter_string: str | None = None,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+) -> pandas.DataFrame:
+    """``search_runs`` as MLflow's DataFrame, built from the index's columns (no Run objects).
+
+    Raises:
+        InvalidFilter: the filter or order_by does not parse.
+    """
+    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by, max_results)
+    return _frame(idx.columns(ids))
+
+
+def _frame(columns: dict[str, list[Any]]) -> pandas.DataFrame:
     import pandas as pd
 
+    columns = dict(columns)
+    for name in ("start_time", "end_time"):
+        columns[name] = pd.to_datetime(columns[name], unit="ms", utc=True)
+    return pd.DataFrame(columns)
+
+
+def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
+    """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
     tag_keys = sorted({k for r in runs for k in r.data.tags})
@@ -441,8 +465,8 @@ def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
         "experiment_id": [r.info.experiment_id for r in runs],
         "status": [r.info.status for r in runs],
         "artifact_uri": [r.info.artifact_uri for r in runs],
-        "start_time": pd.to_datetime([r.info.start_time for r in runs], unit="ms", utc=True),
-        "end_time": pd.to_datetime([r.info.end_time for r in runs], unit="ms", utc=True),
+        "start_time": [r.info.start_time for r in runs],
+        "end_time": [r.info.end_time for r in runs],
     }
     for k in metric_keys:
         columns[f"metrics.{k}"] = [r.data.metrics.get(k) for r in runs]
@@ -450,7 +474,7 @@ def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
         columns[f"params.{k}"] = [r.data.params.get(k) for r in runs]
     for k in tag_keys:
         columns[f"tags.{k}"] = [r.data.tags.get(k) for r in runs]
-    return pd.DataFrame(columns)
+    return _frame(columns)
 
 
 def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:
