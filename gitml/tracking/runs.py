@@ -460,7 +460,7 @@ def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
     tag_keys = sorted({k for r in runs for k in r.data.tags})
-    columns: dict[str, object] = {
+    columns: dict[str, list[Any]] = {
         "run_id": [r.info.run_id for r in runs],
         "experiment_id": [r.info.experiment_id for r in runs],
         "status": [r.info.status for r in runs],
