@@ -226,6 +226,38 @@ with gitml.start_run(run_name="live-run") as run:
 '''
 
 
+SYSTEM_RUN = """
+import sys, time, gitml
+gitml.set_tracking_uri(sys.argv[1])
+gitml.set_system_metrics_sampling_interval(0.05)
+with gitml.start_run(run_name="with-system-metrics", log_system_metrics=True) as run:
+    gitml.log_metric("loss", 0.5)
+    time.sleep(0.6)
+print(run.info.run_id)
+"""
+
+
+def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SYSTEM_RUN, str(demo_repo.path)], cwd=demo_repo.path, env=ui_env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ui.goto(f"/runs/{out.stdout.strip()}")
+    system = ui.page.locator("section.system-metrics")
+    system.locator('.chart-card[data-chart-key="system/cpu_utilization_percentage"][data-drawn="1"]').wait_for()
+    system.locator('.chart-card[data-chart-key="system/system_memory_usage_megabytes"][data-drawn="1"]').wait_for()
+    own = ui.page.locator("section.card:has(h2:text-is('Charts'))")
+    own.locator('.chart-card[data-chart-key="loss"][data-drawn="1"]').wait_for()
+    assert own.locator('.chart-card[data-chart-key^="system/"]').count() == 0
+    assert system.locator('.chart-card[data-chart-key="loss"]').count() == 0
+    assert ui.page.locator('td[data-metric-value="loss"]').is_visible()
+    assert not ui.page.locator('td[data-metric-value="system/disk_usage_percentage"]').is_visible()  # folded away
+    ui.check()
+
+
 def test_a_running_run_updates_itself_until_it_ends(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Last in the module: it adds a run to the shared demo repository."""
     import subprocess

@@ -18,6 +18,7 @@ from gitml.registry import tags as registry_tags
 from gitml.store.repo import GitRepo
 from gitml.tracking import history
 from gitml.tracking import runs as _runs
+from gitml.tracking.sysmetrics import PREFIX as SYSTEM_PREFIX
 from gitml.tracking.entities import VIEWS, Run, RunStatus, ViewType
 
 PER_PAGE = 50
@@ -132,6 +133,8 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
         "experiment_name": experiment_name,
         "source_commit": commit_record(repo, run.source.get("commit")),
         "metric_keys": sorted(run.data.metrics),
+        # system metrics (log_system_metrics) get charts of their own, below the run's own
+        "system_metric_keys": sorted(k for k in run.data.metrics if k.startswith(SYSTEM_PREFIX)),
         "live": run.info.status == RunStatus.RUNNING,
         # RUNNING with no process logging it: crashed, or created by a client and never ended
         "writer_alive": run.info.status == RunStatus.RUNNING and _runs.has_live_writer(repo, run.info.run_id),

@@ -491,6 +491,14 @@
 
     /* live updates */
 
+    // A run page has two panels: the run's own metrics, and its system/ metrics.
+    wants(key) {
+      const filter = this.root.getAttribute("data-key-filter");
+      if (filter === "system") return key.startsWith("system/");
+      if (filter === "own") return !key.startsWith("system/");
+      return true;
+    }
+
     schedulePoll() {
       setTimeout(() => this.poll(), POLL_MS);
     }
@@ -508,7 +516,9 @@
         }
         updateLiveFields(answer.run, this.runs[i], i === 0);
         this.runKeys[i] = new Set((answer.metric_keys || []).map(String));
-        for (const key of answer.metric_keys || []) this.addCard(String(key), this.runs.map((_, r) => r));
+        for (const key of answer.metric_keys || []) {
+          if (this.wants(String(key))) this.addCard(String(key), this.runs.map((_, r) => r));
+        }
         if (answer.run.info.status === "RUNNING") running = true;
         else this.settled.add(i);
       });
