@@ -261,6 +261,22 @@ def test_runs_page_columns_sort_links_and_pagination(site, client):
     assert "error-box" in bad and "Invalid filter" in bad and 'value="metrics.loss &gt;&gt; 1"' in bad
 
 
+def test_runs_table_shows_registered_versions_and_short_numbers_with_the_full_value(site, client):
+    import html
+    import re
+
+    body = page(client, "/runs?col=metrics.loss&col=metrics.train/acc")
+    row = next(r for r in body.split("<tr ")[1:] if site["hostile"] in r)
+    assert 'href="/models/demo-model"' in row and "stage-production" in row  # the Models column
+    assert "/models/" not in next(r for r in body.split("<tr ")[1:] if site["baseline"][0] in r)
+    cells = re.findall(r'<span class="num" title="([^"]*)" data-metric-cell="loss">([^<]*)</span>', body)
+    assert cells
+    for full, short in cells:
+        assert len(short.replace("-", "").replace(".", "").lstrip("0")) <= 4  # 4 significant digits
+        assert float(html.unescape(full)) == pytest.approx(float(short), rel=1e-3)  # every digit on hover
+    assert any(len(full) > len(short) for full, short in cells)
+
+
 def test_runs_table_scales_by_loading_only_its_page(site, client, monkeypatch):
     from gitml.tracking import index
 

@@ -76,6 +76,29 @@ def test_runs_table_sorts_by_a_metric_and_filters(ui: UiPage, demo_repo: DemoRep
     assert row_names(ui) == []
 
 
+def test_runs_table_numbers_stay_on_one_line_and_the_name_stays_in_view(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/runs")
+    ui.page.locator("details.columns summary").click()
+    keys = ui.page.locator("details.columns input[type=checkbox]")
+    for i in range(keys.count()):  # every metric, param and tag: wider than the 1280 px window
+        keys.nth(i).check()
+    ui.page.locator("details.columns button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    ui.check()
+    wrap = ui.page.locator(".table-wrap")
+    assert wrap.evaluate("el => el.scrollWidth > el.clientWidth")
+    line = ui.page.locator("table.runs-table tbody td.nowrap").first.bounding_box()["height"]
+    for cell in ui.page.locator("table.runs-table tbody span.num").all():
+        assert cell.bounding_box()["height"] <= line, cell.inner_text()  # no number broken over two lines
+        assert cell.get_attribute("title")  # the full value on hover
+    name = ui.page.locator("table.runs-table tbody td.name").first
+    left = wrap.bounding_box()["x"]
+    wrap.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+    box = name.bounding_box()
+    assert box is not None and left - 1 <= box["x"] <= left + 2, (left, box)  # pinned at the left edge
+    assert name.is_visible()
+
+
 def test_run_page_from_the_table_draws_the_metric_charts(ui: UiPage, demo_repo: DemoRepo):
     ui.goto("/runs")
     ui.page.locator("table.runs-table td.name a", has_text=re.compile(r"^ridge-a$")).click()

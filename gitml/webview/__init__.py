@@ -8,6 +8,7 @@ viewer never changes the repository.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from typing import Any
 
@@ -40,7 +41,7 @@ def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts
     app.config["GITML_REPO"] = repo
     app.config["GITML_ALLOWED_HOSTS"] = {_bracketed(h.lower()) for h in allowed_hosts} if allowed_hosts else None
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, duration=format_duration,
+    app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, short=format_short, full=format_full, duration=format_duration,
                                  size=format_size)
     app.jinja_env.globals.update(repo_name=(repo.workdir or repo.git_dir).name)
 
@@ -132,6 +133,18 @@ def format_num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def format_short(value: Any) -> str:
+    """A table cell's number: 4 significant digits (the full value goes in its title)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return format_num(value)
+
+
+def format_full(value: Any) -> str:
+    """Every digit of a number, for a tooltip."""
+    return repr(value) if isinstance(value, float) else format_num(value)
 
 
 def format_duration(run: dict[str, Any]) -> str:

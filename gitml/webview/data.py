@@ -106,6 +106,8 @@ def runs_page(repo: GitRepo, q: RunsQuery) -> dict[str, Any]:
         "total": total, "page": q.page, "per_page": q.per_page, "pages": max(1, -(-total // q.per_page)),
         "runs": [run_record(r) for r in found],
         "keys": _runs.run_keys(repo, q.experiment_ids or None),
+        # registered model versions made from the page's runs (MLflow's "Models" column)
+        "versions": versions_of_runs(repo, {r.info.run_id for r in found}),
     }
 
 
@@ -143,10 +145,20 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
 
 def versions_of_run(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
     """The registered model versions made from this run (what MLflow's run page lists as registered models)."""
+    return versions_of_runs(repo, {run_id}).get(run_id, [])
+
+
+def versions_of_runs(repo: GitRepo, run_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Run id -> the registered model versions made from it, for the runs in ``run_ids`` that have any."""
     from gitml import registry
 
-    return [{"model": v.model, "version": v.version, "number": v.number, "stages": list(v.stages), "active": v.active}
-            for m in registry.load(repo).values() for v in m.versions if v.run_id == run_id]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in registry.load(repo).values():
+        for v in m.versions:
+            if v.run_id in run_ids:
+                out.setdefault(v.run_id, []).append({"model": v.model, "version": v.version, "number": v.number,
+                                                     "stages": list(v.stages), "active": v.active})
+    return out
 
 
 def runs_csv(repo: GitRepo, q: RunsQuery) -> str:
