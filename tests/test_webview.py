@@ -400,6 +400,14 @@ def test_compare_marks_what_differs(site, client):
     assert 'id="only-changed"' in body and 'class="parcoords"' in body
     assert '<tr class="same"><th>model</th>' in body and '<tr class="changed"><th>lr</th>' in body
     assert "Pick runs" in api(client, "/api/compare", 400)["message"]
+    # coloured by the metric's direction, not by sign: lower loss is better, higher accuracy is better
+    assert d["metrics"]["loss"]["direction"] == "lower" and d["metrics"]["loss"]["best"] == [0]
+    assert d["metrics"]["train/acc"]["direction"] == "higher" and d["metrics"]["train/acc"]["best"] == [0]
+    assert d["metrics"]["nan_metric"]["direction"] is None and "best" not in d["metrics"]["nan_metric"]
+    loss_row = body.split("<th>loss</th>")[1].split("</tr>")[0]
+    assert loss_row.index('data-verdict="better"') < loss_row.index('data-verdict="worse"')
+    flipped = api(client, f"/api/compare?run={b0}&run={b1}&better=loss:higher")
+    assert flipped["metrics"]["loss"]["best"] == [1]
 
 
 def test_commits_show_runs_and_metrics(site, client):
@@ -420,8 +428,14 @@ def test_diff_between_branches(site, client):
     assert d["base"]["run"]["info"]["run_name"] == "lr-0.1"  # lowest loss among main's runs
     assert d["metrics"]["loss"]["old"] == 0.02 and d["metrics"]["loss"]["new"] == 0.05
     assert d["metrics"]["loss"]["diff"] == pytest.approx(0.03)
+    assert d["metrics"]["loss"]["verdict"] == "worse"  # loss went up: worse, though the change is positive
     body = page(client, "/diff?base=main&head=feature&pick=best:loss:min")
     assert 'class="diff-table"' in body and "+0.03" in body and 'class="chart-panel"' in body
+    assert 'data-verdict="worse"' in body and "lower is better for loss" in body
+    assert "picked: lowest loss of" in body  # the side says why its run was picked
+    assert api(client, "/api/diff?base=main&head=feature&pick=best:loss:min&better=loss:higher")[
+        "metrics"]["loss"]["verdict"] == "better"
+    assert "<metric>:lower" in api(client, "/api/diff?base=main&head=feature&better=loss", 400)["message"]
     err = page(client, "/diff?base=nope&head=feature")
     assert "error-box" in err and "nope" in err
 

@@ -222,6 +222,14 @@ def test_diff_page_compares_two_branches(ui: UiPage, demo_repo: DemoRepo):
     assert "acc" in metrics and "loss" in metrics
     params = ui.page.locator("table.diff-table").nth(1).locator("tbody th").all_inner_texts()
     assert "alpha" in params
+    # each change is coloured by whether it is better for that metric (lower loss, higher acc), not by sign
+    green, red = "rgb(26, 127, 55)", "rgb(207, 34, 46)"
+    for key, way in (("loss", "lower"), ("acc", "higher")):
+        cell = ui.page.locator("table.diff-table").first.locator(f"tr:has(th:text-is('{key}')) td[data-verdict]")
+        verdict, text = cell.get_attribute("data-verdict"), cell.inner_text()
+        change = float(text.split()[0])
+        assert verdict == ("better" if (change < 0) == (way == "lower") else "worse"), (key, text, verdict)
+        assert cell.evaluate("el => getComputedStyle(el).color") == (green if verdict == "better" else red)
     expect_drawn_chart(ui)
     ui.check()
     ui.screenshot("diff")

@@ -281,7 +281,9 @@ def _signature_columns(raw: Any) -> list[dict[str, str]]:
 # -- compare, commits, diff ---------------------------------------------------------------------
 
 
-def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
+def compare(repo: GitRepo, run_ids: list[str], better: list[str] | None = None) -> dict[str, Any]:
+    from gitml.review.direction import parse_overrides
+
     if not run_ids:
         raise InvalidValue("Pick runs to compare: /compare?run=<id>&run=<id>")
     found = list({run.info.run_id: run for run in (_runs.get_run(repo, r) for r in run_ids)}.values())
@@ -294,8 +296,27 @@ def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
             out[k] = {"values": values, "changed": len({repr(v) for v in values}) > 1}
         return out
 
+    metrics = table(lambda r: r.data.metrics)
+    _mark_best(repo, metrics, parse_overrides(better or []))
     return {"runs": [run_record(r) for r in found], "params": table(lambda r: r.data.params),
-            "metrics": table(lambda r: r.data.metrics), "tags": table(lambda r: r.data.tags)}
+            "metrics": metrics, "tags": table(lambda r: r.data.tags)}
+
+
+def _mark_best(repo: GitRepo, metrics: dict[str, dict[str, Any]], overrides: Mapping[str, Any]) -> None:
+    """Each metric row with a direction gets ``direction`` and, if its values differ, the ``best`` and
+    ``worst`` positions (every run that ties)."""
+    from gitml.review.direction import directions
+
+    ways = directions(repo, metrics, overrides)
+    for key, row in metrics.items():
+        way = ways.get(key)
+        values = [v for v in row["values"] if isinstance(v, (int, float))]
+        row["direction"] = way
+        if way is None or len(set(values)) < 2:
+            continue
+        best, worst = (min(values), max(values)) if way == "lower" else (max(values), min(values))
+        row["best"] = [i for i, v in enumerate(row["values"]) if v == best]
+        row["worst"] = [i for i, v in enumerate(row["values"]) if v == worst]
 
 
 def commits(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) -> dict[str, Any]:
@@ -320,12 +341,17 @@ def _side(side: Any) -> dict[str, Any]:
             "run": run_record(side.run) if side.run else None}
 
 
-def diff(repo: GitRepo, base: str, head: str, pick: str | None, show_all: bool = False) -> dict[str, Any]:
+def diff(repo: GitRepo, base: str, head: str, pick: str | None, show_all: bool = False,
+         better: list[str] | None = None) -> dict[str, Any]:
+    """Two sides compared; ``better`` are ``<metric>:lower|higher`` directions that win over git config and names."""
     from gitml.review import diff as review
+    from gitml.review.direction import parse_overrides
 
+    overrides = parse_overrides(better or [])
     new = review.resolve_side(repo, head, pick)
     old = review.resolve_side(repo, base, pick, exclude=new.run.info.run_id if new.run else None)
-    result = review.compare(old, new, include_unchanged=show_all)
+    result = review.compare(old, new, include_unchanged=show_all,
+                            directions=review.metric_directions(repo, old, new, overrides))
     for section in result.values():
         for row in section.values():
             for k in ("old", "new", "diff"):

@@ -142,7 +142,7 @@ def artifacts(run_id: str) -> str:
 
 @bp.get("/compare")
 def compare() -> str:
-    d = data.compare(repo(), request.args.getlist("run"))
+    d = data.compare(repo(), request.args.getlist("run"), request.args.getlist("better"))
     ids = [r["info"]["run_id"] for r in d["runs"]]
     return render_template("compare.html", d=d, run_ids=ids,
                            labels=[r["info"]["run_name"] or r["info"]["run_id"][:8] for r in d["runs"]],
@@ -176,7 +176,7 @@ def diff() -> str:
     result, error = None, None
     if base and head:
         try:
-            result = data.diff(repo(), base, head, pick, args.get("all") == "1")
+            result = data.diff(repo(), base, head, pick, args.get("all") == "1", args.getlist("better"))
         except GitmlError as e:
             error = e.message
     return render_template("diff.html", base=base, head=head, pick=pick or "", d=result, error=error,
