@@ -6,6 +6,7 @@ and friends; these classes keep those attribute names.
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -113,12 +114,20 @@ def metric_entities(key: str, steps: list[int], timestamps: list[int], values: l
     ``map`` over the slot's descriptor: C loops, ~4x faster. The objects are
     the same in every way (fields, equality, hash, repr).
     """
-    out: list[Metric] = list(map(object.__new__, repeat(Metric, len(steps))))
-    sink: deque[None] = deque(maxlen=0)  # runs each map for its effect, keeping nothing
-    sink.extend(map(_METRIC_KEY.__set__, out, repeat(key)))
-    sink.extend(map(_METRIC_VALUE.__set__, out, values))
-    sink.extend(map(_METRIC_TIMESTAMP.__set__, out, timestamps))
-    sink.extend(map(_METRIC_STEP.__set__, out, steps))
+    # 100k new objects set off the cyclic garbage collector ~140 times (a quarter of the time
+    # here); these cannot form a cycle, so it waits until they are made.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        out: list[Metric] = list(map(object.__new__, repeat(Metric, len(steps))))
+        sink: deque[None] = deque(maxlen=0)  # runs each map for its effect, keeping nothing
+        sink.extend(map(_METRIC_KEY.__set__, out, repeat(key)))
+        sink.extend(map(_METRIC_VALUE.__set__, out, values))
+        sink.extend(map(_METRIC_TIMESTAMP.__set__, out, timestamps))
+        sink.extend(map(_METRIC_STEP.__set__, out, steps))
+    finally:
+        if collecting:
+            gc.enable()
     return out
 
 
