@@ -264,6 +264,39 @@ def test_libgit2_object_cache_is_capped(repo):
     assert pygit2.settings.cached_memory[1] == LIBGIT2_CACHE_BYTES
 
 
+MANY_FLUSHES = """\
+import os, sys
+import gitml
+
+run = gitml.start_run()
+for i in range(300):
+    gitml.log_metric("loss", float(i), step=i)
+    gitml.flush()  # a pack each; past 40 packs git repacks them in the background
+packs = 0
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        packs += ".pack" in os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
+gitml.end_run()
+print(packs)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts open files through /proc")
+def test_a_long_run_does_not_keep_every_pack_it_wrote_open(repo, tracking):
+    """Each flush writes a pack, and libgit2 never lets go of a pack it has opened (even once a
+    repack has deleted it): 300 flushes held ~300 open files and their maps. gitml has it release
+    them every RELEASE_AFTER_PACKS packs."""
+    from gitml.store.repo import RELEASE_AFTER_PACKS
+
+    out = run_python(MANY_FLUSHES, repo, env={"GITML_FLUSH_INTERVAL": "0"})
+    assert out.returncode == 0, out.stderr
+    open_packs = int(out.stdout.split()[-1])
+    on_disk = len(list((repo / ".git" / "objects" / "pack").glob("*.pack")))
+    assert open_packs <= RELEASE_AFTER_PACKS + on_disk, f"{open_packs} pack files open"
+
+
 # -- 5. long histories ----------------------------------------------------------------------------------
 
 

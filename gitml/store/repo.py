@@ -68,6 +68,8 @@ _LOCK_RETRIES = 50  # lock failures one create_refs call retries (each holder th
 _FILE_REFS_ATTEMPTS = 5
 #: libgit2's object cache (small trees and commits read), per process; libgit2's default is 256 MB.
 LIBGIT2_CACHE_BYTES = 4 << 20
+#: Packs a GitRepo writes before it has libgit2 let go of the packs it opened (it never does by itself).
+RELEASE_AFTER_PACKS = 40
 
 _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
 # what would break a commit header written by hand: such a signature goes through libgit2
@@ -187,6 +189,7 @@ class GitRepo:
         # pygit2 objects are not safe to share between threads mid-call.
         self.lock = threading.RLock()
         self._batch = threading.local()  # objects of this thread's open batch (see ``batch``)
+        self._packs_written = 0
 
     @property
     def _repo(self) -> pygit2.Repository:
@@ -564,6 +567,13 @@ class GitRepo:
         with self.lock:
             packs.write_pack(self.common_dir / "objects", objects)
             packs.repack_if_many(self.common_dir)
+            self._packs_written += 1
+            if self._packs_written % RELEASE_AFTER_PACKS == 0 and self._opened is not None:
+                # libgit2 keeps every pack it has opened, even once a repack has deleted it: a
+                # long run's flushes (a pack each) piled up an open file, two maps (~60 KB) and
+                # a place in every lookup's search per flush. free() lets go of the object
+                # database; the next lookup opens the packs on disk.
+                self._opened.free()
 
     def update_tree(self, base: str | None, changes: Mapping[str, bytes | Gitlink | None]) -> str:
         """Write a tree equal to ``base`` with ``changes`` applied; return its oid.
