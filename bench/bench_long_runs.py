@@ -11,8 +11,10 @@ gitml, each repetition in a fresh child process (so peak RSS is the run's own) o
      background flush (time, points), RSS before and during the run and its peak, the live
      log's size, end_run; then get_metric_history of one 100k-point key, warm
   b  the same run with no flusher (GITML_FLUSH_INTERVAL=0) and `gitml.flush()` every
-     --flush-every steps: each flush's time against the points it carried (early flushes
-     against late ones), and log_metric per call with no flusher beside it
+     --flush-every steps: each flush's wall time and CPU time (this thread's: the background
+     `git repack` gitml starts past 40 packs competes for the cores but is not counted)
+     against the points it carried, early flushes against late ones; and log_metric per
+     call with no flusher beside it
   c  get_metric_history of the same key in a fresh process (import excluded)
 
 MLflow (sqlite, fresh database): log_metric per call on a sample (--mlflow-calls; each call
@@ -101,10 +103,10 @@ def child_run(cfg: dict[str, Any]) -> dict[str, Any]:
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         points = sum(map(len, (kwargs.get("metrics") or {}).values()))
-        t0 = now()
+        t0, c0 = now(), time.thread_time()
         out = commit_events(*args, **kwargs)
-        commits.append({"at_s": t0 - t_start, "s": now() - t0, "points": points,
-                        "thread": threading.current_thread().name})
+        commits.append({"at_s": t0 - t_start, "s": now() - t0, "cpu_s": time.thread_time() - c0,
+                        "points": points, "thread": threading.current_thread().name})
         return out
 
     gitml_writer.commit_events = timed  # type: ignore[assignment]
@@ -130,9 +132,10 @@ def child_run(cfg: dict[str, Any]) -> dict[str, Any]:
         blocks.append((now() - t0) / ((min(first + block, steps) - first) * len(keys)) * 1e6)
         done = min(first + block, steps)
         if flush_every and done % flush_every == 0:
-            t0 = now()
+            t0, c0 = now(), time.thread_time()
             gitml.flush()
-            explicit.append({"step": done, "s": now() - t0, "points": flush_every * len(keys)})
+            explicit.append({"step": done, "s": now() - t0, "cpu_s": time.thread_time() - c0,
+                             "points": flush_every * len(keys)})
         if b % sample_every == 0:
             logs = sum(p.stat().st_size for p in live.glob("*.log")) if live.exists() else 0
             samples.append({"step": done, "rss_mb": rss_mb(), "live_log_bytes": logs})
@@ -281,12 +284,13 @@ def flush_rows(flushes: list[dict[str, Any]]) -> dict[str, Any]:
     k = max(1, len(real) // TENTHS)
     early, late = real[:k], real[-k:]
 
-    def per_point(fs: list[dict[str, Any]]) -> float:
-        return bt.median([f["s"] / f["points"] * 1e6 for f in fs])
+    def per_point(fs: list[dict[str, Any]], what: str = "s") -> float:
+        return bt.median([f[what] / f["points"] * 1e6 for f in fs])
 
     return {"count": len(real), "median_points": bt.median([f["points"] for f in real]),
             "early_ms": bt.median([f["s"] for f in early]) * 1e3, "late_ms": bt.median([f["s"] for f in late]) * 1e3,
             "early_us_per_point": per_point(early), "late_us_per_point": per_point(late),
+            "early_cpu_us_per_point": per_point(early, "cpu_s"), "late_cpu_us_per_point": per_point(late, "cpu_s"),
             "early_points": bt.median([f["points"] for f in early]),
             "late_points": bt.median([f["points"] for f in late])}
 
@@ -329,6 +333,10 @@ def summarize(res: dict[str, Any]) -> list[dict[str, Any]]:
         bt.median([f["early_us_per_point"] for f in fb]), None)
     add("flush_late_per_point", "(b) flush per point, last tenth", "us/pt",
         bt.median([f["late_us_per_point"] for f in fb]), None)
+    add("flush_early_cpu_per_point", "(b) flush CPU per point, first tenth", "us/pt",
+        bt.median([f["early_cpu_us_per_point"] for f in fb]), None)
+    add("flush_late_cpu_per_point", "(b) flush CPU per point, last tenth", "us/pt",
+        bt.median([f["late_cpu_us_per_point"] for f in fb]), None)
     fa = [flush_rows([c for c in r["commits"] if c["thread"] == "gitml-flush"]) for r in a]
     fa = [f for f in fa if f]
     if fa:
@@ -430,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                        "logging thread (explicit, backlog, end_run)")
                 if fl:
                     bt.say(f"           {fl['count']} flushes of ~{fl['median_points']:,.0f} points: first tenth "
-                           f"{fl['early_ms']:.1f} ms ({fl['early_us_per_point']:.2f} us/pt), last tenth "
-                           f"{fl['late_ms']:.1f} ms ({fl['late_us_per_point']:.2f} us/pt)")
+                           f"{fl['early_ms']:.1f} ms ({fl['early_us_per_point']:.2f} us/pt, CPU "
+                           f"{fl['early_cpu_us_per_point']:.2f}), last tenth {fl['late_ms']:.1f} ms "
+                           f"({fl['late_us_per_point']:.2f} us/pt, CPU {fl['late_cpu_us_per_point']:.2f})")
             runs = res["gitml"][mode]
             bt.say(f"    per-call us by tenth of the run ({runs[0]['block_calls']} calls a block):")
             print_tenths("median block", runs, "tenth_median_us")
