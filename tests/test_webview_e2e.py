@@ -283,9 +283,42 @@ def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, u
     own = ui.page.locator("section.card:has(h2:text-is('Charts'))")
     own.locator('.chart-card[data-chart-key="loss"][data-drawn="1"]').wait_for()
     assert own.locator('.chart-card[data-chart-key^="system/"]').count() == 0
+    single = own.locator('.chart-card[data-chart-key="loss"]')  # logged once: a value and a bar, not a lone dot
+    assert single.get_attribute("data-single") == "1" and single.locator("canvas").count() == 0
+    assert single.locator(".value-number").inner_text() == "0.5"
     assert system.locator('.chart-card[data-chart-key="loss"]').count() == 0
     assert ui.page.locator('td[data-metric-value="loss"]').is_visible()
     assert not ui.page.locator('td[data-metric-value="system/disk_usage_percentage"]').is_visible()  # folded away
+    ui.check()
+
+
+SMALL_VALUES_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="tiny-values") as run:
+    for step in range(6):
+        gitml.log_metric("lr", 10.0 ** -(step + 1), step=step)
+print(run.info.run_id)
+"""
+
+
+def test_log_scale_axis_labels_read(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SMALL_VALUES_RUN, str(demo_repo.path)], cwd=demo_repo.path,
+                         env=ui_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ui.goto(f"/runs/{out.stdout.strip()}")
+    card = ui.page.locator('.chart-card[data-chart-key="lr"][data-drawn="1"]')
+    card.wait_for()
+    ui.page.locator(".chart-toolbar input[type=checkbox]").first.check()  # the log scale box
+    ui.page.wait_for_function("() => { const c = document.querySelector('.chart-card[data-chart-key=\"lr\"]');"
+                              " return c && (c.getAttribute('data-y-ticks') || '').includes('e-'); }")
+    ticks = [t for t in json.loads(card.get_attribute("data-y-ticks")) if t]
+    assert ticks and "0" not in ticks and len(set(ticks)) == len(ticks), ticks  # 1e-5, 1e-4..., never "0"
     ui.check()
 
 

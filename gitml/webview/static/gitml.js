@@ -119,6 +119,20 @@
     return String(Number(value.toPrecision(6)));
   }
 
+  // Axis labels that read at any magnitude: 0.001 and 1e-5 on a log scale, never a row of 0s.
+  function formatTick(value) {
+    if (value == null) return "";
+    if (value === 0) return "0";
+    const size = Math.abs(value);
+    if (size < 1e-3 || size >= 1e6) return value.toExponential(Math.max(0, Math.min(3, significant(value) - 1)));
+    return String(Number(value.toPrecision(6)));
+  }
+
+  function significant(value) {
+    const digits = value.toExponential(12).split("e")[0].replace("-", "").replace(".", "").replace(/0+$/, "");
+    return Math.max(1, digits.length);
+  }
+
   function solid(hex) {
     return hex;
   }
@@ -290,6 +304,18 @@
 
     draw() {
       this.drawStarted = performance.now();
+      // A metric logged once per run (a final score) reads better as values and bars than as
+      // a chart of lone dots; it becomes a chart when a run logs a second point.
+      const longest = this.histories.reduce((n, history) => Math.max(n, history ? history.values.length : 0), 0);
+      if (longest <= 1) {
+        this.drawValues();
+        return;
+      }
+      if (this.valuesEl) {
+        this.valuesEl.remove();
+        this.valuesEl = null;
+        this.el.removeAttribute("data-single");
+      }
       const options = this.panel.options;
       const withSmoothed = options.smoothing > 0;
       const parts = this.histories.map((history) => prepareSeries(history || EMPTY_HISTORY, options));
@@ -307,6 +333,38 @@
       }
       const grid = data[0];
       this.xRange = grid.length ? [grid[0], grid[grid.length - 1]] : null;
+    }
+
+    drawValues() {
+      if (this.plot) {
+        this.plot.destroy();
+        this.plot = null;
+        this.shape = "";
+      }
+      const values = this.histories.map((history) =>
+        history && history.values.length ? history.values[0] : null);
+      const finite = values.filter((v) => typeof v === "number" && isFinite(v));
+      const top = finite.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const rows = values.map((value, i) => {
+        if (value === null || !this.panel.mayHave(i, this.key)) return null;
+        const width = top > 0 && typeof value === "number" && isFinite(value) ? (Math.abs(value) / top) * 100 : 0;
+        const bar = h("span", { class: "value-bar" });
+        bar.style.width = width.toFixed(1) + "%";
+        bar.style.background = PALETTE[i % PALETTE.length];
+        const full = typeof value === "number" ? String(value) : "NaN";
+        return h("div", { class: "value-row" }, [
+          h("span", { class: "value-label" }, this.panel.labelOf(i)),
+          h("span", { class: "value-track" }, [bar]),
+          h("span", { class: "value-number", title: full }, formatNumber(value)),
+        ]);
+      }).filter((row) => row !== null);
+      const box = h("div", { class: "value-list" }, rows);
+      if (this.valuesEl) this.valuesEl.replaceWith(box);
+      else this.body.append(box);
+      this.valuesEl = box;
+      this.points = rows.length;
+      this.el.setAttribute("data-single", "1");
+      this.drawn();
     }
 
     // Keeps the user's zoom across live updates; otherwise rescales to the data.
@@ -332,6 +390,9 @@
       this.el.setAttribute("data-draw-ms", (performance.now() - this.drawStarted).toFixed(1));
       this.drawStarted = null;
       this.el.setAttribute("data-points", String(this.points));
+      // the y axis labels as drawn (they are painted on the canvas), for tests and tools
+      const ticks = this.plot && this.plot.axes[1] ? this.plot.axes[1]._values : null;
+      if (ticks) this.el.setAttribute("data-y-ticks", JSON.stringify(ticks));
       this.el.setAttribute("data-drawn", "1");
     }
 
@@ -472,7 +533,7 @@
         height: CHART_HEIGHT,
         scales: { x: { time: xMode === "wall" }, y: { distr: this.options.logScale ? 3 : 1 } },
         series: [{ label: X_MODES.find((mode) => mode[0] === xMode)[1] }].concat(series),
-        axes: [{}, { size: yAxisSize }],
+        axes: [{}, { size: yAxisSize, values: (u, splits) => splits.map(formatTick) }],
         cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false } },
         hooks: {
           draw: [() => card.drawn()],
