@@ -292,6 +292,39 @@ def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, u
     ui.check()
 
 
+IMAGES_RUN = """
+import sys, numpy as np, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="images-per-step") as run:
+    for step in (0, 10, 20):
+        gitml.log_image(np.full((8, 8, 3), step * 10, dtype=np.uint8), key="samples/val", step=step)
+print(run.info.run_id)
+"""
+
+
+def test_images_logged_per_step_have_a_step_slider(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", IMAGES_RUN, str(demo_repo.path)], cwd=demo_repo.path,
+                         env=ui_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ui.goto(f"/runs/{out.stdout.strip()}")
+    figure = ui.page.locator('figure.image-steps[data-image-key="samples/val"]')
+    img, slider, step = figure.locator("img"), figure.locator("input.image-slider"), figure.locator("output.image-step")
+    assert step.inner_text() == "20"  # the last step first
+    last = img.get_attribute("src")
+    assert img.evaluate("el => el.complete && el.naturalWidth > 0")  # the thumbnail loaded
+    slider.fill("0")
+    assert step.inner_text() == "0" and img.get_attribute("src") != last
+    ui.page.wait_for_function("() => { const i = document.querySelector('figure.image-steps img');"
+                              " return i.complete && i.naturalWidth > 0; }")
+    slider.fill("1")
+    assert step.inner_text() == "10"
+    ui.check()
+
+
 SMALL_VALUES_RUN = """
 import sys, gitml
 gitml.set_tracking_uri(sys.argv[1])

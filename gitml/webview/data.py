@@ -191,6 +191,13 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
     return f'{head[:-1]}, "steps": {array(steps)}, "timestamps": {array(times)}, "values": {finite}}}'
 
 
+def stepped_images(repo: GitRepo, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The run's time-stepped images (``log_image(key=, step=)``, MLflow's layout) by key, by step."""
+    from gitml.tracking import artifacts
+
+    return artifacts.stepped_images(artifacts.manifest(repo, run_id))
+
+
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
     from gitml.tracking.artifacts import ArtifactNotFound, list_artifacts
     from gitml.tracking.validation import validate_artifact_path

@@ -103,6 +103,7 @@ def run(run_id: str) -> str:
                                                      view="all", per_page=100))["runs"]
     return render_template("run.html", d=detail, run=detail["run"], children=children,
                            versions=_safe(data.versions_of_run, run_id) or [],
+                           images=_safe(data.stepped_images, run_id) or {},
                            artifacts=_artifact_root(run_id), models=_safe(data.model_summaries, run_id) or [])
 
 

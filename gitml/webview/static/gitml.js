@@ -591,6 +591,25 @@
     }
   }
 
+  /* ---------- images logged per step: a slider over the steps ---------- */
+
+  function startImageSteps(figure) {
+    const frames = readJSONAttr(figure, "data-frames", []);
+    const slider = figure.querySelector("input.image-slider");
+    const img = figure.querySelector("img");
+    const link = figure.querySelector("a.image-full");
+    const label = figure.querySelector("output.image-step");
+    if (!slider || !img || !frames.length) return;
+    slider.addEventListener("input", () => {
+      const frame = frames[Number(slider.value)];
+      if (!frame) return;
+      img.src = String(frame.src);
+      img.alt = figure.getAttribute("data-image-key") + " at step " + frame.step;
+      if (link) link.href = String(frame.full);
+      if (label) label.textContent = String(frame.step);
+    });
+  }
+
   /* ---------- live fields outside the charts ---------- */
 
   // A field belongs to the run named by its nearest data-run-id ancestor,
@@ -942,6 +961,7 @@
 
   function init() {
     document.querySelectorAll(".chart-panel").forEach(startChartPanel);
+    document.querySelectorAll("figure.image-steps").forEach(startImageSteps);
     document.querySelectorAll(".parcoords").forEach(startParcoords);
     initOnlyChanged();
     initRunSelection();
