@@ -99,6 +99,52 @@ def test_runs_table_numbers_stay_on_one_line_and_the_name_stays_in_view(ui: UiPa
     assert name.is_visible()
 
 
+def test_dark_mode_follows_the_system_and_the_toggle_sticks(browser, ui_server: str, demo_repo: DemoRepo):
+    dark_bg, light_bg = "rgb(13, 17, 23)", "rgb(255, 255, 255)"
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, base_url=ui_server, color_scheme="dark")
+    context.set_default_timeout(15_000)
+    try:
+        ui = UiPage(context.new_page(), ui_server)
+        ui.goto(f"/runs/{demo_repo.runs['ridge-a']}")
+        background = "() => getComputedStyle(document.body).backgroundColor"
+        assert ui.page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+        assert ui.page.evaluate(background) == dark_bg
+        expect_drawn_chart(ui)
+        ui.screenshot("run-dark", scroll_to="section.card:has(.chart-panel)")
+        ui.page.locator("button.theme-toggle").click()
+        assert ui.page.evaluate(background) == light_bg
+        expect_drawn_chart(ui)  # redrawn in the light theme's colours
+        ui.goto("/runs")  # the choice outlives the page
+        assert ui.page.evaluate("() => document.documentElement.dataset.theme") == "light"
+        assert ui.page.evaluate(background) == light_bg
+        ui.check()
+    finally:
+        context.close()
+    light = browser.new_context(base_url=ui_server, color_scheme="light")
+    try:
+        page = light.new_page()
+        page.goto(ui_server + "/runs")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == "light"
+    finally:
+        light.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_pages_hold_their_layout_at_common_widths(browser, ui_server: str, demo_repo: DemoRepo, width: int):
+    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=ui_server)
+    context.set_default_timeout(15_000)
+    try:
+        ui = UiPage(context.new_page(), ui_server)
+        a, b = demo_repo.runs["ridge-a"], demo_repo.runs["ridge-b"]
+        for path in ("/runs", f"/runs/{a}", f"/compare?run={a}&run={b}", "/diff?base=main&head=feature",
+                     "/commits", "/models"):
+            ui.goto(path)
+            overflow = ui.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a {width}px window"
+    finally:
+        context.close()
+
+
 def test_run_page_from_the_table_draws_the_metric_charts(ui: UiPage, demo_repo: DemoRepo):
     ui.goto("/runs")
     ui.page.locator("table.runs-table td.name a", has_text=re.compile(r"^ridge-a$")).click()

@@ -120,6 +120,12 @@
   }
 
   // Axis labels that read at any magnitude: 0.001 and 1e-5 on a log scale, never a row of 0s.
+  // Axis colours from the page's theme (uPlot paints them on the canvas).
+  function axis() {
+    const grid = cssVar("--border", "#d0d7de");
+    return { stroke: cssVar("--axis-text", "#424a53"), grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+  }
+
   function formatTick(value) {
     if (value == null) return "";
     if (value === 0) return "0";
@@ -425,7 +431,16 @@
       });
       this.resizer = new ResizeObserver((entries) => this.onResize(entries));
       root.append(this.toolbar(), this.grid, this.empty);
+      document.addEventListener("gitml:theme", () => this.redrawAll());
       this.start(readJSONAttr(root, "data-keys", []).map(String));
+    }
+
+    // The theme changed: new plots, with the new axis colours.
+    redrawAll() {
+      for (const card of this.cards.values()) {
+        card.shape = "";
+        if (card.histories.some((history) => history !== null)) card.draw();
+      }
     }
 
     async start(keys) {
@@ -533,7 +548,7 @@
         height: CHART_HEIGHT,
         scales: { x: { time: xMode === "wall" }, y: { distr: this.options.logScale ? 3 : 1 } },
         series: [{ label: X_MODES.find((mode) => mode[0] === xMode)[1] }].concat(series),
-        axes: [{}, { size: yAxisSize, values: (u, splits) => splits.map(formatTick) }],
+        axes: [axis(), Object.assign(axis(), { size: yAxisSize, values: (u, splits) => splits.map(formatTick) })],
         cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false } },
         hooks: {
           draw: [() => card.drawn()],
@@ -589,6 +604,28 @@
       if (running) this.schedulePoll();
       else this.root.setAttribute("data-live", "0");
     }
+  }
+
+  /* ---------- light / dark (theme.js set it before the page was drawn) ---------- */
+
+  function cssVar(name, fallback) {
+    const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  function startThemeToggle() {
+    const button = document.querySelector("button.theme-toggle");
+    if (!button) return;
+    button.addEventListener("click", () => {
+      const dark = document.documentElement.getAttribute("data-theme") !== "dark";
+      document.documentElement.setAttribute("data-theme", dark ? "dark" : "light");
+      try {
+        window.localStorage.setItem("gitml-theme", dark ? "dark" : "light");
+      } catch (e) {
+        /* private mode: the choice lasts for this page */
+      }
+      document.dispatchEvent(new CustomEvent("gitml:theme"));
+    });
   }
 
   /* ---------- images logged per step: a slider over the steps ---------- */
@@ -960,6 +997,7 @@
   /* ---------- start ---------- */
 
   function init() {
+    startThemeToggle();
     document.querySelectorAll(".chart-panel").forEach(startChartPanel);
     document.querySelectorAll("figure.image-steps").forEach(startImageSteps);
     document.querySelectorAll(".parcoords").forEach(startParcoords);
