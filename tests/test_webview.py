@@ -277,6 +277,19 @@ def test_runs_table_shows_registered_versions_and_short_numbers_with_the_full_va
     assert any(len(full) > len(short) for full, short in cells)
 
 
+def test_nested_runs_are_grouped_under_their_parent(site, client):
+    body = page(client, "/runs?view=all")
+    rows = body.split("<tbody>")[1].split("</tbody>")[0].split("<tr ")[1:]
+    at = {i: r for i, r in enumerate(rows)}
+    parent = next(i for i, r in at.items() if f'data-run-id="{site["hostile"]}"' in r)
+    assert 'class="parent-row"' in at[parent] and f'data-expands="{site["hostile"]}"' in at[parent] and "▸ 1" in at[parent]
+    child = at[parent + 1]  # right below its parent, folded
+    assert site["child"] in child and 'class="child-row"' in child and "hidden" in child.split(">")[0]
+    assert sum(site["child"] in r for r in rows) == 1  # not also a row of its own
+    assert site["child"] in names_in(api(client, "/api/runs?view=all")) or any(
+        r["info"]["run_id"] == site["child"] for r in api(client, "/api/runs?view=all")["runs"])  # the API is flat
+
+
 def test_runs_table_scales_by_loading_only_its_page(site, client, monkeypatch):
     from gitml.tracking import index
 

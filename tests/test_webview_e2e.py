@@ -338,6 +338,42 @@ def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, u
     ui.check()
 
 
+SWEEP_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="cv-sweep") as parent:
+    for fold in range(3):
+        with gitml.start_run(run_name=f"fold-{fold}", nested=True):
+            gitml.log_metric("acc", 0.5 + fold / 10)
+print(parent.info.run_id)
+"""
+
+
+def test_nested_runs_fold_under_their_parent(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds runs to the shared demo repository."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SWEEP_RUN, str(demo_repo.path)], cwd=demo_repo.path,
+                         env=ui_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    parent_id = out.stdout.strip()
+    ui.goto("/runs")
+    children = ui.page.locator(f'tr.child-row[data-parent="{parent_id}"]')
+    assert children.count() == 3 and not children.first.is_visible()
+    names = ui.page.locator("table.runs-table tbody td.name a").all_inner_texts()
+    at = names.index("cv-sweep")
+    assert names[at + 1 : at + 4] == ["fold-2", "fold-1", "fold-0"]  # right below their parent
+    toggle = ui.page.locator(f'button.expand[data-expands="{parent_id}"]')
+    assert toggle.inner_text().strip() == "▸ 3"
+    toggle.click()
+    assert all(children.nth(i).is_visible() for i in range(3)) and toggle.get_attribute("aria-expanded") == "true"
+    assert ui.page.url.endswith("/runs")  # the button folds, it does not open the run
+    toggle.click()
+    assert not children.first.is_visible()
+    ui.check()
+
+
 IMAGES_RUN = """
 import sys, numpy as np, gitml
 gitml.set_tracking_uri(sys.argv[1])

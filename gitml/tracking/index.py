@@ -339,6 +339,20 @@ class RunIndex:
     def query_ids(self, sql: str, params: list[Any]) -> list[str]:
         return self._guard(lambda: [row[0] for row in self.db.execute(sql, params)])
 
+    def children(self, parent_ids: list[str], stages: list[str]) -> dict[str, list[str]]:
+        """Parent run id -> its child runs (``mlflow.parentRunId``) in ``stages``, newest first."""
+        sql = ("SELECT t.value, t.run_id FROM tags AS t JOIN runs AS r ON r.run_id = t.run_id "
+               "WHERE t.key = 'mlflow.parentRunId' AND t.value IN (SELECT value FROM json_each(?)) "
+               "AND r.lifecycle_stage IN (SELECT value FROM json_each(?)) ORDER BY r.start_time DESC, r.run_id")
+
+        def work() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for parent, child in self.db.execute(sql, (json.dumps(parent_ids), json.dumps(stages))):
+                out.setdefault(parent, []).append(child)
+            return out
+
+        return self._guard(work)
+
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
         return self.query_ids(
             "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id",

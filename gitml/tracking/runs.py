@@ -419,6 +419,14 @@ def search_runs_page(
     return len(ids), idx.load(ids[offset : offset + limit])
 
 
+def child_runs(repo: GitRepo, parent_ids: list[str], view_type: int = ViewType.ACTIVE_ONLY) -> dict[str, list[Run]]:
+    """Parent run id -> its nested runs (newest first), for the parents in ``parent_ids`` that have any."""
+    idx = sync_index(repo)
+    ids = idx.children(parent_ids, ViewType.stages(view_type))
+    loaded = {r.info.run_id: r for r in idx.load([c for cs in ids.values() for c in cs])}
+    return {p: [loaded[c] for c in cs if c in loaded] for p, cs in ids.items()}
+
+
 def run_keys(repo: GitRepo, experiment_ids: list[str] | None = None) -> dict[str, list[str]]:
     """The param, metric and tag keys the runs of these experiments (default: all) have, sorted."""
     return sync_index(repo).keys([str(e) for e in experiment_ids] if experiment_ids is not None else None)

@@ -57,11 +57,11 @@ def runs() -> str:
     exps = data.experiments(repo())["experiments"]
     error = None
     try:
-        page = data.runs_page(repo(), q)
+        page = data.runs_page(repo(), q, group=True)
     except GitmlError as e:  # a bad filter is shown above an empty table, with the filter kept for editing
         error = e.message
-        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [],
-                "keys": {"params": [], "metrics": [], "tags": []}}
+        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [], "children": {},
+                "versions": {}, "keys": {"params": [], "metrics": [], "tags": []}}
     chosen = request.args.getlist("col")
     if not chosen:
         chosen = ([f"metrics.{k}" for k in page["keys"]["metrics"][:DEFAULT_KEY_COLUMNS]]

@@ -951,6 +951,22 @@
     window.addEventListener("pageshow", () => forms.forEach(updateRunForm));
   }
 
+  // A parent run's ▸ button shows or hides its nested runs (the rows right below it).
+  function initNestedRows() {
+    document.addEventListener("click", (event) => {
+      const button = event.target.closest("button.expand[data-expands]");
+      if (!button) return;
+      event.preventDefault();
+      const open = button.getAttribute("aria-expanded") !== "true";
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      button.textContent = (open ? "▾ " : "▸ ") + button.textContent.replace(/^[▸▾]\s*/, "");
+      const id = button.getAttribute("data-expands");
+      for (const row of document.querySelectorAll("tr.child-row")) {
+        if (row.getAttribute("data-parent") === id) row.hidden = !open;
+      }
+    });
+  }
+
   function initRowLinks() {
     document.addEventListener("click", (event) => {
       if (event.defaultPrevented || event.button !== 0) return;
@@ -1004,6 +1020,7 @@
     initOnlyChanged();
     initRunSelection();
     initRowLinks();
+    initNestedRows();
     initRelativeTimes();
   }
 
