@@ -145,6 +145,38 @@ def test_pages_hold_their_layout_at_common_widths(browser, ui_server: str, demo_
         context.close()
 
 
+def test_chart_view_draws_every_run_and_groups_them_by_a_param(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/runs")
+    ui.page.locator("a.view-switch", has_text="Chart view").click()
+    ui.page.wait_for_url(re.compile(r"show=charts"))
+    card = ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"][data-drawn="1"]')
+    card.wait_for()
+    legend = card.locator(".u-legend .u-series .u-label")
+    labels = legend.all_inner_texts()
+    assert sorted(labels[1:]) == sorted(demo_repo.runs)  # a line per run, named (the hostile name as text)
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="acc"]') > 0
+    assert not ui.page.locator(".table-wrap").is_visible()
+
+    ui.page.locator("select.group-by").select_option("model")
+    ui.page.wait_for_function("() => [...document.querySelectorAll('.runs-charts .chart-card[data-chart-key=\"acc\"] "
+                              ".u-legend .u-label')].some(el => el.textContent.includes('(2 runs, mean)'))")
+    shown = [t for t in legend.all_inner_texts()[1:] if t.endswith("mean)")]
+    assert "model=ridge (2 runs, mean)" in shown and len(shown) == 3  # ridge, forest, the hostile one
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="acc"]') > 0
+    ui.check()
+    ui.screenshot("runs-charts", scroll_to=".runs-charts")
+
+    box = ui.page.locator("input.filter-input")  # filtering keeps the chart view
+    box.fill("params.model = 'ridge'")
+    box.press("Enter")
+    ui.page.wait_for_url(re.compile(r"filter="))
+    assert "show=charts" in ui.page.url
+    ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"][data-drawn="1"]').wait_for()
+    assert sorted(ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"] .u-legend .u-label')
+                  .all_inner_texts()[1:]) == ["ridge-a", "ridge-b"]
+    ui.check()
+
+
 def test_run_page_from_the_table_draws_the_metric_charts(ui: UiPage, demo_repo: DemoRepo):
     ui.goto("/runs")
     ui.page.locator("table.runs-table td.name a", has_text=re.compile(r"^ridge-a$")).click()

@@ -264,6 +264,35 @@
     return data;
   }
 
+  // Runs grouped by a param: per group, the mean of its runs at each x and their min and max
+  // (uPlot data: [x, mean per group..., min per group..., max per group...]).
+  function groupedData(parts, groups) {
+    const grid = unionOf(parts.map((part) => part.xs));
+    const placed = parts.map((part) => placeOnGrid(grid, part.xs, part.ys));
+    const means = [], mins = [], maxs = [];
+    for (const group of groups) {
+      const mean = new Array(grid.length), low = new Array(grid.length), high = new Array(grid.length);
+      for (let j = 0; j < grid.length; j++) {
+        let sum = 0, n = 0, lo = Infinity, hi = -Infinity;
+        for (const r of group.runs) {
+          const y = placed[r][j];
+          if (y == null || !isFinite(y)) continue;
+          sum += y;
+          n++;
+          if (y < lo) lo = y;
+          if (y > hi) hi = y;
+        }
+        mean[j] = n ? sum / n : null;
+        low[j] = n ? lo : null;
+        high[j] = n ? hi : null;
+      }
+      means.push(mean);
+      mins.push(low);
+      maxs.push(high);
+    }
+    return [grid].concat(means, mins, maxs);
+  }
+
   function yAxisSize(u, values) {
     if (!values || !values.length) return 40;
     let longest = 0;
@@ -323,12 +352,13 @@
         this.el.removeAttribute("data-single");
       }
       const options = this.panel.options;
-      const withSmoothed = options.smoothing > 0;
+      const groups = this.panel.groups();
+      const withSmoothed = options.smoothing > 0 && !groups;
       const parts = this.histories.map((history) => prepareSeries(history || EMPTY_HISTORY, options));
-      const data = alignedData(parts, withSmoothed);
+      const data = groups ? groupedData(parts, groups) : alignedData(parts, withSmoothed);
       this.points = this.histories.reduce((n, history) => n + (history ? history.values.length : 0), 0);
       const many = this.points > MANY_POINTS;
-      const shape = [options.xMode, options.logScale, withSmoothed, many].join();
+      const shape = [options.xMode, options.logScale, withSmoothed, many, options.groupBy].join();
       if (this.plot && shape === this.shape) {
         this.update(data);
       } else {
@@ -418,7 +448,8 @@
       this.root = root;
       this.runs = readJSONAttr(root, "data-runs", []).map(String);
       this.labels = readJSONAttr(root, "data-labels", []);
-      this.options = { xMode: "step", logScale: false, smoothing: 0 };
+      this.options = { xMode: "step", logScale: false, smoothing: 0, groupBy: "" };
+      this.runParams = readJSONAttr(root, "data-params", {}); // run id -> params, for "Group by"
       this.cards = new Map();
       this.runKeys = this.runs.map(() => null); // per run: Set of its metric keys, once known
       this.settled = new Set(); // run indexes that finished and got their last refresh
@@ -477,12 +508,27 @@
         this.setOption("smoothing", Number(smoothing.value));
       });
       this.filter.addEventListener("input", () => this.applyFilter());
-      return h("div", { class: "chart-toolbar" }, [
+      const controls = [
         h("label", {}, ["X axis ", xSelect]),
         h("label", {}, [logBox, " Log scale"]),
         h("label", {}, ["Smoothing ", smoothing, smoothingValue]),
-        this.filter,
-      ]);
+      ];
+      const paramKeys = new Set();
+      for (const run of Object.keys(this.runParams)) {
+        for (const key of Object.keys(this.runParams[run] || {})) paramKeys.add(key);
+      }
+      if (paramKeys.size) {
+        const groupSelect = h("select", { class: "group-by", "aria-label": "Group runs by a param" },
+          [h("option", { value: "" }, "none")].concat(Array.from(paramKeys).sort().map((key) => {
+            const option = h("option", {}, key);
+            option.value = key;
+            return option;
+          })));
+        groupSelect.addEventListener("change", () => this.setOption("groupBy", groupSelect.value));
+        controls.push(h("label", { title: "One line per value of a param: the mean of its runs, with their min-max band" },
+          ["Group by ", groupSelect]));
+      }
+      return h("div", { class: "chart-toolbar" }, controls.concat([this.filter]));
     }
 
     // Slider moves arrive faster than 100k-point charts redraw: one redraw per frame.
@@ -531,6 +577,8 @@
     }
 
     plotOptions(card, withSmoothed, many) {
+      const groups = this.groups();
+      if (groups) return this.groupedPlotOptions(card, groups, many);
       const points = many ? { show: false } : {};
       const lines = (stroke, width, suffix) => this.runs.map((_, i) => ({
         label: this.labelOf(i) + suffix,
@@ -555,6 +603,52 @@
           setSeries: [(u, index, opts) => this.toggleRawWithSmoothed(u, index, opts, withSmoothed)],
         },
       };
+    }
+
+    groupedPlotOptions(card, groups, many) {
+      const points = many ? { show: false } : {};
+      const n = groups.length;
+      const color = (g) => PALETTE[g % PALETTE.length];
+      const means = groups.map((group, g) => ({
+        label: group.label + " (" + group.runs.length + " run" + (group.runs.length === 1 ? "" : "s") + ", mean)",
+        stroke: color(g), width: 1.75, points, value: legendValue,
+      }));
+      const edge = (g, what) => ({ label: groups[g].label + " " + what, stroke: faint(color(g)), width: 0.5,
+        points: { show: false }, value: legendValue });
+      const lows = groups.map((_, g) => edge(g, "min"));
+      const highs = groups.map((_, g) => edge(g, "max"));
+      const bands = groups.map((_, g) => ({ series: [1 + 2 * n + g, 1 + n + g], fill: color(g) + "26" }));
+      const xMode = this.options.xMode;
+      return {
+        width: card.body.clientWidth || 400,
+        height: CHART_HEIGHT,
+        scales: { x: { time: xMode === "wall" }, y: { distr: this.options.logScale ? 3 : 1 } },
+        series: [{ label: X_MODES.find((mode) => mode[0] === xMode)[1] }].concat(means, lows, highs),
+        bands,
+        axes: [axis(), Object.assign(axis(), { size: yAxisSize, values: (u, splits) => splits.map(formatTick) })],
+        cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false } },
+        hooks: {
+          draw: [() => card.drawn()],
+          ready: [(u) => {
+            const rows = u.root.querySelectorAll(".u-legend .u-series");
+            for (let i = 1 + n; i < rows.length; i++) rows[i].classList.add("raw-series");
+          }],
+        },
+      };
+    }
+
+    // Groups of run indexes by the value of the param chosen in "Group by" (null: no grouping).
+    groups() {
+      const param = this.options.groupBy;
+      if (!param) return null;
+      const byValue = new Map();
+      this.runs.forEach((run, i) => {
+        const params = this.runParams[run] || {};
+        const value = has(params, param) ? String(params[param]) : "(none)";
+        if (!byValue.has(value)) byValue.set(value, []);
+        byValue.get(value).push(i);
+      });
+      return Array.from(byValue.keys()).sort().map((value) => ({ label: param + "=" + value, runs: byValue.get(value) }));
     }
 
     // The raw series has no legend row of its own: it follows its smoothed line.
