@@ -439,6 +439,73 @@ def test_images_logged_per_step_have_a_step_slider(ui: UiPage, demo_repo: DemoRe
     ui.check()
 
 
+EDIT_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="to-edit") as run:
+    gitml.log_metric("acc", 0.7)
+print(run.info.run_id)
+"""
+
+ATTACKER_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" action="{target}">
+<input name="name" value="pwned"><input name="csrf_token" value="{token}"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
+
+
+def test_edits_in_the_browser_land_in_git_and_a_cross_site_post_does_not(ui: UiPage, demo_repo: DemoRepo,
+                                                                         ui_env: dict, ui_server: str, tmp_path):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import http.server
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    out = subprocess.run([sys.executable, "-c", EDIT_RUN, str(demo_repo.path)], cwd=demo_repo.path,
+                         env=ui_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+
+    def shown(*args: str) -> dict:
+        res = subprocess.run([sys.executable, "-m", "gitml", "runs", "show", run_id, "--json", *args],
+                             cwd=demo_repo.path, env=ui_env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    ui.goto(f"/runs/{run_id}")
+    ui.page.locator("details.rename-run summary").click()
+    ui.page.locator("details.rename-run input[name=name]").fill("edited in the browser")
+    ui.page.locator("details.rename-run button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    assert ui.page.locator("h1").inner_text() == "edited in the browser"
+    ui.page.locator("details.edit summary", has_text="Set or remove a tag").click()
+    ui.page.locator("form.tag-form input[name=key]").fill("reviewed")
+    ui.page.locator("form.tag-form input[name=value]").fill("by ada")
+    ui.page.locator("form.tag-form button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    ui.check()
+    data = shown()
+    assert data["info"]["run_name"] == "edited in the browser" and data["data"]["tags"]["reviewed"] == "by ada"
+    token = ui.page.locator("input[name=csrf_token]").first.get_attribute("value")
+
+    # Another site's page (another port is another origin) posting a form to the viewer, token and all.
+    (tmp_path / "index.html").write_text(ATTACKER_PAGE.format(target=f"{ui_server}/edit/runs/{run_id}/rename",
+                                                              token=token))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page = ui.page.context.new_page()
+        with page.expect_response(lambda r: "/edit/runs/" in r.url) as answer:
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/index.html")
+        assert answer.value.status == 403
+        page.close()
+    finally:
+        evil.shutdown()
+    assert shown()["info"]["run_name"] == "edited in the browser"  # nothing changed
+
+
 SMALL_VALUES_RUN = """
 import sys, gitml
 gitml.set_tracking_uri(sys.argv[1])
