@@ -35,6 +35,19 @@ def expect_drawn_chart(ui: UiPage, min_points: int = 1) -> None:
     assert ui.canvas_ink(CHART_DRAWN) > 0, "the chart's canvas is blank"
 
 
+def log_in_demo(demo_repo: DemoRepo, env: dict, code: str) -> str:
+    """Run ``code`` (a script that prints a run id, given the repository as argv[1]) in a new process; the id.
+
+    For the tests near the end of the module, which add runs to the shared demo repository."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, str(demo_repo.path)], cwd=demo_repo.path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_runs_table_sorts_by_a_metric_and_filters(ui: UiPage, demo_repo: DemoRepo):
     ui.goto("/")  # redirects to the runs table
     assert ui.page.url.endswith("/runs")
@@ -348,13 +361,7 @@ print(run.info.run_id)
 
 def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds a run to the shared demo repository."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", SYSTEM_RUN, str(demo_repo.path)], cwd=demo_repo.path, env=ui_env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    ui.goto(f"/runs/{out.stdout.strip()}")
+    ui.goto(f"/runs/{log_in_demo(demo_repo, ui_env, SYSTEM_RUN)}")
     system = ui.page.locator("section.system-metrics")
     system.locator('.chart-card[data-chart-key="system/cpu_utilization_percentage"][data-drawn="1"]').wait_for()
     system.locator('.chart-card[data-chart-key="system/system_memory_usage_megabytes"][data-drawn="1"]').wait_for()
@@ -383,13 +390,7 @@ print(parent.info.run_id)
 
 def test_nested_runs_fold_under_their_parent(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds runs to the shared demo repository."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", SWEEP_RUN, str(demo_repo.path)], cwd=demo_repo.path,
-                         env=ui_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    parent_id = out.stdout.strip()
+    parent_id = log_in_demo(demo_repo, ui_env, SWEEP_RUN)
     ui.goto("/runs")
     children = ui.page.locator(f'tr.child-row[data-parent="{parent_id}"]')
     assert children.count() == 3 and not children.first.is_visible()
@@ -418,13 +419,8 @@ print(run.info.run_id)
 
 def test_images_logged_per_step_have_a_step_slider(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds a run to the shared demo repository."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", IMAGES_RUN, str(demo_repo.path)], cwd=demo_repo.path,
-                         env=ui_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    ui.goto(f"/runs/{out.stdout.strip()}")
+    run_id = log_in_demo(demo_repo, ui_env, IMAGES_RUN)
+    ui.goto(f"/runs/{run_id}")
     figure = ui.page.locator('figure.image-steps[data-image-key="samples/val"]')
     img, slider, step = figure.locator("img"), figure.locator("input.image-slider"), figure.locator("output.image-step")
     assert step.inner_text() == "20"  # the last step first
@@ -462,10 +458,7 @@ def test_edits_in_the_browser_land_in_git_and_a_cross_site_post_does_not(ui: UiP
     import sys
     import threading
 
-    out = subprocess.run([sys.executable, "-c", EDIT_RUN, str(demo_repo.path)], cwd=demo_repo.path,
-                         env=ui_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip()
+    run_id = log_in_demo(demo_repo, ui_env, EDIT_RUN)
 
     def shown(*args: str) -> dict:
         res = subprocess.run([sys.executable, "-m", "gitml", "runs", "show", run_id, "--json", *args],
@@ -519,13 +512,9 @@ print(run.info.run_id)
 def test_log_scale_axis_labels_read(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds a run to the shared demo repository."""
     import json
-    import subprocess
-    import sys
 
-    out = subprocess.run([sys.executable, "-c", SMALL_VALUES_RUN, str(demo_repo.path)], cwd=demo_repo.path,
-                         env=ui_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    ui.goto(f"/runs/{out.stdout.strip()}")
+    run_id = log_in_demo(demo_repo, ui_env, SMALL_VALUES_RUN)
+    ui.goto(f"/runs/{run_id}")
     card = ui.page.locator('.chart-card[data-chart-key="lr"][data-drawn="1"]')
     card.wait_for()
     ui.page.locator(".chart-toolbar input[type=checkbox]").first.check()  # the log scale box
