@@ -157,8 +157,8 @@ def test_images_logged_per_step_use_mlflows_layout_both_ways(tracking, tmp_path,
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        mlflow.set_experiment("images")
-        with mlflow.start_run() as theirs:
+        # an experiment of its own, not made active: other tests' MLflow runs must not land in it
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("images")) as theirs:
             for step in (1, 2):
                 mlflow.log_image(np.zeros((20, 10, 3), dtype=np.uint8), key="samples/train", step=step)
         local = Path(mlflow.artifacts.download_artifacts(run_id=theirs.info.run_id))
