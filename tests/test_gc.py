@@ -566,7 +566,10 @@ def test_dvc_gc_cloud_cannot_reach_a_gitml_remote(dvc_team, repo):
     out = subprocess.run([DVC, "gc", "-f", "-w", "-c", "-r", "gitmlstore"], cwd=repo, capture_output=True, text=True)
     assert out.returncode != 0  # DVC does not know gitml's remote by name
     assert sorted(p for p in gstore.rglob("*") if p.is_file()) == before
-    gitml_invoke(repo, "remote", "list")
+    listing = json.loads(gitml_invoke(repo, "remote", "list", "--json").stdout)
+    assert listing["default"] == "gitmlstore" and listing["dvc_remotes"] == ["dvcstore"]
+    rows = [line.split() for line in gitml_invoke(repo, "remote", "list").stdout.splitlines()[1:]]
+    assert [(r[0], r[-1]) for r in rows] == [("dvcstore", "dvc"), ("gitmlstore", "git")]
 
 
 def test_gitml_gc_refuses_dvcs_remote_and_collects_its_own(dvc_team, repo):

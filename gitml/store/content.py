@@ -641,7 +641,7 @@ class RemoteStore:
         self.odb = HashFileDB(fs, fs.join(fs_path, "files", HASH), hash_name=HASH)
         dvc = dvc_remotes(repo)
         #: DVC's remote names that are this remote (by name, or the same URL): DVC's data may be here too.
-        self.dvc_names = sorted(n for n, url in dvc.items() if n == name and name not in _gitml_names(repo)
+        self.dvc_names = sorted(n for n, url in dvc.items() if n == name and name not in own_remotes(repo)
                                 or _same_place(url, self.url))
 
     def exists(self, oids: list[str]) -> set[str]:
@@ -696,7 +696,8 @@ class RemoteStore:
             self.odb.fs.remove(paths)
 
 
-def _gitml_names(repo: GitRepo) -> set[str]:
+def own_remotes(repo: GitRepo) -> set[str]:
+    """The names of gitml's own remotes (``[gitml-remote "<name>"]`` sections of git config)."""
     return {key.split(".")[1] for key, _ in repo.config_items(f"{REMOTE_SECTION}.") if key.count(".") >= 2}
 
 

@@ -307,11 +307,11 @@ def collect(repo: GitRepo, *, force: bool = False, remote: str | None = None, cl
         # Copying in what only DVC's cache has deletes nothing: done even when gc refuses.
         report.stores[0].adopted = _adopt(local, refs.md5s, dry_run=not force)
         report.referenced = len(refs.named)
-        # Packing a repository gc cannot read (a missing object) would fail the same way: not tried.
-        _git_housekeeping(repo, report, pack=force and pack_git and not report.refused)
     finally:
         if fetched:
             gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(names.GC_FETCH_PREFIX)])
+    # Packing a repository gc cannot read (a missing object) would fail the same way: not tried.
+    _git_housekeeping(repo, report, pack=force and pack_git and not report.refused)
     return report
 
 
