@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, gitml_invoke, run_rev
+from tests.test_sync import s3_server  # noqa: F401  (a fixture: moto's S3 server on 127.0.0.1)
 
 DVC = str(Path(sys.executable).parent / "dvc")
 OLD = time.time() - 30 * 86400  # an mtime far outside any grace period
@@ -203,11 +204,17 @@ def test_keeps_runs_live_folded_and_every_earlier_state(tracking, repo, tmp_path
         tracking.end_run()
 
 
-def test_a_run_only_on_another_ref_is_kept_and_its_objects_go_with_it(logged, repo):
-    """Any ref counts (a branch, a backup ref): the run's objects stay until no ref reaches it."""
+@pytest.mark.parametrize("target", ["commit", "tree", "branch"])
+def test_a_run_only_on_another_ref_is_kept_and_its_objects_go_with_it(logged, repo, target):
+    """Any ref counts (a backup ref, a ref to the run's tree, a branch): the run's objects stay until no
+    ref reaches it."""
     run_id, named, orphans = logged
     commit = run_rev(repo, run_id)
-    git(repo, "update-ref", "refs/backup/old-run", commit)
+    if target == "branch":  # a branch whose history has the run commit somewhere
+        git(repo, "update-ref", "refs/backup/old-run", git(repo, "commit-tree", "HEAD^{tree}", "-p", commit, "-m",
+                                                            "on top of a run").strip())
+    else:
+        git(repo, "update-ref", "refs/backup/old-run", commit + ("^{tree}" if target == "tree" else ""))
     for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/", "refs/gitml-local/").split():
         git(repo, "update-ref", "-d", ref)
     assert removed(gc(repo, "--keep-recent", "0")) == orphans
@@ -599,3 +606,27 @@ def test_a_remote_shared_with_dvc_is_warned_about_and_dvc_gc_cloud_empties_it(dv
     assert "also DVC's remote shared" in out.stderr
     dvc(repo, "gc", "-f", "-w", "-c")
     assert not obj_path(shared, md5(b"gitml weights"), "").exists()
+
+
+def test_remote_gc_on_s3(team, s3_server, monkeypatch):
+    """A cloud remote (moto's S3 on 127.0.0.1): objects listed with their times, the unreferenced old
+    ones deleted."""
+    import boto3
+
+    a, b, bare, store = team
+    for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    gitml_invoke(a, "remote", "add", "-d", "s3", "s3://artifacts/gitml", "-o", f"endpointurl={s3_server}")
+    log_run(a, "alice")
+    gitml_invoke(a, "push")
+    orphan = md5(b"nobody's")
+    s3.put_object(Bucket="artifacts", Key=f"gitml/files/md5/{orphan[:2]}/{orphan[2:]}", Body=b"nobody's")
+    report = gc(a, "-c", "--keep-recent", "0")
+    assert report["stores"][1]["objects"] == 2 and removed(report, 1) == {orphan}
+    assert removed(gc(a, "-c"), 1) == set()  # just uploaded: within the grace period
+    assert removed(gc(a, "-c", "--force", "--keep-recent", "0"), 1) == {orphan}
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts")["Contents"]]
+    alice = md5(b"alice" * 100)
+    assert keys == [f"gitml/files/md5/{alice[:2]}/{alice[2:]}"]

@@ -630,7 +630,7 @@ class RemoteStore:
         if not name:
             raise RemoteNotConfigured(
                 "No artifact remote: name one with -r, or set one up with "
-                "'gitml remote add -d NAME URL' ('dvc remote add -d' in DVC repositories)"
+                "'gitml remote add -d NAME URL' (in a DVC repository, 'dvc remote add -d' works too)"
             )
         if name not in config.get("remote", {}):
             raise RemoteNotConfigured(f"No artifact remote named {name!r} (known: {', '.join(config['remote']) or 'none'})")

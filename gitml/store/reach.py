@@ -75,6 +75,16 @@ class Reachable:
         self.listings += 1
         return set(_git(self.repo, "rev-list", "--all", "--reflog", "--no-walk").decode().split())
 
+    def trees(self) -> set[str]:
+        """Trees refs name directly, or through tags (a ref someone pointed at a run's tree)."""
+        out = _git(self.repo, "for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype)")
+        found = set()
+        for line in out.decode().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[-1] == "tree":
+                found.add(parts[-2])
+        return found
+
     def update(self) -> list[str]:
         """List the roots once more; return the commits reachable from new ones not seen before.
 
@@ -93,7 +103,7 @@ class Reachable:
 
 
 def manifests(repo: GitRepo, commits: list[str]) -> tuple[list[ManifestRef], list[str]]:
-    """The manifests ``commits`` carry, and the commits that could not be read at all.
+    """The manifests ``commits`` (or trees) carry, and those that could not be read at all.
 
     A commit with no ``artifacts.json`` at the top of its tree carries none
     (source commits, ledger and notes commits).

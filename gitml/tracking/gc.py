@@ -142,12 +142,23 @@ class _References:
         except reach.UnreadableHistory as e:
             self.report.refused.append(f"git cannot walk the history: {e}")
             return
-        extra = [c for c in store_ledger.all_run_commits(self.repo).values() if c not in self.walk.commits]
-        for commit in extra:
-            if not self.repo.is_commit(commit):
-                self.report.refused.append(f"the runs ledger names commit {commit} and it is missing")
-        self.walk.commits.update(extra)
-        commits = new + [c for c in extra if self.repo.is_commit(c)]
+        # What gitml reads as runs that the walk did not reach: ledger gitlinks (git does not follow
+        # them) and refs pointing straight at a tree.
+        extra = []
+        for run_id, oid in sorted(store_ledger.all_run_commits(self.repo).items()):
+            if oid in self.walk.commits:
+                continue
+            self.walk.commits.add(oid)
+            if not self.repo.has_object(oid):
+                self.report.refused.append(
+                    f"run {run_id} is {oid}, which is not in this repository (a runs ledger fetched with plain "
+                    "git from a damaged clone): what it references is unknown")
+            elif self.repo.is_commit(oid) or self.repo.is_tree(oid):
+                extra.append(oid)
+        for tree in sorted(self.walk.trees() - self.walk.commits):
+            self.walk.commits.add(tree)
+            extra.append(tree)
+        commits = new + extra
         self.report.commits_walked += len(commits)
         step = 5000
         for i in range(0, len(commits), step):
