@@ -12,6 +12,11 @@ MLflow sqlite database, then, in this one process run:
               new process
   list        first page of `gitml runs list` vs `mlflow runs list` (subprocesses)
   size        .git on disk before and after `git gc` vs MLflow's db + artifact dir
+  viewer      gitml's `GET /runs` page (Flask test client of `gitml ui`'s app, 50
+              a page, default order) vs MLflow's tracking server answering the
+              UI's `runs/search` for 50 runs: warm, and the first request after
+              NEW_RUNS more runs arrived (gitml: logged by the API, so the
+              index catches up inside the request; MLflow: ORM insert)
   plain git   `git status`, `git log --decorate -5`, a no-op `git fetch` from a
               bare mirror and `git push origin main` of a one-commit change, in
               the gitml repo and in a copy with refs/gitml/* and refs/notes/*
@@ -41,6 +46,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_tracking as bt  # noqa: E402 - the shared stores, data set, searches and report
+import bench_webview as bw  # noqa: E402 - the viewer and MLflow server clients
+
+#: runs added before each "first request after new runs" of the viewer
+NEW_RUNS = 100
 
 GIT_CMDS = {
     "status": ["status"],
@@ -162,6 +171,7 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
     res["git"] = git_with_without(ws, repo, proc_reps)
     bt.git(repo, "gc", "-q", "--prune=now")
     g["git_bytes_gc"] = disk_bytes(repo / ".git")
+    g["viewer"] = viewer_gitml(repo, g_exp, reps, proc_reps)
     res["gitml"] = g
 
     # MLflow
@@ -183,12 +193,45 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
         else:
             os.environ["MLFLOW_TRACKING_URI"] = env_uri
     m["store_bytes"] = sum(disk_bytes(p) for p in mdir.iterdir())
+    m["viewer"] = viewer_mlflow(uri, m_exp, mdir / "artifacts", reps, proc_reps)
     res["mlflow"] = m
 
     for kind in ("filtered", "all"):
         res[f"{kind}_results_agree"] = (g[kind]["rows"] == m[kind]["rows"]
                                         and g[kind]["rmse_head"] == m[kind]["rmse_head"])
     return res
+
+
+def viewer_gitml(repo: Path, exp: str, reps: int, proc_reps: int) -> dict[str, Any]:
+    """``GET /runs`` of the viewer: warm, and first after NEW_RUNS runs were logged (the last measure of a size)."""
+    from gitml.webview import create_app
+
+    client = create_app(repo).test_client()
+    page = bw.gitml_get(client, "/runs", experiment_id=exp)
+    warm = bw.timed(page, reps)
+    firsts = []
+    for i in range(proc_reps):
+        bt.populate_gitml(bt.dataset(NEW_RUNS, seed=1000 + i))
+        t0 = bt.now()
+        page()
+        firsts.append((bt.now() - t0) * 1e3)
+    return {"warm_ms": warm["warm_ms"], "first_ms": warm["cold_ms"], "first_after_new_ms": bt.median(firsts),
+            "samples_after_new_ms": firsts, "page_bytes": len(warm["answer"])}
+
+
+def viewer_mlflow(uri: str, exp: str, art: Path, reps: int, proc_reps: int) -> dict[str, Any]:
+    """MLflow's server answering the runs page's search (50 runs), the same way as ``viewer_gitml``."""
+    client = bw.mlflow_app(uri, art)
+    search = bw.mlflow_search(client, {"experiment_ids": [exp], "max_results": 50})
+    warm = bw.timed(search, reps)
+    firsts = []
+    for i in range(proc_reps):
+        bt.populate_mlflow_orm(uri, exp, art, bt.dataset(NEW_RUNS, seed=1000 + i))
+        t0 = bt.now()
+        search()
+        firsts.append((bt.now() - t0) * 1e3)
+    return {"warm_ms": warm["warm_ms"], "first_ms": warm["cold_ms"], "first_after_new_ms": bt.median(firsts),
+            "samples_after_new_ms": firsts}
 
 
 def rows_for(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -202,6 +245,10 @@ def rows_for(r: dict[str, Any]) -> list[dict[str, Any]]:
         ("cold_first_search", "cold 1st search, new process", "ms",
          g["cold_index"]["search_ms"], m["first_process"]["search_ms"]),
         ("runs_list", "`runs list` first page (wall)", "ms", g["runs_list_ms"], m["runs_list_ms"]),
+        ("viewer_runs_warm", "viewer /runs vs server search, warm", "ms",
+         g["viewer"]["warm_ms"], m["viewer"]["warm_ms"]),
+        ("viewer_runs_after_new", f"viewer /runs, 1st after {NEW_RUNS} new runs", "ms",
+         g["viewer"]["first_after_new_ms"], m["viewer"]["first_after_new_ms"]),
         ("size_loose", "size: .git as written / db+art", "MB", g["git_bytes_loose"] * mb, m["store_bytes"] * mb),
         ("size_gc", "size: .git after gc / db+art", "MB", g["git_bytes_gc"] * mb, m["store_bytes"] * mb),
         ("populate_per_run", "populate (gitml API, MLflow ORM)", "ms/run",

@@ -16,7 +16,8 @@ _FLUENT = (
     "get_experiment_by_name search_experiments start_run active_run last_active_run end_run "
     "log_metric log_metrics log_param log_params set_tag set_tags delete_tag flush get_run "
     "delete_run search_runs log_artifact log_artifacts log_dict log_text log_figure log_image "
-    "get_artifact_uri log_input log_table load_table"
+    "get_artifact_uri log_input log_table load_table enable_system_metrics_logging disable_system_metrics_logging "
+    "set_system_metrics_sampling_interval set_system_metrics_samples_before_logging set_system_metrics_node_id"
 ).split()
 
 _LAZY = {name: ("gitml.tracking.fluent", name) for name in _FLUENT}

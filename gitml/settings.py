@@ -82,6 +82,15 @@ SETTINGS: dict[str, Setting] = {
                 git_config=False),
         Setting("experiment_name", "", str, "Active experiment by name (created if needed) when "
                 "set_experiment was not called and experiment_id is not set.", git_config=False),
+        # MLflow's system metrics (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING and its siblings)
+        Setting("enable_system_metrics_logging", False, bool, "Log system metrics (CPU, memory, disk, network, "
+                "GPU) into every run; start_run(log_system_metrics=...) decides for one run."),
+        Setting("system_metrics_sampling_interval", 10.0, float, "Seconds between system metric samples.",
+                lambda v: math.isfinite(v) and v > 0, "a number of seconds above 0"),
+        Setting("system_metrics_samples_before_logging", 1, int, "System metric samples averaged into one "
+                "logged point.", lambda n: 1 <= n <= 10_000, "a whole number from 1 to 10000"),
+        Setting("system_metrics_node_id", "", str, "A name for this machine in system metric keys "
+                "(system/<node>/...), for jobs on several nodes."),
         Setting("gc_keep_recent", Duration(3600), Duration, "gitml gc keeps artifact objects stored or "
                 "logged again within this time even if nothing names them yet (90s, 30m, 1h, 2d; plain "
                 "numbers are seconds).", _non_negative, "a duration such as 3600, 90s, 30m, 1h or 2d, 0 or more"),
@@ -109,6 +118,15 @@ def get(name: str, repo: Any = None) -> Any:
     if raw is None or raw == "":
         return setting.default
     return _parse(setting, raw, source)
+
+
+def parse(name: str, raw: str, source: str) -> Any:
+    """``raw`` as a value of setting ``name`` (``source`` names where it came from in the error).
+
+    Raises:
+        InvalidValue: it does not parse or breaks the setting's rule.
+    """
+    return _parse(SETTINGS[name], raw, source)
 
 
 def _parse(setting: Setting, raw: str, source: str) -> Any:

@@ -116,13 +116,64 @@ def test_log_figure_and_image(tracking):
         tracking.log_image(np.ones((2, 2)) * 0.5, key="gray", step=3)
     plt.close(fig)
     paths = {f.path for f in tracking.Client().list_artifacts(run.info.run_id, "images")}
-    assert paths == {"images/black.png", "images/gray"}
+    assert "images/black.png" in paths and len(paths) == 3  # + gray's image and its thumbnail
     from PIL import Image
 
     local = tracking.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="images/black.png")
     assert Image.open(local).size == (5, 4)
     png = tracking.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots/curve.png")
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_images_logged_per_step_use_mlflows_layout_both_ways(tracking, tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from gitml.tracking.artifacts import manifest, stepped_images
+    from gitml.tracking.runs import open_repo
+
+    with tracking.start_run() as run:
+        for step in (0, 5, 10):
+            tracking.log_image(np.full((300, 600, 3), step * 20, dtype=np.uint8), key="samples/train", step=step)
+        with pytest.raises(tracking.GitmlError, match="not both"):
+            tracking.log_image(np.zeros((2, 2)), "a.png", key="x", step=1)
+        with pytest.raises(tracking.GitmlError, match="Invalid image key"):
+            tracking.log_image(np.zeros((2, 2)), key="bad:key", step=1)
+    got = tracking.get_run(run.info.run_id)
+    assert got.data.tags["mlflow.loggedImages"] == "True"
+    files = manifest(open_repo(str(tracking.get_tracking_uri())), run.info.run_id)
+    images = stepped_images(files)
+    assert list(images) == ["samples/train"] and [i["step"] for i in images["samples/train"]] == [0, 5, 10]
+    thumb = tracking.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                  artifact_path=images["samples/train"][0]["thumbnail"])
+    assert Image.open(thumb).size == (256, 128)  # MLflow's thumbnail: at most 256 px a side
+    full = tracking.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                 artifact_path=images["samples/train"][1]["path"])
+    assert Image.open(full).size == (600, 300) and Image.open(full).getpixel((0, 0)) == (100, 100, 100)
+
+    import mlflow  # the same call on real MLflow names its files so that gitml reads them
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("images")
+        with mlflow.start_run() as theirs:
+            for step in (1, 2):
+                mlflow.log_image(np.zeros((20, 10, 3), dtype=np.uint8), key="samples/train", step=step)
+        local = Path(mlflow.artifacts.download_artifacts(run_id=theirs.info.run_id))
+    finally:
+        mlflow.set_tracking_uri(None)
+    listed = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    theirs_images = stepped_images(listed)
+    assert list(theirs_images) == ["samples/train"] and [i["step"] for i in theirs_images["samples/train"]] == [1, 2]
+    assert all(i["path"] and i["thumbnail"] for i in theirs_images["samples/train"])
+    import re
+
+    def shape(name: str) -> str:
+        return re.sub(r"\d+", "N", re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "UUID", name))
+
+    assert {shape(n) for n in listed} == {shape(n) for n in files}  # the same file names, but for the numbers
 
 
 @pytest.mark.parametrize("bad", ["../escape", "/abs/path", "a/../../b", "C:/win", "tab\there"])

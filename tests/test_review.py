@@ -59,12 +59,13 @@ def test_diff_formats_against_known_values(branches):
     assert data["metrics"]["acc"]["old"] == 0.5 and data["metrics"]["acc"]["new"] == pytest.approx(0.9)
     assert data["metrics"]["acc"]["diff"] == pytest.approx(0.4)
     assert data["metrics"]["rmse"] == {"old": pytest.approx(0.125), "new": pytest.approx(0.025),
-                                       "diff": pytest.approx(-0.1)}
+                                       "diff": pytest.approx(-0.1), "verdict": "better"}  # lower rmse is better
+    assert data["metrics"]["acc"]["verdict"] == "better"  # higher accuracy is better
     assert data["params"]["lr"]["old"] == "0.5" and data["params"]["lr"]["new"] == "0.1"
     table = gitml_invoke(repo, "diff", "main", "feature").stdout
     assert "from ancestor" in table and "-80.00%" in table and "+80.00%" in table
     md = gitml_invoke(repo, "diff", "main", "feature", "--format", "markdown", "--precision", "2").stdout
-    assert md.splitlines()[0].startswith("| kind | name |") and "| metric | acc | 0.5 | 0.9 | +0.4 | +80.0% |" in md
+    assert md.splitlines()[0].startswith("| kind | name |") and "| metric | acc | 0.5 | 0.9 | +0.4 | +80.0% | better |" in md
     unchanged = json.loads(gitml_invoke(repo, "diff", first, first, "--format", "json", "--all").stdout)
     assert unchanged["metrics"]["acc"]["diff"] == 0
     assert json.loads(gitml_invoke(repo, "diff", first, first, "--format", "json").stdout) == {"metrics": {}, "params": {}}
@@ -82,6 +83,48 @@ def test_pick_rule_chooses_among_a_commits_runs(branches):
     assert bad.returncode != 0 and "Invalid pick rule" in bad.stderr
     bad = gitml_invoke(repo, "diff", "nope-branch", check=False)
     assert bad.returncode != 0 and "'nope-branch' is neither a commit" in bad.stderr
+
+
+def test_metric_directions_by_name_config_and_flag(branches):
+    from gitml.review.direction import by_name
+
+    assert [by_name(k) for k in ("val_loss", "train/acc", "test-rmse", "roc_auc", "R2", "epoch", "loss_accuracy")] \
+        == ["lower", "higher", "lower", "higher", "higher", None, "higher"]
+    repo, base, first, second = branches
+
+    def verdicts(*extra: str) -> dict:
+        out = json.loads(gitml_invoke(repo, "diff", "main", "feature", "--format", "json", *extra).stdout)
+        return {k: row.get("verdict") for k, row in out["metrics"].items()}
+
+    assert verdicts() == {"rmse": "better", "acc": "better"}
+    git(repo, "config", "gitml-metric.acc.better", "lower")  # this team's "acc" is something to bring down
+    assert verdicts() == {"rmse": "better", "acc": "worse"}
+    assert verdicts("--better", "acc:higher", "--better", "rmse:higher") == {"rmse": "worse", "acc": "better"}
+    table = gitml_invoke(repo, "diff", "main", "feature").stdout
+    assert table.splitlines()[0].split()[-1] == "verdict" and "worse" in table
+    bad = gitml_invoke(repo, "diff", "main", "feature", "--better", "acc", check=False)
+    assert bad.returncode != 0 and "<metric>:lower" in bad.stderr
+
+
+def test_a_commits_top_level_run_stands_for_it_and_the_side_says_why(repo, monkeypatch):
+    monkeypatch.delenv("GITML_REPO", raising=False)
+    code = ("import gitml\n"
+            "with gitml.start_run(run_name='sweep') as p:\n"
+            "    gitml.log_metric('loss', 0.3)\n"
+            "    for i in range(3):\n"
+            "        with gitml.start_run(run_name=f'fold-{i}', nested=True):\n"
+            "            gitml.log_metric('loss', 0.1 * i)\n")
+    (repo / "sweep.py").write_text(code)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "sweep")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "sweep.py"], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    table = gitml_invoke(repo, "diff", "HEAD", "HEAD").stdout + gitml_invoke(repo, "diff", "HEAD", "HEAD", "--all").stdout
+    assert "latest of 1 runs; 3 nested left out" in table  # the parent, though a fold started last
+    best = json.loads(gitml_invoke(repo, "diff", "HEAD~1", "HEAD", "--format", "json", "--pick", "best:loss").stdout)
+    assert best["metrics"]["loss"]["new"] == pytest.approx(0.3)  # nested folds are not candidates while the parent is
 
 
 def test_diff_defaults_to_head_vs_newest_run(branches):

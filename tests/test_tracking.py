@@ -236,6 +236,29 @@ def test_search_runs_filters_orders_and_returns_dataframe(tracking):
     assert len(like) == 3
 
 
+def test_the_dataframe_from_index_columns_equals_the_one_from_runs(tracking):
+    import pandas as pd
+
+    from gitml.tracking import runs as runs_module
+
+    with tracking.start_run(run_name="nan") as first:
+        tracking.log_metrics({"loss": float("nan"), "acc": 0.5, "big": float("inf")})
+        tracking.log_param("only_here", "x")
+    with tracking.start_run(run_name="plain"):
+        tracking.log_metric("loss", 0.25, step=3)
+        tracking.set_tag("team", "a")
+    with tracking.start_run(run_name="running"):
+        pass
+    tracking.delete_run(first.info.run_id)
+    for view, filter_string, order in [(1, "", None), (3, "", ["metrics.loss ASC"]), (3, "metrics.acc > 0", None),
+                                       (3, "params.nothing = 'z'", None)]:
+        listed = tracking.search_runs(filter_string=filter_string, run_view_type=view, order_by=order,
+                                      output_format="list")
+        framed = tracking.search_runs(filter_string=filter_string, run_view_type=view, order_by=order)
+        pd.testing.assert_frame_equal(framed, runs_module.runs_to_dataframe(listed))
+    assert len(framed) == 0 and "run_id" in framed.columns
+
+
 def test_search_runs_bad_filter_names_the_problem(tracking):
     with pytest.raises(InvalidFilter, match="foo"):
         tracking.search_runs(filter_string="foo.bar = 1")

@@ -17,9 +17,13 @@ PICK_HELP = ("Which run stands for a commit with several: latest, best:<metric> 
 @click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
               help="Significant digits of numbers.")
 @click.option("--pick", default=None, help=PICK_HELP)
+@click.option("--better", "better", multiple=True, metavar="METRIC:lower|higher",
+              help="Which way is better for a metric, to judge its change (repeatable; default: git config "
+                   "gitml-metric.<metric>.better, else known names: loss/error/rmse/mae lower, "
+                   "accuracy/auc/f1/r2 higher).")
 @click.pass_context
 def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: bool, precision: int,
-         pick: str | None) -> None:
+         pick: str | None, better: tuple[str, ...]) -> None:
     """Params and metrics of A vs B, with absolute and relative change.
 
     A and B are commits, branches, tags or run ids. Default: HEAD's run vs
@@ -28,12 +32,14 @@ def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: b
     """
     from gitml.cli.repo import repo_from
     from gitml.review import diff as review
+    from gitml.review.direction import parse_overrides
 
     repo = repo_from(ctx)
     new = review.resolve_side(repo, b, pick) if b else review.latest_run(repo)
     other = new.run.info.run_id if new.run is not None and not b else None
     old = review.resolve_side(repo, a or "HEAD", pick, exclude=other)
-    click.echo(review.render(review.compare(old, new, show_all), old, new, fmt, precision))
+    ways = review.metric_directions(repo, old, new, parse_overrides(better))
+    click.echo(review.render(review.compare(old, new, show_all, ways), old, new, fmt, precision))
 
 
 @click.command("report")

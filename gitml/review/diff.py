@@ -17,6 +17,7 @@ The JSON shape is DVC's (``dvc metrics diff --json``): ``{key: {"old",
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,16 +68,38 @@ def parse_pick(pick: str | None) -> tuple[str, str | None, bool]:
 
 
 def choose(runs: list[Run], pick: str | None) -> Run | None:
-    """The run a commit stands for, by the pick rule."""
+    """The run a commit stands for, by the pick rule; top-level runs first (a nested run stands in only
+    when the commit has nothing else), as a sweep's parent run is what its commit is about."""
     rule, metric, higher = parse_pick(pick)
     if not runs:
         return None
+    runs = [r for r in runs if not _nested(r)] or runs
     if rule == "latest":
         return max(runs, key=lambda r: (r.info.start_time, r.info.run_id))
     scored = [r for r in runs if metric in r.data.metrics and not math.isnan(r.data.metrics[metric])]
     if not scored:
         return max(runs, key=lambda r: (r.info.start_time, r.info.run_id))
     return (max if higher else min)(scored, key=lambda r: r.data.metrics[metric])  # type: ignore[index]
+
+
+def _nested(run: Run) -> bool:
+    return bool(run.data.tags.get("mlflow.parentRunId"))
+
+
+def why(runs: list[Run], chosen: Run, pick: str | None) -> str:
+    """Why ``chosen`` stands for its commit among ``runs`` ("" when it is the only run)."""
+    if len(runs) <= 1:
+        return ""
+    rule, metric, higher = parse_pick(pick)
+    top = [r for r in runs if not _nested(r)]
+    pool = top or runs
+    if rule == "best" and metric in chosen.data.metrics:
+        reason = f"{'highest' if higher else 'lowest'} {metric} of {len(pool)} runs"
+    else:
+        reason = f"latest of {len(pool)} runs"
+    if top and len(top) < len(runs):
+        reason += f"; {len(runs) - len(top)} nested left out"
+    return reason
 
 
 def default_pick(repo: GitRepo) -> str:
@@ -103,18 +126,17 @@ def resolve_side(repo: GitRepo, ref: str, pick: str | None = None, exclude: str 
             raise RevisionNotFound(f"{ref!r} is neither a commit, branch or tag nor a run id ({e})") from None
         return Side(ref, run, run.commit)
     pick = pick or default_pick(repo)
-    rule = parse_pick(pick)[0]
     ancestors = [c.oid for c in repo.walk(commit, ANCESTOR_LIMIT)]
     index = runs.sync_index(repo)
     by_commit = index.runs_for_commits(ancestors)  # ids, oldest first
     for oid in ancestors:
         ids = [i for i in by_commit.get(oid, []) if i != exclude]
-        # 'latest' needs only the newest active run: load from the end, not all of them
-        batches = [[i] for i in reversed(ids)] if rule == "latest" else [ids]
-        for batch in batches:
-            found = [r for r in index.load(batch) if r.info.lifecycle_stage == "active"]
-            if found:
-                return Side(ref, choose(found, pick), oid, "" if oid == commit else f"from ancestor {oid[:8]}")
+        found = [r for r in index.load(ids) if r.info.lifecycle_stage == "active"]
+        if found:
+            chosen = choose(found, pick)
+            assert chosen is not None
+            notes = [why(found, chosen, pick), "" if oid == commit else f"from ancestor {oid[:8]}"]
+            return Side(ref, chosen, oid, "; ".join(n for n in notes if n))
     return Side(ref, None, commit)
 
 
@@ -136,12 +158,25 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def compare(old: Side, new: Side, include_unchanged: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+def metric_directions(repo: GitRepo, old: Side, new: Side,
+                      overrides: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The direction (lower/higher/None) of every metric of either side (see ``direction``)."""
+    from gitml.review.direction import directions
+
+    return dict(directions(repo, set(old.metrics) | set(new.metrics), overrides))  # type: ignore[arg-type]
+
+
+def compare(old: Side, new: Side, include_unchanged: bool = False,
+            directions: Mapping[str, str | None] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"params": {key: {old, new[, diff]}}, "metrics": {key: {old, new, diff}}}`` (DVC's shape).
 
     ``diff`` is new - old where both are numbers; changed or one-sided
-    entries only unless ``include_unchanged``.
+    entries only unless ``include_unchanged``. With ``directions`` (metric
+    -> lower/higher, see ``direction``), a metric whose change can be
+    judged also gets ``"verdict": "better"|"worse"``.
     """
+    from gitml.review.direction import verdict
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for section, a, b in (("params", old.params, new.params), ("metrics", old.metrics, new.metrics)):
         rows = {}
@@ -155,6 +190,10 @@ def compare(old: Side, new: Side, include_unchanged: bool = False) -> dict[str, 
                 row["diff"] = nb - na
             elif section == "metrics":
                 row["diff"] = None
+            if section == "metrics" and directions:
+                judged = verdict(directions.get(key), row["diff"])  # type: ignore[arg-type]
+                if judged:
+                    row["verdict"] = judged
             rows[key] = row
         out[section] = rows
     return out
@@ -193,11 +232,13 @@ def render(result: dict[str, dict[str, dict[str, Any]]], old: Side, new: Side, f
     if fmt == "json":
         return json.dumps(result, indent=2, sort_keys=True, default=str)
     rows = []
+    judged = any("verdict" in row for row in result.get("metrics", {}).values())
     for section in ("metrics", "params"):
         for key, row in result.get(section, {}).items():
             change, rel = _change(row, precision)
-            rows.append([section[:-1], key, _fmt(row["old"], precision), _fmt(row["new"], precision), change, rel])
-    headers = ["", "name", old.label, new.label, "change", "%"]
+            rows.append([section[:-1], key, _fmt(row["old"], precision), _fmt(row["new"], precision), change, rel]
+                        + ([row.get("verdict", "")] if judged else []))
+    headers = ["", "name", old.label, new.label, "change", "%"] + (["verdict"] if judged else [])
     if fmt == "markdown":
         lines = ["| " + " | ".join(h or "kind" for h in headers) + " |", "|" + "---|" * len(headers)]
         for r in rows:

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from gitml.errors import InvalidValue
-from gitml.review.diff import Side, compare, render, resolve_side
+from gitml.review.diff import Side, compare, metric_directions, render, resolve_side
 from gitml.store.repo import GitRepo
 
 MARKER = "<!-- gitml-report -->"
@@ -95,7 +95,7 @@ def make_report(repo: GitRepo, spec: str, out_dir: str | Path, pick: str | None 
     old, new = resolve_side(repo, base, pick), resolve_side(repo, head, pick)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = compare(old, new)
+    result = compare(old, new, directions=metric_directions(repo, old, new))
     changed = list(result["metrics"])
     unchanged = sorted(set(new.metrics) - set(changed))
     plots = plot_histories(repo, old, new, out, (changed + unchanged)[:max_plots]) if max_plots > 0 else {}

@@ -19,12 +19,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gitml.store import names
+from gitml.store.repo import GITLINK_MODE, TREE_MODE, Gitlink
 
 if TYPE_CHECKING:
     from gitml.store.repo import GitRepo
 
-GITLINK_MODE = 0o160000
-TREE_MODE = 0o040000
 #: Run commits named as parents of one ledger commit; more are chained.
 MAX_PARENTS = 100
 
@@ -72,14 +71,14 @@ def mine_ref(shard: str) -> str:
     return names.LEDGER_MINE_PREFIX + shard[len(names.LEDGER_PREFIX) :]
 
 
-def remember_mine(repo: GitRepo, shard: str, commit: str) -> None:
-    """Record ``commit`` (just written to ``shard`` by gitml) as this clone's own state of it.
+def move(repo: GitRepo, shard: str, new: str, old: str | None) -> bool:
+    """Move ledger ref ``shard`` from ``old`` to ``new`` (compare-and-swap); False if it moved meanwhile.
 
-    A hint, not a lock: a lost race leaves an older commit of ours, which the
-    shard's history contains anyway.
+    The same transaction records ``new`` as this clone's own state of the
+    shard (``mine_ref``), which ``put_back`` compares with the shard after a
+    forced fetch.
     """
-    ref = mine_ref(shard)
-    repo.cas_ref(ref, commit, repo.ref_target(ref))
+    return repo.cas_ref(shard, new, old, also={mine_ref(shard): new})
 
 
 def entry_path(run_id: str) -> tuple[str, str]:
@@ -139,39 +138,20 @@ def write(repo: GitRepo, base: str | None, changes: Mapping[str, str | None], me
     to drop), whose parents are ``base``, the run commits it adds and ``extra_parents``.
     No ref is moved.
     """
-    import pygit2
-
-    with repo.lock:
-        raw = repo.raw
-        tree = _tree_of(repo, base) if base else None
-        subs = _subtrees(repo, tree) if tree is not None else {}
-        by_head: dict[str, dict[str, str | None]] = {}
-        for run_id, oid in changes.items():
-            head, rest = entry_path(run_id)
-            by_head.setdefault(head, {})[rest] = oid
-        root = raw.TreeBuilder(tree) if tree is not None else raw.TreeBuilder()
-        for head, todo in by_head.items():
-            builder = raw.TreeBuilder(subs[head]) if head in subs else raw.TreeBuilder()
-            for rest, oid in todo.items():
-                if oid is None:
-                    if builder.get(rest) is not None:
-                        builder.remove(rest)
-                else:
-                    builder.insert(rest, pygit2.Oid(hex=oid), GITLINK_MODE)
-            if len(builder) == 0:
-                if head in subs:
-                    root.remove(head)
-            else:
-                root.insert(head, builder.write(), TREE_MODE)
-        new_tree = str(root.write())
+    tree = _tree_of(repo, base) if base else None
+    paths = {"/".join(entry_path(run_id)): Gitlink(oid) if oid is not None else None
+             for run_id, oid in changes.items()}
     added = list(dict.fromkeys([oid for oid in changes.values() if oid is not None] + list(extra_parents)))
     parent = base
-    # Chain the run commits in groups, so no commit has thousands of parents.
-    groups = [added[i : i + MAX_PARENTS] for i in range(0, len(added), MAX_PARENTS)] or [[]]
-    for i, group in enumerate(groups):
-        last = i == len(groups) - 1
-        tree_here = new_tree if last or parent is None else repo.commit_info(parent).tree
-        parent = repo.write_commit(tree_here, ([parent] if parent else []) + group, message)
+    with repo.batch():
+        new_tree = repo.update_tree(tree, paths)
+        # Chain the run commits in groups, so no commit has thousands of parents; the commits
+        # before the last keep the base's tree.
+        groups = [added[i : i + MAX_PARENTS] for i in range(0, len(added), MAX_PARENTS)] or [[]]
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            tree_here = new_tree if last or tree is None else tree
+            parent = repo.write_commit(tree_here, ([parent] if parent else []) + group, message)
     assert parent is not None
     return parent
 

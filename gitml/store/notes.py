@@ -51,8 +51,9 @@ def update_notes(
                 changes[path] = None if text is None else text.encode()
         if not changes:
             return
-        tree = repo.update_tree(base_tree, changes)
-        commit = repo.write_commit(tree, [old] if old else [], message)
+        with repo.batch():
+            tree = repo.update_tree(base_tree, changes)
+            commit = repo.write_commit(tree, [old] if old else [], message)
         if repo.cas_ref(notes_ref, commit, old):
             return
     raise ConcurrentUpdate(f"Gave up updating {notes_ref} after {retries} attempts")

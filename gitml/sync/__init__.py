@@ -248,13 +248,14 @@ def _merge_notes(repo: GitRepo, ours: str | None, theirs: str, rules: _NoteRules
                 changes[target] = merged.encode()
     base = their_tree if forward else our_tree
     assert base is not None
-    tree = repo.update_tree(base, _note_paths(repo, base, changes)) if changes else base
-    if tree == their_tree:
-        return theirs
-    if tree == our_tree:
-        return ours  # type: ignore[return-value]
     parents = [theirs] if forward or ours is None else [ours, theirs]  # not forward: ours is not None
-    return repo.write_commit(tree, parents, "gitml: merge notes from two clones\n")
+    with repo.batch():
+        tree = repo.update_tree(base, _note_paths(repo, base, changes)) if changes else base
+        if tree == their_tree:
+            return theirs
+        if tree == our_tree:
+            return ours  # type: ignore[return-value]
+        return repo.write_commit(tree, parents, "gitml: merge notes from two clones\n")
 
 
 def _note_paths(repo: GitRepo, tree: str, changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
@@ -534,8 +535,7 @@ def _absorb_ledger(repo: GitRepo, ref: str, theirs: str | None, report: SyncRepo
             result = store_ledger.write(repo, ours, changes, "gitml: merge runs from another clone\n", extra)
         else:
             return []
-        if repo.cas_ref(ref, result, ours):
-            store_ledger.remember_mine(repo, ref, result)
+        if store_ledger.move(repo, ref, result, ours):
             for run_id, kind in kinds.items():
                 if kind == "merged":
                     report.runs_merged.append(run_id)

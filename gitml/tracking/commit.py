@@ -112,18 +112,19 @@ def commit_events(
         _prune_writers(repo, state, writer.writer_id if writer is not None else None)
         changes: dict[str, bytes | None] = dict(state.files())
         changes.update(metric_chunk_changes(repo, base_tree, points))
-        tree = repo.update_tree(base_tree, changes)
         source = state.info.get("source") or {}
         parents = [source["commit"]] if source.get("commit") else []
-        commit = repo.write_commit(tree, parents, state.commit_message())
-        if _straight_to_ledger(repo, state, old, writer):
-            # The last writer of a run that ends here and has no ref of its own: the commit
-            # goes into the ledger directly (what creating the ref and folding it would do,
-            # without writing and deleting the ref).
-            folded = ledger.write(repo, shard_head, {run_id: commit}, "gitml: fold 1 run\n")
-            moved = repo.cas_ref(shard, folded, shard_head)
-            if moved:
-                ledger.remember_mine(repo, shard, folded)
+        straight = _straight_to_ledger(repo, state, old, writer)
+        with repo.batch():  # the run's objects (and the ledger's) as one pack
+            tree = repo.update_tree(base_tree, changes)
+            commit = repo.write_commit(tree, parents, state.commit_message())
+            if straight:
+                # The last writer of a run that ends here and has no ref of its own: the commit
+                # goes into the ledger directly (what creating the ref and folding it would do,
+                # without writing and deleting the ref).
+                folded = ledger.write(repo, shard_head, {run_id: commit}, "gitml: fold 1 run\n")
+        if straight:
+            moved = ledger.move(repo, shard, folded, shard_head)
         else:
             moved = repo.cas_ref(ref, commit, old)
         if moved:

@@ -109,8 +109,9 @@ def _write(repo: GitRepo, exp: Experiment, old: str | None) -> bool:
         "last_update_time": exp.last_update_time,
     }
     blob = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    tree = repo.update_tree(None, {FILE: blob})
-    commit = repo.write_commit(tree, [old] if old else [], f"gitml experiment {exp.name}\n")
+    with repo.batch():
+        tree = repo.update_tree(None, {FILE: blob})
+        commit = repo.write_commit(tree, [old] if old else [], f"gitml experiment {exp.name}\n")
     return repo.cas_ref(names.experiment_ref(exp.experiment_id), commit, old)
 
 

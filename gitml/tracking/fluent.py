@@ -19,6 +19,7 @@ from gitml.errors import InvalidValue, NoActiveRun
 from gitml.tracking import experiments as _experiments
 from gitml.tracking import runs as _runs
 from gitml.tracking import process as _process
+from gitml.tracking import sysmetrics as _sysmetrics
 from gitml.tracking import writer as _wr
 from gitml.tracking.entities import Experiment, Run, RunStatus, ViewType
 
@@ -185,6 +186,7 @@ def start_run(
             f"Run with UUID {stack[-1].run.info.run_id} is already active. To start a nested run, "
             "call start_run with nested=True"
         )
+    system_metrics = _sysmetrics.enabled(repo, log_system_metrics)  # a bad setting fails before the run starts
     if run_id:
         w = _runs.resume_run(repo, run_id)
         if tags:
@@ -195,12 +197,48 @@ def start_run(
         parent = parent_run_id or (stack[-1].run.info.run_id if stack and nested else None)
         exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id()
         w, state = _runs.start_new_run(repo, exp_id, run_name, tags, parent, description=description)
+    if system_metrics:
+        _sysmetrics.start(w, _sysmetrics.next_step({k: p[1] for k, p in state.summary.items()}))
     run = ActiveRun(state.to_run())
     stack.append(_Entry(run, w))
     _last_run_id = w.run_id
     if _bridge is not None:
         _bridge.started(w.run_id, run.info.experiment_id, nested=len(stack) > 1)
     return run
+
+
+def enable_system_metrics_logging() -> None:
+    """Log system metrics into every run this process starts (``start_run(log_system_metrics=False)`` opts out)."""
+    os.environ[settings.SETTINGS["enable_system_metrics_logging"].env] = "true"
+
+
+def disable_system_metrics_logging() -> None:
+    """Stop logging system metrics into new runs by default (``log_system_metrics=True`` opts in)."""
+    os.environ[settings.SETTINGS["enable_system_metrics_logging"].env] = "false"
+
+
+def set_system_metrics_sampling_interval(interval: float | None) -> None:
+    """Seconds between system metric samples (None: back to the default, 10)."""
+    _set_env("system_metrics_sampling_interval", interval)
+
+
+def set_system_metrics_samples_before_logging(samples: int | None) -> None:
+    """How many samples are averaged into one logged point (None: back to the default, 1)."""
+    _set_env("system_metrics_samples_before_logging", samples)
+
+
+def set_system_metrics_node_id(node_id: str | None) -> None:
+    """A name for this machine in system metric keys, ``system/<node_id>/...`` (None: none)."""
+    _set_env("system_metrics_node_id", node_id)
+
+
+def _set_env(name: str, value: object) -> None:
+    env = settings.SETTINGS[name].env
+    if value is None:
+        os.environ.pop(env, None)
+        return
+    settings.parse(name, str(value), f"set_{name}({value!r})")  # refuse a bad value now, not in the thread
+    os.environ[env] = str(value)
 
 
 def active_run() -> ActiveRun | None:
@@ -225,6 +263,7 @@ def end_run(status: str = RunStatus.FINISHED, _run_id: str | None = None) -> Non
         if pos < 0:
             return
     entry = stack.pop(pos)
+    _sysmetrics.stop(entry.run.info.run_id)  # its last points go into the run's final commit
     if _bridge is not None:
         _bridge.ending(entry.run.info.run_id, status)
     _runs.end_run(entry.writer.repo, entry.run.info.run_id, status)
@@ -369,12 +408,14 @@ def log_figure(figure: object, artifact_file: str, *, save_kwargs: dict[str, Any
     artifacts.log_figure(w.repo, w, figure, artifact_file, save_kwargs)
 
 
-def log_image(image: object, artifact_file: str | None = None, key: str | None = None, step: int | None = None, **_: object) -> None:
-    """Store a numpy array or PIL image as an image artifact."""
+def log_image(image: object, artifact_file: str | None = None, key: str | None = None, step: int | None = None,
+              timestamp: int | None = None, synchronous: bool | None = None, **_: object) -> None:
+    """Store a numpy array or PIL image as an image artifact; with ``key`` and ``step``, as MLflow's
+    time-stepped images (the viewer shows them with a step slider)."""
     from gitml.tracking import artifacts
 
     w = active_writer()
-    artifacts.log_image(w.repo, w, image, artifact_file, key, step)
+    artifacts.log_image(w.repo, w, image, artifact_file, key, step, timestamp)
 
 
 def log_table(data: pandas.DataFrame | dict[str, Any], artifact_file: str, run_id: str | None = None) -> None:
@@ -441,12 +482,11 @@ def search_runs(
         ids = None
     else:
         ids = [_active_experiment_id()]
-    runs = _runs.search_runs(repo, ids, filter_string, run_view_type, max_results, order_by)
     if output_format == "list":
-        return runs
+        return _runs.search_runs(repo, ids, filter_string, run_view_type, max_results, order_by)
     if output_format != "pandas":
         raise InvalidValue(f"Unsupported output_format {output_format!r}; use 'pandas' or 'list'")
-    return _runs.runs_to_dataframe(runs)
+    return _runs.search_frame(repo, ids, filter_string, run_view_type, max_results, order_by)
 
 
 # -- exit handling -------------------------------------------------------------------------

@@ -339,6 +339,20 @@ class RunIndex:
     def query_ids(self, sql: str, params: list[Any]) -> list[str]:
         return self._guard(lambda: [row[0] for row in self.db.execute(sql, params)])
 
+    def children(self, parent_ids: list[str], stages: list[str]) -> dict[str, list[str]]:
+        """Parent run id -> its child runs (``mlflow.parentRunId``) in ``stages``, newest first."""
+        sql = ("SELECT t.value, t.run_id FROM tags AS t JOIN runs AS r ON r.run_id = t.run_id "
+               "WHERE t.key = 'mlflow.parentRunId' AND t.value IN (SELECT value FROM json_each(?)) "
+               "AND r.lifecycle_stage IN (SELECT value FROM json_each(?)) ORDER BY r.start_time DESC, r.run_id")
+
+        def work() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for parent, child in self.db.execute(sql, (json.dumps(parent_ids), json.dumps(stages))):
+                out.setdefault(parent, []).append(child)
+            return out
+
+        return self._guard(work)
+
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
         return self.query_ids(
             "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id",
@@ -456,6 +470,46 @@ class RunIndex:
             )
             out.append(Run(info, data[run_id], json.loads(r[11] or "{}"), r[10], r[9], inputs.get(run_id) or RunInputs()))
         return out
+
+    def columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        """MLflow's ``search_runs`` table for ``run_ids``, as columns in that order, straight from SQL.
+
+        The same columns and values as ``runs_to_dataframe(load(run_ids))``
+        without making a Run per row: at 10k runs the objects cost more than
+        the query.
+        """
+        return self._guard(lambda: self._columns(run_ids))
+
+    def _columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        db = self.db
+        ids = json.dumps(run_ids)
+        wanted = "run_id IN (SELECT value FROM json_each(?))"
+        rows = {r[0]: r for r in db.execute(
+            f"SELECT run_id, experiment_id, status, artifact_uri, start_time, end_time FROM runs WHERE {wanted}",
+            (ids,))}
+        order = [r for r in run_ids if r in rows]
+        ordered = json.dumps(order)
+        n = len(order)
+        columns: dict[str, list[Any]] = {
+            name: [rows[r][i] for r in order]
+            for i, name in enumerate(("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"))
+        }
+        # json_each's key is each id's position in the list: rows come with their row number
+        joined = "FROM json_each(?) AS j JOIN {} AS t ON t.run_id = j.value"
+        for prefix, sql in (
+            ("metrics.", "SELECT j.key, t.key, CASE WHEN t.is_nan THEN NULL ELSE t.value END, t.is_nan "
+                         + joined.format("latest_metrics")),
+            ("params.", "SELECT j.key, t.key, t.value, 0 " + joined.format("params")),
+            ("tags.", "SELECT j.key, t.key, t.value, 0 " + joined.format("tags")),
+        ):
+            found: dict[str, list[Any]] = {}
+            for i, key, value, is_nan in db.execute(sql, (ordered,)):
+                column = found.get(key)
+                if column is None:
+                    column = found[key] = [None] * n
+                column[i] = math.nan if is_nan else value
+            columns.update((prefix + key, found[key]) for key in sorted(found))
+        return columns
 
     def close(self) -> None:
         """Close every thread's connection."""

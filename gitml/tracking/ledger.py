@@ -103,8 +103,7 @@ def put_back(repo: GitRepo) -> list[str]:
             lost = {r: oid for r, oid in store_ledger.changed_entries(repo, head, mine).items() if oid is not None}
             changes = _joined(repo, head, lost)
             commit = store_ledger.write(repo, head, changes, "gitml: put back runs a forced update dropped\n", [mine])
-            if repo.cas_ref(shard, commit, head):
-                store_ledger.remember_mine(repo, shard, commit)
+            if store_ledger.move(repo, shard, commit, head):
                 if changes:
                     logging.getLogger("gitml").warning(
                         "gitml: warning: %s was replaced by a forced update (git fetch +refs/gitml/*?); "
@@ -147,8 +146,7 @@ def _fold_shard(repo: GitRepo, shard: str, group: dict[str, str]) -> None:
             return
         n = len(changes)
         commit = store_ledger.write(repo, head, changes, f"gitml: fold {n} run{'s' if n != 1 else ''}\n")
-        if repo.cas_ref(shard, commit, head):
-            store_ledger.remember_mine(repo, shard, commit)
+        if store_ledger.move(repo, shard, commit, head):
             return
     raise ConcurrentUpdate(f"Gave up updating {shard} after {CAS_RETRIES} attempts")
 

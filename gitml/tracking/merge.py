@@ -182,11 +182,12 @@ def merge_runs(repo: GitRepo, ours: str, theirs: str, run_id: str | None = None,
             merged.summary[key] = point
     changes: dict[str, bytes | None] = dict(merged.files())
     changes.update(_merge_metrics(repo, tree_o, tree_t))
-    tree = repo.update_tree(tree_o, changes)
-    if tree == tree_t and not keep_ours:
-        return theirs
-    if tree == tree_o:
-        return ours
     source = merged.info.get("source") or {}
     parents = [source["commit"]] if source.get("commit") else []
-    return repo.write_commit(tree, parents, merged.commit_message())
+    with repo.batch():  # the merged run's objects as one pack
+        tree = repo.update_tree(tree_o, changes)
+        if tree == tree_t and not keep_ours:
+            return theirs
+        if tree == tree_o:
+            return ours
+        return repo.write_commit(tree, parents, merged.commit_message())

@@ -419,6 +419,14 @@ def search_runs_page(
     return len(ids), idx.load(ids[offset : offset + limit])
 
 
+def child_runs(repo: GitRepo, parent_ids: list[str], view_type: int = ViewType.ACTIVE_ONLY) -> dict[str, list[Run]]:
+    """Parent run id -> its nested runs (newest first), for the parents in ``parent_ids`` that have any."""
+    idx = sync_index(repo)
+    ids = idx.children(parent_ids, ViewType.stages(view_type))
+    loaded = {r.info.run_id: r for r in idx.load([c for cs in ids.values() for c in cs])}
+    return {p: [loaded[c] for c in cs if c in loaded] for p, cs in ids.items()}
+
+
 def run_keys(repo: GitRepo, experiment_ids: list[str] | None = None) -> dict[str, list[str]]:
     """The param, metric and tag keys the runs of these experiments (default: all) have, sorted."""
     return sync_index(repo).keys([str(e) for e in experiment_ids] if experiment_ids is not None else None)
@@ -429,20 +437,44 @@ def dataset_summaries(repo: GitRepo, experiment_ids: list[str]) -> list[tuple[st
     return sync_index(repo).dataset_summaries([str(e) for e in experiment_ids])
 
 
-def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
-    """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
+def search_frame(
+    repo: GitRepo,
+    experiment_ids: list[str] | None = None,
+    filter_string: str | None = None,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+) -> pandas.DataFrame:
+    """``search_runs`` as MLflow's DataFrame, built from the index's columns (no Run objects).
+
+    Raises:
+        InvalidFilter: the filter or order_by does not parse.
+    """
+    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by, max_results)
+    return _frame(idx.columns(ids))
+
+
+def _frame(columns: dict[str, list[Any]]) -> pandas.DataFrame:
     import pandas as pd
 
+    columns = dict(columns)
+    for name in ("start_time", "end_time"):
+        columns[name] = pd.to_datetime(columns[name], unit="ms", utc=True)
+    return pd.DataFrame(columns)
+
+
+def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
+    """MLflow's ``search_runs`` DataFrame: one row per run, metrics./params./tags. columns."""
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
     tag_keys = sorted({k for r in runs for k in r.data.tags})
-    columns: dict[str, object] = {
+    columns: dict[str, list[Any]] = {
         "run_id": [r.info.run_id for r in runs],
         "experiment_id": [r.info.experiment_id for r in runs],
         "status": [r.info.status for r in runs],
         "artifact_uri": [r.info.artifact_uri for r in runs],
-        "start_time": pd.to_datetime([r.info.start_time for r in runs], unit="ms", utc=True),
-        "end_time": pd.to_datetime([r.info.end_time for r in runs], unit="ms", utc=True),
+        "start_time": [r.info.start_time for r in runs],
+        "end_time": [r.info.end_time for r in runs],
     }
     for k in metric_keys:
         columns[f"metrics.{k}"] = [r.data.metrics.get(k) for r in runs]
@@ -450,7 +482,7 @@ def runs_to_dataframe(runs: list[Run]) -> pandas.DataFrame:
         columns[f"params.{k}"] = [r.data.params.get(k) for r in runs]
     for k in tag_keys:
         columns[f"tags.{k}"] = [r.data.tags.get(k) for r in runs]
-    return pd.DataFrame(columns)
+    return _frame(columns)
 
 
 def runs_of_commits(repo: GitRepo, commits: list[str]) -> dict[str, list[Run]]:

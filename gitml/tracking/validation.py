@@ -13,6 +13,7 @@ runs on every ``log_metric`` call (the caller caches keys it has already seen).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
@@ -106,6 +107,7 @@ def _check_key(kind: str, key: object) -> str:
     raise InvalidName(_key_problem(kind, key))
 
 
+@functools.lru_cache(maxsize=65536)  # the same few keys recur in every run an index build reads
 def _key_ok(key: str) -> bool:
     """Return True if `key` passes MLflow's character, length and path rules."""
     if not _KEY_RE.fullmatch(key) or len(key) > MAX_ENTITY_KEY_LENGTH:

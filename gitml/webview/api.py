@@ -109,7 +109,7 @@ def attachment(response: Response, name: str) -> None:
 
 @bp.get("/compare")
 def compare() -> Response:
-    return jsonify(data.compare(repo(), request.args.getlist("run")))
+    return jsonify(data.compare(repo(), request.args.getlist("run"), request.args.getlist("better")))
 
 
 @bp.get("/commits")
@@ -127,7 +127,7 @@ def branches() -> Response:
 def diff() -> Response:
     args = request.args
     return jsonify(data.diff(repo(), args.get("base") or "HEAD~1", args.get("head") or "HEAD",
-                             args.get("pick") or None, args.get("all") == "1"))
+                             args.get("pick") or None, args.get("all") == "1", args.getlist("better")))
 
 
 @bp.get("/models")

@@ -18,6 +18,7 @@ from gitml.registry import tags as registry_tags
 from gitml.store.repo import GitRepo
 from gitml.tracking import history
 from gitml.tracking import runs as _runs
+from gitml.tracking.sysmetrics import PREFIX as SYSTEM_PREFIX
 from gitml.tracking.entities import VIEWS, Run, RunStatus, ViewType
 
 PER_PAGE = 50
@@ -96,15 +97,25 @@ class RunsQuery:
         )
 
 
-def runs_page(repo: GitRepo, q: RunsQuery) -> dict[str, Any]:
+def runs_page(repo: GitRepo, q: RunsQuery, group: bool = False) -> dict[str, Any]:
+    """One page of the runs table; ``group`` moves the nested runs of the page's parents under them
+    (``children``: parent id -> runs), as MLflow's table groups them."""
     total, found = _runs.search_runs_page(
         repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
         offset=(q.page - 1) * q.per_page, limit=q.per_page,
     )
+    # MLflow's grouping: a parent's nested runs under it (expandable), not as rows of their own
+    page_ids = [r.info.run_id for r in found]
+    nested = _runs.child_runs(repo, page_ids, VIEWS[q.view]) if group else {}
+    grouped = {c.info.run_id for cs in nested.values() for c in cs}
+    rows = [r for r in found if r.info.run_id not in grouped]
     return {
         "total": total, "page": q.page, "per_page": q.per_page, "pages": max(1, -(-total // q.per_page)),
-        "runs": [run_record(r) for r in found],
+        "runs": [run_record(r) for r in rows],
+        "children": {p: [run_record(c) for c in cs] for p, cs in nested.items()},
         "keys": _runs.run_keys(repo, q.experiment_ids or None),
+        # registered model versions made from the page's runs (MLflow's "Models" column)
+        "versions": versions_of_runs(repo, set(page_ids) | grouped),
     }
 
 
@@ -132,6 +143,8 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
         "experiment_name": experiment_name,
         "source_commit": commit_record(repo, run.source.get("commit")),
         "metric_keys": sorted(run.data.metrics),
+        # system metrics (log_system_metrics) get charts of their own, below the run's own
+        "system_metric_keys": sorted(k for k in run.data.metrics if k.startswith(SYSTEM_PREFIX)),
         "live": run.info.status == RunStatus.RUNNING,
         # RUNNING with no process logging it: crashed, or created by a client and never ended
         "writer_alive": run.info.status == RunStatus.RUNNING and _runs.has_live_writer(repo, run.info.run_id),
@@ -140,10 +153,20 @@ def run_detail(repo: GitRepo, run_id: str) -> dict[str, Any]:
 
 def versions_of_run(repo: GitRepo, run_id: str) -> list[dict[str, Any]]:
     """The registered model versions made from this run (what MLflow's run page lists as registered models)."""
+    return versions_of_runs(repo, {run_id}).get(run_id, [])
+
+
+def versions_of_runs(repo: GitRepo, run_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Run id -> the registered model versions made from it, for the runs in ``run_ids`` that have any."""
     from gitml import registry
 
-    return [{"model": v.model, "version": v.version, "number": v.number, "stages": list(v.stages), "active": v.active}
-            for m in registry.load(repo).values() for v in m.versions if v.run_id == run_id]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in registry.load(repo).values():
+        for v in m.versions:
+            if v.run_id in run_ids:
+                out.setdefault(v.run_id, []).append({"model": v.model, "version": v.version, "number": v.number,
+                                                     "stages": list(v.stages), "active": v.active})
+    return out
 
 
 def runs_csv(repo: GitRepo, q: RunsQuery) -> str:
@@ -174,6 +197,13 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
     finite = array(values).replace("-inf", "null").replace("inf", "null").replace("nan", "null")
     head = json.dumps({"run_id": run_id, "key": key, "offset": offset, "total": len(steps)})
     return f'{head[:-1]}, "steps": {array(steps)}, "timestamps": {array(times)}, "values": {finite}}}'
+
+
+def stepped_images(repo: GitRepo, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The run's time-stepped images (``log_image(key=, step=)``, MLflow's layout) by key, by step."""
+    from gitml.tracking import artifacts
+
+    return artifacts.stepped_images(artifacts.manifest(repo, run_id))
 
 
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:
@@ -266,7 +296,9 @@ def _signature_columns(raw: Any) -> list[dict[str, str]]:
 # -- compare, commits, diff ---------------------------------------------------------------------
 
 
-def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
+def compare(repo: GitRepo, run_ids: list[str], better: list[str] | None = None) -> dict[str, Any]:
+    from gitml.review.direction import parse_overrides
+
     if not run_ids:
         raise InvalidValue("Pick runs to compare: /compare?run=<id>&run=<id>")
     found = list({run.info.run_id: run for run in (_runs.get_run(repo, r) for r in run_ids)}.values())
@@ -279,8 +311,27 @@ def compare(repo: GitRepo, run_ids: list[str]) -> dict[str, Any]:
             out[k] = {"values": values, "changed": len({repr(v) for v in values}) > 1}
         return out
 
+    metrics = table(lambda r: r.data.metrics)
+    _mark_best(repo, metrics, parse_overrides(better or []))
     return {"runs": [run_record(r) for r in found], "params": table(lambda r: r.data.params),
-            "metrics": table(lambda r: r.data.metrics), "tags": table(lambda r: r.data.tags)}
+            "metrics": metrics, "tags": table(lambda r: r.data.tags)}
+
+
+def _mark_best(repo: GitRepo, metrics: dict[str, dict[str, Any]], overrides: Mapping[str, Any]) -> None:
+    """Each metric row with a direction gets ``direction`` and, if its values differ, the ``best`` and
+    ``worst`` positions (every run that ties)."""
+    from gitml.review.direction import directions
+
+    ways = directions(repo, metrics, overrides)
+    for key, row in metrics.items():
+        way = ways.get(key)
+        values = [v for v in row["values"] if isinstance(v, (int, float))]
+        row["direction"] = way
+        if way is None or len(set(values)) < 2:
+            continue
+        best, worst = (min(values), max(values)) if way == "lower" else (max(values), min(values))
+        row["best"] = [i for i, v in enumerate(row["values"]) if v == best]
+        row["worst"] = [i for i, v in enumerate(row["values"]) if v == worst]
 
 
 def commits(repo: GitRepo, rev: str, max_count: int, runs_only: bool = False) -> dict[str, Any]:
@@ -305,12 +356,17 @@ def _side(side: Any) -> dict[str, Any]:
             "run": run_record(side.run) if side.run else None}
 
 
-def diff(repo: GitRepo, base: str, head: str, pick: str | None, show_all: bool = False) -> dict[str, Any]:
+def diff(repo: GitRepo, base: str, head: str, pick: str | None, show_all: bool = False,
+         better: list[str] | None = None) -> dict[str, Any]:
+    """Two sides compared; ``better`` are ``<metric>:lower|higher`` directions that win over git config and names."""
     from gitml.review import diff as review
+    from gitml.review.direction import parse_overrides
 
+    overrides = parse_overrides(better or [])
     new = review.resolve_side(repo, head, pick)
     old = review.resolve_side(repo, base, pick, exclude=new.run.info.run_id if new.run else None)
-    result = review.compare(old, new, include_unchanged=show_all)
+    result = review.compare(old, new, include_unchanged=show_all,
+                            directions=review.metric_directions(repo, old, new, overrides))
     for section in result.values():
         for row in section.values():
             for k in ("old", "new", "diff"):

@@ -57,11 +57,11 @@ def runs() -> str:
     exps = data.experiments(repo())["experiments"]
     error = None
     try:
-        page = data.runs_page(repo(), q)
+        page = data.runs_page(repo(), q, group=True)
     except GitmlError as e:  # a bad filter is shown above an empty table, with the filter kept for editing
         error = e.message
-        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [],
-                "keys": {"params": [], "metrics": [], "tags": []}}
+        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [], "children": {},
+                "versions": {}, "keys": {"params": [], "metrics": [], "tags": []}}
     chosen = request.args.getlist("col")
     if not chosen:
         chosen = ([f"metrics.{k}" for k in page["keys"]["metrics"][:DEFAULT_KEY_COLUMNS]]
@@ -103,6 +103,7 @@ def run(run_id: str) -> str:
                                                      view="all", per_page=100))["runs"]
     return render_template("run.html", d=detail, run=detail["run"], children=children,
                            versions=_safe(data.versions_of_run, run_id) or [],
+                           images=_safe(data.stepped_images, run_id) or {},
                            artifacts=_artifact_root(run_id), models=_safe(data.model_summaries, run_id) or [])
 
 
@@ -142,7 +143,7 @@ def artifacts(run_id: str) -> str:
 
 @bp.get("/compare")
 def compare() -> str:
-    d = data.compare(repo(), request.args.getlist("run"))
+    d = data.compare(repo(), request.args.getlist("run"), request.args.getlist("better"))
     ids = [r["info"]["run_id"] for r in d["runs"]]
     return render_template("compare.html", d=d, run_ids=ids,
                            labels=[r["info"]["run_name"] or r["info"]["run_id"][:8] for r in d["runs"]],
@@ -176,7 +177,7 @@ def diff() -> str:
     result, error = None, None
     if base and head:
         try:
-            result = data.diff(repo(), base, head, pick, args.get("all") == "1")
+            result = data.diff(repo(), base, head, pick, args.get("all") == "1", args.getlist("better"))
         except GitmlError as e:
             error = e.message
     return render_template("diff.html", base=base, head=head, pick=pick or "", d=result, error=error,
