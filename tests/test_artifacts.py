@@ -254,8 +254,10 @@ def test_artifacts_survive_sigkill(repo, tmp_path):
         gitml.set_tracking_uri(None)
 
 
-def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
-    """With DVC set up, artifacts go to DVC's cache, and `dvc checkout` restores them by hash."""
+def test_keeps_its_own_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
+    """With DVC set up, artifacts still go to gitml's cache: in DVC's, `dvc gc` would delete them (no
+    .dvc file names a run's artifacts; tests/test_gc.py runs the real `dvc gc`). DVC's cache is read
+    as a fallback: an object only there (stored by an older gitml) is copied in on first use."""
     dvc = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
     if dvc is None:
         pytest.skip("dvc not installed")
@@ -266,12 +268,14 @@ def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
     with tracking.start_run() as run:
         tracking.log_artifact(f)
     digest = md5(f.read_bytes())
-    assert cache_object(repo, digest, ".dvc/cache").read_bytes() == f.read_bytes()
-    assert not (repo / ".git/gitml/cache").exists()
-    entry = json.loads(git(repo, "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"))["weights.bin"]
-    (repo / "restored.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: restored.bin\n")
-    subprocess.run([dvc, "checkout", "restored.bin.dvc"], cwd=repo, check=True, capture_output=True)
-    assert (repo / "restored.bin").read_bytes() == f.read_bytes()
+    assert cache_object(repo, digest).read_bytes() == f.read_bytes()
+    assert not cache_object(repo, digest, ".dvc/cache").exists()
+    legacy = cache_object(repo, digest, ".dvc/cache")
+    legacy.parent.mkdir(parents=True)
+    os.replace(cache_object(repo, digest), legacy)
+    assert tracking.Client().download_artifacts(run.info.run_id, "weights.bin", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "weights.bin").read_bytes() == f.read_bytes()
+    assert cache_object(repo, digest).read_bytes() == f.read_bytes() and legacy.exists()
 
 
 def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_path):

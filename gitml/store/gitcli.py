@@ -2,12 +2,14 @@
 
 Hook decisions use git's own rules (pathspecs, config booleans, the
 effective hooks directory with ``core.hooksPath``), the same ones the hook
-scripts use in the shell, so the two never disagree. Nothing here imports
-pygit2, which keeps a commit with nothing to log cheap.
+scripts use in the shell, so the two never disagree. Housekeeping (packing
+what gitml writes loose) is git's own too. Nothing here imports pygit2,
+which keeps a commit with nothing to log cheap.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -60,3 +62,42 @@ def config(git_dir: str | Path, prefix: str) -> dict[str, str | None]:
             key, sep, value = entry.partition("\n")
             found[key] = value if sep else None
     return found
+
+
+# -- housekeeping -------------------------------------------------------------------------------
+
+
+def count_objects(git_dir: str | Path) -> dict[str, int]:
+    """``git count-objects -v`` as numbers: ``count`` (loose objects), ``size`` (KiB), ``in-pack``,
+    ``packs``, ``size-pack`` (KiB), ``prune-packable``, ``garbage``."""
+    out = git(git_dir, "count-objects", "-v").stdout.decode()
+    found = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if value.strip().isdigit():
+            found[key.strip()] = int(value)
+    return found
+
+
+def loose_refs(common_dir: str | Path) -> int:
+    """How many refs are loose files under the common git dir (``git pack-refs --all`` packs them)."""
+    refs = Path(common_dir) / "refs"
+    return sum(len([f for f in files if not f.endswith(".lock")]) for _, _, files in os.walk(refs))
+
+
+def pack(git_dir: str | Path) -> None:
+    """Pack what gitml leaves loose, with git's own tools, deleting nothing git still needs.
+
+    - ``git pack-refs --all``: run, ledger and tag refs into packed-refs;
+    - ``git repack -d``: loose objects reachable from any ref into one new
+      pack, then the loose copies of what is now packed (``prune-packed``);
+      an unreachable object is not touched;
+    - ``git gc --auto``: git's own thresholds decide whether packs are
+      consolidated and unreachable objects older than ``gc.pruneExpire``
+      (two weeks by default) pruned, as after any ``git commit``. gitml
+      writes through libgit2, which never runs it.
+    """
+    git(git_dir, "pack-refs", "--all")
+    git(git_dir, "repack", "-d", "-q")
+    # in the foreground: the command's caller waits for the work it asked for
+    git(git_dir, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")

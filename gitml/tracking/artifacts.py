@@ -3,7 +3,8 @@
 The run tree's ``artifacts.json`` maps each artifact path to its md5 and
 size; the bytes live in the content store (``store/content.py``). Logging
 stores the file first and then records the entry, so an entry never points
-at content that is not in the cache. Reading checks every hash.
+at content that is not in the cache, holding the store's gc lock shared in
+between (``gitml gc`` deletes only under it). Reading checks every hash.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike
     if src.is_dir():
         raise InvalidValue(f"Cannot log artifact {str(src)!r}: it is a directory (use log_artifacts)")
     dest = _join(prefix, validate_artifact_path(src.name, "file name"))
-    md5, size = content_store(repo).add_file(src)
-    writer.add_artifact(dest, md5, size)
+    store = content_store(repo)
+    with store.writing():  # until the live log names it, `gitml gc` must not delete it
+        md5, size = store.add_file(src)
+        writer.add_artifact(dest, md5, size)
     return dest
 
 
@@ -121,14 +124,15 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
             files.append((validate_artifact_path(rel), full))
     store = content_store(repo)
     stored = []
-    for rel, full in files:
-        md5, size = store.add_file(full)
-        stored.append((rel, md5, size))
-    for rel, md5, size in stored:
-        writer.add_artifact(_join(prefix, rel), md5, size)
-    if stored and prefix:
-        dir_md5 = store.add_dir(stored)
-        writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
+    with store.writing():  # until the live log names them, `gitml gc` must not delete them
+        for rel, full in files:
+            md5, size = store.add_file(full)
+            stored.append((rel, md5, size))
+        for rel, md5, size in stored:
+            writer.add_artifact(_join(prefix, rel), md5, size)
+        if stored and prefix:
+            dir_md5 = store.add_dir(stored)
+            writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
     return [_join(prefix, rel) for rel, _, _ in stored]
 
 
