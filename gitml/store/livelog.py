@@ -12,6 +12,12 @@ A short write (a full disk, a file size limit) finishes the line if it can;
 if it cannot, the call raises and the torn line is closed off later with a
 ``~torn`` line, so recovery drops exactly that line (its call had failed)
 and the next line starts clean.
+
+Once git holds a log's first lines, its writer may start the log again
+(``LiveLog.rotate``) with just the lines after them: a long run's log then
+stays as small as what is not committed yet. The new file is written beside
+the log as ``<log>.next``, locked, and renamed over it, so the log's path
+always names one complete log.
 """
 
 from __future__ import annotations
@@ -71,6 +77,37 @@ class LiveLog:
     def sync(self) -> None:
         os.fsync(self.fd)
 
+    def size(self) -> int:
+        """Bytes in the log now (the offset the next line will start at)."""
+        return os.lseek(self.fd, 0, os.SEEK_END)
+
+    def rotate(self, header: bytes, keep_from: int) -> None:
+        """Replace the log with a new one: ``header``, then this log's bytes from ``keep_from`` on.
+
+        The caller keeps appends out meanwhile (``keep_from`` is where the
+        lines it still needs begin). Nothing is fsynced, as for appends.
+
+        Raises:
+            OSError: the new log could not be written; the old one is kept as it was.
+        """
+        staged = next_path(self.path)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(self.path, "rb") as old:
+                old.seek(keep_from)
+                data = header + old.read()
+            done = 0
+            while done < len(data):
+                done += os.write(fd, data[done:])
+            os.rename(staged, self.path)
+        except BaseException:
+            os.close(fd)
+            _unlink(staged)
+            raise
+        os.close(self.fd)  # the old file: gone from the directory, its lock goes with it
+        self.fd = fd
+
     def close(self, remove: bool) -> None:
         """Release the log; ``remove`` deletes it first (its data is in git)."""
         if self.fd < 0:
@@ -108,10 +145,8 @@ class OrphanLog:
 
     def discard(self) -> None:
         """Delete the log (its content is now in git) and release it."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        _unlink(self.path)
+        _unlink(next_path(self.path))  # a new log its writer died writing: the old one was complete
         self.release()
 
     def set_aside(self, directory: Path) -> Path:
@@ -119,6 +154,7 @@ class OrphanLog:
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / self.path.name
         os.replace(self.path, target)
+        _unlink(next_path(self.path))
         self.release()
         return target
 
@@ -130,6 +166,18 @@ class OrphanLog:
 
 def log_path(live_dir: Path, run_id: str, writer_id: str) -> Path:
     return live_dir / f"{run_id}.{writer_id}.log"
+
+
+def next_path(path: Path) -> Path:
+    """Where the log at ``path`` is rewritten before it replaces it (``LiveLog.rotate``)."""
+    return path.with_name(path.name + ".next")
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def live_writers(live_dir: Path, run_id: str) -> list[Path]:

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -65,6 +66,10 @@ STALE_LOCK_SECONDS = 2.0
 LOCK_WAIT = 1.0
 _LOCK_RETRIES = 50  # lock failures one create_refs call retries (each holder that let go costs one)
 _FILE_REFS_ATTEMPTS = 5
+#: libgit2's object cache (small trees and commits read), per process; libgit2's default is 256 MB.
+LIBGIT2_CACHE_BYTES = 4 << 20
+#: Packs a GitRepo writes before it has libgit2 let go of the packs it opened (it never does by itself).
+RELEASE_AFTER_PACKS = 40
 
 _FALLBACK_SIGNATURE = ("gitml", "gitml@localhost")
 # what would break a commit header written by hand: such a signature goes through libgit2
@@ -127,10 +132,27 @@ def _tune_libgit2() -> None:
     # Every tree and commit gitml writes refers to objects it has just written
     # itself, so libgit2's check that each referenced object exists (one odb
     # lookup per entry) buys nothing and costs a third of a run's write time.
+    #
+    # libgit2 keeps every small tree and commit it reads in a process-wide cache of up to
+    # 256 MB by default. A long run's flushes read a few new trees each (10-40 KB), so its
+    # process grew by that much per flush until the cap: LIBGIT2_CACHE_BYTES bounds it.
     global _tuned
     if not _tuned:
         pygit2.option(pygit2.enums.Option.ENABLE_STRICT_OBJECT_CREATION, False)
+        pygit2.settings.cache_max_size(LIBGIT2_CACHE_BYTES)
         _tuned = True
+
+
+def _name(text: str) -> str:
+    """``text`` as one shared string object, for a name or path handed to pygit2.
+
+    pygit2 1.21 never releases the reference it takes to a str it converts
+    to a C path (``pgit_borrow_fsdefault``), so every fresh string passed to
+    ``Tree[...]``, ``TreeBuilder.get`` or ``references.get`` stays in memory
+    for good: a long run's flushes grew the process by ~0.7 KB each. An
+    interned name is leaked once, however often it is used.
+    """
+    return sys.intern(text)
 
 
 def _backoff() -> None:
@@ -167,6 +189,7 @@ class GitRepo:
         # pygit2 objects are not safe to share between threads mid-call.
         self.lock = threading.RLock()
         self._batch = threading.local()  # objects of this thread's open batch (see ``batch``)
+        self._packs_written = 0
 
     @property
     def _repo(self) -> pygit2.Repository:
@@ -246,7 +269,7 @@ class GitRepo:
     def ref_target(self, name: str) -> str | None:
         """The oid a ref points at, or None if the ref does not exist."""
         with self.lock:
-            ref = self._repo.references.get(name)
+            ref = self._repo.references.get(_name(name))
             if ref is None:
                 return None
             return str(ref.resolve().target)
@@ -281,6 +304,7 @@ class GitRepo:
         writer got there first: the caller re-reads and retries.
         """
         held: list[int] = []
+        name = _name(name)
         with self.lock:
             repo = self._repo
             try:
@@ -477,7 +501,7 @@ class GitRepo:
         """The content of the blob at ``path`` inside tree ``tree``, or None."""
         with self.lock:
             try:
-                entry = self._tree(tree)[path]
+                entry = self._tree(tree)[_name(path)]
             except KeyError:
                 return None
             if entry.type != _BLOB:
@@ -490,7 +514,7 @@ class GitRepo:
             obj = self._tree(tree)
             if path:
                 try:
-                    entry = obj[path]
+                    entry = obj[_name(path)]
                 except KeyError:
                     return []
                 if entry.type != _TREE:
@@ -515,7 +539,7 @@ class GitRepo:
     def _subtree(self, tree: str, path: str) -> str | None:
         with self.lock:
             try:
-                entry = self._tree(tree)[path]
+                entry = self._tree(tree)[_name(path)]
             except KeyError:
                 return None
             return str(entry.id) if entry.type == _TREE else None
@@ -552,6 +576,13 @@ class GitRepo:
         with self.lock:
             packs.write_pack(self.common_dir / "objects", objects)
             packs.repack_if_many(self.common_dir)
+            self._packs_written += 1
+            if self._packs_written % RELEASE_AFTER_PACKS == 0 and self._opened is not None:
+                # libgit2 keeps every pack it has opened, even once a repack has deleted it: a
+                # long run's flushes (a pack each) piled up an open file, two maps (~60 KB) and
+                # a place in every lookup's search per flush. free() lets go of the object
+                # database; the next lookup opens the packs on disk.
+                self._opened.free()
 
     def update_tree(self, base: str | None, changes: Mapping[str, bytes | Gitlink | None]) -> str:
         """Write a tree equal to ``base`` with ``changes`` applied; return its oid.
@@ -640,6 +671,7 @@ class GitRepo:
         nested: dict[str, dict[str, bytes | Gitlink | None]] = {}
         for path, data in changes.items():
             head, _, rest = path.partition("/")
+            head = _name(head)
             if rest:
                 nested.setdefault(head, {})[rest] = data
             elif data is None:

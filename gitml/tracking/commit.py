@@ -111,7 +111,7 @@ def commit_events(
             state.writers[writer.writer_id] = writer.seq
         _prune_writers(repo, state, writer.writer_id if writer is not None else None)
         changes: dict[str, bytes | None] = dict(state.files())
-        changes.update(metric_chunk_changes(repo, base_tree, points))
+        changes.update(metric_chunk_changes(repo, base_tree, points, state.chunks))
         source = state.info.get("source") or {}
         parents = [source["commit"]] if source.get("commit") else []
         straight = _straight_to_ledger(repo, state, old, writer)

@@ -6,7 +6,10 @@ and friends; these classes keep those attribute names.
 
 from __future__ import annotations
 
+import gc
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from gitml.errors import InvalidValue
@@ -94,12 +97,43 @@ class ViewType:
 VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metric:
     key: str
     value: float
     timestamp: int
     step: int
+
+
+def metric_entities(key: str, steps: list[int], timestamps: list[int], values: list[float]) -> list[Metric]:
+    """``Metric(key, value, timestamp, step)`` for each point of one key's history, in order.
+
+    Histories of 100k points are common, and the frozen dataclass's
+    ``__init__`` (four ``object.__setattr__`` calls) costs ~1 us a point.
+    Here the objects are allocated, then each field set for all of them by
+    ``map`` over the slot's descriptor: C loops, ~4x faster. The objects are
+    the same in every way (fields, equality, hash, repr).
+    """
+    # 100k new objects set off the cyclic garbage collector ~140 times (a quarter of the time
+    # here); these cannot form a cycle, so it waits until they are made.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        out: list[Metric] = list(map(object.__new__, repeat(Metric, len(steps))))
+        sink: deque[None] = deque(maxlen=0)  # runs each map for its effect, keeping nothing
+        sink.extend(map(_METRIC_KEY.__set__, out, repeat(key)))
+        sink.extend(map(_METRIC_VALUE.__set__, out, values))
+        sink.extend(map(_METRIC_TIMESTAMP.__set__, out, timestamps))
+        sink.extend(map(_METRIC_STEP.__set__, out, steps))
+    finally:
+        if collecting:
+            gc.enable()
+    return out
+
+
+# The slot descriptors of Metric's fields (set directly: the class is frozen).
+_METRIC_KEY, _METRIC_VALUE, _METRIC_TIMESTAMP, _METRIC_STEP = (
+    Metric.__dict__[name] for name in ("key", "value", "timestamp", "step"))
 
 
 @dataclass(frozen=True)

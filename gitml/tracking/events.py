@@ -9,6 +9,15 @@ writer's log back into events. A live log is::
     gitml-live 1<TAB><run_id><TAB><writer_id><TAB><pid>      (the header)
     M<key><TAB><step><TAB><timestamp_ms><TAB><value>          (a metric point)
     P["alpha", "0.5"]                                         (other kinds: the kind, then a JSON array)
+
+A writer starts its log again once git holds what it logged (a long run's
+log would otherwise grow with every point). The new log's header says how
+many of the writer's events came before its first line::
+
+    gitml-live 2<TAB><run_id><TAB><writer_id><TAB><pid><TAB><base>
+
+A gitml that knows only version 1 sets such a log aside rather than
+misnumbering its events.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from gitml.tracking import datasets, schema, validation
 METRIC, PARAM, TAG, DELETE_TAG, INFO, ARTIFACT, INPUT = "M", "P", "T", "D", "I", "A", "N"
 
 LOG_MAGIC = "gitml-live 1"
+#: The header of a log that continues a writer's earlier log: its events are numbered from base + 1.
+LOG_MAGIC_CONTINUED = "gitml-live 2"
 
 
 class Event(NamedTuple):
@@ -99,17 +110,33 @@ def decode_event(line: bytes, metric_keys: set[str] | None = None) -> Event | No
     return None
 
 
-def log_header(run_id: str, writer_id: str, pid: int) -> bytes:
-    """The first line of a live log."""
+class LogHeader(NamedTuple):
+    """What a live log's first line says."""
+
+    run_id: str
+    writer_id: str
+    #: the writer's events before this log's first line (committed, then dropped from the log)
+    base: int
+
+
+def log_header(run_id: str, writer_id: str, pid: int, base: int = 0) -> bytes:
+    """The first line of a live log whose first event is the writer's ``base + 1``-th."""
+    if base:
+        return f"{LOG_MAGIC_CONTINUED}\t{run_id}\t{writer_id}\t{pid}\t{base}\n".encode()
     return f"{LOG_MAGIC}\t{run_id}\t{writer_id}\t{pid}\n".encode()
 
 
-def parse_header(line: bytes) -> tuple[str, str] | None:
-    """(run_id, writer_id) from a live log's first line, or None if it is not a gitml header."""
+def parse_header(line: bytes) -> LogHeader | None:
+    """What a live log's first line says, or None if it is not a gitml header."""
     header = line.decode(errors="replace").split("\t")
-    if len(header) < 3 or header[0] != LOG_MAGIC or not names.RUN_ID_RE.match(header[1]):
+    if len(header) < 3 or not names.RUN_ID_RE.match(header[1]):
         return None
-    return header[1], header[2]
+    if header[0] == LOG_MAGIC:
+        return LogHeader(header[1], header[2], 0)
+    if header[0] == LOG_MAGIC_CONTINUED and len(header) >= 5 \
+            and header[4].isascii() and header[4].isdigit() and len(header[4]) < 19:
+        return LogHeader(header[1], header[2], int(header[4]))
+    return None
 
 
 def _ms(args: list[Any], at: int) -> bool:

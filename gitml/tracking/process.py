@@ -2,7 +2,8 @@
 
 One ``RunWriter`` per (repository, run) per process, created on first use.
 A daemon thread flushes writers with pending events every ``flush_interval``
-seconds and then writes the queued notes. Before a fork, pending events are
+seconds, or sooner when a writer has many events waiting (``RunWriter``
+wakes it), and then writes the queued notes. Before a fork, pending events are
 committed so the child finds the runs in git; the child drops the parent's
 writers and gets its own on demand. At exit, the exit hooks run (the fluent
 API ends its active runs), then every writer is flushed and closed and the
@@ -15,7 +16,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +32,7 @@ log = logging.getLogger("gitml")
 _writers: dict[tuple[str, str], RunWriter] = {}
 _registry_lock = threading.Lock()
 _flusher: threading.Thread | None = None
+_wake = threading.Event()  # set: the flusher flushes now rather than at the end of its interval
 _pid = os.getpid()
 
 
@@ -50,7 +51,8 @@ def get_writer(repo: GitRepo, run_id: str) -> RunWriter:
         w = _writers.get(key)
         if w is None or w.closed:
             _start_flusher(repo)  # first: a bad setting must not leave a live log behind
-            w = RunWriter(repo, run_id)
+            flusher = _flusher is not None and _flusher.is_alive()
+            w = RunWriter(repo, run_id, wake=_wake.set if flusher else None)
             _writers[key] = w
         return w
 
@@ -126,7 +128,8 @@ _stopping = False
 
 def _flush_loop(interval: float) -> None:
     while not _stopping:
-        time.sleep(interval)
+        _wake.wait(interval)
+        _wake.clear()
         if _stopping:
             return  # the exit hook does the last flush
         for w in list(_writers.values()):
@@ -156,11 +159,12 @@ def _after_fork_in_child() -> None:
     # The parent's writers, locks and flusher are not ours; the child gets
     # fresh writers on demand. (The note queue and the recent states reset
     # themselves: see notes.py and commit.py.)
-    global _flusher, _registry_lock, _pid
+    global _flusher, _registry_lock, _pid, _wake
     for w in _writers.values():
         w.abandon()
     _writers.clear()
     _flusher = None
+    _wake = threading.Event()
     _registry_lock = threading.Lock()
     _pid = os.getpid()
 

@@ -106,12 +106,12 @@ def _recover_log(repo: GitRepo, path: Path, lines: list[bytes]) -> str | GitmlEr
     header = parse_header(lines[0]) if lines else None
     if header is None:
         return None
-    log_run_id, writer_id = header
+    log_run_id, writer_id, base = header
     keys: set[str] = set()
     events = [decode_event(ln, keys) for ln in lines[1:]]
     bad = [(n, ln) for n, (ln, ev) in enumerate(zip(lines[1:], events), start=2) if ev is None]
     try:
-        _recover_one(repo, log_run_id, writer_id, events, path)
+        _recover_one(repo, log_run_id, writer_id, base, events, path)
     except GitmlError as e:
         return e
     if bad:
@@ -130,11 +130,22 @@ def _keep_rejected(repo: GitRepo, path: Path, bad: list[tuple[int, bytes]]) -> P
     return target
 
 
-def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event | None], path: Path) -> None:
+def _recover_one(repo: GitRepo, run_id: str, writer_id: str, base: int, events: list[Event | None],
+                 path: Path) -> None:
+    """Commit the events of one dead writer's log that git lacks; the log holds its events base+1...
+
+    Raises:
+        GitmlError: the run cannot take them now (see ``recover``).
+    """
     old = ledger.run_commit(repo, run_id)
     current = read_state(repo, old, run_id)[0] if old else None
     applied = current.writers.get(writer_id, 0) if current else 0
-    todo = [ev for ev in events[applied:] if ev is not None]
+    if applied < base:
+        # The writer dropped its first ``base`` events from the log once a commit held them; this
+        # run has fewer (its commit was replaced since). Those are gone: keep what is here.
+        log.warning("gitml: warning: run %s lacks %d event%s of writer %s that its live log no longer holds",
+                    run_id, base - applied, "" if base - applied == 1 else "s", writer_id)
+    todo = [ev for ev in events[max(applied - base, 0):] if ev is not None]
     if old is None and not todo:
         return  # the writer died before logging anything
     if not todo and current is not None and current.info.get("status") != RunStatus.RUNNING:
@@ -149,4 +160,5 @@ def _recover_one(repo: GitRepo, run_id: str, writer_id: str, events: list[Event 
             state.info["status"] = RunStatus.KILLED
             state.info["end_time"] = max(end_time, state.info.get("start_time") or 0)
 
-    commit_events(repo, run_id, todo, writer=WriterMark(writer_id, len(events), True), finalize=finalize)
+    mark = WriterMark(writer_id, base + len(events), True)
+    commit_events(repo, run_id, todo, writer=mark, finalize=finalize)

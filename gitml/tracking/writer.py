@@ -7,14 +7,25 @@ the event in memory. The run commit is rewritten from the queue on
 flushes, before this process reads runs, and every ``flush_interval``
 seconds from the background flusher (``process``, which also keeps this
 process's writers).
+
+A long run stays bounded. Every MAX_PENDING events waiting in memory wake
+the flusher early, and twice as many make the logging call flush itself
+(likewise every MAX_PENDING events when there is no flusher), so at most
+2 * MAX_PENDING events wait in memory. After a flush that leaves the live
+log longer than ROTATE_BYTES, the log starts again with only the events git
+does not hold yet. Each flush extends the last metric chunk of each key
+from the writer's copy of it (``RunState.chunks``) rather than reading it
+back from git.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from gitml.store import ledger, livelog
 from gitml.store.repo import GitRepo
@@ -27,6 +38,15 @@ from gitml.tracking.events import ARTIFACT, DELETE_TAG, INFO, INPUT, PARAM, TAG,
 from gitml.tracking.runfiles import PendingPoint, RunState
 
 
+log = logging.getLogger("gitml")
+
+#: Events waiting in memory that wake the background flusher; twice as many, or this many
+#: with no flusher, are flushed by the logging call. A metric point waiting costs ~250 bytes.
+MAX_PENDING = 50_000
+#: A live log longer than this after a flush starts again with the events not committed yet.
+ROTATE_BYTES = 4 << 20
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -34,7 +54,8 @@ def _now_ms() -> int:
 class RunWriter:
     """This process's handle for logging into one run."""
 
-    def __init__(self, repo: GitRepo, run_id: str) -> None:
+    def __init__(self, repo: GitRepo, run_id: str, wake: Callable[[], None] | None = None) -> None:
+        """``wake`` asks the background flusher to flush now (None: there is no flusher)."""
         self.repo = repo
         self.run_id = run_id
         self.writer_id = uuid.uuid4().hex[:16]
@@ -52,6 +73,8 @@ class RunWriter:
         self._metric_keys: set[str] = set()
         self._params: dict[str, str] = {}
         self._cache: RunCommit | None = None  # the last commit this writer made
+        self._wake = wake
+        self._wake_at = MAX_PENDING  # the event count at which _backlog acts next
         self.closed = False
 
     # logging ---------------------------------------------------------------
@@ -83,7 +106,9 @@ class RunWriter:
             if bucket is None:
                 bucket = self._metrics[key] = []
             bucket.append((value, timestamp, step, line))
-            self._seq += 1
+            self._seq = seq = self._seq + 1
+        if seq >= self._wake_at:
+            self._backlog()
 
     def log_param(self, key: str, value: object) -> str:
         text = self.check_param(key, value)
@@ -131,7 +156,9 @@ class RunWriter:
         with self._lock:
             self.log.append(line)
             self._events.append(ev)
-            self._seq += 1
+            self._seq = seq = self._seq + 1
+        if seq >= self._wake_at:
+            self._backlog()
 
     def _known_param(self, key: str) -> str | None:
         if key in self._params:
@@ -147,6 +174,19 @@ class RunWriter:
 
     # committing ------------------------------------------------------------
 
+    def _backlog(self) -> None:
+        """MAX_PENDING more events wait in memory: have them committed, so memory stays bounded."""
+        waiting = self._seq - self._committed_seq
+        if self._wake is not None and waiting < 2 * MAX_PENDING:
+            self._wake_at = self._seq + MAX_PENDING // 4  # asked again if the flusher has not run by then
+            self._wake()
+            return
+        self._wake_at = self._seq + MAX_PENDING  # a flush that fails is not retried on every call
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 - as the background flusher: the events are in the live log
+            log.warning("gitml: flush of run %s failed (%s); its events stay in its live log", self.run_id, e)
+
     @property
     def pending(self) -> bool:
         return self._seq != self._committed_seq
@@ -160,8 +200,11 @@ class RunWriter:
                 metrics, self._metrics = self._metrics, {}
                 events, self._events = self._events, []
                 seq = self._seq
+                logged = self.log.size()  # where the lines after ``seq`` begin
             if seq == self._committed_seq and not close and self._cache is not None:
                 return self._cache.state
+            if close and self._cache is not None:
+                self._cache.state.chunks = None  # the last state (kept for the index) keeps no chunks
             try:
                 self._cache = commit_events(
                     self.repo,
@@ -179,6 +222,12 @@ class RunWriter:
                     self._events[:0] = events
                 raise
             self._committed_seq = seq
+            self._wake_at = seq + MAX_PENDING
+            if not close:
+                if self._cache.state.chunks is None:
+                    self._cache.state.chunks = {}  # from now on each flush extends its own chunks
+                if logged > ROTATE_BYTES:
+                    self._rotate(seq, logged)
             if sync:
                 self.log.sync()
             if close:
@@ -187,6 +236,20 @@ class RunWriter:
                 if RunStatus.is_terminated(str(self._cache.state.info.get("status"))):
                     fold_ledger(self.repo, [self.run_id])
             return self._cache.state
+
+    def _rotate(self, committed: int, keep_from: int) -> None:
+        """Start the live log again after its first ``committed`` events (which git holds now)."""
+        with self._lock:
+            if self.log.owed:
+                return  # a torn line waits for its mark: keep the log as it is
+            header = log_header(self.run_id, self.writer_id, os.getpid(), base=committed)
+            try:
+                self.log.rotate(header, keep_from)
+            except OSError as e:
+                log.warning("gitml: could not start run %s's live log again (%s); it keeps growing",
+                            self.run_id, e)
+                return
+            self._fd = self.log.fd
 
     def state(self) -> RunState:
         """The run as this process sees it now (flushes first)."""
