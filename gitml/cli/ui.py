@@ -8,7 +8,7 @@ import click
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The viewer has no login: 0.0.0.0 shows every run to your network.")
-@click.option("-p", "--port", type=int, default=5050, show_default=True, help="Port to listen on.")
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=5050, show_default=True, help="Port to listen on.")
 @click.option("-w", "--workers", type=click.IntRange(1, 32), default=3, show_default=True,
               help="Worker processes (gunicorn).")
 @click.option("--allowed-hosts", default=None, metavar="NAMES",

@@ -618,6 +618,32 @@ def _same_place(a: str, b: str) -> bool:
     return bool(a) and norm(a) == norm(b)
 
 
+class RemotePluginMissing(GitmlError):
+    """The artifact remote's kind (s3://, gs://...) needs a DVC plugin that is not installed."""
+
+    http_status = 400
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+#: DVC's plugin packages by the gitml extra that installs them (pyproject.toml).
+PLUGIN_EXTRAS = {"dvc-s3": "s3", "dvc-gs": "gs", "dvc-azure": "azure", "dvc-ssh": "ssh"}
+
+
+def plugin_missing(name: str, url: str, error: ImportError) -> RemotePluginMissing:
+    """The error for remote ``name`` at ``url`` whose filesystem failed to import, naming what to install."""
+    # DVC says "gs is supported, but requires 'dvc-gs' to be installed"
+    match = re.search(r"requires '([\w.-]+)'", str(error))
+    package = match.group(1) if match else error.name
+    if package in PLUGIN_EXTRAS:
+        fix = f"pip install 'gitml[{PLUGIN_EXTRAS[package]}]'"
+    elif package:
+        fix = f"pip install {package}"
+    else:
+        fix = f"install DVC's plugin for {url.partition('://')[0] or 'it'}"
+    return RemotePluginMissing(f"Artifact remote {name!r} ({url}) needs {package or 'a DVC plugin'}, "
+                               f"which is not installed: {fix}")
+
+
 class RemoteStore:
     """A DVC remote (local dir, S3, GCS, Azure, SSH... whatever DVC supports)."""
 
@@ -635,9 +661,12 @@ class RemoteStore:
         if name not in config.get("remote", {}):
             raise RemoteNotConfigured(f"No artifact remote named {name!r} (known: {', '.join(config['remote']) or 'none'})")
         self.name = name
-        cls, conf, fs_path = get_cloud_fs(config, name=name)
-        fs = cls(**conf)
         self.url = config["remote"][name].get("url", "")
+        try:
+            cls, conf, fs_path = get_cloud_fs(config, name=name)
+            fs = cls(**conf)
+        except ImportError as e:  # DVC's filesystems for s3://, gs://... are separate packages
+            raise plugin_missing(name, self.url, e) from e
         self.odb = HashFileDB(fs, fs.join(fs_path, "files", HASH), hash_name=HASH)
         dvc = dvc_remotes(repo)
         #: DVC's remote names that are this remote (by name, or the same URL): DVC's data may be here too.

@@ -20,6 +20,23 @@ class GitCommandError(GitmlError):
     """A git command the hooks need failed."""
 
 
+def error_line(output: str) -> str:
+    """What went wrong, in one line, from a failed git command's stderr.
+
+    git explains a failure over several lines (``fatal: 'x' does not appear
+    to be a git repository``, ``fatal: Could not read from remote
+    repository.``, a blank line, advice): the first ``fatal:`` line, else the
+    first ``error:`` line, says what happened. Its prefix is dropped.
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for prefix in ("fatal: ", "error: "):
+        for ln in lines:
+            if ln.startswith(prefix):
+                return ln[len(prefix):]
+    said = [ln for ln in lines if not ln.startswith(("hint: ", "warning: "))]
+    return (said or lines or [""])[0]
+
+
 def git(git_dir: str | Path, *args: str, ok: tuple[int, ...] = (0,),
         input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run ``git args`` on the repository at ``git_dir``; raise GitCommandError unless its exit status is in ``ok``.
@@ -31,8 +48,8 @@ def git(git_dir: str | Path, *args: str, ok: tuple[int, ...] = (0,),
     out = subprocess.run(["git", "--git-dir", str(git_dir), *args], cwd=git_dir, capture_output=True,
                          check=False, input=input)
     if out.returncode not in ok:
-        detail = out.stderr.decode(errors="replace").strip().splitlines()
-        raise GitCommandError(f"'git {args[0]}' failed in {git_dir}: {detail[-1] if detail else out.returncode}")
+        detail = error_line(out.stderr.decode(errors="replace")) or f"exit status {out.returncode}"
+        raise GitCommandError(f"'git {args[0]}' failed in {git_dir}: {detail}")
     return out
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy
 
     from gitml.store.content import ContentStore
+    from gitml.tracking.entities import Run
     from gitml.tracking.writer import RunWriter
 
 
@@ -134,6 +135,31 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
             dir_md5 = store.add_dir(stored)
             writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
     return [_join(prefix, rel) for rel, _, _ in stored]
+
+
+def log_to_run(repo: GitRepo, run_id: str, local_path: str | os.PathLike[str],
+               artifact_path: str | None = None) -> tuple[Run, dict[str, schema.ArtifactEntry]]:
+    """Store a file (as ``Client.log_artifact``) or a directory's files (as ``log_artifacts``) in an
+    existing run and commit them now (``gitml artifacts log``).
+
+    Returns the run as committed and the stored files' entries by artifact path.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive; InvalidValue (no such file or directory, a
+        symlink leading outside the directory); InvalidName (a bad ``artifact_path``).
+    """
+    from gitml.tracking import runs
+
+    src = Path(local_path)
+
+    def store(run: Run, w: RunWriter) -> list[str]:
+        if src.is_dir():
+            return log_artifacts(repo, w, src, artifact_path)
+        return [log_artifact(repo, w, src, artifact_path)]
+
+    run, paths = runs.edit_run(repo, run_id, store)
+    entries = manifest(repo, run.info.run_id, run.commit)
+    return run, {p: entries[p] for p in sorted(paths)}
 
 
 def _check_inside(link: Path, real_root: Path, root: Path) -> None:
