@@ -1,8 +1,8 @@
 """Edits from the viewer: rename a run, describe it, tag it, delete or restore it; move a registry
 stage (alias) and comment on a version.
 
-Every edit goes through the same domain functions as the CLI and MLflow's
-client (``gitml.Client``, ``gitml.registry``), so it lands as git objects:
+Every edit goes through the same domain functions as the CLI
+(``tracking.runs`` for runs, ``registry`` for models), so it lands as git objects:
 a run commit, a registry tag, a note, versioned and pushable like any other.
 
 Safety, in this order, for every request here:
@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, request, url_for
 
 from gitml.errors import GitmlError, InvalidValue
+from gitml.tracking import runs as _runs
 
 bp = Blueprint("edit", __name__)
 
@@ -62,20 +63,8 @@ def _guard() -> None:
                           "reload the page and try again")
 
 
-def _client() -> Any:
-    from gitml.tracking.client import Client
-
-    repo = current_app.config["GITML_REPO"]
-    return Client(str(repo.workdir or repo.git_dir))
-
-
-def _done(client: Any, run_id: str) -> None:
-    """Commit the edit now and let the run go (it folds back into the ledger), as a CLI command would at exit."""
-    from gitml.tracking import process
-    from gitml.tracking.runs import resolve_run_id
-
-    process.close_writer(client.repo, resolve_run_id(client.repo, run_id))
-    client.flush()  # the notes an edit queues
+def _repo() -> Any:
+    return current_app.config["GITML_REPO"]
 
 
 def _field(name: str, *, required: bool = True) -> str:
@@ -89,54 +78,42 @@ def _back(endpoint: str, **values: Any) -> Any:
     return redirect(url_for(endpoint, **values), code=303)
 
 
-# -- runs -------------------------------------------------------------------------------------------
+# -- runs: the CLI's functions (gitml runs rename|describe|tag|untag|delete|restore) ----------------
 
 
 @bp.post("/runs/<run_id>/rename")
 def rename_run(run_id: str) -> Any:
-    client = _client()
-    client.update_run(run_id, name=_field("name").strip())
-    _done(client, run_id)
+    _runs.rename_run(_repo(), run_id, _field("name").strip())
     return _back("pages.run", run_id=run_id)
 
 
 @bp.post("/runs/<run_id>/describe")
 def describe_run(run_id: str) -> Any:
-    text = _field("description", required=False)
-    client = _client()
-    if text.strip():
-        client.set_tag(run_id, "mlflow.note.content", text)
-    else:
-        client.delete_tag(run_id, "mlflow.note.content")
-    _done(client, run_id)
+    _runs.describe_run(_repo(), run_id, _field("description", required=False).strip())
     return _back("pages.run", run_id=run_id)
 
 
 @bp.post("/runs/<run_id>/tag")
 def tag_run(run_id: str) -> Any:
-    client = _client()
-    client.set_tag(run_id, _field("key").strip(), _field("value", required=False))
-    _done(client, run_id)
+    _runs.set_run_tag(_repo(), run_id, _field("key").strip(), _field("value", required=False))
     return _back("pages.run", run_id=run_id)
 
 
 @bp.post("/runs/<run_id>/untag")
 def untag_run(run_id: str) -> Any:
-    client = _client()
-    client.delete_tag(run_id, _field("key"))
-    _done(client, run_id)
+    _runs.delete_run_tag(_repo(), run_id, _field("key"))
     return _back("pages.run", run_id=run_id)
 
 
 @bp.post("/runs/<run_id>/delete")
 def delete_run(run_id: str) -> Any:
-    _client().delete_run(run_id)
+    _runs.set_lifecycle(_repo(), run_id, "deleted")
     return _back("pages.run", run_id=run_id)
 
 
 @bp.post("/runs/<run_id>/restore")
 def restore_run(run_id: str) -> Any:
-    _client().restore_run(run_id)
+    _runs.set_lifecycle(_repo(), run_id, "active")
     return _back("pages.run", run_id=run_id)
 
 
@@ -147,8 +124,7 @@ def restore_run(run_id: str) -> Any:
 def set_stage(name: str) -> Any:
     from gitml import registry
 
-    repo = current_app.config["GITML_REPO"]
-    registry.assign(repo, name, _field("version").strip(), _field("stage").strip(),
+    registry.assign(_repo(), name, _field("version").strip(), _field("stage").strip(),
                     _field("message", required=False) or None)
     return _back("pages.model", name=name)
 
@@ -157,7 +133,6 @@ def set_stage(name: str) -> Any:
 def comment(name: str) -> Any:
     from gitml import registry
 
-    repo = current_app.config["GITML_REPO"]
-    registry.comment(repo, name, _field("version").strip(), _field("text"))
+    registry.comment(_repo(), name, _field("version").strip(), _field("text"))
     return _back("pages.model", name=name)
 
