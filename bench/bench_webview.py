@@ -13,8 +13,16 @@
      `/api/runs/<id>/metrics/<key>` against MLflow's `metrics/get-history`
      for the same 100k points.
 
+  c  the runs table's chart view: R runs (100) with P points each (10k) of
+     one metric, `GET /runs?show=charts` in headless Chromium until every
+     run's line is drawn, then "Group by" a param (mean and min-max band of 5
+     groups) until redrawn; MLflow's server answering what its chart view
+     asks for the same runs (`metrics/get-history-bulk-interval`, a sample
+     of each history) for the server side.
+
 Prints each side's median, the ratio MLflow / gitml and a summary against
-the targets (runs page <= 300 ms, chart drawn <= 1 s). See bench/README.md.
+the targets (runs page <= 300 ms, chart drawn <= 1 s, chart view of 100 runs
+x 10k points <= 1.5 s). See bench/README.md.
 
     python bench/bench_webview.py              # full sizes, a few minutes
     python bench/bench_webview.py --quick      # 1k runs, 20k points
@@ -47,9 +55,9 @@ ORDER = "metrics.m1 DESC"
 METRIC = "loss"
 CHART_SELECTOR = '.chart-panel .chart-card[data-drawn="1"]'  # the card of the one metric
 
-FULL = {"runs": 10_000, "points": 100_000, "reps": 5, "chart_reps": 5}
-QUICK = {"runs": 1_000, "points": 20_000, "reps": 3, "chart_reps": 2}
-TARGETS = {"runs_page": 300.0, "chart_drawn": 1000.0}  # ms
+FULL = {"runs": 10_000, "points": 100_000, "reps": 5, "chart_reps": 5, "view_runs": 100, "view_points": 10_000}
+QUICK = {"runs": 1_000, "points": 20_000, "reps": 3, "chart_reps": 2, "view_runs": 20, "view_points": 2_000}
+TARGETS = {"runs_page": 300.0, "chart_drawn": 1000.0, "chart_view": 1500.0}  # ms
 
 
 # -- (a) the runs page --------------------------------------------------------------------------------
@@ -330,6 +338,109 @@ def b_chart(ws: Workspace, dbs: MlflowDbs, n: int, reps: int, chart_reps: int) -
     return out
 
 
+# -- (c) the chart view of many runs ------------------------------------------------------------------
+
+ALL_DRAWN = """() => {
+  const cards = [...document.querySelectorAll('.runs-charts .chart-card')];
+  return cards.length > 0 && cards.every(c => c.getAttribute('data-drawn') === '1');
+}"""
+GROUPED = """() => [...document.querySelectorAll('.runs-charts .chart-card .u-legend .u-label')]
+  .some(el => el.textContent.endsWith('mean)'))"""
+
+
+def c_chart_view(ws: Workspace, dbs: MlflowDbs, runs: int, points: int, reps: int) -> dict[str, Any]:
+    import gitml
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import VIEWPORT, chromium_missing, launch_browser, UiServer
+
+    vals = series(points)
+    out: dict[str, Any] = {"runs": runs, "points_per_run": points, "metric": METRIC}
+    repo = new_git_repo(ws, "c-gitml")
+    gitml.set_tracking_uri(str(repo))
+    exp_id = gitml.set_experiment(EXPERIMENT).experiment_id
+    t0 = now()
+    for r in range(runs):
+        with gitml.start_run(run_name=f"run-{r}"):
+            gitml.log_param("group", str(r % 5))
+            for i, v in enumerate(vals):
+                gitml.log_metric(METRIC, v * (1 + r / runs), step=i)
+    gitml.flush()
+    gitml.set_tracking_uri(None)
+    say(f"    gitml : logged {runs} runs x {points} points in {now() - t0:.1f} s")
+    problem = chromium_missing()
+    if problem:
+        raise RuntimeError(problem)
+    server = UiServer(repo, log=ws.new_dir("c-ui") / "gitml-ui.log")
+    drawn, grouped = [], []
+    try:
+        base = server.wait_ready(60)
+        url = f"{base}/runs?experiment_id={exp_id}&per_page={runs}&show=charts"
+        with sync_playwright() as pw:
+            browser = launch_browser(pw)
+            try:
+                for i in range(reps + 1):  # the first is an untimed warm-up
+                    ctx = browser.new_context(viewport=VIEWPORT)
+                    page = ctx.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda e: errors.append(str(e)))
+                    t0 = now()
+                    page.goto(url, wait_until="commit")
+                    page.wait_for_function(ALL_DRAWN, timeout=120_000)
+                    t_drawn = (now() - t0) * 1e3
+                    lines = page.evaluate("() => document.querySelectorAll('.runs-charts .chart-card .u-legend "
+                                          ".u-series').length - 1")
+                    t1 = now()
+                    page.locator("select.group-by").select_option("group")
+                    page.wait_for_function(GROUPED, timeout=120_000)
+                    page.wait_for_function(ALL_DRAWN, timeout=120_000)
+                    t_grouped = (now() - t1) * 1e3
+                    ctx.close()
+                    if errors:
+                        raise RuntimeError(f"errors on {url}: {errors}")
+                    if lines != runs:
+                        say(f"    WARNING: the chart view drew {lines} lines, not {runs}")
+                    if i:
+                        drawn.append(t_drawn)
+                        grouped.append(t_grouped)
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    out["gitml"] = {"drawn_ms": median(drawn), "grouped_ms": median(grouped), "drawn_samples_ms": drawn,
+                    "grouped_samples_ms": grouped}
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    uri, m_exp, mdir = dbs.fresh("c-mlflow")
+    mc = MlflowClient(uri)
+    ids = []
+    ts = int(time.time() * 1000)
+    t0 = now()
+    for r in range(runs):
+        run = mc.create_run(m_exp, run_name=f"run-{r}")
+        for start in range(0, points, 1000):
+            mc.log_batch(run.info.run_id, metrics=[Metric(METRIC, v * (1 + r / runs), ts, start + j)
+                                                   for j, v in enumerate(vals[start:start + 1000])])
+        mc.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    say(f"    mlflow: logged {runs} runs x {points} points (log_batch) in {now() - t0:.1f} s")
+    mclient = mlflow_app(uri, mdir / "artifacts")
+    query = "&".join(f"run_ids={urllib.parse.quote(r)}" for r in ids[:100])
+
+    def sampled() -> Any:
+        resp = mclient.get(f"/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?{query}&metric_key={METRIC}")
+        if resp.status_code != 200:
+            raise RuntimeError(f"MLflow bulk-interval answered {resp.status_code}: {resp.get_data(as_text=True)[:300]}")
+        return resp.get_json()
+
+    bulk = timed(sampled, reps)
+    bulk["points"] = len(bulk.pop("answer").get("metrics", []))
+    out["mlflow"] = {"bulk_interval": bulk}
+    return out
+
+
 # -- report ---------------------------------------------------------------------------------------------
 
 
@@ -364,13 +475,19 @@ def summary_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         add("metric_history_http", f"(b) {n // 1000}k points: history over HTTP", g["http"]["warm_ms"], None)
         add("mlflow_sampled", f"(b) MLflow UI's sampled history ({m['bulk_interval']['points']} pts)",
             g["api"]["warm_ms"], m["bulk_interval"]["warm_ms"])
+    if "c" in w:
+        c = w["c"]
+        label = f"(c) chart view, {c['runs']} runs x {c['points_per_run'] // 1000}k pts"
+        add("chart_view_drawn", f"{label}: all drawn (Chromium)", c["gitml"]["drawn_ms"],
+            c["mlflow"]["bulk_interval"]["warm_ms"], "chart_view")
+        add("chart_view_grouped", f"{label}: grouped by a param", c["gitml"]["grouped_ms"], None)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1k runs, 20k points, fewer repetitions")
-    ap.add_argument("--only", default="ab", help="workloads to run, e.g. 'b' (default: ab)")
+    ap.add_argument("--only", default="abc", help="workloads to run, e.g. 'b' (default: abc)")
     ap.add_argument("--runs", type=int, help="runs in (a) (default 10000, quick 1000)")
     ap.add_argument("--points", type=int, help="metric points in (b) (default 100000, quick 20000)")
     ap.add_argument("--repeat", type=int, help="warm requests per measurement (default 5, quick 3)")
@@ -432,6 +549,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"    history server-side: gitml {g['api']['warm_ms']:.0f} ms (HTTP {g['http']['warm_ms']:.0f} ms, "
                 f"{g['http_bytes'] / 1e6:.1f} MB) | MLflow get-history {m['get_history']['warm_ms']:.0f} ms | "
                 f"{ratio(m['get_history']['warm_ms'], g['api']['warm_ms']):.1f}x")
+
+        if "c" in args.only:
+            say(f"\n== (c) chart view: {sizes['view_runs']} runs x {sizes['view_points']} points in headless Chromium")
+            c = c_chart_view(ws, dbs, sizes["view_runs"], sizes["view_points"], sizes["chart_reps"])
+            w["c"] = c
+            say(f"    gitml: all {c['runs']} lines drawn in {c['gitml']['drawn_ms']:.0f} ms, grouped in "
+                f"{c['gitml']['grouped_ms']:.0f} ms | MLflow server, sampled histories of the runs: "
+                f"{c['mlflow']['bulk_interval']['warm_ms']:.0f} ms ({c['mlflow']['bulk_interval']['points']} points)")
 
         finish(res, summary_rows(res), t_start, args.json, old_cwd)
     finally:

@@ -154,7 +154,8 @@ def browse(gitml: list[str], repo: Path) -> None:
         for path in ("/runs", f"/runs/{best}", "/commits", "/models/linear", "/diff?base=HEAD~1&head=HEAD"):
             html = http_get(url + path)
             print(f"  GET {path:<45} {len(html):>6} bytes of HTML")
-        print(f"Open {url}/ in a browser while `gitml ui` runs.")
+        print("(This viewer stops with the demo. To browse these runs yourself: ./demo.sh --keep, then the "
+              "`gitml -C <repo> ui` it prints at the end.)")
 
 
 def main() -> None:
@@ -273,6 +274,8 @@ def main() -> None:
         sh(python, "-c", "import gitml; print(gitml.search_runs(experiment_names=['linear'], "
            "order_by=['metrics.mse'])[['params.lr', 'metrics.mse', 'status']].to_string())", cwd=repo)
         print(f"\nDemo finished. Repository: {repo}" + ("" if keep else " (removed; pass --keep to keep it)"))
+        if keep:
+            print(f"Browse it: {' '.join(gitml)} -C {repo} ui    (then open http://127.0.0.1:5050/)")
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -18,6 +18,18 @@ def _non_negative(value: Any) -> bool:
     return math.isfinite(value) and value >= 0
 
 
+class Duration(float):
+    """Seconds, written as a number of seconds or with a unit: ``90``, ``90s``, ``30m``, ``1h``, ``2d``, ``1w``."""
+
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def __new__(cls, raw: str | float) -> Duration:
+        text = str(raw).strip().lower()
+        unit = cls.UNITS.get(text[-1:]) if text else None
+        value = float(text[:-1] if unit else text) * (unit or 1)
+        return super().__new__(cls, value)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -79,6 +91,9 @@ SETTINGS: dict[str, Setting] = {
                 "logged point.", lambda n: 1 <= n <= 10_000, "a whole number from 1 to 10000"),
         Setting("system_metrics_node_id", "", str, "A name for this machine in system metric keys "
                 "(system/<node>/...), for jobs on several nodes."),
+        Setting("gc_keep_recent", Duration(3600), Duration, "gitml gc keeps artifact objects stored or "
+                "logged again within this time even if nothing names them yet (90s, 30m, 1h, 2d; plain "
+                "numbers are seconds).", _non_negative, "a duration such as 3600, 90s, 30m, 1h or 2d, 0 or more"),
     )
 }
 

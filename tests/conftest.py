@@ -155,20 +155,20 @@ def gitml_cli(cwd: Path, *args: str, check: bool = True) -> subprocess.Completed
     return out
 
 
-def gitml_invoke(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def gitml_invoke(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     """``gitml_cli`` in this process (click's CliRunner): the same command, output and exit code,
     without a new interpreter. For checks of a command's output and error text; exit codes of the
     real entry point, hooks and crash tests keep ``gitml_cli``.
 
     The repository is given as ``-C cwd`` (the cwd of this process is not changed), so arguments
     must not be paths relative to ``cwd``. An exception that escapes the command (which the real
-    entry point would print as a traceback) is raised here.
+    entry point would print as a traceback) is raised here. ``input`` is the command's stdin.
     """
     from click.testing import CliRunner
 
     from gitml.cli import main
 
-    result = CliRunner().invoke(main, ["-C", str(cwd), *args], prog_name="gitml")
+    result = CliRunner().invoke(main, ["-C", str(cwd), *args], prog_name="gitml", input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     out = subprocess.CompletedProcess(["gitml", *args], result.exit_code, result.stdout, result.stderr)

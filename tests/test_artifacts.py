@@ -116,13 +116,64 @@ def test_log_figure_and_image(tracking):
         tracking.log_image(np.ones((2, 2)) * 0.5, key="gray", step=3)
     plt.close(fig)
     paths = {f.path for f in tracking.Client().list_artifacts(run.info.run_id, "images")}
-    assert paths == {"images/black.png", "images/gray"}
+    assert "images/black.png" in paths and len(paths) == 3  # + gray's image and its thumbnail
     from PIL import Image
 
     local = tracking.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="images/black.png")
     assert Image.open(local).size == (5, 4)
     png = tracking.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots/curve.png")
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_images_logged_per_step_use_mlflows_layout_both_ways(tracking, tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from gitml.tracking.artifacts import manifest, stepped_images
+    from gitml.tracking.runs import open_repo
+
+    with tracking.start_run() as run:
+        for step in (0, 5, 10):
+            tracking.log_image(np.full((300, 600, 3), step * 20, dtype=np.uint8), key="samples/train", step=step)
+        with pytest.raises(tracking.GitmlError, match="not both"):
+            tracking.log_image(np.zeros((2, 2)), "a.png", key="x", step=1)
+        with pytest.raises(tracking.GitmlError, match="Invalid image key"):
+            tracking.log_image(np.zeros((2, 2)), key="bad:key", step=1)
+    got = tracking.get_run(run.info.run_id)
+    assert got.data.tags["mlflow.loggedImages"] == "True"
+    files = manifest(open_repo(str(tracking.get_tracking_uri())), run.info.run_id)
+    images = stepped_images(files)
+    assert list(images) == ["samples/train"] and [i["step"] for i in images["samples/train"]] == [0, 5, 10]
+    thumb = tracking.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                  artifact_path=images["samples/train"][0]["thumbnail"])
+    assert Image.open(thumb).size == (256, 128)  # MLflow's thumbnail: at most 256 px a side
+    full = tracking.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                 artifact_path=images["samples/train"][1]["path"])
+    assert Image.open(full).size == (600, 300) and Image.open(full).getpixel((0, 0)) == (100, 100, 100)
+
+    import mlflow  # the same call on real MLflow names its files so that gitml reads them
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        # an experiment of its own, not made active: other tests' MLflow runs must not land in it
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("images")) as theirs:
+            for step in (1, 2):
+                mlflow.log_image(np.zeros((20, 10, 3), dtype=np.uint8), key="samples/train", step=step)
+        local = Path(mlflow.artifacts.download_artifacts(run_id=theirs.info.run_id))
+    finally:
+        mlflow.set_tracking_uri(None)
+    listed = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    theirs_images = stepped_images(listed)
+    assert list(theirs_images) == ["samples/train"] and [i["step"] for i in theirs_images["samples/train"]] == [1, 2]
+    assert all(i["path"] and i["thumbnail"] for i in theirs_images["samples/train"])
+    import re
+
+    def shape(name: str) -> str:
+        return re.sub(r"\d+", "N", re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "UUID", name))
+
+    assert {shape(n) for n in listed} == {shape(n) for n in files}  # the same file names, but for the numbers
 
 
 @pytest.mark.parametrize("bad", ["../escape", "/abs/path", "a/../../b", "C:/win", "tab\there"])
@@ -203,8 +254,10 @@ def test_artifacts_survive_sigkill(repo, tmp_path):
         gitml.set_tracking_uri(None)
 
 
-def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
-    """With DVC set up, artifacts go to DVC's cache, and `dvc checkout` restores them by hash."""
+def test_keeps_its_own_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
+    """With DVC set up, artifacts still go to gitml's cache: in DVC's, `dvc gc` would delete them (no
+    .dvc file names a run's artifacts; tests/test_gc.py runs the real `dvc gc`). DVC's cache is read
+    as a fallback: an object only there (stored by an older gitml) is copied in on first use."""
     dvc = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
     if dvc is None:
         pytest.skip("dvc not installed")
@@ -215,12 +268,14 @@ def test_shares_dvc_cache_when_repo_uses_dvc(tracking, repo, tmp_path):
     with tracking.start_run() as run:
         tracking.log_artifact(f)
     digest = md5(f.read_bytes())
-    assert cache_object(repo, digest, ".dvc/cache").read_bytes() == f.read_bytes()
-    assert not (repo / ".git/gitml/cache").exists()
-    entry = json.loads(git(repo, "show", f"{run_rev(repo, run.info.run_id)}:artifacts.json"))["weights.bin"]
-    (repo / "restored.bin.dvc").write_text(f"outs:\n- md5: {entry['md5']}\n  size: {entry['size']}\n  hash: md5\n  path: restored.bin\n")
-    subprocess.run([dvc, "checkout", "restored.bin.dvc"], cwd=repo, check=True, capture_output=True)
-    assert (repo / "restored.bin").read_bytes() == f.read_bytes()
+    assert cache_object(repo, digest).read_bytes() == f.read_bytes()
+    assert not cache_object(repo, digest, ".dvc/cache").exists()
+    legacy = cache_object(repo, digest, ".dvc/cache")
+    legacy.parent.mkdir(parents=True)
+    os.replace(cache_object(repo, digest), legacy)
+    assert tracking.Client().download_artifacts(run.info.run_id, "weights.bin", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "weights.bin").read_bytes() == f.read_bytes()
+    assert cache_object(repo, digest).read_bytes() == f.read_bytes() and legacy.exists()
 
 
 def test_hostile_manifest_path_cannot_escape_download_dir(tracking, repo, tmp_path):

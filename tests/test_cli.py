@@ -9,7 +9,7 @@ import click
 import pytest
 
 from gitml.cli import main
-from tests.conftest import git, gitml_cli, gitml_invoke, run_python
+from tests.conftest import git, gitml_cli, gitml_invoke, run_python, run_rev
 
 SCRIPT = """
 import gitml
@@ -209,3 +209,153 @@ def test_a_closed_pipe_ends_a_command_quietly(logged):
                              text=True)
         os.close(write)
         assert out.stderr == "" and out.returncode == 141, (args, out.stderr)
+
+
+# -- issue 18 (7): the verbs the API has and the CLI lacked ------------------------------------------
+
+
+def _tags_in_git(repo: Path, run_id: str) -> dict[str, str]:
+    """The run's tags as plain git has them: tags.json of its run commit."""
+    return json.loads(git(repo, "show", f"{run_rev(repo, run_id)}:tags.json"))
+
+
+def test_runs_show_names_the_experiment(logged):
+    """Issue 18 (7): `gitml runs show` printed only the experiment's id."""
+    run = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)[0]
+    exp_id = run["info"]["experiment_id"]
+    assert f"experiment cli-demo ({exp_id})\n" in gitml_invoke(logged, "runs", "show", run["info"]["run_id"]).stdout
+
+
+def test_runs_rename_tag_untag_and_describe_are_commits_of_the_run(logged):
+    """Issue 18 (7): each edit lands in the run's commit (tags.json), by a unique prefix, and --json
+    says what changed and where."""
+    rid = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)[0]["info"]["run_id"]
+
+    renamed = json.loads(gitml_invoke(logged, "runs", "rename", rid[:8], "best-so-far", "--json").stdout)
+    assert renamed == {"run_id": rid, "commit": run_rev(logged, rid), "run_name": "best-so-far"}
+    assert _tags_in_git(logged, rid)["mlflow.runName"] == "best-so-far"
+    shown = json.loads(gitml_invoke(logged, "runs", "show", rid, "--json").stdout)
+    assert shown["info"]["run_name"] == "best-so-far" and shown["info"]["status"] == "FINISHED"
+    # the note on the source commit shows the new name (a finished run's line holds it)
+    assert f'run {rid} FINISHED "best-so-far"' in git(logged, "notes", "--ref=gitml", "show", "HEAD")
+
+    out = gitml_invoke(logged, "runs", "tag", rid[:8], "team", "vision").stdout
+    assert out == f"tagged {rid}: team=vision\n"
+    assert _tags_in_git(logged, rid)["team"] == "vision"
+    tagged = json.loads(gitml_invoke(logged, "runs", "tag", rid, "team", "nlp", "--json").stdout)
+    assert tagged["tags"] == {"team": "nlp"} and tagged["commit"] == run_rev(logged, rid)
+
+    untagged = json.loads(gitml_invoke(logged, "runs", "untag", rid, "team", "--json").stdout)
+    assert untagged == {"run_id": rid, "commit": run_rev(logged, rid), "deleted_tags": ["team"]}
+    assert "team" not in _tags_in_git(logged, rid)
+    again = gitml_invoke(logged, "runs", "untag", rid, "team", check=False)
+    assert again.returncode == 1 and again.stderr == f"Error: Run {rid} has no tag 'team'\n"
+
+    text = "Baseline with the new tokenizer.\n\nSee PR 12."
+    described = json.loads(gitml_invoke(logged, "runs", "describe", rid, "-", "--json", input=text + "\n").stdout)
+    assert described["description"] == text
+    assert _tags_in_git(logged, rid)["mlflow.note.content"] == text
+    assert gitml_invoke(logged, "runs", "describe", rid, "").stdout == f"cleared the description of {rid}\n"
+    assert "mlflow.note.content" not in _tags_in_git(logged, rid)
+    # the Python API reads the same run
+    out = run_python(f"import gitml\nr = gitml.get_run({rid!r})\nprint(r.info.run_name, sorted(r.data.tags))\n",
+                     logged)
+    assert out.stdout.startswith("best-so-far ") and "'team'" not in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("runs", "tag", "{deleted}", "k", "v"), "is deleted; restore it"),
+    (("runs", "rename", "{run}", " "), "A run name cannot be empty"),
+    (("runs", "tag", "{run}", "bad/../key", "v"), "bad/../key"),
+    (("runs", "tag", "ffff", "k", "v"), "Run 'ffff' not found"),
+    (("runs", "describe", "{run}", "x" * 70_000), "mlflow.note.content"),
+    (("experiments", "rename", "cli-demo", "Default"), "'Default' already exists"),
+    (("experiments", "delete", "nope"), "No experiment named or numbered 'nope'"),
+    (("experiments", "restore", "cli-demo"), "active already"),
+    (("artifacts", "log", "{run}", "/no/such/file"), "no such file"),
+])
+def test_edits_refused_are_one_line_errors(logged, args, message):
+    """Issue 18 (7): a refused edit is `Error: ...` on one line, exit 1, and changes nothing."""
+    found = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)
+    run, deleted = found[0]["info"]["run_id"], found[1]["info"]["run_id"]
+    gitml_invoke(logged, "runs", "delete", deleted)
+    before = run_rev(logged, run)
+    out = gitml_invoke(logged, *(a.format(run=run, deleted=deleted) for a in args), check=False)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+    assert run_rev(logged, run) == before
+    assert list((logged / ".git" / "gitml" / "live").glob(f"{run}.*")) == []  # no live log left for recovery
+
+
+def test_experiments_rename_delete_and_restore_by_name_or_id(logged):
+    """Issue 18 (7): the experiment ref's experiment.json changes; its runs follow a delete and a restore."""
+    exp_id = json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)[0]["info"]["experiment_id"]
+    stored = lambda: json.loads(git(logged, "show", f"refs/gitml/experiments/{exp_id}:experiment.json"))  # noqa: E731
+
+    out = gitml_invoke(logged, "experiments", "rename", "cli-demo", "vision", "--json").stdout
+    assert json.loads(out) == {"experiment_id": exp_id, "name": "vision", "old_name": "cli-demo"}
+    assert stored()["name"] == "vision"
+    assert gitml_invoke(logged, "runs", "list", "-e", "vision", "--json").stdout.count('"run_id"') == 2
+
+    out = gitml_invoke(logged, "experiments", "delete", exp_id).stdout
+    assert out == f"deleted experiment vision ({exp_id}) and 2 runs\n"
+    assert stored()["lifecycle_stage"] == "deleted"
+    assert json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout) == []
+    assert "vision" not in gitml_invoke(logged, "experiments", "list").stdout
+
+    restored = json.loads(gitml_invoke(logged, "experiments", "restore", "vision", "--json").stdout)
+    assert restored == {"experiment_id": exp_id, "name": "vision", "lifecycle_stage": "active", "runs_changed": 2}
+    assert stored()["lifecycle_stage"] == "active"
+    assert len(json.loads(gitml_invoke(logged, "runs", "list", "--json").stdout)) == 2
+
+
+def test_artifacts_log_a_file_and_a_directory(repo, tmp_path):
+    """Issue 18 (7): `gitml artifacts log` stores into the content store and records the files in the
+    run's artifacts.json, as log_artifact(s) does; the download gives the same bytes back."""
+    out = run_python("import gitml\nwith gitml.start_run() as r:\n    pass\nprint(r.info.run_id)\n", repo)
+    rid = out.stdout.strip()
+    (tmp_path / "report.txt").write_text("accuracy 0.9\n")
+    (tmp_path / "plots" / "roc").mkdir(parents=True)
+    (tmp_path / "plots" / "pr.csv").write_text("p,r\n1,0\n")
+    (tmp_path / "plots" / "roc" / "a.csv").write_text("x,y\n")
+
+    out = gitml_invoke(repo, "artifacts", "log", rid[:8], str(tmp_path / "report.txt")).stdout
+    assert "report.txt  13" in out and out.endswith(f"1 file stored in run {rid}\n")
+    logged = json.loads(gitml_invoke(repo, "artifacts", "log", rid, str(tmp_path / "plots"), "--artifact-path",
+                                     "eval", "--json").stdout)
+    assert logged["run_id"] == rid and logged["commit"] == run_rev(repo, rid)
+    assert {p: e["size"] for p, e in logged["artifacts"].items()} == {"eval/pr.csv": 8, "eval/roc/a.csv": 4}
+
+    manifest = json.loads(git(repo, "show", f"{run_rev(repo, rid)}:artifacts.json"))
+    assert {"report.txt", "eval/pr.csv", "eval/roc/a.csv"} <= set(manifest)
+    assert manifest["eval/pr.csv"]["md5"] == logged["artifacts"]["eval/pr.csv"]["md5"]
+    dest = tmp_path / "dl"
+    gitml_invoke(repo, "artifacts", "download", rid, "eval", "-d", str(dest))
+    assert (dest / "eval" / "roc" / "a.csv").read_text() == "x,y\n"
+    assert json.loads(gitml_invoke(repo, "runs", "show", rid, "--json").stdout)["info"]["status"] == "FINISHED"
+
+
+# -- issue 18 (7): options out of range are click's one-line usage errors ------------------------------
+
+
+@pytest.mark.parametrize("args, option", [
+    (("runs", "list", "-n", "-1"), "'-n' / '--max-results'"),
+    (("runs", "list", "-n", "0"), "'-n' / '--max-results'"),
+    (("log", "-n", "-1"), "'-n' / '--max-count'"),
+    (("ui", "--port", "70000"), "'-p' / '--port'"),
+    (("ui", "--port", "99999999999999999999"), "'-p' / '--port'"),
+    (("serve", "rf#production", "--port", "-1"), "'-p' / '--port'"),
+    (("serve", "rf#production", "--timeout", "0"), "'--timeout'"),
+])
+def test_numbers_out_of_range_are_usage_errors_naming_the_option(logged, args, option):
+    """Issue 18 (7): `-n -1` listed every run, `gitml ui --port 70000` ended in "unexpected OverflowError"."""
+    out = gitml_invoke(logged, *args, check=False)
+    assert out.returncode == 2
+    error = out.stderr.splitlines()[-1]
+    assert error.startswith(f"Error: Invalid value for {option}: ") and "is not in the range" in error
+    assert "Overflow" not in out.stderr
+
+
+def test_a_count_beyond_what_sqlite_holds_means_all(logged):
+    out = gitml_invoke(logged, "runs", "list", "--json", "-n", "99999999999999999999")
+    assert len(json.loads(out.stdout)) == 2

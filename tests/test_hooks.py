@@ -217,6 +217,38 @@ def test_run_post_commit_by_hand_for_an_older_commit(repo):
     assert gitml_cli(repo, "hooks", "run", "post-commit").stderr == ""  # HEAD changed no watched file
 
 
+def test_run_post_commit_again_for_a_commit_logs_no_second_run_unless_forced(repo):
+    """Issue 18 (7): `gitml hooks run post-commit --rev X` logged a second run for a commit the hook had
+    logged already (a CI job run twice). A run of the commit not from the hook does not count, nor
+    does a deleted hook run; --force logs another."""
+    (repo / "params.yaml").write_text("lr: 0.1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "params")
+    sha = head(repo)
+    assert run_python("import gitml\nwith gitml.start_run(run_name='by-hand'):\n    pass\n", repo).returncode == 0
+
+    first = gitml_cli(repo, "hooks", "run", "post-commit", "--rev", sha)
+    [hook_run] = [r for r in runs(repo) if r["data"]["tags"].get("gitml.hook") == "post-commit"]
+    run_id = hook_run["info"]["run_id"]
+    assert f"logged run {run_id[:12]}" in first.stderr
+
+    again = gitml_cli(repo, "hooks", "run", "post-commit", "--rev", "HEAD")
+    assert again.returncode == 0
+    assert again.stderr == (f"gitml: commit {sha[:7]} has run {run_id[:12]} from the hook already; "
+                            "not logged again (--force logs another)\n")
+    assert len(runs(repo)) == 2
+
+    forced = gitml_cli(repo, "hooks", "run", "post-commit", "--rev", sha, "--force")
+    assert "gitml: logged run" in forced.stderr and len(runs(repo)) == 3
+
+    for r in runs(repo):
+        if r["data"]["tags"].get("gitml.hook"):
+            gitml_cli(repo, "runs", "delete", r["info"]["run_id"])
+    after_delete = gitml_cli(repo, "hooks", "run", "post-commit", "--rev", sha)
+    assert "gitml: logged run" in after_delete.stderr
+    assert [r["data"]["tags"].get("gitml.hook") for r in runs(repo)].count("post-commit") == 1
+
+
 # -- chaining, install, uninstall ---------------------------------------------------------------
 
 

@@ -594,3 +594,47 @@ def test_push_does_not_spread_fetched_bad_runs(site: Site, tmp_path: Path):
     assert "refs/gitml/evil" in report["rejected"]
     remote_runs = _sh(onward, site.env, "git", "for-each-ref", "--format=%(refname)", "refs/gitml/").stdout
     assert site.bad["artifact-md5-traversal"] not in remote_runs and "refs/gitml/evil" not in remote_runs
+
+
+def test_gc_over_fetched_bad_runs_deletes_nothing_they_might_name(site: Site, tmp_path: Path):
+    """`gitml gc` reads every run, the 75 crafted ones included: no crash, no path from a manifest
+    followed, the good runs' artifacts kept; a manifest it cannot read makes it refuse."""
+    import shutil
+
+    clone = tmp_path / "clone"
+    shutil.copytree(site.fetched, clone, symlinks=True)
+    cache = clone / ".git/gitml/cache/files/md5"
+    named_in_capitals = cache / "aa" / ("a" * 30)  # case artifact-md5-upper names "AAAA..."
+    orphan = cache / "00" / ("1" * 30)
+    for path in (named_in_capitals, orphan):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1, 1))
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+    out = _gitml(clone, site.env, "gc", "--force", "--keep-recent", "0", "--json", check=False)
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert len(report["malformed"]) >= 8  # every artifacts.json case, each reported
+    assert out.returncode == 0 and report["refused"] == [], report["refused"]
+    assert [r["path"] for r in report["stores"][0]["removed"]] == [str(orphan)]
+    assert named_in_capitals.exists()  # named (in capitals) by a malformed manifest
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file()) == \
+        [p for p in before if p != orphan.relative_to(cache)]
+    # A ledger entry naming a commit that never arrived: what that run references is unknown.
+    rid = "f" * 32
+    def mktree(listing: str) -> str:
+        return subprocess.run(["git", "mktree", "--missing"], cwd=clone, env=site.env, input=listing, text=True,
+                              capture_output=True, check=True).stdout.strip()
+
+    missing = "9" * 40
+    entry = mktree(f"160000 commit {missing}\t{rid[2:]}\n")
+    top = mktree(f"040000 tree {entry}\t{rid[:2]}\n")
+    ledger = _sh(clone, site.env, "git", "commit-tree", top, "-m", "damaged ledger").stdout.strip()
+    _sh(clone, site.env, "git", "update-ref", "refs/gitml/ledger/f", ledger)
+    out = _gitml(clone, site.env, "gc", "--force", "--keep-recent", "0", "--json", check=False)
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and len(report["refused"]) == 1 and rid in report["refused"][0]
+    dl = tmp_path / "dl"
+    _gitml(clone, site.env, "artifacts", "download", site.good_run, "-d", str(dl))
+    assert any(dl.rglob("*"))
+    _outside_untouched(site)

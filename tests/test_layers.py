@@ -84,7 +84,7 @@ LAYERS: list[tuple[tuple[str, ...], bool]] = [
 # The tracking layer's own order, bottom first: each module imports only modules before it.
 TRACKING = ["validation", "entities", "filters", "search", "uri", "location", "datasets", "schema", "events", "experiments",
             "runfiles", "merge", "notes", "commit", "ledger", "index", "recovery", "writer", "process", "sysmetrics", "runs", "artifacts",
-            "history", "logged_models", "tables", "client", "fluent", "testing"]
+            "history", "logged_models", "tables", "gc", "client", "fluent", "testing"]
 
 # MLflow's module paths name its whole client: ``mlflow.tracking.MlflowClient`` and
 # ``mlflow.tracking.client.MlflowClient``. These two names resolve to gitml.Client lazily

@@ -185,6 +185,20 @@ def test_rerun_of_a_dirty_tree_run_reproduces_its_files(project):
         git(project, "rev-parse", f"{run_rev(project, first)}^").strip()
     assert old["info"]["experiment_id"] == new["info"]["experiment_id"]
     assert (project / "version.txt").read_text() == "changed again\n"
+    assert new["info"]["run_name"] == old["info"]["run_name"]  # a rerun keeps the name
+    assert new["data"]["tags"]["mlflow.source.name"] == str(project.resolve())  # the project, not "."
+
+
+def test_errors_name_the_users_project_and_runs_record_its_url(project):
+    bad = gitml_cli(project, "run", ".", "-e", "nope", check=False)
+    assert bad.returncode != 0 and f"{project.resolve()}/MLproject" in bad.stderr
+    assert "gitml-run" not in bad.stderr  # not the temporary checkout, gone by now
+    git(project, "remote", "add", "origin", "https://git.example.com/team/churn.git")
+    out = gitml_cli(project, "run", ".", "-P", "alpha=0.5")
+    run = run_json(project, last_run_id(out.stderr))
+    assert run["data"]["tags"]["mlflow.source.git.repoURL"] == "https://git.example.com/team/churn.git"
+    again = run_json(project, last_run_id(gitml_cli(project, "rerun", run["info"]["run_id"]).stderr))
+    assert again["data"]["tags"]["mlflow.source.git.repoURL"] == "https://git.example.com/team/churn.git"
 
 
 def test_project_without_mlproject_runs_a_script(repo):

@@ -310,6 +310,10 @@ def test_comments_live_in_notes_and_show_in_show_and_history(tracking, repo):
     assert [e["message"] for e in history if e["event"] == "describe"] == ["signed off\nby QA"]
     text = gitml_invoke(repo, "models", "show", "rf").stdout
     assert "AUC holds on the March data" in text and "signed off" in text
+    gitml_invoke(repo, "models", "deprecate", "rf", "-m", "replaced")
+    history = json.loads(gitml_invoke(repo, "models", "history", "rf", "--json").stdout)
+    deprecation = next(e for e in history if e["event"] == "deprecate")
+    assert deprecation["version"] is None and deprecation["message"] == "replaced"  # the model's, no version's
 
 
 def test_client_registry_api(tracking, repo):

@@ -539,3 +539,74 @@ def test_many_clones_pushing_at_once_all_succeed_and_lose_nothing(team, tmp_path
     assert set(runs(fresh)) == set(ids)
     notes = git(fresh, "log", "--notes=gitml", "--format=%N", "main")
     assert all(run_id in notes for run_id in ids)
+
+
+# -- issue 18 (7): errors from git and from DVC as one line that says what to do -----------------------------
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_a_git_remote_that_does_not_exist_is_one_line(team, tmp_path, command):
+    """Issue 18 (7): `gitml push nosuch` printed git's five lines of fatal: and advice."""
+    a, *_ = team
+    log_run(a, "alice")
+    for remote in ("nosuch", str(tmp_path / "nowhere.git")):
+        out = gitml_cli(a, command, remote, check=False)
+        assert out.returncode == 1
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("Error: Cannot "), out.stderr
+        assert out.stderr.endswith(f"git remote {remote!r}: {remote!r} does not appear to be a git repository\n")
+
+
+def test_error_line_takes_what_git_says_went_wrong():
+    from gitml.store.gitcli import error_line
+
+    assert error_line("fatal: 'x' does not appear to be a git repository\nfatal: Could not read from remote "
+                      "repository.\n\nPlease make sure you have the correct access rights\n") == \
+        "'x' does not appear to be a git repository"
+    assert error_line("hint: use --force\nerror: failed to push some refs to 'r'\n") == \
+        "failed to push some refs to 'r'"
+    assert error_line("warning: redirecting\nsomething odd\n") == "something odd"
+    assert error_line("") == ""
+
+
+PLUGINS = {"gs": "gs://bucket/runs", "azure": "azure://container/runs", "ssh": "ssh://host/srv/runs"}
+
+
+@pytest.mark.parametrize("extra", sorted(PLUGINS))
+def test_a_remote_whose_dvc_plugin_is_missing_names_the_extra_to_install(team, extra):
+    """Issue 18 (7): an artifact remote of a kind whose DVC plugin is not installed ended in an
+    "unexpected ImportError"; it names the gitml extra now, on push and on pull."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"dvc_{extra}") is not None:
+        pytest.skip(f"dvc-{extra} is installed")
+    a, b, bare, store = team
+    run_id = log_run(a, "alice")
+    gitml_invoke(a, "remote", "add", "-d", "cloud", PLUGINS[extra])
+    out = gitml_cli(a, "push", check=False)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr == (f"Error: Artifact remote 'cloud' ({PLUGINS[extra]}) needs dvc-{extra}, which is not "
+                          f"installed: pip install 'gitml[{extra}]'\n")
+    assert git(bare, "for-each-ref", "refs/gitml") == ""  # nothing went to git without its artifacts
+
+    gitml_cli(a, "push", "-r", "store")
+    gitml_invoke(b, "remote", "add", "-d", "cloud", PLUGINS[extra])
+    out = gitml_cli(b, "pull", check=False)
+    assert out.returncode == 1 and f"pip install 'gitml[{extra}]' (the runs were pulled" in out.stderr
+    assert run_id in runs(b)
+
+
+def test_every_dvc_plugin_extra_is_in_pyproject():
+    """The extras the missing-plugin error names exist and install that plugin."""
+    from gitml.store.content import PLUGIN_EXTRAS, plugin_missing
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for package, extra in PLUGIN_EXTRAS.items():
+        assert any(req.startswith(package) for req in extras[extra]), (package, extra)
+        scheme = package.removeprefix("dvc-")
+        error = ImportError(f"{scheme} is supported, but requires '{package}' to be installed")
+        assert plugin_missing("r", f"{scheme}://x", error).message.endswith(f"pip install 'gitml[{extra}]'")
+    other = plugin_missing("r", "hdfs://x", ImportError("hdfs is supported, but requires 'dvc-hdfs' to be installed"))
+    assert other.message.endswith("pip install dvc-hdfs")

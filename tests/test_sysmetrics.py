@@ -45,7 +45,8 @@ def test_system_metrics_have_mlflows_names_and_steps(tracking, monkeypatch, tmp_
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run(log_system_metrics=True) as theirs:
+        # an experiment of this database (another test may have left MLflow's active one pointing elsewhere)
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("system"), log_system_metrics=True) as theirs:
             time.sleep(1.0)
         names = {k for k in mlflow.get_run(theirs.info.run_id).data.metrics if k.startswith("system/")}
     finally:

@@ -632,3 +632,21 @@ def test_a_run_with_thousands_of_metric_keys_is_written_as_one_pack(repo):
                        f"print(c.get_metric_history('{run_id}', 'layer7/stat2107')[-1].value)\n", repo)
     assert check.stdout.split("\n")[:3] == ["3000 2107.0", "[(2, 2107.0)]", "1.5"], check.stderr
     git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_run_keys_follow_new_runs(tracking, repo):
+    import time
+
+    from gitml.tracking import runs as runs_module
+
+    with tracking.start_run():
+        tracking.log_param("alpha", 1)
+    handle = runs_module.open_repo(str(repo))
+    time.sleep(1.1)  # past the index's racy second, so its stamp is trusted and the keys are kept
+    assert runs_module.run_keys(handle)["params"] == ["alpha"]
+    assert runs_module.run_keys(handle)["params"] == ["alpha"]  # from memory
+    with tracking.start_run():
+        tracking.log_param("beta", 2)
+        tracking.log_metric("loss", 0.1)
+    keys = runs_module.run_keys(handle)
+    assert keys["params"] == ["alpha", "beta"] and keys["metrics"] == ["loss"]

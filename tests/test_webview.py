@@ -277,6 +277,19 @@ def test_runs_table_shows_registered_versions_and_short_numbers_with_the_full_va
     assert any(len(full) > len(short) for full, short in cells)
 
 
+def test_nested_runs_are_grouped_under_their_parent(site, client):
+    body = page(client, "/runs?view=all")
+    rows = body.split("<tbody>")[1].split("</tbody>")[0].split("<tr ")[1:]
+    at = {i: r for i, r in enumerate(rows)}
+    parent = next(i for i, r in at.items() if f'data-run-id="{site["hostile"]}"' in r)
+    assert 'class="parent-row"' in at[parent] and f'data-expands="{site["hostile"]}"' in at[parent] and "▸ 1" in at[parent]
+    child = at[parent + 1]  # right below its parent, folded
+    assert site["child"] in child and 'class="child-row"' in child and "hidden" in child.split(">")[0]
+    assert sum(site["child"] in r for r in rows) == 1  # not also a row of its own
+    assert site["child"] in names_in(api(client, "/api/runs?view=all")) or any(
+        r["info"]["run_id"] == site["child"] for r in api(client, "/api/runs?view=all")["runs"])  # the API is flat
+
+
 def test_runs_table_scales_by_loading_only_its_page(site, client, monkeypatch):
     from gitml.tracking import index
 
@@ -713,3 +726,97 @@ def test_a_corrupted_artifact_is_never_served_as_a_success(tracking, repo, tmp_p
     page = client.get(f"/runs/{run.info.run_id}/artifacts?path=notes.txt").get_data(as_text=True)
     assert "corrupted" in page and "line of text" not in page  # the page says so instead of a preview
     assert client.get(f"/api/runs/{run.info.run_id}/artifact?path=notes.txt&inline=1").status_code == 500
+
+
+# -- edits (gitml ui on loopback) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def editable(tracking, repo):
+    """A run and a registered version in a fresh repository, and a viewer on it with edits on."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from gitml.webview import LOOPBACK_HOSTS, create_app
+
+    with tracking.start_run(run_name="first") as run:
+        tracking.log_metric("acc", 0.5)
+        tracking.set_tag("team", "vision")
+        X = np.array([[0.0], [1.0], [0.0], [1.0]])
+        tracking.sklearn.log_model(LogisticRegression().fit(X, [0, 1, 0, 1]), name="model",
+                                   registered_model_name="rf")
+    app = create_app(repo, allowed_hosts=LOOPBACK_HOSTS, writes=True, csrf_token="tok-123")
+    return {"repo": repo, "run_id": run.info.run_id, "client": app.test_client(), "app": app}
+
+
+def post(client, url: str, status: int = 303, headers: dict | None = None, **form: str):
+    r = client.post(url, data=form, headers=headers or {})
+    assert r.status_code == status, (url, r.status_code, r.get_data(as_text=True)[:300])
+    return r
+
+
+def test_edits_from_the_viewer_land_in_git(editable, tracking):
+    from gitml import registry
+    from gitml.tracking.runs import open_repo
+
+    c, rid = editable["client"], editable["run_id"]
+    page_html = page(c, f"/runs/{rid}")
+    assert 'name="csrf_token" value="tok-123"' in page_html and "edit.rename_run" not in page_html
+    post(c, f"/edit/runs/{rid}/rename", name="renamed", csrf_token="tok-123")
+    assert tracking.get_run(rid).info.run_name == "renamed"
+    post(c, f"/edit/runs/{rid}/describe", csrf_token="tok-123",
+         description="**Bold** claim\n\n<script>window.__xss=1</script> [x](javascript:alert(1))")
+    assert tracking.get_run(rid).data.tags["mlflow.note.content"].startswith("**Bold** claim")
+    shown = page(c, f"/runs/{rid}")
+    assert "<strong>Bold</strong>" in shown and "<script>window.__xss" not in shown and 'href="javascript:' not in shown
+    post(c, f"/edit/runs/{rid}/tag", key="reviewed", value="yes", csrf_token="tok-123")
+    post(c, f"/edit/runs/{rid}/untag", key="team", csrf_token="tok-123")
+    tags = tracking.get_run(rid).data.tags
+    assert tags["reviewed"] == "yes" and "team" not in tags
+    post(c, f"/edit/runs/{rid}/delete", csrf_token="tok-123")
+    assert tracking.get_run(rid).info.lifecycle_stage == "deleted"
+    post(c, f"/edit/runs/{rid}/restore", csrf_token="tok-123")
+    assert tracking.get_run(rid).info.lifecycle_stage == "active"
+    post(c, "/edit/models/rf/stage", version="v0.0.1", stage="production", message="ship", csrf_token="tok-123")
+    post(c, "/edit/models/rf/comment", version="v0.0.1", text="looks good", csrf_token="tok-123")
+    repo = open_repo(str(editable["repo"]))
+    assert registry.get_model(repo, "rf").versions[0].stages == ["production"]
+    assert "rf#production#1" in git(editable["repo"], "tag", "-l")
+    assert "looks good" in page(c, "/models/rf")
+    assert "ship" in page(c, "/models/rf")  # the stage tag's message, in the history
+    bad = post(c, "/edit/models/rf/stage", status=404, version="v9.9.9", stage="production", csrf_token="tok-123")
+    assert "v9.9.9" in bad.get_data(as_text=True)
+
+
+def test_edits_are_refused_without_the_token_from_another_site_or_when_read_only(editable, tracking):
+    from gitml.webview import LOOPBACK_HOSTS, create_app
+
+    c, rid, repo = editable["client"], editable["run_id"], editable["repo"]
+    tracking.flush()  # the notes the run queued, written now rather than during the checks
+    before = refs_and_notes(repo)
+    post(c, f"/edit/runs/{rid}/rename", status=403, name="x")  # no token
+    post(c, f"/edit/runs/{rid}/rename", status=403, name="x", csrf_token="tok-124")  # a wrong one
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site"}):  # a cross-site form post, even with the token
+        r = post(c, f"/edit/runs/{rid}/rename", status=403, headers=headers, name="x", csrf_token="tok-123")
+        assert "own pages" in r.get_data(as_text=True)
+    assert c.get(f"/edit/runs/{rid}/rename").status_code == 405  # GET never edits
+    evil_host = c.post(f"/edit/runs/{rid}/rename", data={"name": "x", "csrf_token": "tok-123"},
+                       headers={"Host": "evil.example"})
+    assert evil_host.status_code == 400
+    read_only = create_app(repo, allowed_hosts=LOOPBACK_HOSTS, csrf_token="tok-123").test_client()
+    assert "csrf_token" not in page(read_only, f"/runs/{rid}") and "Rename" not in page(read_only, f"/runs/{rid}")
+    r = post(read_only, f"/edit/runs/{rid}/rename", status=403, name="x", csrf_token="tok-123")
+    assert "read-only" in r.get_data(as_text=True)
+    assert refs_and_notes(repo) == before and tracking.get_run(rid).info.run_name == "first"
+    post(c, f"/edit/runs/{rid}/rename", headers={"Origin": "http://127.0.0.1:5050", "Host": "127.0.0.1:5050",
+                                                "Sec-Fetch-Site": "same-origin"}, name="ok", csrf_token="tok-123")
+    assert tracking.get_run(rid).info.run_name == "ok"  # the viewer's own page
+
+
+def test_edits_are_on_only_on_loopback_unless_allowed():
+    from gitml.webview.server import writes_allowed
+
+    assert writes_allowed("127.0.0.1", False, False) and writes_allowed("::1", False, False)
+    assert not writes_allowed("127.0.0.1", True, False)
+    assert not writes_allowed("0.0.0.0", False, False) and writes_allowed("0.0.0.0", False, True)

@@ -35,6 +35,19 @@ def expect_drawn_chart(ui: UiPage, min_points: int = 1) -> None:
     assert ui.canvas_ink(CHART_DRAWN) > 0, "the chart's canvas is blank"
 
 
+def log_in_demo(demo_repo: DemoRepo, env: dict, code: str) -> str:
+    """Run ``code`` (a script that prints a run id, given the repository as argv[1]) in a new process; the id.
+
+    For the tests near the end of the module, which add runs to the shared demo repository."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, str(demo_repo.path)], cwd=demo_repo.path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_runs_table_sorts_by_a_metric_and_filters(ui: UiPage, demo_repo: DemoRepo):
     ui.goto("/")  # redirects to the runs table
     assert ui.page.url.endswith("/runs")
@@ -97,6 +110,84 @@ def test_runs_table_numbers_stay_on_one_line_and_the_name_stays_in_view(ui: UiPa
     box = name.bounding_box()
     assert box is not None and left - 1 <= box["x"] <= left + 2, (left, box)  # pinned at the left edge
     assert name.is_visible()
+
+
+def test_dark_mode_follows_the_system_and_the_toggle_sticks(browser, ui_server: str, demo_repo: DemoRepo):
+    dark_bg, light_bg = "rgb(13, 17, 23)", "rgb(255, 255, 255)"
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, base_url=ui_server, color_scheme="dark")
+    context.set_default_timeout(15_000)
+    try:
+        ui = UiPage(context.new_page(), ui_server)
+        ui.goto(f"/runs/{demo_repo.runs['ridge-a']}")
+        background = "() => getComputedStyle(document.body).backgroundColor"
+        assert ui.page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+        assert ui.page.evaluate(background) == dark_bg
+        expect_drawn_chart(ui)
+        ui.screenshot("run-dark", scroll_to="section.card:has(.chart-panel)")
+        ui.page.locator("button.theme-toggle").click()
+        assert ui.page.evaluate(background) == light_bg
+        expect_drawn_chart(ui)  # redrawn in the light theme's colours
+        ui.goto("/runs")  # the choice outlives the page
+        assert ui.page.evaluate("() => document.documentElement.dataset.theme") == "light"
+        assert ui.page.evaluate(background) == light_bg
+        ui.check()
+    finally:
+        context.close()
+    light = browser.new_context(base_url=ui_server, color_scheme="light")
+    try:
+        page = light.new_page()
+        page.goto(ui_server + "/runs")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == "light"
+    finally:
+        light.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_pages_hold_their_layout_at_common_widths(browser, ui_server: str, demo_repo: DemoRepo, width: int):
+    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=ui_server)
+    context.set_default_timeout(15_000)
+    try:
+        ui = UiPage(context.new_page(), ui_server)
+        a, b = demo_repo.runs["ridge-a"], demo_repo.runs["ridge-b"]
+        for path in ("/runs", f"/runs/{a}", f"/compare?run={a}&run={b}", "/diff?base=main&head=feature",
+                     "/commits", "/models"):
+            ui.goto(path)
+            overflow = ui.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a {width}px window"
+    finally:
+        context.close()
+
+
+def test_chart_view_draws_every_run_and_groups_them_by_a_param(ui: UiPage, demo_repo: DemoRepo):
+    ui.goto("/runs")
+    ui.page.locator("a.view-switch", has_text="Chart view").click()
+    ui.page.wait_for_url(re.compile(r"show=charts"))
+    card = ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"][data-drawn="1"]')
+    card.wait_for()
+    legend = card.locator(".u-legend .u-series .u-label")
+    labels = legend.all_inner_texts()
+    assert sorted(labels[1:]) == sorted(demo_repo.runs)  # a line per run, named (the hostile name as text)
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="acc"]') > 0
+    assert not ui.page.locator(".table-wrap").is_visible()
+
+    ui.page.locator("select.group-by").select_option("model")
+    ui.page.wait_for_function("() => [...document.querySelectorAll('.runs-charts .chart-card[data-chart-key=\"acc\"] "
+                              ".u-legend .u-label')].some(el => el.textContent.includes('(2 runs, mean)'))")
+    shown = [t for t in legend.all_inner_texts()[1:] if t.endswith("mean)")]
+    assert "model=ridge (2 runs, mean)" in shown and len(shown) == 3  # ridge, forest, the hostile one
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="acc"]') > 0
+    ui.check()
+    ui.screenshot("runs-charts", scroll_to=".runs-charts")
+
+    box = ui.page.locator("input.filter-input")  # filtering keeps the chart view
+    box.fill("params.model = 'ridge'")
+    box.press("Enter")
+    ui.page.wait_for_url(re.compile(r"filter="))
+    assert "show=charts" in ui.page.url
+    ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"][data-drawn="1"]').wait_for()
+    assert sorted(ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"] .u-legend .u-label')
+                  .all_inner_texts()[1:]) == ["ridge-a", "ridge-b"]
+    ui.check()
 
 
 def test_run_page_from_the_table_draws_the_metric_charts(ui: UiPage, demo_repo: DemoRepo):
@@ -270,22 +361,167 @@ print(run.info.run_id)
 
 def test_system_metrics_have_their_own_charts(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds a run to the shared demo repository."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", SYSTEM_RUN, str(demo_repo.path)], cwd=demo_repo.path, env=ui_env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    ui.goto(f"/runs/{out.stdout.strip()}")
+    ui.goto(f"/runs/{log_in_demo(demo_repo, ui_env, SYSTEM_RUN)}")
     system = ui.page.locator("section.system-metrics")
     system.locator('.chart-card[data-chart-key="system/cpu_utilization_percentage"][data-drawn="1"]').wait_for()
     system.locator('.chart-card[data-chart-key="system/system_memory_usage_megabytes"][data-drawn="1"]').wait_for()
     own = ui.page.locator("section.card:has(h2:text-is('Charts'))")
     own.locator('.chart-card[data-chart-key="loss"][data-drawn="1"]').wait_for()
     assert own.locator('.chart-card[data-chart-key^="system/"]').count() == 0
+    single = own.locator('.chart-card[data-chart-key="loss"]')  # logged once: a value and a bar, not a lone dot
+    assert single.get_attribute("data-single") == "1" and single.locator("canvas").count() == 0
+    assert single.locator(".value-number").inner_text() == "0.5"
     assert system.locator('.chart-card[data-chart-key="loss"]').count() == 0
     assert ui.page.locator('td[data-metric-value="loss"]').is_visible()
     assert not ui.page.locator('td[data-metric-value="system/disk_usage_percentage"]').is_visible()  # folded away
+    ui.check()
+
+
+SWEEP_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="cv-sweep") as parent:
+    for fold in range(3):
+        with gitml.start_run(run_name=f"fold-{fold}", nested=True):
+            gitml.log_metric("acc", 0.5 + fold / 10)
+print(parent.info.run_id)
+"""
+
+
+def test_nested_runs_fold_under_their_parent(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds runs to the shared demo repository."""
+    parent_id = log_in_demo(demo_repo, ui_env, SWEEP_RUN)
+    ui.goto("/runs")
+    children = ui.page.locator(f'tr.child-row[data-parent="{parent_id}"]')
+    assert children.count() == 3 and not children.first.is_visible()
+    names = ui.page.locator("table.runs-table tbody td.name a").all_inner_texts()
+    at = names.index("cv-sweep")
+    assert names[at + 1 : at + 4] == ["fold-2", "fold-1", "fold-0"]  # right below their parent
+    toggle = ui.page.locator(f'button.expand[data-expands="{parent_id}"]')
+    assert toggle.inner_text().strip() == "▸ 3"
+    toggle.click()
+    assert all(children.nth(i).is_visible() for i in range(3)) and toggle.get_attribute("aria-expanded") == "true"
+    assert ui.page.url.endswith("/runs")  # the button folds, it does not open the run
+    toggle.click()
+    assert not children.first.is_visible()
+    ui.check()
+
+
+IMAGES_RUN = """
+import sys, numpy as np, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="images-per-step") as run:
+    for step in (0, 10, 20):
+        gitml.log_image(np.full((8, 8, 3), step * 10, dtype=np.uint8), key="samples/val", step=step)
+print(run.info.run_id)
+"""
+
+
+def test_images_logged_per_step_have_a_step_slider(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    run_id = log_in_demo(demo_repo, ui_env, IMAGES_RUN)
+    ui.goto(f"/runs/{run_id}")
+    figure = ui.page.locator('figure.image-steps[data-image-key="samples/val"]')
+    img, slider, step = figure.locator("img"), figure.locator("input.image-slider"), figure.locator("output.image-step")
+    assert step.inner_text() == "20"  # the last step first
+    last = img.get_attribute("src")
+    assert img.evaluate("el => el.complete && el.naturalWidth > 0")  # the thumbnail loaded
+    slider.fill("0")
+    assert step.inner_text() == "0" and img.get_attribute("src") != last
+    ui.page.wait_for_function("() => { const i = document.querySelector('figure.image-steps img');"
+                              " return i.complete && i.naturalWidth > 0; }")
+    slider.fill("1")
+    assert step.inner_text() == "10"
+    ui.check()
+
+
+EDIT_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="to-edit") as run:
+    gitml.log_metric("acc", 0.7)
+print(run.info.run_id)
+"""
+
+ATTACKER_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" action="{target}">
+<input name="name" value="pwned"><input name="csrf_token" value="{token}"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
+
+
+def test_edits_in_the_browser_land_in_git_and_a_cross_site_post_does_not(ui: UiPage, demo_repo: DemoRepo,
+                                                                         ui_env: dict, ui_server: str, tmp_path):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import http.server
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    run_id = log_in_demo(demo_repo, ui_env, EDIT_RUN)
+
+    def shown(*args: str) -> dict:
+        res = subprocess.run([sys.executable, "-m", "gitml", "runs", "show", run_id, "--json", *args],
+                             cwd=demo_repo.path, env=ui_env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    ui.goto(f"/runs/{run_id}")
+    ui.page.locator("details.rename-run summary").click()
+    ui.page.locator("details.rename-run input[name=name]").fill("edited in the browser")
+    ui.page.locator("details.rename-run button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    assert ui.page.locator("h1").inner_text() == "edited in the browser"
+    ui.page.locator("details.edit summary", has_text="Set or remove a tag").click()
+    ui.page.locator("form.tag-form input[name=key]").fill("reviewed")
+    ui.page.locator("form.tag-form input[name=value]").fill("by ada")
+    ui.page.locator("form.tag-form button[type=submit]").click()
+    ui.page.wait_for_load_state("load")
+    ui.check()
+    data = shown()
+    assert data["info"]["run_name"] == "edited in the browser" and data["data"]["tags"]["reviewed"] == "by ada"
+    token = ui.page.locator("input[name=csrf_token]").first.get_attribute("value")
+
+    # Another site's page (another port is another origin) posting a form to the viewer, token and all.
+    (tmp_path / "index.html").write_text(ATTACKER_PAGE.format(target=f"{ui_server}/edit/runs/{run_id}/rename",
+                                                              token=token))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page = ui.page.context.new_page()
+        with page.expect_response(lambda r: "/edit/runs/" in r.url) as answer:
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/index.html")
+        assert answer.value.status == 403
+        page.close()
+    finally:
+        evil.shutdown()
+    assert shown()["info"]["run_name"] == "edited in the browser"  # nothing changed
+
+
+SMALL_VALUES_RUN = """
+import sys, gitml
+gitml.set_tracking_uri(sys.argv[1])
+with gitml.start_run(run_name="tiny-values") as run:
+    for step in range(6):
+        gitml.log_metric("lr", 10.0 ** -(step + 1), step=step)
+print(run.info.run_id)
+"""
+
+
+def test_log_scale_axis_labels_read(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Near the end of the module: it adds a run to the shared demo repository."""
+    import json
+
+    run_id = log_in_demo(demo_repo, ui_env, SMALL_VALUES_RUN)
+    ui.goto(f"/runs/{run_id}")
+    card = ui.page.locator('.chart-card[data-chart-key="lr"][data-drawn="1"]')
+    card.wait_for()
+    ui.page.locator(".chart-toolbar input[type=checkbox]").first.check()  # the log scale box
+    ui.page.wait_for_function("() => { const c = document.querySelector('.chart-card[data-chart-key=\"lr\"]');"
+                              " return c && (c.getAttribute('data-y-ticks') || '').includes('e-'); }")
+    ticks = [t for t in json.loads(card.get_attribute("data-y-ticks")) if t]
+    assert ticks and "0" not in ticks and len(set(ticks)) == len(ticks), ticks  # 1e-5, 1e-4..., never "0"
     ui.check()
 
 

@@ -69,7 +69,7 @@ def main(ctx: click.Context, repo: str | None, traceback: bool) -> None:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, hooks, log, models, projects, review, runs, serving, sync, ui
+    from gitml.cli import artifacts, experiments, gc, hooks, log, models, projects, review, runs, serving, sync, ui
 
     main.add_command(runs.runs)
     main.add_command(artifacts.artifacts)
@@ -87,6 +87,7 @@ def _register() -> None:
     main.add_command(sync.push)
     main.add_command(sync.pull)
     main.add_command(sync.remote)
+    main.add_command(gc.gc)
     main.add_command(hooks.hooks)
     main.add_command(ui.ui)
 

@@ -10,7 +10,7 @@ from gitml.cli.repo import repo_from
 
 @click.group()
 def artifacts() -> None:
-    """List and download the artifacts of runs."""
+    """Log, list and download the artifacts of runs."""
 
 
 @artifacts.command("list")
@@ -40,3 +40,26 @@ def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str) -> None:
     from gitml.tracking import artifacts as api
 
     click.echo(api.download_artifacts(repo_from(ctx), run_id, path, dest))
+
+
+@artifacts.command("log")
+@click.argument("run_id")
+@click.argument("path", type=click.Path())
+@click.option("-a", "--artifact-path", default=None, metavar="DIR",
+              help="Directory in the run's artifacts to store under (default: the top).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stored as JSON.")
+@click.pass_context
+def log_cmd(ctx: click.Context, run_id: str, path: str, artifact_path: str | None, as_json: bool) -> None:
+    """Store the file or directory PATH as artifacts of RUN_ID (as MlflowClient.log_artifact(s)).
+
+    A file is stored as DIR/<its name>; a directory's files keep their paths
+    below it, under DIR. RUN_ID may be a unique prefix.
+    """
+    from gitml.tracking import artifacts as api
+
+    run, stored = api.log_to_run(repo_from(ctx), run_id, path, artifact_path)
+    if as_json:
+        echo_json({"run_id": run.info.run_id, "commit": run.commit, "artifacts": stored})
+        return
+    echo_table(["PATH", "SIZE", "MD5"], [[p, e["size"], e["md5"]] for p, e in stored.items()])
+    click.echo(f"{len(stored)} file{'' if len(stored) == 1 else 's'} stored in run {run.info.run_id}")

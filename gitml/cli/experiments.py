@@ -10,7 +10,7 @@ from gitml.cli.repo import repo_from
 
 @click.group()
 def experiments() -> None:
-    """List and create experiments."""
+    """List, create, rename, delete and restore experiments."""
 
 
 @experiments.command("list")
@@ -38,3 +38,54 @@ def create_experiment(ctx: click.Context, name: str) -> None:
     from gitml.tracking import experiments as api
 
     click.echo(api.create_experiment(repo_from(ctx), name))
+
+
+@experiments.command("rename")
+@click.argument("experiment")
+@click.argument("new_name")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def rename_experiment(ctx: click.Context, experiment: str, new_name: str, as_json: bool) -> None:
+    """Rename EXPERIMENT (a name or an id); its id and runs stay."""
+    from gitml.tracking import experiments as api
+
+    repo = repo_from(ctx)
+    old = api.find_experiment(repo, experiment)
+    exp = api.rename_experiment(repo, old.experiment_id, new_name)
+    if as_json:
+        echo_json({"experiment_id": exp.experiment_id, "name": exp.name, "old_name": old.name})
+        return
+    click.echo(f"renamed experiment {exp.experiment_id}: {old.name} -> {exp.name}")
+
+
+def _set_lifecycle(ctx: click.Context, experiment: str, stage: str, as_json: bool) -> None:
+    from gitml.tracking import experiments as api
+    from gitml.tracking import runs
+
+    repo = repo_from(ctx)
+    exp = api.find_experiment(repo, experiment)
+    changed = runs.set_experiment_lifecycle(repo, exp.experiment_id, stage)
+    if as_json:
+        echo_json({"experiment_id": exp.experiment_id, "name": exp.name, "lifecycle_stage": stage,
+                   "runs_changed": changed})
+        return
+    verb = "deleted" if stage == "deleted" else "restored"
+    click.echo(f"{verb} experiment {exp.name} ({exp.experiment_id}) and {changed} run{'' if changed == 1 else 's'}")
+
+
+@experiments.command("delete")
+@click.argument("experiment")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def delete_experiment(ctx: click.Context, experiment: str, as_json: bool) -> None:
+    """Mark EXPERIMENT (a name or an id) and its runs deleted, as MLflow does (kept in git; restore undoes it)."""
+    _set_lifecycle(ctx, experiment, "deleted", as_json)
+
+
+@experiments.command("restore")
+@click.argument("experiment")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def restore_experiment(ctx: click.Context, experiment: str, as_json: bool) -> None:
+    """Restore a deleted EXPERIMENT (a name or an id) and its runs."""
+    _set_lifecycle(ctx, experiment, "active", as_json)

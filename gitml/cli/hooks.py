@@ -118,12 +118,17 @@ def run() -> None:
 
 @run.command("post-commit")
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to log a run for.")
+@click.option("--force", is_flag=True, help="Log a run even if the commit has one from the hook already.")
 @click.pass_context
-def run_post_commit(ctx: click.Context, rev: str) -> None:
-    """Log a run for the new commit from the params/metrics files it changed. Never fails."""
+def run_post_commit(ctx: click.Context, rev: str, force: bool) -> None:
+    """Log a run for the new commit from the params/metrics files it changed. Never fails.
+
+    A commit that has a run from the hook already (an active one) gets no
+    second run, unless --force.
+    """
     from gitml.hooks import entry
 
-    ctx.exit(entry.post_commit(_path(ctx), rev))
+    ctx.exit(entry.post_commit(_path(ctx), rev, force=force))
 
 
 @run.command("pre-push")

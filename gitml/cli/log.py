@@ -10,7 +10,8 @@ from gitml.cli.repo import repo_from
 
 @click.command()
 @click.argument("rev", default="HEAD")
-@click.option("-n", "--max-count", type=int, default=20, show_default=True, help="Show at most this many commits.")
+@click.option("-n", "--max-count", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Show at most this many commits.")
 @click.option("--runs-only", is_flag=True, help="Skip commits that have no runs.")
 @click.option("--graph", is_flag=True, help="Draw the commit graph (as git log --graph), each commit with its runs' key metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
 from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
 from gitml.cli.repo import repo_from
 
+if TYPE_CHECKING:  # pygit2 stays unloaded for `gitml --help`
+    from gitml.tracking.entities import Run
+
 
 @click.group()
 def runs() -> None:
-    """List, show, delete, restore and recover runs."""
+    """List, show, rename, tag, describe, delete, restore and recover runs."""
 
 
 @runs.command("list")
 @click.option("-e", "--experiment", "experiments", multiple=True, help="Experiment name or id (repeatable; default: all).")
 @click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, e.g. \"metrics.rmse < 0.8 and params.alpha = '0.5'\".")
 @click.option("-o", "--order-by", multiple=True, help="Order key, e.g. 'metrics.rmse DESC' (repeatable).")
-@click.option("-n", "--max-results", type=int, default=100, show_default=True, help="At most this many runs.")
+@click.option("-n", "--max-results", type=click.IntRange(min=1), default=100, show_default=True,
+              help="At most this many runs.")
 # tracking.entities.VIEWS's names (tests/test_cli.py checks): importing it here would slow `gitml --help`
 @click.option("--view", type=click.Choice(["active", "deleted", "all"]), default="active", show_default=True, help="Which runs by lifecycle stage.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -30,7 +37,7 @@ def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: s
     from gitml.tracking.entities import VIEWS, ViewType
 
     repo = repo_from(ctx)
-    ids = [_experiment_id(repo, e) for e in experiments] or None
+    ids = [exps.find_experiment(repo, e).experiment_id for e in experiments] or None
     found = api.search_runs(repo, ids, filter_string, VIEWS[view], max_results, list(order_by) or None)
     if as_json:
         echo_json([r.to_dictionary() for r in found])
@@ -44,35 +51,29 @@ def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: s
     echo_table(["RUN", "NAME", "EXPERIMENT", "STATUS", "STARTED", "METRICS"], rows)
 
 
-def _experiment_id(repo: object, name_or_id: str) -> str:
-    from gitml.errors import ExperimentNotFound
-    from gitml.tracking import experiments as exps
-
-    exp = exps.get_experiment_by_name(repo, name_or_id)  # type: ignore[arg-type]
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return exps.get_experiment(repo, name_or_id).experiment_id  # type: ignore[arg-type]
-    except ExperimentNotFound:
-        raise ExperimentNotFound(f"No experiment named or numbered {name_or_id!r}") from None
-
-
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Show one run: info, source, params, metrics and tags. RUN_ID may be a unique prefix."""
+    """Show one run: info, experiment, source, params, metrics and tags. RUN_ID may be a unique prefix."""
+    from gitml.errors import ExperimentNotFound
+    from gitml.tracking import experiments as exps
     from gitml.tracking import runs as api
 
-    run = api.get_run(repo_from(ctx), run_id)
+    repo = repo_from(ctx)
+    run = api.get_run(repo, run_id)
     if as_json:
         echo_json(run.to_dictionary())
         return
     info = run.info
+    try:
+        experiment = f"{exps.get_experiment(repo, info.experiment_id).name} ({info.experiment_id})"
+    except ExperimentNotFound:  # a teammate's run whose experiment was not pushed with it
+        experiment = f"{info.experiment_id} (not in this repository)"
     click.echo(f"run        {info.run_id}")
     click.echo(f"name       {info.run_name}")
-    click.echo(f"experiment {info.experiment_id}")
+    click.echo(f"experiment {experiment}")
     click.echo(f"status     {info.status}" + ("  [deleted]" if info.lifecycle_stage == "deleted" else ""))
     click.echo(f"started    {fmt_time(info.start_time)}")
     click.echo(f"ended      {fmt_time(info.end_time)}")
@@ -106,6 +107,74 @@ def run_commit(ctx: click.Context, run_id: str) -> None:
     from gitml.tracking import runs as api
 
     click.echo(api.get_run(repo_from(ctx), run_id).commit)
+
+
+def _changed(run: Run, as_json: bool, message: str, **fields: object) -> None:
+    """Report an edit of a run: ``message`` for people, or the run, its new commit and ``fields`` as JSON."""
+    if as_json:
+        echo_json({"run_id": run.info.run_id, "commit": run.commit, **fields})
+    else:
+        click.echo(message)
+
+
+@runs.command("rename")
+@click.argument("run_id")
+@click.argument("new_name")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def rename_run(ctx: click.Context, run_id: str, new_name: str, as_json: bool) -> None:
+    """Rename a run (its mlflow.runName tag). RUN_ID may be a unique prefix."""
+    from gitml.tracking import runs as api
+
+    run = api.rename_run(repo_from(ctx), run_id, new_name)
+    _changed(run, as_json, f"renamed {run.info.run_id} to {run.info.run_name}", run_name=run.info.run_name)
+
+
+@runs.command("tag")
+@click.argument("run_id")
+@click.argument("key")
+@click.argument("value")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def tag_run(ctx: click.Context, run_id: str, key: str, value: str, as_json: bool) -> None:
+    """Set tag KEY of a run to VALUE (as MlflowClient.set_tag). RUN_ID may be a unique prefix."""
+    from gitml.tracking import runs as api
+
+    run = api.set_run_tag(repo_from(ctx), run_id, key, value)
+    _changed(run, as_json, f"tagged {run.info.run_id}: {key}={run.data.tags[key]}", tags={key: run.data.tags[key]})
+
+
+@runs.command("untag")
+@click.argument("run_id")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def untag_run(ctx: click.Context, run_id: str, key: str, as_json: bool) -> None:
+    """Delete tag KEY of a run (as MlflowClient.delete_tag). RUN_ID may be a unique prefix."""
+    from gitml.tracking import runs as api
+
+    run = api.delete_run_tag(repo_from(ctx), run_id, key)
+    _changed(run, as_json, f"deleted tag {key} of {run.info.run_id}", deleted_tags=[key])
+
+
+@runs.command("describe")
+@click.argument("run_id")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.pass_context
+def describe_run(ctx: click.Context, run_id: str, text: str, as_json: bool) -> None:
+    """Set a run's description (MLflow's mlflow.note.content tag) to TEXT; '-' reads it from stdin, '' clears it.
+
+    RUN_ID may be a unique prefix.
+    """
+    from gitml.tracking import runs as api
+
+    if text == "-":
+        text = sys.stdin.read().rstrip("\n")
+    run = api.describe_run(repo_from(ctx), run_id, text)
+    description = run.data.tags.get(api.DESCRIPTION_TAG)
+    _changed(run, as_json, f"{'described' if description else 'cleared the description of'} {run.info.run_id}",
+             description=description)
 
 
 def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str) -> None:

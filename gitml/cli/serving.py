@@ -24,14 +24,14 @@ def _locate(ctx: click.Context) -> None:
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 to accept connections from other machines).")
-@click.option("-p", "--port", type=int, default=5000, show_default=True, help="Port to listen on.")
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to listen on.")
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (gunicorn).")
 @click.option("--poll", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
               help="Seconds between checks of the registry when MODEL names a stage or 'latest'.")
 @click.option("--max-body-mb", type=click.FloatRange(0.001, 4096), default=64, show_default=True,
               help="Largest request body accepted (413 above it).")
-@click.option("--timeout", type=int, default=60, show_default=True,
+@click.option("--timeout", type=click.IntRange(1, 86400), default=60, show_default=True,
               help="Seconds before a worker whose event loop stops answering is restarted; also the longest wait "
                    "for the next piece of a request body.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)

@@ -86,7 +86,7 @@ def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: 
 
 @click.group()
 def remote() -> None:
-    """Artifact (DVC) remotes for repositories that do not use DVC themselves."""
+    """gitml's own artifact (DVC) remotes, kept in git config; DVC's remotes are listed too."""
 
 
 @remote.command("add")
@@ -115,13 +115,16 @@ def remote_add(ctx: click.Context, name: str, url: str, make_default: bool, opti
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def remote_list(ctx: click.Context, as_json: bool) -> None:
-    """List artifact remotes (from .dvc/config in DVC repositories)."""
-    from gitml.store.content import remote_config
+    """List artifact remotes: gitml's own (git config) and, in DVC repositories, DVC's (.dvc/config)."""
+    from gitml.store.content import dvc_remotes, own_remotes, remote_config
 
-    config = remote_config(repo_from(ctx))
+    repo = repo_from(ctx)
+    config = remote_config(repo)
     default = config.get("core", {}).get("remote")
+    dvc = set(dvc_remotes(repo)) - own_remotes(repo)
     if as_json:
-        echo_json({"default": default, "remotes": config.get("remote", {})})
+        echo_json({"default": default, "remotes": config.get("remote", {}), "dvc_remotes": sorted(dvc)})
         return
-    echo_table(["NAME", "URL", "DEFAULT"],
-               [[n, c.get("url", ""), "*" if n == default else ""] for n, c in sorted(config.get("remote", {}).items())])
+    echo_table(["NAME", "URL", "DEFAULT", "CONFIG"],
+               [[n, c.get("url", ""), "*" if n == default else "", "dvc" if n in dvc else "git"]
+                for n, c in sorted(config.get("remote", {}).items())])

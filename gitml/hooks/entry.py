@@ -31,14 +31,17 @@ def _reason(e: BaseException) -> str:
     return _line(getattr(e, "message", None) or f"{type(e).__name__}: {e}")
 
 
-def post_commit(path: str = ".", rev: str = "HEAD", err: TextIO | None = None) -> int:
-    """Log a run for ``rev`` from the params/metrics files it changed; report on ``err``. Always 0."""
+def post_commit(path: str = ".", rev: str = "HEAD", err: TextIO | None = None, force: bool = False) -> int:
+    """Log a run for ``rev`` from the params/metrics files it changed; report on ``err``. Always 0.
+
+    A commit with a run from the hook already gets no second one unless ``force``.
+    """
     err = err or sys.stderr
     try:
         from gitml.hooks.postcommit import log_commit
         from gitml.tracking import runs
 
-        result = log_commit(runs.open_repo(path), rev)
+        result = log_commit(runs.open_repo(path), rev, force)
     except Exception as e:  # noqa: BLE001 - a hook after a commit must never fail it
         err.write(f"gitml: warning: post-commit hook: no run logged: {_reason(e)}\n")
         return 0
@@ -46,6 +49,9 @@ def post_commit(path: str = ".", rev: str = "HEAD", err: TextIO | None = None) -
         err.write(f"gitml: warning: {_line(w)}\n")
     if len(result.warnings) > MAX_WARNINGS:
         err.write(f"gitml: warning: ... and {len(result.warnings) - MAX_WARNINGS} more warnings\n")
+    if result.existing and result.commit:
+        err.write(f"gitml: commit {result.commit[:7]} has run {result.existing[:12]} from the hook already; "
+                  "not logged again (--force logs another)\n")
     if result.run_id and result.commit:
         err.write(f"gitml: logged run {result.run_id[:12]} for commit {result.commit[:7]} ({result.params} params, "
                   f"{result.metrics} metrics from {', '.join(result.files) or 'no file'})\n")

@@ -38,6 +38,7 @@ class PostCommitResult:
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: str = ""  # why no run was logged
+    existing: str | None = None  # the run the hook logged for the commit before (none logged now)
 
 
 def changed_files(git_dir: str, commit: str, pathspecs: tuple[str, ...]) -> list[str]:
@@ -179,12 +180,14 @@ def collect(repo: GitRepo, commit: str, paths: list[str], kind: str,
     return found
 
 
-def log_commit(repo: GitRepo, rev: str = "HEAD") -> PostCommitResult:
+def log_commit(repo: GitRepo, rev: str = "HEAD", force: bool = False) -> PostCommitResult:
     """Log a run for commit ``rev`` if it changed a params or metrics file (or ``gitml.hooks.always``).
 
     The run is tagged ``gitml.hook=post-commit``; its source is the commit.
     A file that does not parse, a non-numeric metric or a bad key is a
-    warning in the result, and the rest is logged.
+    warning in the result, and the rest is logged. A commit that has an
+    active run from the hook already gets no second one (``existing`` names
+    it) unless ``force``.
 
     Raises:
         GitmlError: git could not be read or the run could not be written.
@@ -200,6 +203,11 @@ def log_commit(repo: GitRepo, rev: str = "HEAD") -> PostCommitResult:
     if not changed_files(git_dir, commit, settings.params + settings.metrics) and not settings.always:
         result.skipped = "the commit changed no params or metrics file"
         return result
+    if not force:
+        result.existing = hook_run_of(repo, commit)
+        if result.existing:
+            result.skipped = f"commit {commit[:7]} has run {result.existing[:12]} from the hook already"
+            return result
     params_files = files_in(git_dir, commit, settings.params)
     metrics_files = files_in(git_dir, commit, settings.metrics)
     params = collect(repo, commit, params_files, "params", result.warnings, settings.maxkeys)
@@ -210,6 +218,15 @@ def log_commit(repo: GitRepo, rev: str = "HEAD") -> PostCommitResult:
     result.files = sorted({f for _, f in params.values()} | {f for _, f in metrics.values()})
     result.run_id = _log_run(repo, commit, settings, params, metrics, result)
     return result
+
+
+def hook_run_of(repo: GitRepo, commit: str) -> str | None:
+    """The id of the newest active run the hook logged for ``commit`` (its source, tagged ``gitml.hook``), if any."""
+    from gitml.tracking import runs
+
+    found = [r for r in runs.runs_of_commits(repo, [commit]).get(commit, [])
+             if r.data.tags.get(HOOK_TAG) == "post-commit" and r.source.get("commit") == commit]
+    return found[-1].info.run_id if found else None
 
 
 def _log_run(repo: GitRepo, commit: str, settings: config.HookConfig, params: dict[str, tuple[Any, str]],

@@ -102,7 +102,7 @@ class GitmlArtifactRepository(ArtifactRepository):
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         raise MlflowException(
             "Deleting artifacts is not supported by the gitml store: a run's artifacts are part of its history in "
-            "git (delete the run instead, or let `git gc` drop what no run names)", INVALID_PARAMETER_VALUE)
+            "git (delete the run instead; `gitml gc` removes objects no run names)", INVALID_PARAMETER_VALUE)
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -70,6 +70,8 @@ class _Source:
     uri: str
     subdir: str
     cleanup: list[Callable[[], object]]
+    #: the project as the user knows it (their directory, or the URL), for messages and the run's source tags
+    display: str = ""
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -107,6 +109,7 @@ def checkout(repo: GitRepo, uri: str, version: str | None, tmp: Path, cwd: Path)
         snap = Snapshot(commit=commit, head=commit, branch=None, dirty=False)
         project = root / subdir
         shown = url
+        display = url + (f"#{subdir}" if subdir else "")
     else:
         inside = (cwd / base).resolve().relative_to(repo.workdir)  # type: ignore[arg-type]
         subdir = str(Path(inside) / subdir).strip(".").strip("/") if str(inside) != "." or subdir else ""
@@ -122,11 +125,12 @@ def checkout(repo: GitRepo, uri: str, version: str | None, tmp: Path, cwd: Path)
         cleanup.append(lambda: worktree.remove_worktree(repo, root))
         project = root / subdir if subdir else root
         shown = "."
+        display = str(Path(repo.workdir or ".") / subdir if subdir else repo.workdir)
     if not project.is_dir():
         for fn in reversed(cleanup):
             fn()
         raise InvalidValue(f"{uri!r} at {commit[:12]} has no directory {subdir!r}")
-    return _Source(project, commit, snap, shown, subdir, cleanup)
+    return _Source(project, commit, snap, shown, subdir, cleanup, display)
 
 
 def run_project(repo: GitRepo, uri: str = ".", entry_point: str = "main", params: dict[str, str] | None = None,
@@ -159,15 +163,20 @@ def _declared_env(project: Any) -> str | None:
 
 def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str, str], version: str | None,
              experiment: str | None, env_manager: str | None, cwd: Path, rerun_of: str | None,
-             out: IO[str], err: IO[str]) -> RunResult:
+             out: IO[str], err: IO[str], run_name: str | None = None) -> RunResult:
     from gitml.projects import envs
     from gitml.projects.spec import load_project
     from gitml.tracking import artifacts, experiments, process, runs
     from gitml.tracking.entities import RunStatus
 
-    project = load_project(source.path)
-    ep = project.entry_point(entry_point)
-    resolved = ep.resolve({k: str(v) for k, v in params.items()}, cwd)
+    try:
+        project = load_project(source.path)
+        ep = project.entry_point(entry_point)
+        resolved = ep.resolve({k: str(v) for k, v in params.items()}, cwd)
+    except GitmlError as e:
+        # Name the user's project, not the temporary checkout (gone by the time they read it).
+        message = e.message.replace(str(source.path), source.display or source.uri)
+        raise type(e)(f"{message} (the project as of commit {source.commit[:8]})") from None
     declared = _declared_env(project)
     manager = env_manager or ("virtualenv" if declared == "python_env" else "local" if declared is None else None)
     if manager is None:
@@ -183,7 +192,7 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
         exp_id = experiments.get_or_create(repo, experiment).experiment_id
     tags = {
         "mlflow.source.type": "PROJECT",
-        "mlflow.source.name": source.uri + (f"#{source.subdir}" if source.subdir else ""),
+        "mlflow.source.name": source.display or source.uri + (f"#{source.subdir}" if source.subdir else ""),
         "mlflow.project.entryPoint": entry_point,
         "mlflow.project.env": manager,
         "mlflow.project.backend": "local",
@@ -191,13 +200,15 @@ def _execute(repo: GitRepo, source: _Source, entry_point: str, params: dict[str,
     }
     if version:
         tags["gitml.project.version"] = version
-    if source.uri != ".":
-        tags["mlflow.source.git.repoURL"] = source.uri
+    repo_url = source.uri if source.uri != "." else repo.config_value("remote.origin.url")
+    if repo_url:
+        tags["mlflow.source.git.repoURL"] = repo_url
     if source.subdir:
         tags["gitml.project.subdir"] = source.subdir
     if rerun_of:
         tags["gitml.rerun_of"] = rerun_of
-    w, _ = runs.start_new_run(repo, exp_id, tags=tags, snapshot=source.snapshot, entry_point=entry_point)
+    w, _ = runs.start_new_run(repo, exp_id, run_name=run_name, tags=tags, snapshot=source.snapshot,
+                              entry_point=entry_point)
     run_id = w.run_id
     for k, v in resolved.params.items():
         w.log_param(k, v)
@@ -338,14 +349,19 @@ def rerun(repo: GitRepo, run_id: str, params: dict[str, str] | None = None, env_
 
         root = worktree.add_worktree(repo, commit, Path(tmp))
         project = root / subdir if subdir else root
+        # the project as the first run recorded it: its repository URL, and the name it was shown by
+        shown = tags.get("mlflow.source.name", ".").split("#")[0]
+        local = str(Path(repo.workdir or ".") / subdir if subdir else repo.workdir)
         source = _Source(project, commit, Snapshot(commit=commit, head=(old.source or {}).get("head") or commit,
                                                    branch=None, dirty=bool((old.source or {}).get("dirty"))),
-                         tags.get("mlflow.source.name", uri).split("#")[0], subdir,
-                         [lambda: worktree.remove_worktree(repo, root)])
+                         tags.get("mlflow.source.git.repoURL") or ".", subdir,
+                         [lambda: worktree.remove_worktree(repo, root)],
+                         local if shown in (".", "") else tags.get("mlflow.source.name", local))
         try:
             exp = exp or f"id:{old.info.experiment_id}"
             result = _execute(repo, source, entry, merged, None, exp, env_manager or tags.get("mlflow.project.env"),
-                              here, old.info.run_id, stdout or sys.stdout, stderr or sys.stderr)
+                              here, old.info.run_id, stdout or sys.stdout, stderr or sys.stderr,
+                              run_name=old.info.run_name or None)
         finally:
             for fn in reversed(source.cleanup):
                 fn()

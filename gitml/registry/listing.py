@@ -123,7 +123,9 @@ def history(repo: GitRepo, models: list[ModelState] | None = None) -> list[dict[
         keyed.extend((e.time, row) for e, row in zip(meta.events, _meta_rows(meta)))
     for m in models:
         for e in m.events:
-            v = m.by_version(e.version) if e.version else m.by_commit(e.commit)
+            # a model-level event (deprecate) is about no version, whatever commit its tag is on
+            model_level = e.action in ("deprecate", "create")
+            v = None if model_level else m.by_version(e.version) if e.version else m.by_commit(e.commit)
             keyed.append((e.time * 1000, {
                 "time": e.time, "model": m.name, "event": e.action, "version": v.version if v else e.version,
                 "stage": e.stage, "author": e.author, "email": e.email, "tag": e.tag, "commit": e.commit,

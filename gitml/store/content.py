@@ -8,9 +8,20 @@ by inode, mtime and size) makes re-logging an unchanged file nearly free,
 and cache files are made read-only as DVC does, so they can be reflinked
 safely.
 
-When the repository already uses DVC, its cache is shared, so a file that
-DVC tracks is never stored twice. Otherwise the cache is
-``.git/gitml/cache``. This is the only module that imports dvc-data.
+The cache is ``.git/gitml/cache``, also in a repository that uses DVC: DVC's
+``dvc gc`` keeps only what the ``.dvc`` files and ``dvc.lock`` of the
+revisions it walks name, and no gitml run is in one, so objects in DVC's
+cache would be DVC's to delete. DVC's cache is read as a fallback (objects an
+older gitml stored there, or content DVC fetched), and an object found only
+there is copied into gitml's cache on first use (*adopted*).
+
+Objects are deleted only by ``gitml gc`` (``gitml/tracking/gc.py``). Its
+protocol with writers is the lock ``<cache>/gc.lock``: a writer holds it
+shared from storing an object until the event naming it is in a live log
+(``writing``), the collector holds it exclusively while it deletes
+(``collecting``). An object that is stored again is *freshened* (its mtime
+set to now), so ``gitml gc --keep-recent`` counts from its last use, as
+git's prune does. This is the only module that imports dvc-data.
 """
 
 from __future__ import annotations
@@ -122,37 +133,117 @@ def _reflink(src_fd: int, dest: Path) -> bool:
 
 
 def cache_dir_for(repo: GitRepo) -> Path:
-    """The cache to use: DVC's if the repository uses DVC, else ``.git/gitml/cache``.
+    """gitml's cache: ``.git/gitml/cache`` (in a DVC repository too; see the module docstring)."""
+    return repo.git_dir / "gitml" / "cache"
+
+
+def dvc_cache_dir(repo: GitRepo) -> Path | None:
+    """DVC's cache if the repository uses DVC (read by gitml as a fallback, never written), else None.
 
     Reads ``cache.dir`` from ``.dvc/config`` and ``.dvc/config.local`` (a
     relative dir is relative to ``.dvc/``, as in DVC).
     """
-    if repo.workdir is not None:
-        dvc_dir = repo.workdir / ".dvc"
-        if dvc_dir.is_dir():
-            cache = dvc_dir / "cache"
-            for name in ("config", "config.local"):
-                parser = configparser.ConfigParser()
-                try:
-                    parser.read(dvc_dir / name)
-                except configparser.Error:
-                    continue
-                if parser.has_option("cache", "dir"):
-                    cache = (dvc_dir / parser.get("cache", "dir")).resolve()
-            return cache
-    return repo.git_dir / "gitml" / "cache"
+    if repo.workdir is None:
+        return None
+    dvc_dir = repo.workdir / ".dvc"
+    if not dvc_dir.is_dir():
+        return None
+    cache = dvc_dir / "cache"
+    for name in ("config", "config.local"):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(dvc_dir / name)
+        except configparser.Error:
+            continue
+        if parser.has_option("cache", "dir"):
+            cache = (dvc_dir / parser.get("cache", "dir")).resolve()
+    return cache
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object file of a store, as a garbage collection sees it."""
+
+    oid: str
+    size: int
+    #: Last modification (seconds since the epoch); None if the store does not say (kept as recent).
+    mtime: float | None
+    path: str
+
+
+#: Files a killed transfer leaves: gitml's ``.tmp-<pid>-<hex>`` in ``files/md5/``, the filesystem
+#: layer's ``.<22 characters>.tmp`` beside the objects.
+_TEMP_RE = re.compile(r"\.tmp-[0-9]+-[0-9a-f]+|\.[A-Za-z0-9_-]{22}\.tmp")
+_PREFIX_RE = re.compile(r"[0-9a-f]{2}")
+_REST_RE = re.compile(r"[0-9a-f]{30}(\.dir)?")
+
+
+def _scan_dir(root: Path) -> tuple[list[StoredObject], list[StoredObject]]:
+    """(objects, leftover temporary files) under a local ``files/md5`` directory.
+
+    Anything else found there (a file DVC or a person put) is neither: it is
+    never touched.
+    """
+    objects: list[StoredObject] = []
+    temps: list[StoredObject] = []
+    try:
+        top = list(os.scandir(root))
+    except FileNotFoundError:
+        return objects, temps
+    for entry in top:
+        if entry.is_file(follow_symlinks=False):
+            if _TEMP_RE.fullmatch(entry.name):
+                st = entry.stat(follow_symlinks=False)
+                temps.append(StoredObject("", st.st_size, st.st_mtime, entry.path))
+            continue
+        if not (entry.is_dir(follow_symlinks=False) and _PREFIX_RE.fullmatch(entry.name)):
+            continue
+        for item in os.scandir(entry.path):
+            if not item.is_file(follow_symlinks=False):
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if _REST_RE.fullmatch(item.name):
+                objects.append(StoredObject(entry.name + item.name, st.st_size, st.st_mtime, item.path))
+            elif _TEMP_RE.fullmatch(item.name):
+                temps.append(StoredObject("", st.st_size, st.st_mtime, item.path))
+    return objects, temps
+
+
+def _freshen(path: Path | str) -> None:
+    """Set an object's mtime to now: it was just stored again (``gitml gc --keep-recent`` counts from
+    here). Best effort: a cache shared with another user may refuse, and the gc lock still holds."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _lock(path: Path, kind: int) -> int:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, kind)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class ContentStore:
     """A DVC-layout cache of content-addressed files."""
 
-    def __init__(self, cache_dir: Path, state_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, state_dir: Path, fallback: Path | None = None) -> None:
         from dvc_data.hashfile.db.local import LocalHashFileDB
         from dvc_data.hashfile.state import State
         from dvc_objects.fs.local import LocalFileSystem
 
         self.root = Path(cache_dir)
         self.path = self.root / "files" / HASH
+        #: Another cache read when an object is not in this one (DVC's, in a DVC repository); never written.
+        self.fallback = Path(fallback) / "files" / HASH if fallback is not None else None
         self.fs = LocalFileSystem()
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state = State(root_dir="/", tmp_dir=str(state_dir))
@@ -162,7 +253,39 @@ class ContentStore:
 
     @classmethod
     def for_repo(cls, repo: GitRepo) -> ContentStore:
-        return cls(cache_dir_for(repo), repo.git_dir / "gitml" / "state")
+        return cls(cache_dir_for(repo), repo.git_dir / "gitml" / "state", dvc_cache_dir(repo))
+
+    # -- the gc lock ----------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "gc.lock"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held (shared) from storing objects until the events that name them are in a live log.
+
+        ``gitml gc`` deletes only under ``collecting``, so it never sees an
+        object that is stored but not yet named anywhere it looks.
+        """
+        import fcntl
+
+        fd = _lock(self.lock_path, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held (exclusive) by ``gitml gc`` while it decides and deletes; waits for writers."""
+        import fcntl
+
+        fd = _lock(self.lock_path, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     # -- adding -------------------------------------------------------------
 
@@ -181,14 +304,16 @@ class ContentStore:
         if info is not None and info.value and info.name == HASH:
             md5 = info.value
             if self.exists(md5):
+                _freshen(self.object_path(md5))
                 return md5, int(meta.size or 0)
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / f".tmp-{os.getpid()}-{os.urandom(6).hex()}"
         try:
             md5, size = _copy_hashing(src, tmp)
             dest = self.object_path(md5)
-            if dest.exists():
+            if _present(str(dest), md5):
                 tmp.unlink()
+                _freshen(dest)
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC makes them
@@ -211,7 +336,9 @@ class ContentStore:
         tree.digest()
         assert tree.hash_info is not None and tree.hash_info.value is not None
         oid = tree.hash_info.value
-        if not self.odb.exists(oid):
+        if self.exists(oid):
+            _freshen(self.object_path(oid))
+        else:
             self.odb.add_bytes(oid, tree.as_bytes())
         return str(oid)
 
@@ -225,7 +352,49 @@ class ContentStore:
         return Path(self.odb.oid_to_path(md5))
 
     def exists(self, md5: str) -> bool:
-        return _present(str(self.object_path(md5)), md5)
+        """True if the object is in this cache. One found only in the fallback cache is copied
+        in first (adopted), so what gitml reads from now on is in gitml's own cache."""
+        path = self.object_path(md5)
+        return _present(str(path), md5) or self._adopt(md5, path)
+
+    def _adopt(self, md5: str, dest: Path) -> bool:
+        """Copy object ``md5`` from the fallback cache (checking its hash); False if it is not there."""
+        if self.fallback is None:
+            return False
+        src = self.fallback / md5[:2] / md5[2:]
+        try:
+            if os.stat(src).st_size == 0 and md5.split(".")[0] != EMPTY_MD5:
+                return False  # a torn write of DVC's: not an object (and not ours to remove)
+        except OSError:
+            return False
+        from gitml.errors import InvalidValue
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".tmp-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            digest, _ = _copy_hashing(str(src), tmp)
+            if digest != md5.split(".")[0]:
+                return False  # corrupt there: as good as missing
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            return True
+        except (OSError, InvalidValue):
+            return False
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def scan(self) -> tuple[list[StoredObject], list[StoredObject]]:
+        """(objects, leftover temporary files) in this cache (the fallback is not this cache's)."""
+        return _scan_dir(self.path)
+
+    def read_dir(self, md5: str) -> list[str]:
+        """The md5s a ``.dir`` object lists (verified content).
+
+        Raises:
+            MissingObject, CorruptObject (also for content that is not a DVC directory listing).
+        """
+        return _dir_members(md5, self.read_bytes(md5))
 
     def read_bytes(self, md5: str) -> bytes:
         """The verified content of an object.
@@ -318,7 +487,7 @@ class ContentStore:
 
     def _existing(self, md5: str) -> Path:
         path = self.object_path(md5)
-        if not path.exists():
+        if not self.exists(md5):
             raise MissingObject(
                 f"Object {md5} is not in the local cache {self.root} (run 'gitml pull' to fetch artifacts)"
             )
@@ -372,24 +541,45 @@ class RemoteNotConfigured(GitmlError):
 def remote_config(repo: GitRepo) -> dict[str, Any]:
     """DVC-style config dict: ``{"core": {"remote": default}, "remote": {name: {...}}}``.
 
-    A repository that uses DVC has its remotes in ``.dvc/config`` (read with
-    DVC's own config loader); otherwise gitml keeps them in the repository's
-    git config as ``[gitml-remote "<name>"]`` sections (``gitml remote add``).
+    gitml's own remotes are ``[gitml-remote "<name>"]`` sections of the
+    repository's git config (``gitml remote add``), default
+    ``gitml.defaultremote``. A repository that uses DVC also has DVC's
+    remotes (``.dvc/config`` and DVC's other levels, read with DVC's own
+    loader); a gitml remote of the same name wins, and the default is
+    ``gitml.defaultremote`` if set, else DVC's. ``dvc_remotes(repo)`` says
+    which are DVC's.
     """
-    if repo.workdir is not None and (repo.workdir / ".dvc").is_dir():
-        from dvc.config import Config
-
-        conf = Config(dvc_dir=str(repo.workdir / ".dvc"))
-        return {"core": dict(conf.get("core", {})), "remote": {k: dict(v) for k, v in conf.get("remote", {}).items()}}
     remotes: dict[str, dict[str, str]] = {}
-    default = None
     for key, value in repo.config_items(f"{REMOTE_SECTION}."):
         _, _, rest = key.partition(".")
         name, _, option = rest.rpartition(".")
         if name:
             remotes.setdefault(name, {})[option] = value
     default = repo.config_value("gitml.defaultremote")
-    return {"core": {"remote": default} if default else {}, "remote": remotes}
+    core: dict[str, Any] = {}
+    dvc = _dvc_config(repo)
+    if dvc is not None:
+        core = dict(dvc.get("core", {}))
+        remotes = {**dvc["remote"], **remotes}
+    if default:
+        core["remote"] = default
+    return {"core": core, "remote": remotes}
+
+
+def _dvc_config(repo: GitRepo) -> dict[str, Any] | None:
+    if not uses_dvc(repo):
+        return None
+    from dvc.config import Config
+
+    assert repo.workdir is not None
+    conf = Config(dvc_dir=str(repo.workdir / ".dvc"))
+    return {"core": dict(conf.get("core", {})), "remote": {k: dict(v) for k, v in conf.get("remote", {}).items()}}
+
+
+def dvc_remotes(repo: GitRepo) -> dict[str, str]:
+    """Name -> URL of the remotes DVC itself knows in this repository (none if it does not use DVC)."""
+    dvc = _dvc_config(repo)
+    return {name: str(conf.get("url", "")) for name, conf in (dvc or {}).get("remote", {}).items()}
 
 
 def uses_dvc(repo: GitRepo) -> bool:
@@ -397,15 +587,20 @@ def uses_dvc(repo: GitRepo) -> bool:
 
 
 def add_remote(repo: GitRepo, name: str, url: str, options: dict[str, str], default: bool) -> None:
-    """Record a DVC remote for a repository that does not use DVC itself."""
+    """Record one of gitml's own artifact remotes (a DVC remote DVC itself does not know).
+
+    In a repository that uses DVC this is how gitml gets a remote that
+    ``dvc gc --cloud`` never collects: DVC does not see it.
+
+    Raises:
+        InvalidValue: a bad name, or the name of one of DVC's remotes.
+    """
     from gitml.errors import InvalidValue
 
-    if uses_dvc(repo):
-        raise InvalidValue(
-            f"{repo.workdir} uses DVC: add the remote there with 'dvc remote add {'-d ' if default else ''}{name} {url}'"
-        )
     if not name.replace("-", "").replace("_", "").isalnum():
         raise InvalidValue(f"Invalid remote name {name!r}: use letters, digits, '-' and '_'")
+    if name in dvc_remotes(repo):
+        raise InvalidValue(f"{name!r} is one of DVC's remotes in {repo.workdir}: choose another name")
     if "://" not in url and not os.path.isabs(url):
         url = os.path.abspath(url)  # a local directory: don't depend on where commands run
     repo.set_config(f"{REMOTE_SECTION}.{name}.url", url)
@@ -413,6 +608,40 @@ def add_remote(repo: GitRepo, name: str, url: str, options: dict[str, str], defa
         repo.set_config(f"{REMOTE_SECTION}.{name}.{key}", value)
     if default or repo.config_value("gitml.defaultremote") is None:
         repo.set_config("gitml.defaultremote", name)
+
+
+def _same_place(a: str, b: str) -> bool:
+    """True if two remote URLs name the same place (trailing slashes and local spellings aside)."""
+    def norm(url: str) -> str:
+        url = url.rstrip("/")
+        return os.path.realpath(url) if "://" not in url else url
+    return bool(a) and norm(a) == norm(b)
+
+
+class RemotePluginMissing(GitmlError):
+    """The artifact remote's kind (s3://, gs://...) needs a DVC plugin that is not installed."""
+
+    http_status = 400
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+#: DVC's plugin packages by the gitml extra that installs them (pyproject.toml).
+PLUGIN_EXTRAS = {"dvc-s3": "s3", "dvc-gs": "gs", "dvc-azure": "azure", "dvc-ssh": "ssh"}
+
+
+def plugin_missing(name: str, url: str, error: ImportError) -> RemotePluginMissing:
+    """The error for remote ``name`` at ``url`` whose filesystem failed to import, naming what to install."""
+    # DVC says "gs is supported, but requires 'dvc-gs' to be installed"
+    match = re.search(r"requires '([\w.-]+)'", str(error))
+    package = match.group(1) if match else error.name
+    if package in PLUGIN_EXTRAS:
+        fix = f"pip install 'gitml[{PLUGIN_EXTRAS[package]}]'"
+    elif package:
+        fix = f"pip install {package}"
+    else:
+        fix = f"install DVC's plugin for {url.partition('://')[0] or 'it'}"
+    return RemotePluginMissing(f"Artifact remote {name!r} ({url}) needs {package or 'a DVC plugin'}, "
+                               f"which is not installed: {fix}")
 
 
 class RemoteStore:
@@ -427,24 +656,117 @@ class RemoteStore:
         if not name:
             raise RemoteNotConfigured(
                 "No artifact remote: name one with -r, or set one up with "
-                "'gitml remote add -d NAME URL' ('dvc remote add -d' in DVC repositories)"
+                "'gitml remote add -d NAME URL' (in a DVC repository, 'dvc remote add -d' works too)"
             )
         if name not in config.get("remote", {}):
             raise RemoteNotConfigured(f"No artifact remote named {name!r} (known: {', '.join(config['remote']) or 'none'})")
         self.name = name
-        cls, conf, fs_path = get_cloud_fs(config, name=name)
-        fs = cls(**conf)
         self.url = config["remote"][name].get("url", "")
+        try:
+            cls, conf, fs_path = get_cloud_fs(config, name=name)
+            fs = cls(**conf)
+        except ImportError as e:  # DVC's filesystems for s3://, gs://... are separate packages
+            raise plugin_missing(name, self.url, e) from e
         self.odb = HashFileDB(fs, fs.join(fs_path, "files", HASH), hash_name=HASH)
+        dvc = dvc_remotes(repo)
+        #: DVC's remote names that are this remote (by name, or the same URL): DVC's data may be here too.
+        self.dvc_names = sorted(n for n, url in dvc.items() if n == name and name not in own_remotes(repo)
+                                or _same_place(url, self.url))
 
     def exists(self, oids: list[str]) -> set[str]:
         """The objects the remote has (on a local-directory remote, a torn write is not one: ``_present``)."""
         found = set(self.odb.oids_exist(oids)) if oids else set()
-        from dvc_objects.fs.local import LocalFileSystem
-
-        if isinstance(self.odb.fs, LocalFileSystem):
+        if self._local:
             found = {oid for oid in found if _present(self.odb.oid_to_path(oid), oid)}
         return found
+
+    @property
+    def _local(self) -> bool:
+        from dvc_objects.fs.local import LocalFileSystem
+
+        return isinstance(self.odb.fs, LocalFileSystem)
+
+    def scan(self) -> tuple[list[StoredObject], list[StoredObject]]:
+        """(objects, leftover temporary files) on the remote, with sizes and modification times."""
+        if self._local:
+            return _scan_dir(Path(self.odb.path))
+        objects: list[StoredObject] = []
+        temps: list[StoredObject] = []
+        found = self.odb.fs.fs.find(self.odb.path, detail=True)
+        for path, info in found.items():
+            parts = path.rstrip("/").split("/")
+            if len(parts) < 2 or info.get("type", "file") != "file":
+                continue
+            size = int(info.get("size") or 0)
+            if _PREFIX_RE.fullmatch(parts[-2]) and _REST_RE.fullmatch(parts[-1]):
+                objects.append(StoredObject(parts[-2] + parts[-1], size, _mtime(info), path))
+            elif _TEMP_RE.fullmatch(parts[-1]):
+                temps.append(StoredObject("", size, _mtime(info), path))
+        return objects, temps
+
+    def read_dir(self, md5: str) -> list[str]:
+        """The md5s a ``.dir`` object on the remote lists.
+
+        Raises:
+            MissingObject, CorruptObject.
+        """
+        path = self.odb.oid_to_path(md5)
+        try:
+            data = self.odb.fs.cat_file(path)
+        except FileNotFoundError:
+            raise MissingObject(f"Object {md5} is not on the remote {self.name!r}") from None
+        if hashlib.md5(data).hexdigest() != md5.split(".")[0]:
+            raise CorruptObject(f"Object {md5} on the remote {self.name!r} is corrupted: its content does not hash to {md5}")
+        return _dir_members(md5, data)
+
+    def remove(self, paths: list[str]) -> None:
+        """Delete these object files from the remote."""
+        if paths:
+            self.odb.fs.remove(paths)
+
+
+def own_remotes(repo: GitRepo) -> set[str]:
+    """The names of gitml's own remotes (``[gitml-remote "<name>"]`` sections of git config)."""
+    return {key.split(".")[1] for key, _ in repo.config_items(f"{REMOTE_SECTION}.") if key.count(".") >= 2}
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    """A listing entry's modification time in seconds, from whichever key the filesystem uses."""
+    import datetime as dt
+
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created", "time_modified"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return None
+
+
+def _dir_members(md5: str, data: bytes) -> list[str]:
+    """The md5s listed by the content of ``.dir`` object ``md5``.
+
+    Raises:
+        CorruptObject: not a DVC directory listing (a JSON list of {"md5", "relpath"} objects).
+    """
+    import json
+
+    try:
+        entries = json.loads(data)
+        members = [e["md5"] for e in entries]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        members = None
+    if members is None or not all(type(m) is str and _OID_RE.fullmatch(m) for m in members):
+        raise CorruptObject(f"Object {md5} is not a DVC directory listing")
+    return members
 
 
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()

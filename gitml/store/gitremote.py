@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterable
 
 from gitml.errors import GitmlError
+from gitml.store.gitcli import error_line
 from gitml.store.repo import GitRepo
 
 PUSH_BATCH = 500  # refs per `git push`, to stay far below the argument-length limit
@@ -24,11 +25,14 @@ class RemoteError(GitmlError):
     error_code = "TEMPORARILY_UNAVAILABLE"
 
 
-def _git(repo: GitRepo, *args: str, input: str | None = None) -> str:
+def _git(repo: GitRepo, *args: str, input: str | None = None, doing: str | None = None) -> str:
+    """git's stdout; its failure as a one-line RemoteError saying what we were ``doing``."""
     cmd = ["git", "--git-dir", str(repo.git_dir), *args]
     out = subprocess.run(cmd, capture_output=True, text=True, input=input)
     if out.returncode != 0:
-        raise RemoteError(f"'git {' '.join(args[:3])} ...' failed: {out.stderr.strip() or out.stdout.strip()}")
+        what = doing or f"'git {' '.join(args[:3])} ...' failed"
+        why = error_line(out.stderr) or error_line(out.stdout) or f"exit status {out.returncode}"
+        raise RemoteError(f"{what}: {why}")
     return out.stdout
 
 
@@ -38,7 +42,7 @@ def remote_names(repo: GitRepo) -> list[str]:
 
 def ls_remote(repo: GitRepo, remote: str, patterns: Iterable[str]) -> dict[str, str]:
     """ref -> oid on ``remote`` for refs matching ``patterns`` (git wildcards)."""
-    out = _git(repo, "ls-remote", remote, *patterns)
+    out = _git(repo, "ls-remote", remote, *patterns, doing=f"Cannot read git remote {remote!r}")
     refs = {}
     for line in out.splitlines():
         oid, _, ref = line.partition("\t")
@@ -50,7 +54,8 @@ def ls_remote(repo: GitRepo, remote: str, patterns: Iterable[str]) -> dict[str, 
 def fetch(repo: GitRepo, remote: str, refspecs: list[str]) -> None:
     """``git fetch`` the refspecs (no tags, no updates of the user's remote-tracking refs)."""
     if refspecs:
-        _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs)
+        _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs,
+             doing=f"Cannot fetch from git remote {remote!r}")
 
 
 def delete_refs(repo: GitRepo, refs: Iterable[str]) -> None:
@@ -80,5 +85,6 @@ def push(repo: GitRepo, remote: str, updates: list[tuple[str, str, str | None]])
                 ref = parts[1].split(":")[-1]
                 results[ref] = "ok" if parts[0] != "!" else parts[2]
         if out.returncode != 0 and not any(r in results for r, _, _ in batch):
-            raise RemoteError(f"git push to {remote!r} failed: {out.stderr.strip()}")
+            why = error_line(out.stderr) or f"exit status {out.returncode}"
+            raise RemoteError(f"git push to {remote!r} failed: {why}")
     return results

@@ -17,6 +17,9 @@ LEDGER_SHARDS = "0123456789abcdef"
 #: so a shard replaced by a forced plain-git fetch gets this clone's runs back.
 LEDGER_MINE_PREFIX = "refs/gitml-local/ledger/"
 EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
+#: Where ``gitml gc --remote`` fetches each git remote's refs for the length of the command, so the
+#: runs teammates pushed count as references (deleted afterwards; outside refs/gitml/: never pushed).
+GC_FETCH_PREFIX = "refs/gitml-gc/"
 NOTES_REF = "refs/notes/gitml"
 REGISTRY_NOTES_REF = "refs/notes/gitml-registry"
 #: The content of a registered model's anchor blob: the object its metadata note (description,
@@ -89,6 +92,23 @@ def parse_ledger_ref(name: str) -> str | None:
         if len(shard) == 1 and shard in LEDGER_SHARDS:
             return shard
     return None
+
+
+def gc_fetch_prefix(remote: str) -> str:
+    """The namespace ``gitml gc`` fetches git remote ``remote`` (a name or a URL) into."""
+    import hashlib
+
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", remote).strip("-")[:40] or "remote"
+    return f"{GC_FETCH_PREFIX}{slug}-{hashlib.sha1(remote.encode()).hexdigest()[:8]}/"
+
+
+def parse_gc_fetch_ref(name: str) -> str | None:
+    """The ref a remote has, for a ref under ``gc_fetch_prefix``: ``refs/heads/main`` for
+    ``refs/gitml-gc/origin-1a2b3c4d/heads/main``; None for any other name."""
+    if not name.startswith(GC_FETCH_PREFIX):
+        return None
+    slug, sep, rest = name[len(GC_FETCH_PREFIX) :].partition("/")
+    return "refs/" + rest if slug and sep and rest else None
 
 
 def experiment_ref(experiment_id: str) -> str:

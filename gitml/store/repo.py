@@ -417,6 +417,15 @@ class GitRepo:
                 return False
             return obj is not None and obj.type == _COMMIT
 
+    def is_tree(self, oid: str) -> bool:
+        """True if ``oid`` is a tree in this repository."""
+        with self.lock:
+            try:
+                obj = self._repo.get(oid)
+            except (ValueError, TypeError):
+                return False
+            return obj is not None and obj.type == _TREE
+
     def write_blob(self, data: bytes) -> str:
         with self.lock:
             pending = self._pending()

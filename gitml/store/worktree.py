@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from gitml.errors import GitmlError
+from gitml.store.gitcli import error_line
 from gitml.store.repo import GitRepo
 
 
@@ -31,7 +32,7 @@ def _git(*args: str, cwd: str | os.PathLike[str] | None = None) -> str:
     out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
     if out.returncode != 0:
-        raise CheckoutError(f"'git {' '.join(args[:2])}' failed: {out.stderr.strip() or out.stdout.strip()}")
+        raise CheckoutError(f"'git {' '.join(args[:2])}' failed: {error_line(out.stderr) or error_line(out.stdout)}")
     return out.stdout
 
 

@@ -302,6 +302,7 @@ def push(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     Raises:
         RemoteError: the git remote cannot be reached.
         RemoteNotConfigured: runs have artifacts and no DVC remote is set up.
+        RemotePluginMissing: the DVC remote needs a plugin that is not installed (dvc-s3...).
     """
     import random
     import time
@@ -393,6 +394,11 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
 
     Artifacts missing on the DVC remote are listed in the report; everything
     else is still pulled.
+
+    Raises:
+        RemoteError: the git remote cannot be reached.
+        RemotePluginMissing: the DVC remote needs a plugin that is not installed (the runs are
+            merged in by then; their artifacts are not).
     """
     process.flush_all(repo)
     recovery.recover(repo)
@@ -407,7 +413,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
             {"refs/tags/" + n: o for n, o in repo.tag_refs().items()}).values()))
         wanted = _artifact_oids(repo, list(store_ledger.all_run_commits(repo).values()) + versions)
         if wanted:
-            from gitml.store.content import RemoteStore, transfer_objects
+            from gitml.store.content import RemoteNotConfigured, RemotePluginMissing, RemoteStore, transfer_objects
             from gitml.tracking.artifacts import content_store
 
             local_store = content_store(repo)
@@ -415,8 +421,11 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
             if todo:
                 try:
                     store = RemoteStore(repo, artifact_remote)
-                except GitmlError:
+                except RemoteNotConfigured:  # no remote: the runs come, their artifacts are listed missing
                     failed = set(todo)
+                except RemotePluginMissing as e:
+                    raise RemotePluginMissing(f"{e.message} (the runs were pulled; pull again for their "
+                                              "artifacts)") from e
                 else:
                     report.artifact_remote = store.name
                     copied, failed = transfer_objects(store.odb, local_store.odb, todo, progress)

@@ -3,22 +3,25 @@
 The run tree's ``artifacts.json`` maps each artifact path to its md5 and
 size; the bytes live in the content store (``store/content.py``). Logging
 stores the file first and then records the entry, so an entry never points
-at content that is not in the cache. Reading checks every hash.
+at content that is not in the cache, holding the store's gc lock shared in
+between (``gitml gc`` deletes only under it). Reading checks every hash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidName, InvalidValue, NotFound
 from gitml.store.repo import GitRepo
-from gitml.tracking import schema
+from gitml.tracking import schema, validation
 from gitml.tracking.schema import ARTIFACTS_FILE
 from gitml.tracking.validation import validate_artifact_path
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     import numpy
 
     from gitml.store.content import ContentStore
+    from gitml.tracking.entities import Run
     from gitml.tracking.writer import RunWriter
 
 
@@ -77,8 +81,10 @@ def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike
     if src.is_dir():
         raise InvalidValue(f"Cannot log artifact {str(src)!r}: it is a directory (use log_artifacts)")
     dest = _join(prefix, validate_artifact_path(src.name, "file name"))
-    md5, size = content_store(repo).add_file(src)
-    writer.add_artifact(dest, md5, size)
+    store = content_store(repo)
+    with store.writing():  # until the live log names it, `gitml gc` must not delete it
+        md5, size = store.add_file(src)
+        writer.add_artifact(dest, md5, size)
     return dest
 
 
@@ -119,15 +125,41 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
             files.append((validate_artifact_path(rel), full))
     store = content_store(repo)
     stored = []
-    for rel, full in files:
-        md5, size = store.add_file(full)
-        stored.append((rel, md5, size))
-    for rel, md5, size in stored:
-        writer.add_artifact(_join(prefix, rel), md5, size)
-    if stored and prefix:
-        dir_md5 = store.add_dir(stored)
-        writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
+    with store.writing():  # until the live log names them, `gitml gc` must not delete them
+        for rel, full in files:
+            md5, size = store.add_file(full)
+            stored.append((rel, md5, size))
+        for rel, md5, size in stored:
+            writer.add_artifact(_join(prefix, rel), md5, size)
+        if stored and prefix:
+            dir_md5 = store.add_dir(stored)
+            writer.add_artifact(prefix + "/", dir_md5, sum(s for _, _, s in stored))
     return [_join(prefix, rel) for rel, _, _ in stored]
+
+
+def log_to_run(repo: GitRepo, run_id: str, local_path: str | os.PathLike[str],
+               artifact_path: str | None = None) -> tuple[Run, dict[str, schema.ArtifactEntry]]:
+    """Store a file (as ``Client.log_artifact``) or a directory's files (as ``log_artifacts``) in an
+    existing run and commit them now (``gitml artifacts log``).
+
+    Returns the run as committed and the stored files' entries by artifact path.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive; InvalidValue (no such file or directory, a
+        symlink leading outside the directory); InvalidName (a bad ``artifact_path``).
+    """
+    from gitml.tracking import runs
+
+    src = Path(local_path)
+
+    def store(run: Run, w: RunWriter) -> list[str]:
+        if src.is_dir():
+            return log_artifacts(repo, w, src, artifact_path)
+        return [log_artifact(repo, w, src, artifact_path)]
+
+    run, paths = runs.edit_run(repo, run_id, store)
+    entries = manifest(repo, run.info.run_id, run.commit)
+    return run, {p: entries[p] for p in sorted(paths)}
 
 
 def _check_inside(link: Path, real_root: Path, root: Path) -> None:
@@ -179,25 +211,79 @@ def log_figure(repo: GitRepo, writer: RunWriter, figure: object, artifact_file: 
         return log_bytes(repo, writer, local.read_bytes(), path)
 
 
+#: MLflow's time-stepped image files: ``images/<key, / as ~>+step+<step>+timestamp+<ms>+<uuid>.png``, and a
+#: ``...+compressed.webp`` at most 256 px a side; older MLflow wrote ``%`` for ``+``.
+STEPPED_IMAGE = re.compile(r"^images/(?P<key>[^/]+?)[+%]step[+%](?P<step>-?\d+)[+%]timestamp[+%](?P<ts>\d+)"
+                           r"[+%](?P<uuid>[0-9a-fA-F-]+)(?P<compressed>[+%]compressed)?\.(?P<ext>png|webp)$")
+_IMAGE_KEY = re.compile(r"^[a-zA-Z0-9_\-./ ]+$")
+COMPRESSED_IMAGE_SIZE = 256
+LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+
+
 def log_image(repo: GitRepo, writer: RunWriter, image: object, artifact_file: str | None = None,
-              key: str | None = None, step: int | None = None) -> str:
-    """A numpy array (HxW, HxWx3/4; uint8, or floats in [0, 1]) or PIL image, as PNG."""
-    if artifact_file is None:
-        if key is None:
-            raise InvalidValue("log_image needs artifact_file, or key (and step)")
-        artifact_file = f"images/{key}/step_{step or 0}.png"
+              key: str | None = None, step: int | None = None, timestamp: int | None = None) -> str:
+    """A numpy array (HxW, HxWx3/4; uint8, or floats in [0, 1]) or PIL image, as PNG.
+
+    With ``key`` (and ``step``) instead of ``artifact_file``: MLflow's
+    time-stepped images, in its file layout (``STEPPED_IMAGE``) with its
+    thumbnail and ``mlflow.loggedImages`` tag, so either tool's viewer shows
+    them with a step slider. Returns the stored path.
+    """
+    if artifact_file is not None and (key is not None or step is not None or timestamp is not None):
+        raise InvalidValue("log_image takes artifact_file, or key (with step and timestamp), not both")
     try:
         from PIL import Image
     except ImportError as e:
         raise InvalidValue("log_image needs Pillow: pip install pillow") from e
     if not isinstance(image, Image.Image):
         image = Image.fromarray(_as_uint8(image))
-    fmt = (PurePosixPath(artifact_file).suffix.lstrip(".") or "png").upper()
     import io
 
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG" if fmt == "JPG" else fmt)
-    return log_bytes(repo, writer, buf.getvalue(), artifact_file)
+    def encoded(img: Any, fmt: str) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG" if fmt == "JPG" else fmt)
+        return buf.getvalue()
+
+    if artifact_file is not None:
+        fmt = (PurePosixPath(artifact_file).suffix.lstrip(".") or "png").upper()
+        return log_bytes(repo, writer, encoded(image, fmt), artifact_file)
+    if key is None:
+        raise InvalidValue("log_image needs artifact_file, or key (and step)")
+    if not _IMAGE_KEY.match(key):
+        raise InvalidValue(f"Invalid image key {key!r}: use letters, digits, '_', '-', '.', ' ' and '/'")
+    import uuid
+
+    step = validation.validate_metric_step(step or 0)
+    timestamp = validation.validate_timestamp(timestamp) if timestamp is not None else time.time_ns() // 1_000_000
+    base = f"images/{key.replace('/', '~')}+step+{step}+timestamp+{timestamp}+{uuid.uuid4()}"
+    width, height = image.size
+    scale = COMPRESSED_IMAGE_SIZE / max(width, height, 1)
+    thumb = image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
+    path = log_bytes(repo, writer, encoded(image, "PNG"), base + ".png")
+    log_bytes(repo, writer, encoded(thumb, "WEBP"), base + "+compressed.webp")
+    writer.set_tag(LOGGED_IMAGES_TAG, "True")
+    return path
+
+
+def stepped_images(paths: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Image key -> its time-stepped images (``STEPPED_IMAGE``), by step then time: each
+    ``{"step", "timestamp", "path", "thumbnail"}`` (thumbnail None when missing)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        m = STEPPED_IMAGE.match(path)
+        if m is None:
+            continue
+        entry = found.setdefault((m["key"], m["uuid"]), {
+            "key": m["key"].replace("~", "/").replace("#", "/"), "step": int(m["step"]), "timestamp": int(m["ts"]),
+            "path": None, "thumbnail": None})
+        entry["thumbnail" if m["compressed"] else "path"] = path
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in found.values():
+        if entry["path"] is not None or entry["thumbnail"] is not None:
+            out.setdefault(entry.pop("key"), []).append(entry)
+    for items in out.values():
+        items.sort(key=lambda e: (e["step"], e["timestamp"]))
+    return dict(sorted(out.items()))
 
 
 def _as_uint8(array: object) -> numpy.ndarray:

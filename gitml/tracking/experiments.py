@@ -183,6 +183,21 @@ def get_experiment_by_name(repo: GitRepo, name: str) -> Experiment | None:
     return None
 
 
+def find_experiment(repo: GitRepo, name_or_id: str) -> Experiment:
+    """The experiment named ``name_or_id``, else the one with that id (what the CLI's EXP arguments take).
+
+    Raises:
+        ExperimentNotFound: neither a name nor an id of an experiment (deleted ones included).
+    """
+    exp = get_experiment_by_name(repo, name_or_id)
+    if exp is not None:
+        return exp
+    try:
+        return get_experiment(repo, name_or_id)
+    except ExperimentNotFound:
+        raise ExperimentNotFound(f"No experiment named or numbered {name_or_id!r} in {repo.git_dir}") from None
+
+
 def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = None) -> str:
     """Create experiment ``name`` and return its id.
 
@@ -311,7 +326,7 @@ def delete_experiment_tag(repo: GitRepo, experiment_id: str, key: str) -> Experi
 
 
 class TagNotFound(NotFound):
-    """The experiment has no tag of that name."""
+    """The experiment (or run) has no tag of that name."""
 
 
 def set_lifecycle(repo: GitRepo, experiment_id: str, stage: str) -> Experiment:

@@ -408,12 +408,14 @@ def log_figure(figure: object, artifact_file: str, *, save_kwargs: dict[str, Any
     artifacts.log_figure(w.repo, w, figure, artifact_file, save_kwargs)
 
 
-def log_image(image: object, artifact_file: str | None = None, key: str | None = None, step: int | None = None, **_: object) -> None:
-    """Store a numpy array or PIL image as an image artifact."""
+def log_image(image: object, artifact_file: str | None = None, key: str | None = None, step: int | None = None,
+              timestamp: int | None = None, synchronous: bool | None = None, **_: object) -> None:
+    """Store a numpy array or PIL image as an image artifact; with ``key`` and ``step``, as MLflow's
+    time-stepped images (the viewer shows them with a step slider)."""
     from gitml.tracking import artifacts
 
     w = active_writer()
-    artifacts.log_image(w.repo, w, image, artifact_file, key, step)
+    artifacts.log_image(w.repo, w, image, artifact_file, key, step, timestamp)
 
 
 def log_table(data: pandas.DataFrame | dict[str, Any], artifact_file: str, run_id: str | None = None) -> None:

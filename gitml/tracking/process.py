@@ -89,6 +89,19 @@ def close_writer(repo: GitRepo, run_id: str) -> RunState | None:
     return w.flush(close=True)
 
 
+def discard_writer(repo: GitRepo, run_id: str) -> bool:
+    """Retire this process's writer for ``run_id`` without a commit, if it logged nothing
+    uncommitted (a change refused before it was logged); False if it has events to commit."""
+    key = (str(repo.git_dir), run_id)
+    w = _writers.get(key)
+    if w is None:
+        return True
+    if not w.discard():
+        return False
+    _writers.pop(key, None)
+    return True
+
+
 def close_writers() -> None:
     """Flush and retire every writer of this process, leaving the registry empty.
 

@@ -13,12 +13,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml import settings
-from gitml.errors import AmbiguousRunId, CorruptRun, RunNotActive, RunNotFound
+from gitml.errors import AmbiguousRunId, CorruptRun, InvalidValue, RunNotActive, RunNotFound
 from gitml.store import ledger, names
 from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, notes, process, recovery, schema, search, writer
@@ -27,12 +27,24 @@ from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, View
 from gitml.tracking.index import RunIndex
 from gitml.tracking.ledger import fold_pending
 from gitml.tracking.events import INFO, Event
-from gitml.tracking.runfiles import RunState, read_metric_columns, read_metric_history, read_metric_tokens, read_state
+from gitml.tracking.runfiles import (
+    RUN_NAME_TAG,
+    RunState,
+    read_metric_columns,
+    read_metric_history,
+    read_metric_tokens,
+    read_state,
+)
 
 if TYPE_CHECKING:
     import pandas
 
     from gitml.store.snapshot import Snapshot
+
+#: MLflow's tag for a run's description (its UI's "Description" box).
+DESCRIPTION_TAG = "mlflow.note.content"
+
+_T = TypeVar("_T")
 
 _repos: dict[tuple[str, int], GitRepo] = {}
 _indexes: dict[tuple[str, int], RunIndex] = {}
@@ -194,9 +206,9 @@ def start_new_run(
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     if description:
-        all_tags["mlflow.note.content"] = description
+        all_tags[DESCRIPTION_TAG] = description
     all_tags.update(user_tags)
-    all_tags["mlflow.runName"] = run_name
+    all_tags[RUN_NAME_TAG] = run_name
     info = {
         "run_id": run_id,
         "experiment_id": experiment_id,
@@ -267,6 +279,94 @@ def _loggable_run(repo: GitRepo, run_id: str) -> Run:
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise RunNotActive(f"Run {run.info.run_id} is deleted; restore it before logging to it")
     return run
+
+
+def edit_run(repo: GitRepo, run_id: str, edit: Callable[[Run, writer.RunWriter], _T]) -> tuple[Run, _T]:
+    """Change an existing run through this process's writer and commit the change to git now.
+
+    ``edit`` gets the run as stored (to check the change against) and the
+    writer, on which it logs as ``gitml.Client`` does; it should raise before
+    it logs anything. A writer this process was already using for the run is
+    flushed and kept; otherwise the writer is closed afterwards, as when a
+    separate process logs to a run and exits (``gitml runs tag``). Returns
+    the run as committed and what ``edit`` returned.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive (the run is deleted), and what ``edit`` raises.
+    """
+    run = _loggable_run(repo, run_id)
+    full = run.info.run_id
+    kept = process.local_writer(repo, full) is not None
+    w = process.get_writer(repo, full)
+    try:
+        result = edit(run, w)
+    except BaseException:
+        # A change refused before it was logged leaves no commit behind; one logged in part is
+        # committed, as the same calls through gitml.Client would be.
+        if not kept and not process.discard_writer(repo, full):
+            process.close_writer(repo, full)
+        raise
+    if kept:
+        w.flush()
+    else:
+        process.close_writer(repo, full)
+    return get_run(repo, full), result
+
+
+def set_run_tag(repo: GitRepo, run_id: str, key: str, value: object) -> Run:
+    """Set tag ``key`` of a run and commit it (``Client.set_tag``, committed at once); return the run.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive, InvalidName, InvalidValue.
+    """
+    return edit_run(repo, run_id, lambda run, w: w.set_tag(key, value))[0]
+
+
+def delete_run_tag(repo: GitRepo, run_id: str, key: str) -> Run:
+    """Delete tag ``key`` of a run and commit it (``Client.delete_tag``, committed at once); return the run.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive, TagNotFound (the run has no such tag).
+    """
+    def delete(run: Run, w: writer.RunWriter) -> None:
+        if key not in run.data.tags:
+            raise experiments.TagNotFound(f"Run {run.info.run_id} has no tag {key!r}")
+        w.delete_tag(key)
+
+    return edit_run(repo, run_id, delete)[0]
+
+
+def rename_run(repo: GitRepo, run_id: str, name: str) -> Run:
+    """Rename a run (its ``mlflow.runName`` tag, as ``Client.update_run(name=...)``); return the run.
+
+    The note on the run's source commit shows the new name at once.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive, InvalidValue (an empty name).
+    """
+    if not str(name).strip():
+        raise InvalidValue("A run name cannot be empty")
+    run, _ = edit_run(repo, run_id, lambda run, w: w.set_tag(RUN_NAME_TAG, name))
+    if run.commit is not None and RunStatus.is_terminated(run.info.status):
+        # A finished run's note line holds its name; live runs get theirs when they end.
+        notes.queue_note(repo, read_state(repo, run.commit, run.info.run_id)[0])
+        notes.write_notes(repo)
+    return run
+
+
+def describe_run(repo: GitRepo, run_id: str, text: str) -> Run:
+    """Set a run's description (MLflow's ``mlflow.note.content`` tag); ``""`` removes it. Returns the run.
+
+    Raises:
+        RunNotFound, AmbiguousRunId, RunNotActive, InvalidValue (too long).
+    """
+    def describe(run: Run, w: writer.RunWriter) -> None:
+        if text:
+            w.set_tag(DESCRIPTION_TAG, text)
+        elif DESCRIPTION_TAG in run.data.tags:
+            w.delete_tag(DESCRIPTION_TAG)
+
+    return edit_run(repo, run_id, describe)[0]
 
 
 def set_lifecycle(repo: GitRepo, run_id: str, stage: str) -> None:
@@ -382,6 +482,9 @@ def search_runs(
     return idx.load(ids)
 
 
+_SQLITE_MAX_INT = 2**63 - 1
+
+
 def _search_ids(repo: GitRepo, experiment_ids: list[str] | None, filter_string: str | None, view_type: int,
                 order_by: list[str] | None, limit: int | None = None) -> tuple[RunIndex, list[str]]:
     """The synced index and the ids of the matching runs, in order."""
@@ -393,7 +496,7 @@ def _search_ids(repo: GitRepo, experiment_ids: list[str] | None, filter_string: 
     )
     if limit is not None:
         sql += " LIMIT ?"
-        params = [*params, int(limit)]
+        params = [*params, min(int(limit), _SQLITE_MAX_INT)]  # more than SQLite can count is no limit
     idx = sync_index(repo)
     return idx, idx.query_ids(sql, params)
 
@@ -417,6 +520,14 @@ def search_runs_page(
     """
     idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by)
     return len(ids), idx.load(ids[offset : offset + limit])
+
+
+def child_runs(repo: GitRepo, parent_ids: list[str], view_type: int = ViewType.ACTIVE_ONLY) -> dict[str, list[Run]]:
+    """Parent run id -> its nested runs (newest first), for the parents in ``parent_ids`` that have any."""
+    idx = sync_index(repo)
+    ids = idx.children(parent_ids, ViewType.stages(view_type))
+    loaded = {r.info.run_id: r for r in idx.load([c for cs in ids.values() for c in cs])}
+    return {p: [loaded[c] for c in cs if c in loaded] for p, cs in ids.items()}
 
 
 def run_keys(repo: GitRepo, experiment_ids: list[str] | None = None) -> dict[str, list[str]]:

@@ -251,6 +251,18 @@ class RunWriter:
                 return
             self._fd = self.log.fd
 
+    def discard(self) -> bool:
+        """Retire the writer without a commit if it logged nothing since its last one; False (and
+        nothing done) if it has events to commit."""
+        with self._flush_lock:
+            if self.closed:
+                return True
+            if self.pending:
+                return False
+            self.log.close(remove=True)
+            self.closed = True
+            return True
+
     def state(self) -> RunState:
         """The run as this process sees it now (flushes first)."""
         state = self.flush()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import secrets
 import os
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from markupsafe import Markup
 
 from gitml.errors import GitmlError
 
@@ -23,13 +25,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts: list[str] | None = None) -> Flask:
+def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts: list[str] | None = None,
+               writes: bool = False, csrf_token: str | None = None) -> Flask:
     """The viewer for the repository at ``repo_path`` (default: the one around the cwd).
 
     ``allowed_hosts`` limits the Host header the app answers (names, IPv4 or
     IPv6 addresses, without ports; None: any). ``gitml ui`` on a loopback
     address passes the loopback names, so a web page that rebinds its DNS
-    name to 127.0.0.1 gets no data.
+    name to 127.0.0.1 gets no data. ``writes`` turns on the edit forms and
+    their POST routes (``edit``), guarded by ``csrf_token`` (one per server,
+    the same in every worker; a random one if not given).
 
     Raises:
         NotARepository: no git repository there.
@@ -40,15 +45,20 @@ def create_app(repo_path: str | os.PathLike[str] | None = None, *, allowed_hosts
     app = Flask(__name__)
     app.config["GITML_REPO"] = repo
     app.config["GITML_ALLOWED_HOSTS"] = {_bracketed(h.lower()) for h in allowed_hosts} if allowed_hosts else None
+    app.config["GITML_WRITES"] = writes
+    app.config["GITML_CSRF_TOKEN"] = csrf_token or secrets.token_urlsafe(32)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.filters.update(time=format_time, ms=format_ms, num=format_num, short=format_short, full=format_full, duration=format_duration,
                                  size=format_size)
-    app.jinja_env.globals.update(repo_name=(repo.workdir or repo.git_dir).name)
+    app.jinja_env.globals.update(repo_name=(repo.workdir or repo.git_dir).name, writes=writes,
+                                 csrf_token=app.config["GITML_CSRF_TOKEN"] if writes else "")
+    app.jinja_env.filters.update(markdown=render_markdown)
 
-    from gitml.webview import api, pages
+    from gitml.webview import api, edit, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(edit.bp, url_prefix="/edit")
     app.register_error_handler(GitmlError, _gitml_error)
     app.register_error_handler(404, _http_error)
     app.register_error_handler(405, _http_error)
@@ -96,7 +106,12 @@ def _gitml_error(e: GitmlError) -> tuple[Response | str, int]:
 
 def _http_error(e: Any) -> tuple[Response | str, int]:
     code = "ENDPOINT_NOT_FOUND" if e.code == 404 else "METHOD_NOT_ALLOWED"
-    message = "No such page" if e.code == 404 else "The viewer is read-only: only GET requests are answered"
+    if e.code == 404:
+        message = "No such page"
+    elif current_app.config.get("GITML_WRITES"):
+        message = "Only GET requests are answered here (edits are POSTs from the viewer's own forms, under /edit/)"
+    else:
+        message = "The viewer is read-only: only GET requests are answered"
     return _error(e.code, code, message)
 
 
@@ -114,6 +129,13 @@ def _secure_headers(response: Response) -> Response:
 
 
 # -- formatting for templates -------------------------------------------------------------------
+
+
+def render_markdown(text: str | None) -> Markup:
+    """A description as HTML: CommonMark with raw HTML shown as text and unsafe links (javascript:...) dropped."""
+    from markdown_it import MarkdownIt
+
+    return Markup(MarkdownIt("commonmark", {"html": False}).render(text or ""))
 
 
 def format_time(seconds: float | None) -> str:

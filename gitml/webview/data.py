@@ -97,17 +97,25 @@ class RunsQuery:
         )
 
 
-def runs_page(repo: GitRepo, q: RunsQuery) -> dict[str, Any]:
+def runs_page(repo: GitRepo, q: RunsQuery, group: bool = False) -> dict[str, Any]:
+    """One page of the runs table; ``group`` moves the nested runs of the page's parents under them
+    (``children``: parent id -> runs), as MLflow's table groups them."""
     total, found = _runs.search_runs_page(
         repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
         offset=(q.page - 1) * q.per_page, limit=q.per_page,
     )
+    # MLflow's grouping: a parent's nested runs under it (expandable), not as rows of their own
+    page_ids = [r.info.run_id for r in found]
+    nested = _runs.child_runs(repo, page_ids, VIEWS[q.view]) if group else {}
+    grouped = {c.info.run_id for cs in nested.values() for c in cs}
+    rows = [r for r in found if r.info.run_id not in grouped]
     return {
         "total": total, "page": q.page, "per_page": q.per_page, "pages": max(1, -(-total // q.per_page)),
-        "runs": [run_record(r) for r in found],
+        "runs": [run_record(r) for r in rows],
+        "children": {p: [run_record(c) for c in cs] for p, cs in nested.items()},
         "keys": _runs.run_keys(repo, q.experiment_ids or None),
         # registered model versions made from the page's runs (MLflow's "Models" column)
-        "versions": versions_of_runs(repo, {r.info.run_id for r in found}),
+        "versions": versions_of_runs(repo, set(page_ids) | grouped),
     }
 
 
@@ -189,6 +197,13 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
     finite = array(values).replace("-inf", "null").replace("inf", "null").replace("nan", "null")
     head = json.dumps({"run_id": run_id, "key": key, "offset": offset, "total": len(steps)})
     return f'{head[:-1]}, "steps": {array(steps)}, "timestamps": {array(times)}, "values": {finite}}}'
+
+
+def stepped_images(repo: GitRepo, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The run's time-stepped images (``log_image(key=, step=)``, MLflow's layout) by key, by step."""
+    from gitml.tracking import artifacts
+
+    return artifacts.stepped_images(artifacts.manifest(repo, run_id))
 
 
 def artifact_listing(repo: GitRepo, run_id: str, path: str) -> dict[str, Any]:

@@ -57,11 +57,11 @@ def runs() -> str:
     exps = data.experiments(repo())["experiments"]
     error = None
     try:
-        page = data.runs_page(repo(), q)
+        page = data.runs_page(repo(), q, group=True)
     except GitmlError as e:  # a bad filter is shown above an empty table, with the filter kept for editing
         error = e.message
-        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [],
-                "keys": {"params": [], "metrics": [], "tags": []}}
+        page = {"total": 0, "page": 1, "per_page": q.per_page, "pages": 1, "runs": [], "children": {},
+                "versions": {}, "keys": {"params": [], "metrics": [], "tags": []}}
     chosen = request.args.getlist("col")
     if not chosen:
         chosen = ([f"metrics.{k}" for k in page["keys"]["metrics"][:DEFAULT_KEY_COLUMNS]]
@@ -103,6 +103,7 @@ def run(run_id: str) -> str:
                                                      view="all", per_page=100))["runs"]
     return render_template("run.html", d=detail, run=detail["run"], children=children,
                            versions=_safe(data.versions_of_run, run_id) or [],
+                           images=_safe(data.stepped_images, run_id) or {},
                            artifacts=_artifact_root(run_id), models=_safe(data.model_summaries, run_id) or [])
 
 

@@ -119,6 +119,26 @@
     return String(Number(value.toPrecision(6)));
   }
 
+  // Axis labels that read at any magnitude: 0.001 and 1e-5 on a log scale, never a row of 0s.
+  // Axis colours from the page's theme (uPlot paints them on the canvas).
+  function axis() {
+    const grid = cssVar("--border", "#d0d7de");
+    return { stroke: cssVar("--axis-text", "#424a53"), grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+  }
+
+  function formatTick(value) {
+    if (value == null) return "";
+    if (value === 0) return "0";
+    const size = Math.abs(value);
+    if (size < 1e-3 || size >= 1e6) return value.toExponential(Math.max(0, Math.min(3, significant(value) - 1)));
+    return String(Number(value.toPrecision(6)));
+  }
+
+  function significant(value) {
+    const digits = value.toExponential(12).split("e")[0].replace("-", "").replace(".", "").replace(/0+$/, "");
+    return Math.max(1, digits.length);
+  }
+
   function solid(hex) {
     return hex;
   }
@@ -244,6 +264,35 @@
     return data;
   }
 
+  // Runs grouped by a param: per group, the mean of its runs at each x and their min and max
+  // (uPlot data: [x, mean per group..., min per group..., max per group...]).
+  function groupedData(parts, groups) {
+    const grid = unionOf(parts.map((part) => part.xs));
+    const placed = parts.map((part) => placeOnGrid(grid, part.xs, part.ys));
+    const means = [], mins = [], maxs = [];
+    for (const group of groups) {
+      const mean = new Array(grid.length), low = new Array(grid.length), high = new Array(grid.length);
+      for (let j = 0; j < grid.length; j++) {
+        let sum = 0, n = 0, lo = Infinity, hi = -Infinity;
+        for (const r of group.runs) {
+          const y = placed[r][j];
+          if (y == null || !isFinite(y)) continue;
+          sum += y;
+          n++;
+          if (y < lo) lo = y;
+          if (y > hi) hi = y;
+        }
+        mean[j] = n ? sum / n : null;
+        low[j] = n ? lo : null;
+        high[j] = n ? hi : null;
+      }
+      means.push(mean);
+      mins.push(low);
+      maxs.push(high);
+    }
+    return [grid].concat(means, mins, maxs);
+  }
+
   function yAxisSize(u, values) {
     if (!values || !values.length) return 40;
     let longest = 0;
@@ -290,13 +339,26 @@
 
     draw() {
       this.drawStarted = performance.now();
+      // A metric logged once per run (a final score) reads better as values and bars than as
+      // a chart of lone dots; it becomes a chart when a run logs a second point.
+      const longest = this.histories.reduce((n, history) => Math.max(n, history ? history.values.length : 0), 0);
+      if (longest <= 1) {
+        this.drawValues();
+        return;
+      }
+      if (this.valuesEl) {
+        this.valuesEl.remove();
+        this.valuesEl = null;
+        this.el.removeAttribute("data-single");
+      }
       const options = this.panel.options;
-      const withSmoothed = options.smoothing > 0;
+      const groups = this.panel.groups();
+      const withSmoothed = options.smoothing > 0 && !groups;
       const parts = this.histories.map((history) => prepareSeries(history || EMPTY_HISTORY, options));
-      const data = alignedData(parts, withSmoothed);
+      const data = groups ? groupedData(parts, groups) : alignedData(parts, withSmoothed);
       this.points = this.histories.reduce((n, history) => n + (history ? history.values.length : 0), 0);
       const many = this.points > MANY_POINTS;
-      const shape = [options.xMode, options.logScale, withSmoothed, many].join();
+      const shape = [options.xMode, options.logScale, withSmoothed, many, options.groupBy].join();
       if (this.plot && shape === this.shape) {
         this.update(data);
       } else {
@@ -307,6 +369,38 @@
       }
       const grid = data[0];
       this.xRange = grid.length ? [grid[0], grid[grid.length - 1]] : null;
+    }
+
+    drawValues() {
+      if (this.plot) {
+        this.plot.destroy();
+        this.plot = null;
+        this.shape = "";
+      }
+      const values = this.histories.map((history) =>
+        history && history.values.length ? history.values[0] : null);
+      const finite = values.filter((v) => typeof v === "number" && isFinite(v));
+      const top = finite.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const rows = values.map((value, i) => {
+        if (value === null || !this.panel.mayHave(i, this.key)) return null;
+        const width = top > 0 && typeof value === "number" && isFinite(value) ? (Math.abs(value) / top) * 100 : 0;
+        const bar = h("span", { class: "value-bar" });
+        bar.style.width = width.toFixed(1) + "%";
+        bar.style.background = PALETTE[i % PALETTE.length];
+        const full = typeof value === "number" ? String(value) : "NaN";
+        return h("div", { class: "value-row" }, [
+          h("span", { class: "value-label" }, this.panel.labelOf(i)),
+          h("span", { class: "value-track" }, [bar]),
+          h("span", { class: "value-number", title: full }, formatNumber(value)),
+        ]);
+      }).filter((row) => row !== null);
+      const box = h("div", { class: "value-list" }, rows);
+      if (this.valuesEl) this.valuesEl.replaceWith(box);
+      else this.body.append(box);
+      this.valuesEl = box;
+      this.points = rows.length;
+      this.el.setAttribute("data-single", "1");
+      this.drawn();
     }
 
     // Keeps the user's zoom across live updates; otherwise rescales to the data.
@@ -332,6 +426,9 @@
       this.el.setAttribute("data-draw-ms", (performance.now() - this.drawStarted).toFixed(1));
       this.drawStarted = null;
       this.el.setAttribute("data-points", String(this.points));
+      // the y axis labels as drawn (they are painted on the canvas), for tests and tools
+      const ticks = this.plot && this.plot.axes[1] ? this.plot.axes[1]._values : null;
+      if (ticks) this.el.setAttribute("data-y-ticks", JSON.stringify(ticks));
       this.el.setAttribute("data-drawn", "1");
     }
 
@@ -351,7 +448,8 @@
       this.root = root;
       this.runs = readJSONAttr(root, "data-runs", []).map(String);
       this.labels = readJSONAttr(root, "data-labels", []);
-      this.options = { xMode: "step", logScale: false, smoothing: 0 };
+      this.options = { xMode: "step", logScale: false, smoothing: 0, groupBy: "" };
+      this.runParams = readJSONAttr(root, "data-params", {}); // run id -> params, for "Group by"
       this.cards = new Map();
       this.runKeys = this.runs.map(() => null); // per run: Set of its metric keys, once known
       this.settled = new Set(); // run indexes that finished and got their last refresh
@@ -364,7 +462,16 @@
       });
       this.resizer = new ResizeObserver((entries) => this.onResize(entries));
       root.append(this.toolbar(), this.grid, this.empty);
+      document.addEventListener("gitml:theme", () => this.redrawAll());
       this.start(readJSONAttr(root, "data-keys", []).map(String));
+    }
+
+    // The theme changed: new plots, with the new axis colours.
+    redrawAll() {
+      for (const card of this.cards.values()) {
+        card.shape = "";
+        if (card.histories.some((history) => history !== null)) card.draw();
+      }
     }
 
     async start(keys) {
@@ -401,12 +508,27 @@
         this.setOption("smoothing", Number(smoothing.value));
       });
       this.filter.addEventListener("input", () => this.applyFilter());
-      return h("div", { class: "chart-toolbar" }, [
+      const controls = [
         h("label", {}, ["X axis ", xSelect]),
         h("label", {}, [logBox, " Log scale"]),
         h("label", {}, ["Smoothing ", smoothing, smoothingValue]),
-        this.filter,
-      ]);
+      ];
+      const paramKeys = new Set();
+      for (const run of Object.keys(this.runParams)) {
+        for (const key of Object.keys(this.runParams[run] || {})) paramKeys.add(key);
+      }
+      if (paramKeys.size) {
+        const groupSelect = h("select", { class: "group-by", "aria-label": "Group runs by a param" },
+          [h("option", { value: "" }, "none")].concat(Array.from(paramKeys).sort().map((key) => {
+            const option = h("option", {}, key);
+            option.value = key;
+            return option;
+          })));
+        groupSelect.addEventListener("change", () => this.setOption("groupBy", groupSelect.value));
+        controls.push(h("label", { title: "One line per value of a param: the mean of its runs, with their min-max band" },
+          ["Group by ", groupSelect]));
+      }
+      return h("div", { class: "chart-toolbar" }, controls.concat([this.filter]));
     }
 
     // Slider moves arrive faster than 100k-point charts redraw: one redraw per frame.
@@ -455,6 +577,8 @@
     }
 
     plotOptions(card, withSmoothed, many) {
+      const groups = this.groups();
+      if (groups) return this.groupedPlotOptions(card, groups, many);
       const points = many ? { show: false } : {};
       const lines = (stroke, width, suffix) => this.runs.map((_, i) => ({
         label: this.labelOf(i) + suffix,
@@ -472,13 +596,59 @@
         height: CHART_HEIGHT,
         scales: { x: { time: xMode === "wall" }, y: { distr: this.options.logScale ? 3 : 1 } },
         series: [{ label: X_MODES.find((mode) => mode[0] === xMode)[1] }].concat(series),
-        axes: [{}, { size: yAxisSize }],
+        axes: [axis(), Object.assign(axis(), { size: yAxisSize, values: (u, splits) => splits.map(formatTick) })],
         cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false } },
         hooks: {
           draw: [() => card.drawn()],
           setSeries: [(u, index, opts) => this.toggleRawWithSmoothed(u, index, opts, withSmoothed)],
         },
       };
+    }
+
+    groupedPlotOptions(card, groups, many) {
+      const points = many ? { show: false } : {};
+      const n = groups.length;
+      const color = (g) => PALETTE[g % PALETTE.length];
+      const means = groups.map((group, g) => ({
+        label: group.label + " (" + group.runs.length + " run" + (group.runs.length === 1 ? "" : "s") + ", mean)",
+        stroke: color(g), width: 1.75, points, value: legendValue,
+      }));
+      const edge = (g, what) => ({ label: groups[g].label + " " + what, stroke: faint(color(g)), width: 0.5,
+        points: { show: false }, value: legendValue });
+      const lows = groups.map((_, g) => edge(g, "min"));
+      const highs = groups.map((_, g) => edge(g, "max"));
+      const bands = groups.map((_, g) => ({ series: [1 + 2 * n + g, 1 + n + g], fill: color(g) + "26" }));
+      const xMode = this.options.xMode;
+      return {
+        width: card.body.clientWidth || 400,
+        height: CHART_HEIGHT,
+        scales: { x: { time: xMode === "wall" }, y: { distr: this.options.logScale ? 3 : 1 } },
+        series: [{ label: X_MODES.find((mode) => mode[0] === xMode)[1] }].concat(means, lows, highs),
+        bands,
+        axes: [axis(), Object.assign(axis(), { size: yAxisSize, values: (u, splits) => splits.map(formatTick) })],
+        cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false } },
+        hooks: {
+          draw: [() => card.drawn()],
+          ready: [(u) => {
+            const rows = u.root.querySelectorAll(".u-legend .u-series");
+            for (let i = 1 + n; i < rows.length; i++) rows[i].classList.add("raw-series");
+          }],
+        },
+      };
+    }
+
+    // Groups of run indexes by the value of the param chosen in "Group by" (null: no grouping).
+    groups() {
+      const param = this.options.groupBy;
+      if (!param) return null;
+      const byValue = new Map();
+      this.runs.forEach((run, i) => {
+        const params = this.runParams[run] || {};
+        const value = has(params, param) ? String(params[param]) : "(none)";
+        if (!byValue.has(value)) byValue.set(value, []);
+        byValue.get(value).push(i);
+      });
+      return Array.from(byValue.keys()).sort().map((value) => ({ label: param + "=" + value, runs: byValue.get(value) }));
     }
 
     // The raw series has no legend row of its own: it follows its smoothed line.
@@ -528,6 +698,47 @@
       if (running) this.schedulePoll();
       else this.root.setAttribute("data-live", "0");
     }
+  }
+
+  /* ---------- light / dark (theme.js set it before the page was drawn) ---------- */
+
+  function cssVar(name, fallback) {
+    const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  function startThemeToggle() {
+    const button = document.querySelector("button.theme-toggle");
+    if (!button) return;
+    button.addEventListener("click", () => {
+      const dark = document.documentElement.getAttribute("data-theme") !== "dark";
+      document.documentElement.setAttribute("data-theme", dark ? "dark" : "light");
+      try {
+        window.localStorage.setItem("gitml-theme", dark ? "dark" : "light");
+      } catch (e) {
+        /* private mode: the choice lasts for this page */
+      }
+      document.dispatchEvent(new CustomEvent("gitml:theme"));
+    });
+  }
+
+  /* ---------- images logged per step: a slider over the steps ---------- */
+
+  function startImageSteps(figure) {
+    const frames = readJSONAttr(figure, "data-frames", []);
+    const slider = figure.querySelector("input.image-slider");
+    const img = figure.querySelector("img");
+    const link = figure.querySelector("a.image-full");
+    const label = figure.querySelector("output.image-step");
+    if (!slider || !img || !frames.length) return;
+    slider.addEventListener("input", () => {
+      const frame = frames[Number(slider.value)];
+      if (!frame) return;
+      img.src = String(frame.src);
+      img.alt = figure.getAttribute("data-image-key") + " at step " + frame.step;
+      if (link) link.href = String(frame.full);
+      if (label) label.textContent = String(frame.step);
+    });
   }
 
   /* ---------- live fields outside the charts ---------- */
@@ -834,6 +1045,22 @@
     window.addEventListener("pageshow", () => forms.forEach(updateRunForm));
   }
 
+  // A parent run's ▸ button shows or hides its nested runs (the rows right below it).
+  function initNestedRows() {
+    document.addEventListener("click", (event) => {
+      const button = event.target.closest("button.expand[data-expands]");
+      if (!button) return;
+      event.preventDefault();
+      const open = button.getAttribute("aria-expanded") !== "true";
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      button.textContent = (open ? "▾ " : "▸ ") + button.textContent.replace(/^[▸▾]\s*/, "");
+      const id = button.getAttribute("data-expands");
+      for (const row of document.querySelectorAll("tr.child-row")) {
+        if (row.getAttribute("data-parent") === id) row.hidden = !open;
+      }
+    });
+  }
+
   function initRowLinks() {
     document.addEventListener("click", (event) => {
       if (event.defaultPrevented || event.button !== 0) return;
@@ -880,11 +1107,14 @@
   /* ---------- start ---------- */
 
   function init() {
+    startThemeToggle();
     document.querySelectorAll(".chart-panel").forEach(startChartPanel);
+    document.querySelectorAll("figure.image-steps").forEach(startImageSteps);
     document.querySelectorAll(".parcoords").forEach(startParcoords);
     initOnlyChanged();
     initRunSelection();
     initRowLinks();
+    initNestedRows();
     initRelativeTimes();
   }
 
