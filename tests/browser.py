@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT_DIR = ROOT / "docs" / "img"
+SCREENSHOT_DIR = ROOT / "build" / "screenshots"  # docs/img is examples/screenshots.py's (realistic data)
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -165,7 +165,7 @@ class UiPage:
         return int(self.page.evaluate(_CANVAS_INK, selector))
 
     def screenshot(self, name: str, scroll_to: str | None = None) -> Path | None:
-        """Save the viewport (scrolled to ``scroll_to`` first) to docs/img/<name>.png when GITML_SCREENSHOTS=1."""
+        """Save the viewport (scrolled to ``scroll_to`` first) to build/screenshots/<name>.png when GITML_SCREENSHOTS=1."""
         if os.environ.get("GITML_SCREENSHOTS") != "1":
             return None
         if scroll_to:

@@ -5,7 +5,7 @@ One demo repository (tests.browser.seed_repo: two branches, four runs with
 a model in production) and one server serve the whole module. Every page
 visited must show the hostile run as text (window.__xss stays undefined, no
 injected element appears) and log no console error. ``GITML_SCREENSHOTS=1``
-writes docs/img/*.png of the main pages.
+writes build/screenshots/*.png of the main pages (the docs' images: examples/screenshots.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ An end-to-end test module imports them all::
   server; it records console errors and uncaught exceptions, and checks that
   no injected script ran, on every ``goto`` and again at teardown.
 
-Set ``GITML_SCREENSHOTS=1`` to have ``UiPage.screenshot`` write docs/img/*.png.
+Set ``GITML_SCREENSHOTS=1`` to have ``UiPage.screenshot`` write build/screenshots/*.png (the docs' images
+come from examples/screenshots.py, on realistic data).
 """
 
 from __future__ import annotations
