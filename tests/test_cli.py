@@ -359,3 +359,27 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_option(logged, args, o
 def test_a_count_beyond_what_sqlite_holds_means_all(logged):
     out = gitml_invoke(logged, "runs", "list", "--json", "-n", "99999999999999999999")
     assert len(json.loads(out.stdout)) == 2
+
+
+def test_shell_completion_scripts_and_repository_names(tracking, repo):
+    import os
+    import subprocess
+    import sys
+
+    for shell in ("bash", "zsh", "fish"):
+        script = gitml_cli(repo, "completion", shell).stdout
+        assert "_GITML_COMPLETE" in script, shell
+    with tracking.start_run() as run:
+        tracking.log_metric("m", 1.0)
+    tracking.flush()
+
+    def complete(words: str) -> list[str]:
+        env = dict(os.environ, _GITML_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(len(words.split(" ")) - 1))
+        env.pop("GITML_REPO", None)
+        out = subprocess.run([sys.executable, "-m", "gitml"], cwd=repo, env=env, capture_output=True, text=True)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines() if "," in line]
+
+    rid = run.info.run_id
+    assert complete(f"gitml runs show {rid[:3]}") == [rid]  # a run id from a prefix
+    assert "show" in complete("gitml runs sh")
+    assert complete("gitml runs show zzz") == []

@@ -69,9 +69,10 @@ def main(ctx: click.Context, repo: str | None, traceback: bool) -> None:
 
 
 def _register() -> None:
-    from gitml.cli import artifacts, experiments, gc, hooks, log, models, projects, review, runs, serving, sync, ui
+    from gitml.cli import artifacts, complete, experiments, gc, hooks, log, models, projects, review, runs, serving, sync, ui
 
     main.add_command(runs.runs)
+    main.add_command(complete.completion)
     main.add_command(artifacts.artifacts)
     main.add_command(experiments.experiments)
     main.add_command(models.models)

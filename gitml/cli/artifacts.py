@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gitml.cli.complete import complete_run_id
+
 from gitml.cli.output import echo_json, echo_table
 from gitml.cli.repo import repo_from
 
@@ -14,7 +16,7 @@ def artifacts() -> None:
 
 
 @artifacts.command("list")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -30,7 +32,7 @@ def list_cmd(ctx: click.Context, run_id: str, path: str, as_json: bool) -> None:
 
 
 @artifacts.command("download")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
 @click.option("-d", "--dest", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Directory to download into.")
@@ -43,7 +45,7 @@ def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str) -> None:
 
 
 @artifacts.command("log")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("path", type=click.Path())
 @click.option("-a", "--artifact-path", default=None, metavar="DIR",
               help="Directory in the run's artifacts to store under (default: the top).")

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gitml.cli.complete import complete_model
+
 from gitml.cli.repo import repo_from
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
 
 @models.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.option("--all", "show_all", is_flag=True, help="Include deregistered versions.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -81,7 +83,7 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
 
 
 @models.command("history")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_model)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
@@ -100,7 +102,7 @@ def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
 
 
 @models.command("register")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("model_uri")
 @click.option("--version", "version", default=None, help="Explicit semver (v1.2.0); default: bump the highest.")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="patch", show_default=True,
@@ -123,7 +125,7 @@ def _stage_change(name: str) -> Any:
     """The arguments of a command that changes a version's stage: NAME VERSION STAGE [-m]."""
     def wrap(f: Any) -> Any:
         for decorator in reversed((
-            models.command(name, epilog=VERSION_HELP), click.argument("name"), click.argument("version"),
+            models.command(name, epilog=VERSION_HELP), click.argument("name", shell_complete=complete_model), click.argument("version"),
             click.argument("stage"), click.option("-m", "--message", default=None, help="Why (kept in the tag message)."),
             click.pass_context,
         )):
@@ -157,7 +159,7 @@ def unassign(ctx: click.Context, name: str, version: str, stage: str, message: s
 
 
 @models.command("deregister", epilog=VERSION_HELP)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("version")
 @click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
 @click.pass_context
@@ -170,7 +172,7 @@ def deregister(ctx: click.Context, name: str, version: str, message: str | None)
 
 
 @models.command("deprecate")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
 @click.pass_context
 def deprecate(ctx: click.Context, name: str, message: str | None) -> None:
@@ -182,7 +184,7 @@ def deprecate(ctx: click.Context, name: str, message: str | None) -> None:
 
 
 @models.command("comment", epilog=VERSION_HELP)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("version")
 @click.argument("text")
 @click.pass_context
@@ -195,7 +197,7 @@ def comment(ctx: click.Context, name: str, version: str, text: str) -> None:
 
 
 @models.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.option("-m", "--description", default=None, help="The model's description.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag of the model (repeatable).")
 @click.pass_context
@@ -222,7 +224,7 @@ def _pairs(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @models.command("describe", epilog=VERSION_HELP)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("text")
 @click.option("--version", "version", default=None, help="Describe this version instead of the model.")
 @click.pass_context
@@ -240,7 +242,7 @@ def describe(ctx: click.Context, name: str, text: str, version: str | None) -> N
 
 
 @models.command("tag", epilog=VERSION_HELP)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("key")
 @click.argument("value", required=False)
 @click.option("--version", "version", default=None, help="Tag this version instead of the model.")
@@ -265,7 +267,7 @@ def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str
 
 
 @models.command("rename")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("new_name")
 @click.pass_context
 def rename(ctx: click.Context, name: str, new_name: str) -> None:
@@ -281,7 +283,7 @@ def rename(ctx: click.Context, name: str, new_name: str) -> None:
 
 
 @models.command("copy", epilog=VERSION_HELP)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model)
 @click.argument("version")
 @click.argument("dest")
 @click.pass_context

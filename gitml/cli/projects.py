@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gitml.cli.complete import complete_run_id
+
 from gitml.cli.repo import repo_from
 
 
@@ -44,7 +46,7 @@ def run(ctx: click.Context, uri: str, entry_point: str, params: tuple[str, ...],
 
 
 @click.command("rerun")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option("-P", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a parameter (repeatable).")
 @click.option("--experiment", default=None, help="Experiment name (default: the old run's).")
 @click.option("--env-manager", type=click.Choice(["local", "virtualenv", "uv"]), default=None,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gitml.cli.complete import complete_run_id
+
 from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
 from gitml.cli.repo import repo_from
 
@@ -52,7 +54,7 @@ def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: s
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
@@ -95,7 +97,7 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
 
 @runs.command("commit")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.pass_context
 def run_commit(ctx: click.Context, run_id: str) -> None:
     """Print the run's commit, for plain git: ``git show $(gitml runs commit RUN_ID):run.json``.
@@ -118,7 +120,7 @@ def _changed(run: Run, as_json: bool, message: str, **fields: object) -> None:
 
 
 @runs.command("rename")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("new_name")
 @click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
 @click.pass_context
@@ -131,7 +133,7 @@ def rename_run(ctx: click.Context, run_id: str, new_name: str, as_json: bool) ->
 
 
 @runs.command("tag")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("key")
 @click.argument("value")
 @click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
@@ -145,7 +147,7 @@ def tag_run(ctx: click.Context, run_id: str, key: str, value: str, as_json: bool
 
 
 @runs.command("untag")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
 @click.pass_context
@@ -158,7 +160,7 @@ def untag_run(ctx: click.Context, run_id: str, key: str, as_json: bool) -> None:
 
 
 @runs.command("describe")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
 @click.pass_context
@@ -188,7 +190,7 @@ def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, ver
 
 
 @runs.command("delete")
-@click.argument("run_ids", nargs=-1, required=True)
+@click.argument("run_ids", nargs=-1, required=True, shell_complete=complete_run_id)
 @click.pass_context
 def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
     """Mark runs deleted (kept in git; `gitml runs restore` brings them back)."""
@@ -196,7 +198,7 @@ def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 
 
 @runs.command("restore")
-@click.argument("run_ids", nargs=-1, required=True)
+@click.argument("run_ids", nargs=-1, required=True, shell_complete=complete_run_id)
 @click.pass_context
 def restore_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
     """Restore deleted runs."""
