@@ -383,3 +383,5 @@ def test_shell_completion_scripts_and_repository_names(tracking, repo):
     assert complete(f"gitml runs show {rid[:3]}") == [rid]  # a run id from a prefix
     assert "show" in complete("gitml runs sh")
     assert complete("gitml runs show zzz") == []
+    tracking.set_experiment("churn-model")
+    assert complete("gitml runs list -e chu") == ["churn-model"]

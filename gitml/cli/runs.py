@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gitml.cli.complete import complete_run_id
+from gitml.cli.complete import complete_experiment, complete_run_id
 
 from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
 from gitml.cli.repo import repo_from
@@ -22,7 +22,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("-e", "--experiment", "experiments", multiple=True, help="Experiment name or id (repeatable; default: all).")
+@click.option("-e", "--experiment", "experiments", multiple=True, shell_complete=complete_experiment, help="Experiment name or id (repeatable; default: all).")
 @click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, e.g. \"metrics.rmse < 0.8 and params.alpha = '0.5'\".")
 @click.option("-o", "--order-by", multiple=True, help="Order key, e.g. 'metrics.rmse DESC' (repeatable).")
 @click.option("-n", "--max-results", type=click.IntRange(min=1), default=100, show_default=True,
