@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, gitml_invoke, run_rev
-from tests.test_sync import s3_server  # noqa: F401  (a fixture: moto's S3 server on 127.0.0.1)
+from tests.test_sync import s3_server, team  # noqa: F401  (fixtures: moto's S3 server; clones A and B of a bare remote)
 
 DVC = str(Path(sys.executable).parent / "dvc")
 OLD = time.time() - 30 * 86400  # an mtime far outside any grace period
@@ -409,24 +409,6 @@ def log_run(repo: Path, name: str) -> str:
     out = subprocess.run([sys.executable, "-c", LOG, name], cwd=repo, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
-
-
-@pytest.fixture
-def team(tmp_path):
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    a = tmp_path / "A"
-    git(tmp_path, "clone", "-q", str(bare), str(a))
-    (a / ".gitignore").write_text("*.bin\n")
-    git(a, "add", ".")
-    git(a, "commit", "-qm", "init")
-    git(a, "push", "-q", "origin", "HEAD:main")
-    b = tmp_path / "B"
-    git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(b))
-    store = tmp_path / "dvcstore"
-    for clone in (a, b):
-        gitml_invoke(clone, "remote", "add", "-d", "store", str(store))
-    return a, b, bare, store
 
 
 def test_remote_gc_keeps_what_teammates_pushed_and_removes_the_rest(team):
