@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from gitml.cli.complete import complete_run_id
-
 from gitml.cli.output import echo_json, echo_table
+from gitml.cli.progress import Bars, json_option, quiet_option
 from gitml.cli.repo import repo_from
 
 
@@ -18,7 +18,7 @@ def artifacts() -> None:
 @artifacts.command("list")
 @click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("path", required=False, default="")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_cmd(ctx: click.Context, run_id: str, path: str, as_json: bool) -> None:
     """List the artifacts of RUN_ID directly under PATH."""
@@ -36,12 +36,22 @@ def list_cmd(ctx: click.Context, run_id: str, path: str, as_json: bool) -> None:
 @click.argument("path", required=False, default="")
 @click.option("-d", "--dest", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Directory to download into.")
+@json_option("Print where the files went as JSON.")
+@quiet_option
 @click.pass_context
-def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str) -> None:
-    """Download an artifact file or directory of RUN_ID (every hash is checked)."""
+def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str, as_json: bool, quiet: bool) -> None:
+    """Download an artifact file or directory of RUN_ID (every hash is checked); print its local path."""
     from gitml.tracking import artifacts as api
+    from gitml.tracking import runs
 
-    click.echo(api.download_artifacts(repo_from(ctx), run_id, path, dest))
+    repo = repo_from(ctx)
+    run_id = runs.resolve_run_id(repo, run_id)
+    with Bars(quiet) as bars:
+        local = api.download_artifacts(repo, run_id, path, dest, progress=bars)
+    if as_json:
+        echo_json({"run_id": run_id, "artifact_path": path, "local_path": local})
+        return
+    click.echo(local)
 
 
 @artifacts.command("log")
@@ -49,9 +59,10 @@ def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str) -> None:
 @click.argument("path", type=click.Path())
 @click.option("-a", "--artifact-path", default=None, metavar="DIR",
               help="Directory in the run's artifacts to store under (default: the top).")
-@click.option("--json", "as_json", is_flag=True, help="Print what was stored as JSON.")
+@json_option("Print what was stored as JSON.")
+@quiet_option
 @click.pass_context
-def log_cmd(ctx: click.Context, run_id: str, path: str, artifact_path: str | None, as_json: bool) -> None:
+def log_cmd(ctx: click.Context, run_id: str, path: str, artifact_path: str | None, as_json: bool, quiet: bool) -> None:
     """Store the file or directory PATH as artifacts of RUN_ID (as MlflowClient.log_artifact(s)).
 
     A file is stored as DIR/<its name>; a directory's files keep their paths
@@ -59,7 +70,8 @@ def log_cmd(ctx: click.Context, run_id: str, path: str, artifact_path: str | Non
     """
     from gitml.tracking import artifacts as api
 
-    run, stored = api.log_to_run(repo_from(ctx), run_id, path, artifact_path)
+    with Bars(quiet) as bars:
+        run, stored = api.log_to_run(repo_from(ctx), run_id, path, artifact_path, progress=bars)
     if as_json:
         echo_json({"run_id": run.info.run_id, "commit": run.commit, "artifacts": stored})
         return

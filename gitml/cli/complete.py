@@ -1,4 +1,4 @@
-"""Shell completion: ``gitml completion bash|zsh|fish`` and the completers of run ids and model names.
+"""Shell completion: ``gitml completion bash|zsh|fish`` and the completers of run ids, experiments and models.
 
 Click completes commands and options by itself; these add the repository's
 own names. A completer never fails the shell: any error completes nothing.
@@ -43,6 +43,24 @@ def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) 
         return []
 
 
+def complete_version(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The versions of the model named on the line (semvers, newest first, and 'latest') starting with
+    what was typed; a number typed completes to itself among the registration numbers."""
+    try:
+        from gitml import registry
+
+        name = ctx.params.get("name") or ""
+        model = registry.load(_repo(ctx), name).get(name)
+        if model is None:
+            return []
+        active = [v for v in reversed(model.versions) if v.active]
+        if incomplete[:1].isdigit():
+            return [str(v.number) for v in active if str(v.number).startswith(incomplete)][:LIMIT]
+        return [c for c in [v.version for v in active] + ["latest"] if c.startswith(incomplete)][:LIMIT]
+    except Exception:  # noqa: BLE001
+        return []
+
+
 def complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Experiment names starting with what was typed."""
     try:
@@ -65,7 +83,8 @@ def completion(shell: str) -> None:
     zsh:   echo 'eval "$(gitml completion zsh)"' >> ~/.zshrc
     fish:  gitml completion fish > ~/.config/fish/completions/gitml.fish
 
-    Completes commands, options, run ids (any prefix), experiment and model names.
+    Completes commands, options, run ids (any prefix), experiment and model names, and a
+    model's versions.
     """
     from click.shell_completion import get_completion_class
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from gitml.cli.complete import complete_experiment
 from gitml.cli.output import echo_json, echo_table, fmt_time
+from gitml.cli.progress import json_option
 from gitml.cli.repo import repo_from
 
 
@@ -15,7 +17,7 @@ def experiments() -> None:
 
 @experiments.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include deleted experiments.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_experiments(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List experiments."""
@@ -32,18 +34,23 @@ def list_experiments(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
 @experiments.command("create")
 @click.argument("name")
+@json_option("Print the new experiment as JSON.")
 @click.pass_context
-def create_experiment(ctx: click.Context, name: str) -> None:
+def create_experiment(ctx: click.Context, name: str, as_json: bool) -> None:
     """Create an experiment and print its id."""
     from gitml.tracking import experiments as api
 
-    click.echo(api.create_experiment(repo_from(ctx), name))
+    experiment_id = api.create_experiment(repo_from(ctx), name)
+    if as_json:
+        echo_json({"experiment_id": experiment_id, "name": name})
+        return
+    click.echo(experiment_id)
 
 
 @experiments.command("rename")
-@click.argument("experiment")
+@click.argument("experiment", shell_complete=complete_experiment)
 @click.argument("new_name")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def rename_experiment(ctx: click.Context, experiment: str, new_name: str, as_json: bool) -> None:
     """Rename EXPERIMENT (a name or an id); its id and runs stay."""
@@ -74,8 +81,8 @@ def _set_lifecycle(ctx: click.Context, experiment: str, stage: str, as_json: boo
 
 
 @experiments.command("delete")
-@click.argument("experiment")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.argument("experiment", shell_complete=complete_experiment)
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def delete_experiment(ctx: click.Context, experiment: str, as_json: bool) -> None:
     """Mark EXPERIMENT (a name or an id) and its runs deleted, as MLflow does (kept in git; restore undoes it)."""
@@ -83,8 +90,8 @@ def delete_experiment(ctx: click.Context, experiment: str, as_json: bool) -> Non
 
 
 @experiments.command("restore")
-@click.argument("experiment")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@click.argument("experiment", shell_complete=complete_experiment)
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def restore_experiment(ctx: click.Context, experiment: str, as_json: bool) -> None:
     """Restore a deleted EXPERIMENT (a name or an id) and its runs."""

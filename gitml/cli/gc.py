@@ -7,25 +7,8 @@ from typing import Any
 import click
 
 from gitml.cli.output import echo_json
+from gitml.cli.progress import Bars, json_option, quiet_option
 from gitml.cli.repo import repo_from
-
-
-def _progress() -> Any:
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            unit = "commit" if phase == "walk" else "object"
-            bar = bars[phase] = tqdm(total=total, unit=unit, desc=phase, leave=False, disable=None)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    update.bars = bars  # type: ignore[attr-defined]
-    return update
 
 
 def _size(n: int) -> str:
@@ -48,10 +31,11 @@ def _size(n: int) -> str:
                    "gitml.gckeeprecent or 1h).")
 @click.option("--no-pack", is_flag=True, help="Do not pack git's loose objects and refs.")
 @click.option("-v", "--verbose", is_flag=True, help="List every object (md5 and path).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@json_option("Print a JSON report.")
+@quiet_option
 @click.pass_context
 def gc(ctx: click.Context, force: bool, cloud: bool, remote: str | None, git_remotes: tuple[str, ...],
-       keep_recent: str | None, no_pack: bool, verbose: bool, as_json: bool) -> None:
+       keep_recent: str | None, no_pack: bool, verbose: bool, as_json: bool, quiet: bool) -> None:
     """Delete artifact objects no run references (a dry run unless --force), and pack git's loose objects."""
     from gitml.errors import InvalidValue
     from gitml.settings import Duration
@@ -66,13 +50,9 @@ def gc(ctx: click.Context, force: bool, cloud: bool, remote: str | None, git_rem
         if keep is None or not keep >= 0 or keep == float("inf"):
             raise InvalidValue(f"Invalid --keep-recent {keep_recent!r}: expected a duration such as 3600, 90s, 30m, "
                                "1h or 2d")
-    progress = _progress()
-    try:
+    with Bars(quiet) as bars:
         report = api.collect(repo_from(ctx), force=force, remote=remote, cloud=cloud, keep_recent=keep,
-                             git_remotes=list(git_remotes) or None, pack_git=not no_pack, progress=progress)
-    finally:
-        for bar in progress.bars.values():
-            bar.close()
+                             git_remotes=list(git_remotes) or None, pack_git=not no_pack, progress=bars)
     if as_json:
         echo_json(api.as_dict(report))
     else:

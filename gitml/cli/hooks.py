@@ -7,6 +7,7 @@ import sys
 import click
 
 from gitml.cli.output import echo_json, echo_table
+from gitml.cli.progress import json_option
 
 _WHICH = [
     click.option("--post-commit", "post_commit", is_flag=True,
@@ -50,22 +51,26 @@ _DONE = {
 }
 
 
-def _report(changes: list, ctx: click.Context) -> None:  # type: ignore[type-arg]
-    for c in changes:
-        if c.action == "conflict":
-            click.echo(f"Error: {c.name}: {c.message}", err=True)
-            continue
-        chained = c.chained and c.action != "restored"
-        extra = f" (runs your {c.name} hook first, kept as {c.chained})" if chained else ""
-        click.echo(f"{c.name}: {_DONE[c.action]}{extra}: {c.path}")
+def _report(changes: list, ctx: click.Context, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        echo_json([vars(c) for c in changes])
+    else:
+        for c in changes:
+            if c.action == "conflict":
+                click.echo(f"Error: {c.name}: {c.message}", err=True)
+                continue
+            chained = c.chained and c.action != "restored"
+            extra = f" (runs your {c.name} hook first, kept as {c.chained})" if chained else ""
+            click.echo(f"{c.name}: {_DONE[c.action]}{extra}: {c.path}")
     if any(c.action == "conflict" for c in changes):
         ctx.exit(1)
 
 
 @hooks.command()
 @_which
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def install(ctx: click.Context, post_commit: bool, pre_push: bool) -> None:
+def install(ctx: click.Context, post_commit: bool, pre_push: bool, as_json: bool) -> None:
     """Install gitml's hooks (default: both), chaining any hook already there.
 
     The hooks go into the directory git uses (core.hooksPath included) and
@@ -73,21 +78,22 @@ def install(ctx: click.Context, post_commit: bool, pre_push: bool) -> None:
     """
     from gitml.hooks import install as api
 
-    _report(api.install(_path(ctx), _names(post_commit, pre_push)), ctx)
+    _report(api.install(_path(ctx), _names(post_commit, pre_push)), ctx, as_json)
 
 
 @hooks.command()
 @_which
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def uninstall(ctx: click.Context, post_commit: bool, pre_push: bool) -> None:
+def uninstall(ctx: click.Context, post_commit: bool, pre_push: bool, as_json: bool) -> None:
     """Remove gitml's hooks (default: both) and put back the hooks they chained."""
     from gitml.hooks import install as api
 
-    _report(api.uninstall(_path(ctx), _names(post_commit, pre_push)), ctx)
+    _report(api.uninstall(_path(ctx), _names(post_commit, pre_push)), ctx, as_json)
 
 
 @hooks.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show which of gitml's hooks are installed, where, and the hooks they chain."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gitml.cli.output import echo_json, fmt_num
+from gitml.cli.progress import json_option
 from gitml.cli.repo import repo_from
 
 
@@ -14,7 +15,7 @@ from gitml.cli.repo import repo_from
               help="Show at most this many commits.")
 @click.option("--runs-only", is_flag=True, help="Skip commits that have no runs.")
 @click.option("--graph", is_flag=True, help="Draw the commit graph (as git log --graph), each commit with its runs' key metrics.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def log(ctx: click.Context, rev: str, max_count: int, runs_only: bool, graph: bool, as_json: bool) -> None:
     """Show commits reachable from REV with the runs started from each."""

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitml.cli.complete import complete_model
-
+from gitml.cli.complete import complete_model, complete_version
+from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
+from gitml.cli.progress import json_option
 from gitml.cli.repo import repo_from
 
 if TYPE_CHECKING:
@@ -19,7 +20,20 @@ def _repo(ctx: click.Context) -> GitRepo:
     from gitml.store.repo import GitRepo
 
     return GitRepo.discover(ctx.find_root().obj.get("repo_path"))
-from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
+
+
+def _version(v: Any) -> dict[str, Any]:
+    """A registered version as ``--json`` prints it (the fields ``models show --json`` also has)."""
+    return {"name": v.model, "version": v.version, "number": v.number, "run_id": v.run_id, "commit": v.commit,
+            "path": v.path, "tag": v.tag, "stages": list(v.stages)}
+
+
+def _done(as_json: bool, message: str, **fields: Any) -> None:
+    """Report a registry change: ``message`` for people, or ``fields`` as JSON."""
+    if as_json:
+        echo_json(fields)
+    else:
+        click.echo(message)
 
 VERSION_HELP = "VERSION is a number (3 = the third registered), a semver (v1.2.0) or 'latest'."
 
@@ -31,7 +45,7 @@ def models() -> None:
 
 @models.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include deprecated models.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """List registered models: latest version and who holds each stage."""
@@ -50,7 +64,7 @@ def list_models(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @models.command("show")
 @click.argument("name", shell_complete=complete_model)
 @click.option("--all", "show_all", is_flag=True, help="Include deregistered versions.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
     """Show a model's versions: stages, run, metrics of that run, description, tags and comments."""
@@ -84,7 +98,7 @@ def show(ctx: click.Context, name: str, show_all: bool, as_json: bool) -> None:
 
 @models.command("history")
 @click.argument("name", required=False, shell_complete=complete_model)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Every registry event (register, stage moves, deregister, metadata changes, comments), newest first."""
@@ -108,9 +122,10 @@ def history(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="patch", show_default=True,
               help="Which part of the highest version to bump.")
 @click.option("-m", "--description", default=None, help="Description, kept in the tag message.")
+@json_option("Print the new version as JSON.")
 @click.pass_context
 def register(ctx: click.Context, name: str, model_uri: str, version: str | None, bump: str,
-             description: str | None) -> None:
+             description: str | None, as_json: bool) -> None:
     """Register the model at MODEL_URI (runs:/<run_id>/<path>) as a new version of NAME.
 
     Creates the annotated tag NAME@v<semver> on the run's commit.
@@ -118,16 +133,17 @@ def register(ctx: click.Context, name: str, model_uri: str, version: str | None,
     from gitml import registry
 
     v = registry.register_model(repo_from(ctx), model_uri, name, version=version, bump=bump, description=description)
-    click.echo(f"Registered {name} {v.version} (version {v.number}) from run {v.run_id}: tag {v.tag}")
+    _done(as_json, f"Registered {name} {v.version} (version {v.number}) from run {v.run_id}: tag {v.tag}", **_version(v))
 
 
 def _stage_change(name: str) -> Any:
     """The arguments of a command that changes a version's stage: NAME VERSION STAGE [-m]."""
     def wrap(f: Any) -> Any:
         for decorator in reversed((
-            models.command(name, epilog=VERSION_HELP), click.argument("name", shell_complete=complete_model), click.argument("version"),
-            click.argument("stage"), click.option("-m", "--message", default=None, help="Why (kept in the tag message)."),
-            click.pass_context,
+            models.command(name, epilog=VERSION_HELP), click.argument("name", shell_complete=complete_model),
+            click.argument("version", shell_complete=complete_version), click.argument("stage"),
+            click.option("-m", "--message", default=None, help="Why (kept in the tag message)."),
+            json_option("Print the tags written as JSON."), click.pass_context,
         )):
             f = decorator(f)
         return f
@@ -135,7 +151,7 @@ def _stage_change(name: str) -> Any:
 
 
 @_stage_change("promote")
-def promote(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
+def promote(ctx: click.Context, name: str, version: str, stage: str, message: str | None, as_json: bool) -> None:
     """Put VERSION of NAME in STAGE (e.g. staging, production); the previous holder leaves it.
 
     Writes NAME#<stage>#<n> (and NAME#<stage>!#<n> for the version that held it).
@@ -143,65 +159,70 @@ def promote(ctx: click.Context, name: str, version: str, stage: str, message: st
     from gitml import registry
 
     v, written = registry.assign(repo_from(ctx), name, version, stage, message)
-    if not written:
-        click.echo(f"{name} {v.version} is in {stage} already; nothing written")
-        return
-    click.echo(f"{name} {v.version} is now in {stage}: tags {', '.join(written)}")
+    message = (f"{name} {v.version} is now in {stage}: tags {', '.join(written)}" if written
+               else f"{name} {v.version} is in {stage} already; nothing written")
+    _done(as_json, message, name=name, version=v.version, number=v.number, stage=stage, tags_written=written)
 
 
 @_stage_change("unassign")
-def unassign(ctx: click.Context, name: str, version: str, stage: str, message: str | None) -> None:
+def unassign(ctx: click.Context, name: str, version: str, stage: str, message: str | None, as_json: bool) -> None:
     """Take VERSION of NAME out of STAGE (NAME#<stage>!#<n>)."""
     from gitml import registry
 
     written = registry.unassign(repo_from(ctx), name, version, stage, message)
-    click.echo(f"{name} {version} left {stage}: tag {written[0]}")
+    _done(as_json, f"{name} {version} left {stage}: tag {written[0]}", name=name, version=version, stage=stage,
+          tags_written=written)
 
 
 @models.command("deregister", epilog=VERSION_HELP)
 @click.argument("name", shell_complete=complete_model)
-@click.argument("version")
+@click.argument("version", shell_complete=complete_version)
 @click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@json_option("Print the tags written as JSON.")
 @click.pass_context
-def deregister(ctx: click.Context, name: str, version: str, message: str | None) -> None:
+def deregister(ctx: click.Context, name: str, version: str, message: str | None, as_json: bool) -> None:
     """Deregister VERSION of NAME (NAME@v<semver>!): it no longer loads or holds stages."""
     from gitml import registry
 
     written = registry.deregister(repo_from(ctx), name, version, message)
-    click.echo(f"Deregistered: tag {written[0]}")
+    _done(as_json, f"Deregistered: tag {written[0]}", name=name, version=version, tags_written=written)
 
 
 @models.command("deprecate")
 @click.argument("name", shell_complete=complete_model)
 @click.option("-m", "--message", default=None, help="Why (kept in the tag message).")
+@json_option("Print the tags written as JSON.")
 @click.pass_context
-def deprecate(ctx: click.Context, name: str, message: str | None) -> None:
+def deprecate(ctx: click.Context, name: str, message: str | None, as_json: bool) -> None:
     """Deprecate model NAME (NAME@deprecated); registering a new version revives it."""
     from gitml import registry
 
     written = registry.deprecate(repo_from(ctx), name, message)
-    click.echo(f"Deprecated {name}: tag {written[0]}")
+    _done(as_json, f"Deprecated {name}: tag {written[0]}", name=name, tags_written=written)
 
 
 @models.command("comment", epilog=VERSION_HELP)
 @click.argument("name", shell_complete=complete_model)
-@click.argument("version")
+@click.argument("version", shell_complete=complete_version)
 @click.argument("text")
+@json_option("Print the comment as JSON.")
 @click.pass_context
-def comment(ctx: click.Context, name: str, version: str, text: str) -> None:
+def comment(ctx: click.Context, name: str, version: str, text: str, as_json: bool) -> None:
     """Comment on VERSION of NAME (kept in git notes refs/notes/gitml-registry)."""
     from gitml import registry
 
-    registry.comment(repo_from(ctx), name, version, text)
-    click.echo(f"Comment added to {name} {version}")
+    c = registry.comment(repo_from(ctx), name, version, text)
+    _done(as_json, f"Comment added to {name} {version}", name=name, version=version, time=c.time, author=c.author,
+          text=c.text)
 
 
 @models.command("create")
 @click.argument("name", shell_complete=complete_model)
 @click.option("-m", "--description", default=None, help="The model's description.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag of the model (repeatable).")
+@json_option("Print the model as JSON.")
 @click.pass_context
-def create(ctx: click.Context, name: str, description: str | None, tags: tuple[str, ...]) -> None:
+def create(ctx: click.Context, name: str, description: str | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Create model NAME with no version yet (MLflow's create_registered_model).
 
     Its description and tags live in the registry's metadata log (git notes
@@ -209,8 +230,9 @@ def create(ctx: click.Context, name: str, description: str | None, tags: tuple[s
     """
     from gitml import registry
 
-    registry.create_model(repo_from(ctx), name, description, _pairs(tags))
-    click.echo(f"Created model {name}")
+    pairs = _pairs(tags)
+    registry.create_model(repo_from(ctx), name, description, pairs)
+    _done(as_json, f"Created model {name}", name=name, description=description, tags=pairs)
 
 
 def _pairs(items: tuple[str, ...]) -> dict[str, str]:
@@ -227,18 +249,19 @@ def _pairs(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("name", shell_complete=complete_model)
 @click.argument("text")
 @click.option("--version", "version", default=None, help="Describe this version instead of the model.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def describe(ctx: click.Context, name: str, text: str, version: str | None) -> None:
+def describe(ctx: click.Context, name: str, text: str, version: str | None, as_json: bool) -> None:
     """Set the description of model NAME (or of one version) to TEXT; '' clears it."""
     from gitml import registry
 
     repo = repo_from(ctx)
     if version is None:
         registry.update_model(repo, name, text or None)
-        click.echo(f"Described {name}")
+        _done(as_json, f"Described {name}", name=name, description=text or None)
     else:
         v = registry.describe_version(repo, name, version, text or None)
-        click.echo(f"Described {name} {v.version}")
+        _done(as_json, f"Described {name} {v.version}", name=name, version=v.version, description=text or None)
 
 
 @models.command("tag", epilog=VERSION_HELP)
@@ -247,8 +270,10 @@ def describe(ctx: click.Context, name: str, text: str, version: str | None) -> N
 @click.argument("value", required=False)
 @click.option("--version", "version", default=None, help="Tag this version instead of the model.")
 @click.option("--delete", is_flag=True, help="Delete the tag KEY (give no VALUE).")
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str | None, delete: bool) -> None:
+def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str | None, delete: bool,
+        as_json: bool) -> None:
     """Set tag KEY to VALUE on model NAME (or on one version), or delete it with --delete.
 
     Registry tags are MLflow's key/value tags, kept in the registry's metadata log, not git tags.
@@ -263,14 +288,16 @@ def tag(ctx: click.Context, name: str, key: str, value: str | None, version: str
     else:
         registry.set_version_tag(repo, name, version, key, value)
     what = f"{name} {version}" if version else name
-    click.echo(f"Deleted tag {key} of {what}" if delete else f"Tagged {what}: {key}={value}")
+    _done(as_json, f"Deleted tag {key} of {what}" if delete else f"Tagged {what}: {key}={value}",
+          name=name, version=version, key=key, value=value)
 
 
 @models.command("rename")
 @click.argument("name", shell_complete=complete_model)
 @click.argument("new_name")
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def rename(ctx: click.Context, name: str, new_name: str) -> None:
+def rename(ctx: click.Context, name: str, new_name: str, as_json: bool) -> None:
     """Rename model NAME to NEW_NAME: versions, stages, tags, descriptions and comments follow.
 
     Each tag of NAME is written again under NEW_NAME (same commit, tagger, time and message,
@@ -279,15 +306,16 @@ def rename(ctx: click.Context, name: str, new_name: str) -> None:
     from gitml import registry
 
     registry.rename_model(repo_from(ctx), name, new_name)
-    click.echo(f"Renamed {name} to {new_name}")
+    _done(as_json, f"Renamed {name} to {new_name}", name=new_name, old_name=name)
 
 
 @models.command("copy", epilog=VERSION_HELP)
 @click.argument("name", shell_complete=complete_model)
-@click.argument("version")
-@click.argument("dest")
+@click.argument("version", shell_complete=complete_version)
+@click.argument("dest", shell_complete=complete_model)
+@json_option("Print the new version as JSON.")
 @click.pass_context
-def copy(ctx: click.Context, name: str, version: str, dest: str) -> None:
+def copy(ctx: click.Context, name: str, version: str, dest: str, as_json: bool) -> None:
     """Copy VERSION of NAME as a new version of model DEST (MLflow's copy_model_version).
 
     The copy pins the same run commit and model path, with the description and tags.
@@ -295,4 +323,4 @@ def copy(ctx: click.Context, name: str, version: str, dest: str) -> None:
     from gitml import registry
 
     v = registry.copy_version(repo_from(ctx), name, version, dest)
-    click.echo(f"Copied {name} {version} to {dest} {v.version} (version {v.number}): tag {v.tag}")
+    _done(as_json, f"Copied {name} {version} to {dest} {v.version} (version {v.number}): tag {v.tag}", **_version(v))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gitml.cli.progress import json_option
+
 PICK_HELP = ("Which run stands for a commit with several: latest, best:<metric> (lowest) or "
              "best:<metric>:max (default: git config gitml.diff.pick, else latest).")
 
@@ -13,6 +15,7 @@ PICK_HELP = ("Which run stands for a commit with several: latest, best:<metric> 
 @click.argument("b", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
               show_default=True, help="Output format (json: DVC's {key: {old, new, diff}}).")
+@click.option("--json", "fmt", flag_value="json", help="Same as --format json.")
 @click.option("--all", "show_all", is_flag=True, help="Include unchanged params and metrics.")
 @click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
               help="Significant digits of numbers.")
@@ -53,12 +56,18 @@ def diff(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: b
               help="Metric-history plots to draw (changed metrics first).")
 @click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
               help="Significant digits of numbers.")
+@json_option("Print the files written as JSON.")
 @click.pass_context
 def report(ctx: click.Context, range_spec: str, out_dir: str, pick: str | None, run_url: str | None,
-           image_prefix: str, max_plots: int, precision: int) -> None:
+           image_prefix: str, max_plots: int, precision: int, as_json: bool) -> None:
     """Write a pull-request comment (markdown + PNG plots) comparing BASE and HEAD."""
     from gitml.cli.repo import repo_from
     from gitml.review.report import make_report
 
     path = make_report(repo_from(ctx), range_spec, out_dir, pick, run_url, image_prefix, precision, max_plots)
+    if as_json:
+        from gitml.cli.output import echo_json
+
+        echo_json({"report": str(path), "plots": sorted(str(p) for p in path.parent.glob("*.png"))})
+        return
     click.echo(str(path))

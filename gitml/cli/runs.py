@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from gitml.cli.complete import complete_experiment, complete_run_id
-
 from gitml.cli.output import echo_json, echo_table, fmt_num, fmt_time
+from gitml.cli.progress import Bars, json_option, quiet_option
 from gitml.cli.repo import repo_from
 
 if TYPE_CHECKING:  # pygit2 stays unloaded for `gitml --help`
@@ -29,7 +29,7 @@ def runs() -> None:
               help="At most this many runs.")
 # tracking.entities.VIEWS's names (tests/test_cli.py checks): importing it here would slow `gitml --help`
 @click.option("--view", type=click.Choice(["active", "deleted", "all"]), default="active", show_default=True, help="Which runs by lifecycle stage.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option("Print JSON instead of a table.")
 @click.pass_context
 def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: str, order_by: tuple[str, ...],
               max_results: int, view: str, as_json: bool) -> None:
@@ -55,7 +55,7 @@ def list_runs(ctx: click.Context, experiments: tuple[str, ...], filter_string: s
 
 @runs.command("show")
 @click.argument("run_id", shell_complete=complete_run_id)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show one run: info, experiment, source, params, metrics and tags. RUN_ID may be a unique prefix."""
@@ -98,8 +98,9 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
 @runs.command("commit")
 @click.argument("run_id", shell_complete=complete_run_id)
+@json_option()
 @click.pass_context
-def run_commit(ctx: click.Context, run_id: str) -> None:
+def run_commit(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Print the run's commit, for plain git: ``git show $(gitml runs commit RUN_ID):run.json``.
 
     RUN_ID may be a unique prefix. A finished run's commit is an entry of the
@@ -108,7 +109,11 @@ def run_commit(ctx: click.Context, run_id: str) -> None:
     """
     from gitml.tracking import runs as api
 
-    click.echo(api.get_run(repo_from(ctx), run_id).commit)
+    run = api.get_run(repo_from(ctx), run_id)
+    if as_json:
+        echo_json({"run_id": run.info.run_id, "commit": run.commit})
+        return
+    click.echo(run.commit)
 
 
 def _changed(run: Run, as_json: bool, message: str, **fields: object) -> None:
@@ -122,7 +127,7 @@ def _changed(run: Run, as_json: bool, message: str, **fields: object) -> None:
 @runs.command("rename")
 @click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("new_name")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def rename_run(ctx: click.Context, run_id: str, new_name: str, as_json: bool) -> None:
     """Rename a run (its mlflow.runName tag). RUN_ID may be a unique prefix."""
@@ -136,7 +141,7 @@ def rename_run(ctx: click.Context, run_id: str, new_name: str, as_json: bool) ->
 @click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("key")
 @click.argument("value")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def tag_run(ctx: click.Context, run_id: str, key: str, value: str, as_json: bool) -> None:
     """Set tag KEY of a run to VALUE (as MlflowClient.set_tag). RUN_ID may be a unique prefix."""
@@ -149,7 +154,7 @@ def tag_run(ctx: click.Context, run_id: str, key: str, value: str, as_json: bool
 @runs.command("untag")
 @click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("key")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def untag_run(ctx: click.Context, run_id: str, key: str, as_json: bool) -> None:
     """Delete tag KEY of a run (as MlflowClient.delete_tag). RUN_ID may be a unique prefix."""
@@ -162,7 +167,7 @@ def untag_run(ctx: click.Context, run_id: str, key: str, as_json: bool) -> None:
 @runs.command("describe")
 @click.argument("run_id", shell_complete=complete_run_id)
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @click.pass_context
 def describe_run(ctx: click.Context, run_id: str, text: str, as_json: bool) -> None:
     """Set a run's description (MLflow's mlflow.note.content tag) to TEXT; '-' reads it from stdin, '' clears it.
@@ -179,44 +184,57 @@ def describe_run(ctx: click.Context, run_id: str, text: str, as_json: bool) -> N
              description=description)
 
 
-def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str) -> None:
+def _set_lifecycle(ctx: click.Context, run_ids: tuple[str, ...], stage: str, verb: str, as_json: bool) -> None:
     from gitml.tracking import runs as api
 
     repo = repo_from(ctx)
+    changed = []
     for run_id in run_ids:
         full = api.resolve_run_id(repo, run_id)
         api.set_lifecycle(repo, full, stage)
-        click.echo(f"{verb} {full}")
+        changed.append({"run_id": full, "lifecycle_stage": stage})
+        if not as_json:
+            click.echo(f"{verb} {full}")
+    if as_json:
+        echo_json(changed)
 
 
 @runs.command("delete")
 @click.argument("run_ids", nargs=-1, required=True, shell_complete=complete_run_id)
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def delete_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
+def delete_runs(ctx: click.Context, run_ids: tuple[str, ...], as_json: bool) -> None:
     """Mark runs deleted (kept in git; `gitml runs restore` brings them back)."""
-    _set_lifecycle(ctx, run_ids, "deleted", "deleted")
+    _set_lifecycle(ctx, run_ids, "deleted", "deleted", as_json)
 
 
 @runs.command("restore")
 @click.argument("run_ids", nargs=-1, required=True, shell_complete=complete_run_id)
+@json_option("Print what changed as JSON.")
 @click.pass_context
-def restore_runs(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
+def restore_runs(ctx: click.Context, run_ids: tuple[str, ...], as_json: bool) -> None:
     """Restore deleted runs."""
-    _set_lifecycle(ctx, run_ids, "active", "restored")
+    _set_lifecycle(ctx, run_ids, "active", "restored", as_json)
 
 
 @runs.command("recover")
+@json_option("Print the recovered runs and the logs still waiting as JSON.")
+@quiet_option
 @click.pass_context
-def recover_runs(ctx: click.Context) -> None:
+def recover_runs(ctx: click.Context, as_json: bool, quiet: bool) -> None:
     """Commit the live logs of crashed or killed processes (their runs become KILLED)."""
     from gitml.tracking import runs as api
     from gitml.tracking import recovery
 
     repo = api.open_repo(ctx.find_root().obj.get("repo_path"))
-    recovered = recovery.recover(repo)
+    with Bars(quiet) as bars:
+        recovered = recovery.recover(repo, progress=bars)
+    waiting = recovery.pending_failed(repo)
+    if as_json:
+        echo_json({"recovered": recovered, "waiting": [str(p) for p in waiting]})
+        return
     for run_id in recovered:
         click.echo(f"recovered {run_id}")
-    waiting = recovery.pending_failed(repo)
     if not recovered and not waiting:
         click.echo("nothing to recover")
     if waiting:
@@ -225,10 +243,16 @@ def recover_runs(ctx: click.Context) -> None:
 
 
 @click.command()
+@json_option()
+@quiet_option
 @click.pass_context
-def reindex(ctx: click.Context) -> None:
+def reindex(ctx: click.Context, as_json: bool, quiet: bool) -> None:
     """Rebuild the query index (.git/gitml/index.sqlite) and the git notes from the run refs."""
     from gitml.tracking import runs as api
 
-    count, noted = api.reindex(repo_from(ctx))
+    with Bars(quiet) as bars:
+        count, noted = api.reindex(repo_from(ctx), progress=bars)
+    if as_json:
+        echo_json({"runs_indexed": count, "commits_noted": noted})
+        return
     click.echo(f"indexed {count} runs; notes on {noted} commits")

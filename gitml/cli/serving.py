@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gitml.cli.progress import json_option
+
 MODEL_HELP = ("MODEL is rf#production, rf@v1.2.0, models:/rf/Production, models:/rf@production, "
               "models:/rf/3, runs:/<run_id>/<path> or a model directory.")
 ALLOW_PICKLE_HELP = ("Load the model even if it runs code when loaded (a pickle, a custom PythonModel) and "
@@ -80,12 +82,18 @@ def predict(ctx: click.Context, model: str, input_path: str, output_path: str | 
 @click.option("--allow-pickle", is_flag=True,
               help="Set GITML_ALLOW_PICKLE=1 in the image, so it loads a model that runs code when loaded "
                    "(a pickle, a custom PythonModel). Only for models you trust.")
+@json_option("Print the build context's directory as JSON.")
 @click.pass_context
-def build_docker(ctx: click.Context, model: str, out_dir: str, allow_pickle: bool) -> None:
+def build_docker(ctx: click.Context, model: str, out_dir: str, allow_pickle: bool, as_json: bool) -> None:
     """Write a Docker build context that serves MODEL: then `docker build DIR`."""
     from gitml.serving.docker import build_context
 
     _locate(ctx)
     out = build_context(model, out_dir, allow_pickle=allow_pickle)
+    if as_json:
+        from gitml.cli.output import echo_json
+
+        echo_json({"model": model, "directory": str(out)})
+        return
     click.echo(f"Build context written to {out}\n  docker build -t my-model {out}\n"
                "  docker run -p 8080:8080 my-model")

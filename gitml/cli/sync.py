@@ -7,30 +7,15 @@ from typing import Any
 import click
 
 from gitml.cli.output import echo_json, echo_table
+from gitml.cli.progress import Bars, json_option, quiet_option
 from gitml.cli.repo import repo_from
 
 
-def _progress() -> Any:
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="file", desc="artifacts", leave=False, disable=None)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    update.bar = bar  # type: ignore[attr-defined]
-    return update
-
-
-def _run(ctx: click.Context, action: Any, remote: str, artifact_remote: str | None, as_json: bool, verb: str) -> Any:
+def _run(ctx: click.Context, action: Any, remote: str, artifact_remote: str | None, as_json: bool, quiet: bool,
+         verb: str) -> Any:
     """One sync action with a progress bar for the artifact transfer, then its report."""
-    progress = _progress()
-    try:
-        report = action(repo_from(ctx), remote, artifact_remote, progress)
-    finally:
-        progress.bar.close()
+    with Bars(quiet) as bars:
+        report = action(repo_from(ctx), remote, artifact_remote, bars.phase("artifacts"))
     _print_report(report, as_json, verb)
     return report
 
@@ -61,13 +46,14 @@ def _print_report(report: Any, as_json: bool, verb: str) -> None:
 @click.command()
 @click.argument("remote", default="origin")
 @click.option("-r", "--artifact-remote", default=None, help="DVC remote for artifacts (default: the default one).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@json_option("Print a JSON report.")
+@quiet_option
 @click.pass_context
-def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
+def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool, quiet: bool) -> None:
     """Push runs, experiments, notes and registry tags to a git REMOTE, and artifacts to the DVC remote."""
     from gitml import sync
 
-    report = _run(ctx, sync.push, remote, artifact_remote, as_json, "push")
+    report = _run(ctx, sync.push, remote, artifact_remote, as_json, quiet, "push")
     if report.refs_rejected or report.tag_conflicts:
         ctx.exit(1)
 
@@ -75,13 +61,14 @@ def push(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: 
 @click.command()
 @click.argument("remote", default="origin")
 @click.option("-r", "--artifact-remote", default=None, help="DVC remote for artifacts (default: the default one).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@json_option("Print a JSON report.")
+@quiet_option
 @click.pass_context
-def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool) -> None:
+def pull(ctx: click.Context, remote: str, artifact_remote: str | None, as_json: bool, quiet: bool) -> None:
     """Pull runs, experiments, notes and registry tags from a git REMOTE (merging), and their artifacts."""
     from gitml import sync
 
-    _run(ctx, sync.pull, remote, artifact_remote, as_json, "pull")
+    _run(ctx, sync.pull, remote, artifact_remote, as_json, quiet, "pull")
 
 
 @click.group()
@@ -95,8 +82,10 @@ def remote() -> None:
 @click.option("-d", "--default", "make_default", is_flag=True, help="Make it the default artifact remote.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A DVC remote option, e.g. endpointurl=http://127.0.0.1:9000 (repeatable).")
+@json_option("Print the remote added as JSON.")
 @click.pass_context
-def remote_add(ctx: click.Context, name: str, url: str, make_default: bool, options: tuple[str, ...]) -> None:
+def remote_add(ctx: click.Context, name: str, url: str, make_default: bool, options: tuple[str, ...],
+               as_json: bool) -> None:
     """Add an artifact remote NAME at URL (a directory, s3://, gs://, azure://, ssh://...)."""
     from gitml.errors import InvalidValue
     from gitml.store.content import add_remote
@@ -108,11 +97,14 @@ def remote_add(ctx: click.Context, name: str, url: str, make_default: bool, opti
             raise InvalidValue(f"Invalid option {opt!r}: expected KEY=VALUE")
         parsed[key] = value
     add_remote(repo_from(ctx), name, url, parsed, make_default)
+    if as_json:
+        echo_json({"name": name, "url": url, "default": make_default, "options": parsed})
+        return
     click.echo(f"added artifact remote {name} -> {url}")
 
 
 @remote.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def remote_list(ctx: click.Context, as_json: bool) -> None:
     """List artifact remotes: gitml's own (git config) and, in DVC repositories, DVC's (.dvc/config)."""

@@ -48,6 +48,29 @@ _OID_RE = re.compile(r"[0-9a-f]{32}(\.dir)?")
 # Objects whose whole content was hashed in this process: path -> (inode, size, mtime_ns) then.
 _verified: dict[str, tuple[int, int, int]] = {}
 
+#: A long operation's report to its caller: (phase, done, total). The CLI draws it as bars.
+Progress = Callable[[str, int, int], None]
+
+
+class ByteProgress:
+    """Counts bytes read across the files of one operation and reports them as ``phase``.
+
+    Reports at most about every 1% and at the end, so a directory of many
+    small files does not redraw a bar per file.
+    """
+
+    def __init__(self, progress: Progress | None, phase: str, total: int) -> None:
+        self.progress, self.phase, self.total = progress, phase, total
+        self.done = 0
+        self._step = max(total // 100, 1)
+        self._next = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None and (self.done >= self._next or self.done >= self.total):
+            self._next = self.done + self._step
+            self.progress(self.phase, min(self.done, self.total), self.total)
+
 
 class CorruptObject(GitmlError):
     """A cache object's content does not match its hash."""
@@ -72,7 +95,7 @@ class Stored:
     size: int
 
 
-def _copy_hashing(src: str, dest: Path) -> tuple[str, int]:
+def _copy_hashing(src: str, dest: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
     """Copy ``src`` to ``dest`` and return (md5, size) in about the time of the slower of the two.
 
     A reflink (copy-on-write clone, no data copied) is tried first. Otherwise
@@ -88,11 +111,11 @@ def _copy_hashing(src: str, dest: Path) -> tuple[str, int]:
     before = os.stat(src)
     with open(src, "rb") as fin:
         if _reflink(fin.fileno(), dest):
-            md5, size = _md5_of(fin)
+            md5, size = _md5_of(fin, on_bytes)
         else:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 copying = pool.submit(shutil.copyfile, src, dest)
-                md5, size = _md5_of(fin)
+                md5, size = _md5_of(fin, on_bytes)
                 copying.result()
     after = os.stat(src)
     if (before.st_mtime_ns, before.st_size, before.st_ino) != (after.st_mtime_ns, after.st_size, after.st_ino):
@@ -101,12 +124,14 @@ def _copy_hashing(src: str, dest: Path) -> tuple[str, int]:
     return md5, size
 
 
-def _md5_of(fobj: Any) -> tuple[str, int]:
+def _md5_of(fobj: Any, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
     digest = hashlib.md5()
     size = 0
     while block := fobj.read(_CHUNK):
         digest.update(block)
         size += len(block)
+        if on_bytes is not None:
+            on_bytes(len(block))
     return digest.hexdigest(), size
 
 
@@ -289,8 +314,8 @@ class ContentStore:
 
     # -- adding -------------------------------------------------------------
 
-    def add_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
-        """Store one file; return (md5, size).
+    def add_file(self, path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """Store one file; return (md5, size). ``on_bytes(n)`` is told of each block read.
 
         A file unchanged since it was last hashed (dvc-data's state: inode,
         mtime, size) costs a lookup. Otherwise the file is read once: it is
@@ -305,11 +330,13 @@ class ContentStore:
             md5 = info.value
             if self.exists(md5):
                 _freshen(self.object_path(md5))
+                if on_bytes is not None:
+                    on_bytes(int(meta.size or 0))
                 return md5, int(meta.size or 0)
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / f".tmp-{os.getpid()}-{os.urandom(6).hex()}"
         try:
-            md5, size = _copy_hashing(src, tmp)
+            md5, size = _copy_hashing(src, tmp, on_bytes)
             dest = self.object_path(md5)
             if _present(str(dest), md5):
                 tmp.unlink()
@@ -459,8 +486,8 @@ class ContentStore:
         _verified[str(path)] = (st.st_ino, st.st_size, st.st_mtime_ns)
         return head, st.st_size
 
-    def checkout(self, md5: str, dest: str | os.PathLike[str]) -> None:
-        """Copy an object to ``dest``, checking its hash on the way.
+    def checkout(self, md5: str, dest: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None) -> None:
+        """Copy an object to ``dest``, checking its hash on the way (``on_bytes(n)`` per block).
 
         The copy goes to a temporary file renamed into place only if the hash
         matches, so a corrupted object never reaches ``dest``.
@@ -478,6 +505,8 @@ class ContentStore:
                 while chunk := fin.read(_CHUNK):
                     digest.update(chunk)
                     fout.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
             if digest.hexdigest() != md5:
                 raise CorruptObject(f"Cache object {src} is corrupted: its content does not hash to {md5}")
             os.replace(tmp, dest)

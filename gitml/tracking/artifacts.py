@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidName, InvalidValue, NotFound
+from gitml.store.content import ByteProgress, Progress
 from gitml.store.repo import GitRepo
 from gitml.tracking import schema, validation
 from gitml.tracking.schema import ARTIFACTS_FILE
@@ -67,8 +68,11 @@ def _join(prefix: str, name: str) -> str:
 # -- logging ------------------------------------------------------------------------------------
 
 
-def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> str:
+def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike[str], artifact_path: str | None = None,
+                 progress: Progress | None = None) -> str:
     """Store one file under ``artifact_path/<its name>``; return that artifact path.
+
+    ``progress`` hears ("store", bytes read, file size) as the file is hashed.
 
     Raises:
         InvalidValue: the file does not exist or is not a regular file.
@@ -82,14 +86,18 @@ def log_artifact(repo: GitRepo, writer: RunWriter, local_path: str | os.PathLike
         raise InvalidValue(f"Cannot log artifact {str(src)!r}: it is a directory (use log_artifacts)")
     dest = _join(prefix, validate_artifact_path(src.name, "file name"))
     store = content_store(repo)
+    on_bytes = ByteProgress(progress, "store", src.stat().st_size) if progress is not None else None
     with store.writing():  # until the live log names it, `gitml gc` must not delete it
-        md5, size = store.add_file(src)
+        md5, size = store.add_file(src, on_bytes)
         writer.add_artifact(dest, md5, size)
     return dest
 
 
-def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[str]:
+def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike[str], artifact_path: str | None = None,
+                  progress: Progress | None = None) -> list[str]:
     """Store every file under ``local_dir`` below ``artifact_path``; return their paths.
+
+    ``progress`` hears ("store", bytes read, bytes of all the files).
 
     A symlink must stay inside ``local_dir``; one that points outside is
     refused before anything is recorded. Symlinked files are logged with
@@ -125,9 +133,10 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
             files.append((validate_artifact_path(rel), full))
     store = content_store(repo)
     stored = []
+    on_bytes = ByteProgress(progress, "store", sum(f.stat().st_size for _, f in files)) if progress is not None else None
     with store.writing():  # until the live log names them, `gitml gc` must not delete them
         for rel, full in files:
-            md5, size = store.add_file(full)
+            md5, size = store.add_file(full, on_bytes)
             stored.append((rel, md5, size))
         for rel, md5, size in stored:
             writer.add_artifact(_join(prefix, rel), md5, size)
@@ -137,8 +146,8 @@ def log_artifacts(repo: GitRepo, writer: RunWriter, local_dir: str | os.PathLike
     return [_join(prefix, rel) for rel, _, _ in stored]
 
 
-def log_to_run(repo: GitRepo, run_id: str, local_path: str | os.PathLike[str],
-               artifact_path: str | None = None) -> tuple[Run, dict[str, schema.ArtifactEntry]]:
+def log_to_run(repo: GitRepo, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None,
+               progress: Progress | None = None) -> tuple[Run, dict[str, schema.ArtifactEntry]]:
     """Store a file (as ``Client.log_artifact``) or a directory's files (as ``log_artifacts``) in an
     existing run and commit them now (``gitml artifacts log``).
 
@@ -154,8 +163,8 @@ def log_to_run(repo: GitRepo, run_id: str, local_path: str | os.PathLike[str],
 
     def store(run: Run, w: RunWriter) -> list[str]:
         if src.is_dir():
-            return log_artifacts(repo, w, src, artifact_path)
-        return [log_artifact(repo, w, src, artifact_path)]
+            return log_artifacts(repo, w, src, artifact_path, progress)
+        return [log_artifact(repo, w, src, artifact_path, progress)]
 
     run, paths = runs.edit_run(repo, run_id, store)
     entries = manifest(repo, run.info.run_id, run.commit)
@@ -352,8 +361,10 @@ def list_artifacts(repo: GitRepo, run_id: str, path: str | None = None) -> list[
 
 
 def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_path: str | os.PathLike[str] | None = None,
-                       commit: str | None = None) -> str:
+                       commit: str | None = None, progress: Progress | None = None) -> str:
     """Copy an artifact file or directory out of the cache, verifying every hash.
+
+    ``progress`` hears ("download", bytes copied, bytes of all the files).
 
     As in MLflow, the artifact keeps its run-relative path under ``dst_path``
     (``data/x.csv`` lands at ``<dst>/data/x.csv``); returns that local path.
@@ -367,15 +378,15 @@ def download_artifacts(repo: GitRepo, run_id: str, path: str | None = None, dst_
     dst = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-artifacts-"))
     store = content_store(repo)
     if prefix in files:
-        target = dst / prefix
-        store.checkout(files[prefix]["md5"], target)
-        return str(target)
-    base = prefix + "/" if prefix else ""
-    chosen = {p: e for p, e in files.items() if p.startswith(base)}
+        chosen = {prefix: files[prefix]}
+    else:
+        base = prefix + "/" if prefix else ""
+        chosen = {p: e for p, e in files.items() if p.startswith(base)}
     if not chosen:
         raise ArtifactNotFound(f"Run {run_id} has no artifact {prefix or '(root)'!r}")
+    on_bytes = ByteProgress(progress, "download", sum(e["size"] for e in chosen.values())) if progress else None
     for p, entry in sorted(chosen.items()):
-        store.checkout(entry["md5"], dst / p)
+        store.checkout(entry["md5"], dst / p, on_bytes)
     return str(dst / prefix) if prefix else str(dst)
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from gitml import settings
 from gitml.errors import GitmlError
 from gitml.store import content, gitcli, gitremote, names, reach
+from gitml.store.content import Progress
 from gitml.store import ledger as store_ledger
 from gitml.store.repo import GitRepo
 from gitml.tracking import recovery, schema
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitml")
 
-#: (phase, done, total): "walk", "scan", "remove".
-Progress = Callable[[str, int, int], None]
 
 # An md5 anywhere in text someone else wrote: any case, not inside a longer hex run.
 _TOKEN_RE = re.compile(rb"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")

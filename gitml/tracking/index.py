@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml.errors import CorruptRun
 from gitml.store import ledger as store_ledger
@@ -35,6 +35,9 @@ from gitml.tracking.commit import known_state
 from gitml.tracking.datasets import CONTEXT_TAG
 from gitml.tracking.entities import Dataset, DatasetInput, InputTag, Metric, Run, RunData, RunInfo, RunInputs
 from gitml.tracking.runfiles import RunState, artifact_uri, read_state
+
+if TYPE_CHECKING:
+    from gitml.store.content import Progress
 
 log = logging.getLogger("gitml")
 T = TypeVar("T")
@@ -250,7 +253,7 @@ class RunIndex:
             changed[run_id] = oid
         return changed, heads, own, False
 
-    def _refresh(self, force: bool) -> int:
+    def _refresh(self, force: bool, progress: Progress | None = None) -> int:
         stamp, newest = self._stamp()
         if not force and self._meta("stamp") == stamp:
             return 0
@@ -263,7 +266,10 @@ class RunIndex:
         else:
             gone = [r for r, oid in current.items() if oid is None and r in known]
         states, bad = [], []
-        for r, oid in changed:
+        step = max(len(changed) // 100, 1)
+        for i, (r, oid) in enumerate(changed):
+            if progress is not None and i % step == 0:
+                progress("index", i, len(changed))
             try:
                 states.append((r, oid, known_state(self.repo, r, oid) or read_state(self.repo, oid, r)[0]))
             except CorruptRun as e:
@@ -285,11 +291,11 @@ class RunIndex:
         """Runs skipped because their files are malformed: run id -> the problem."""
         return dict(self._guard(lambda: list(self.db.execute("SELECT run_id, reason FROM bad_runs ORDER BY run_id"))))
 
-    def rebuild(self) -> int:
-        """Drop everything and re-read every run ref."""
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Drop everything and re-read every run ref; ``progress`` hears ("index", runs read, runs)."""
         def work() -> int:
             self._reset()
-            return self._refresh(force=True)
+            return self._refresh(force=True, progress=progress)
 
         return self._guard(work)
 

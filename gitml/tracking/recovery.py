@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gitml.errors import GitmlError
 from gitml.store import ledger, livelog, names
+from gitml.store.content import Progress
 from gitml.store.repo import GitRepo
 from gitml.tracking.commit import WriterMark, commit_events, live_dir
 from gitml.tracking.entities import RunStatus
@@ -32,7 +33,7 @@ def failed_dir(repo: GitRepo) -> Path:
     return repo.git_dir / names.LIVE_FAILED_DIR
 
 
-def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
+def recover(repo: GitRepo, run_id: str | None = None, progress: Progress | None = None) -> list[str]:
     """Turn the live logs of dead writers into commits; return the run ids.
 
     A run left RUNNING with no other live writer is marked KILLED, its
@@ -42,9 +43,13 @@ def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
     blocks other commands; every later recovery tries it again, and its
     data stays on disk until it applies. Lines that do not decode are
     copied to ``<log>.rejected`` beside it and the rest is applied.
+    ``progress`` hears ("recover", logs looked at, logs in the live directory).
     """
     recovered: list[str] = []
-    for orphan in livelog.orphan_logs(live_dir(repo), run_id):
+    total = _count_logs(live_dir(repo)) if progress is not None else 0
+    for done, orphan in enumerate(livelog.orphan_logs(live_dir(repo), run_id), 1):
+        if progress is not None:
+            progress("recover", min(done, total), total)
         try:
             outcome = _recover_log(repo, orphan.path, orphan.read_lines())
             if outcome is None:
@@ -66,6 +71,13 @@ def recover(repo: GitRepo, run_id: str | None = None) -> list[str]:
         write_notes(repo)
         fold(repo, recovered)
     return recovered
+
+
+def _count_logs(directory: Path) -> int:
+    try:
+        return sum(1 for _ in directory.glob("*.log"))
+    except FileNotFoundError:
+        return 0
 
 
 _failed_warned: set[tuple[str, str]] = set()

@@ -39,6 +39,7 @@ from gitml.tracking.runfiles import (
 if TYPE_CHECKING:
     import pandas
 
+    from gitml.store.content import Progress
     from gitml.store.snapshot import Snapshot
 
 #: MLflow's tag for a run's description (its UI's "Description" box).
@@ -608,14 +609,19 @@ def readable_states(repo: GitRepo) -> Iterator[RunState]:
             schema.warn_skipped(e, oid)
 
 
-def reindex(repo: GitRepo) -> tuple[int, int]:
+def reindex(repo: GitRepo, progress: Progress | None = None) -> tuple[int, int]:
     """Rebuild the query index and the git notes from the run refs.
 
-    Returns (runs indexed, commits with notes).
+    Returns (runs indexed, commits with notes). ``progress`` hears the
+    phases "recover", "index" and "notes" (runs read for the notes).
     """
     process.flush_all(repo)
-    recovery.recover(repo)
-    count = index_for(repo).rebuild()
-    states = list(readable_states(repo))
+    recovery.recover(repo, progress=progress)
+    count = index_for(repo).rebuild(progress)
+    states = []
+    for state in readable_states(repo):
+        states.append(state)
+        if progress is not None and len(states) % 100 == 0:
+            progress("notes", len(states), count)
     noted = notes.rebuild_notes(repo, states, settings.get("note_metrics", repo))
     return count, noted
