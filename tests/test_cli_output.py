@@ -19,6 +19,7 @@ import pytest
 
 from gitml.cli import main
 from tests.conftest import git, gitml_cli, gitml_invoke, run_python
+from tests.test_sync import team  # noqa: F401 - the fixture: a bare remote and two clones
 
 # Commands without --json, and why.
 NO_JSON = {
@@ -204,3 +205,31 @@ def test_reindex_and_recover_draw_bars_on_a_terminal(repo):
     run_python("import os, gitml\ngitml.start_run()\ngitml.log_metric('m', 1.0)\nos._exit(9)\n", repo)
     code, drawn = _on_a_terminal(repo, "runs", "recover")
     assert code == 0 and "recover:" in drawn and "recovered " in drawn
+
+
+def test_push_and_pull_pass_gits_own_meter_to_the_bars(team):
+    a, b, _, _ = team
+    run_python("import gitml\nfor i in range(30):\n    with gitml.start_run():\n        gitml.log_metric('m', i)\n", a)
+    code, drawn = _on_a_terminal(a, "push")
+    assert code == 0 and "writing objects:" in drawn and "push: 30 runs sent" in drawn, drawn
+    code, drawn = _on_a_terminal(b, "pull")
+    assert code == 0, drawn
+    for phase in ("receiving objects:", "merging refs:", "index:"):
+        assert phase in drawn, (phase, drawn)
+    assert "pull: 30 runs received" in drawn
+    assert "\\u001b" not in drawn  # the bars reach the terminal as they are, not escaped
+
+    piped = gitml_cli(b, "pull")  # off a terminal: no meter, and git's progress is not asked for
+    assert piped.stderr == "" and "pull: 0 runs received" in piped.stdout
+
+
+def test_a_failed_fetch_with_a_meter_is_still_one_line(repo):
+    from gitml.store.gitremote import RemoteError, fetch
+    from gitml.store.repo import GitRepo
+
+    heard = []
+    with pytest.raises(RemoteError) as e:
+        fetch(GitRepo.discover(repo), "/nonexistent/remote.git", ["+refs/gitml/*:refs/x/*"],
+              lambda *a: heard.append(a))
+    assert "Cannot fetch from git remote '/nonexistent/remote.git'" in str(e.value)
+    assert "\n" not in str(e.value) and "does not appear to be a git repository" in str(e.value)

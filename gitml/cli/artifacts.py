@@ -45,7 +45,7 @@ def download_cmd(ctx: click.Context, run_id: str, path: str, dest: str, as_json:
     from gitml.tracking import runs
 
     repo = repo_from(ctx)
-    run_id = runs.resolve_run_id(repo, run_id)
+    run_id = runs.get_run(repo, run_id).info.run_id  # the full id, for --json
     with Bars(quiet) as bars:
         local = api.download_artifacts(repo, run_id, path, dest, progress=bars)
     if as_json:

@@ -52,6 +52,14 @@ def safe_streams() -> tuple[TextIO, TextIO]:
     return before
 
 
+def raw_stderr() -> TextIO:
+    """stderr without the escaping of ``safe_streams`` (for text gitml wrote itself)."""
+    import sys
+
+    stream = sys.stderr
+    return stream._stream if isinstance(stream, SafeStream) else stream
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 

@@ -19,7 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # What each phase counts; a phase not listed counts items.
 _UNITS = {"walk": "commit", "scan": "object", "remove": "object", "artifacts": "file", "index": "run",
-          "notes": "run", "recover": "log", "store": "B", "download": "B"}
+          "notes": "run", "recover": "log", "store": "B", "download": "B", "merging refs": "ref"}
 
 
 def json_option(help: str = "Print JSON.") -> Callable[[F], F]:
@@ -33,7 +33,13 @@ def quiet_option(f: F) -> F:
 
 
 class Bars:
-    """tqdm bars keyed by phase, fed by ``bars(phase, done, total)``; use as a context manager."""
+    """tqdm bars keyed by phase, fed by ``bars(phase, done, total)``; use as a context manager.
+
+    Phases come one after another (git's counting, then writing objects; gc's walk, then its
+    scan), so a new phase closes the bars before it: one line on the terminal at a time. The
+    bars are written to the real stderr, not the escaping ``SafeStream`` (their text is
+    gitml's own, and tqdm's redraw needs its carriage returns).
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -44,9 +50,14 @@ class Bars:
         if bar is None:
             from tqdm import tqdm
 
-            unit = _UNITS.get(phase, "it")
+            from gitml.cli.output import raw_stderr
+
+            self.close()
+
+            unit = _UNITS.get(phase) or ("object" if phase.endswith("objects") else
+                                         "delta" if phase.endswith("deltas") else "it")
             bar = self._bars[phase] = tqdm(
-                total=total, unit=unit, desc=phase, leave=False, dynamic_ncols=True,
+                total=total, unit=unit, desc=phase, leave=False, dynamic_ncols=True, file=raw_stderr(),
                 disable=True if self.quiet else None,
                 **({"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}),
             )
@@ -54,10 +65,6 @@ class Bars:
         bar.update(done - bar.n)  # through update(), so tqdm's rate and ETA are right
         if done >= total:
             bar.refresh()  # the finished state is drawn even inside tqdm's redraw interval
-
-    def phase(self, name: str) -> Callable[[int, int], None]:
-        """A ``progress(done, total)`` callback for one phase (the form the sync layer takes)."""
-        return lambda done, total: self(name, done, total)
 
     def close(self) -> None:
         for bar in self._bars.values():

@@ -15,7 +15,7 @@ def _run(ctx: click.Context, action: Any, remote: str, artifact_remote: str | No
          verb: str) -> Any:
     """One sync action with a progress bar for the artifact transfer, then its report."""
     with Bars(quiet) as bars:
-        report = action(repo_from(ctx), remote, artifact_remote, bars.phase("artifacts"))
+        report = action(repo_from(ctx), remote, artifact_remote, bars)
     _print_report(report, as_json, verb)
     return report
 

@@ -817,9 +817,10 @@ def _present(path: str, md5: str) -> bool:
     return True
 
 
-def transfer_objects(src: Any, dest: Any, oids: list[str],
-                     progress: Callable[[int, int], None] | None = None) -> tuple[int, set[str]]:
+def transfer_objects(src: Any, dest: Any, oids: list[str], progress: Progress | None = None) -> tuple[int, set[str]]:
     """Copy objects between two object stores (``.odb`` of a ContentStore or RemoteStore).
+
+    ``progress`` hears ("artifacts", objects copied, objects asked for).
 
     Returns (objects copied, oids that failed, e.g. missing at the source).
     The filesystem layer writes each object under a temporary name and moves
@@ -841,13 +842,13 @@ def transfer_objects(src: Any, dest: Any, oids: list[str],
     return len(result.transferred), failed
 
 
-def _callback(progress: Callable[[int, int], None], total: int) -> Any:
+def _callback(progress: Progress, total: int) -> Any:
     from fsspec.callbacks import Callback
 
     class ProgressCallback(Callback):  # type: ignore[misc]  # fsspec is untyped
         # dvc-data resizes its callbacks as it discovers work; the total
         # the user cares about is the objects asked for.
         def call(self, *args: Any, **kwargs: Any) -> None:
-            progress(min(self.value, total), total)
+            progress("artifacts", min(self.value, total), total)
 
     return ProgressCallback(size=total)

@@ -16,6 +16,7 @@ from typing import Any
 
 from gitml.errors import CorruptRun, GitmlError
 from gitml.store import gitremote, livelog, names
+from gitml.store.content import Progress
 from gitml.store import ledger as store_ledger
 from gitml.store.repo import GitRepo
 from gitml.tracking import experiments, process, recovery, schema
@@ -26,7 +27,6 @@ from gitml.tracking.merge import merge_runs
 from gitml.tracking.notes import merge_lines, note_runs, parse_lines, queue_note, write_notes
 from gitml.tracking.runfiles import RunState, check_metric_files, read_state
 
-Progress = Callable[[int, int], None]
 
 REMOTE_PATTERNS = ("refs/gitml/*", "refs/notes/gitml", "refs/notes/gitml-registry", "refs/tags/*")
 
@@ -60,11 +60,11 @@ def _incoming(remote: str) -> str:
     return f"refs/gitml-incoming/{slug}-{hashlib.sha1(remote.encode()).hexdigest()[:8]}/"
 
 
-def _fetch_incoming(repo: GitRepo, remote: str) -> dict[str, str]:
+def _fetch_incoming(repo: GitRepo, remote: str, progress: Progress | None = None) -> dict[str, str]:
     """Fetch the remote's gitml refs under the incoming namespace; local name -> oid there."""
     base = _incoming(remote)
     gitremote.fetch(repo, remote, [f"+refs/gitml/*:{base}gitml/*", f"+refs/notes/gitml*:{base}notes/gitml*",
-                                   f"+refs/tags/*:{base}tags/*"])
+                                   f"+refs/tags/*:{base}tags/*"], progress)
     found = {}
     for ref, oid in repo.iter_refs(base):
         local = "refs/" + ref[len(base) :]
@@ -334,8 +334,8 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
         differ = {ref: oid for ref, oid in remote_refs.items() if repo.ref_target(ref) != oid}
         if differ:
             if any(not repo.has_object(oid) for oid in differ.values()):
-                differ = {ref: oid for ref, oid in _fetch_incoming(repo, remote).items() if ref in differ}
-            _absorb(repo, differ, report, count_received=False)
+                differ = {ref: oid for ref, oid in _fetch_incoming(repo, remote, progress).items() if ref in differ}
+            _absorb(repo, differ, report, count_received=False, progress=progress)
         local = dict(repo.iter_refs("refs/gitml/"))
         for ref in (names.NOTES_REF, names.REGISTRY_NOTES_REF):
             oid = repo.ref_target(ref)
@@ -372,7 +372,7 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
             report.artifacts_copied += copied
             if failed:
                 raise GitmlError(f"Could not upload {len(failed)} artifact objects to {store.name!r}; nothing was pushed to git")
-        results = gitremote.push(repo, remote, updates)
+        results = gitremote.push(repo, remote, updates, progress)
         for ref, new_oid, _ in updates:
             status = results.get(ref, "not pushed")
             if status != "ok":
@@ -405,8 +405,8 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     put_back(repo)  # a shard a forced plain-git fetch replaced gets this clone's runs back first
     report = SyncReport(remote)
     try:
-        incoming = _fetch_incoming(repo, remote)
-        _absorb(repo, incoming, report, count_received=True)
+        incoming = _fetch_incoming(repo, remote, progress)
+        _absorb(repo, incoming, report, count_received=True, progress=progress)
         # Every run's artifacts, not just this pull's: runs merged in by an
         # earlier push, or pulled before a remote was set up, get theirs now.
         versions = _version_commits(repo, list(_registry_tags(
@@ -439,14 +439,17 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
     return report
 
 
-def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_received: bool) -> list[str]:
-    """Merge fetched refs into ours (compare-and-swap); return run commits that changed locally."""
+def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_received: bool,
+            progress: Progress | None = None) -> list[str]:
+    """Merge fetched refs into ours (compare-and-swap); return run commits that changed locally.
+    ``progress`` hears ("merging refs", refs merged, refs)."""
     changed: list[str] = []
     tags = {ref: oid for ref, oid in incoming.items() if ref.startswith("refs/tags/")}
     _absorb_tags(repo, tags, report)
-    for ref, theirs in sorted(incoming.items()):
-        if ref in tags:
-            continue
+    refs = sorted((ref, oid) for ref, oid in incoming.items() if ref not in tags)
+    for done, (ref, theirs) in enumerate(refs):
+        if progress is not None:
+            progress("merging refs", done + 1, len(refs))
         if names.parse_ledger_ref(ref) is not None:
             changed += _absorb_ledger(repo, ref, theirs, report, count_received)
             continue
@@ -490,7 +493,7 @@ def _absorb(repo: GitRepo, incoming: dict[str, str], report: SyncReport, count_r
     if changed:
         from gitml.tracking import runs
 
-        runs.index_for(repo).refresh()
+        runs.index_for(repo).refresh(progress=progress)
     return changed
 
 

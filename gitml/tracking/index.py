@@ -219,9 +219,10 @@ class RunIndex:
                 parts.append("-")
         return "|".join(parts), newest
 
-    def refresh(self, force: bool = False) -> int:
-        """Bring the index up to date with the runs (ledger and run refs); return runs re-read."""
-        return self._guard(lambda: self._refresh(force))
+    def refresh(self, force: bool = False, progress: Progress | None = None) -> int:
+        """Bring the index up to date with the runs (ledger and run refs); return runs re-read.
+        ``progress`` hears ("index", runs read, runs to read)."""
+        return self._guard(lambda: self._refresh(force, progress))
 
     def _current(self, force: bool) -> tuple[dict[str, str | None], dict[str, str], dict[str, str], bool]:
         """(run id -> its commit now, None if gone) for the runs that may have changed since the
