@@ -7,6 +7,7 @@ settings the way git does, so fetch and push go through ``git`` itself
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import threading
@@ -56,7 +57,7 @@ def _run_with_progress(cmd: list[str], progress: Progress) -> subprocess.Complet
     reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
     said, pending = [], b""
-    while chunk := proc.stderr.read1(65536):
+    while chunk := os.read(proc.stderr.fileno(), 65536):
         *lines, pending = re.split(rb"[\r\n]", pending + chunk)
         for raw in lines:
             line = raw.decode("utf-8", "replace")
