@@ -94,7 +94,9 @@ def one_size(ws: bt.Workspace, n: int) -> dict[str, Any]:
     res["push_1000_more_s"] = gitml(a, "push")
     res["pull_1000_more_s"] = gitml(b, "pull")
     res["catch_up_search_s"] = search_s(b)
-    got = subprocess.run([sys.executable, "-c", "import gitml; print(len(gitml.search_runs()))"], cwd=b,
+    # search_runs returns at most 100000 by default (as MLflow's): ask for every run
+    count = f"import gitml; print(len(gitml.search_runs(max_results={n + 10_000})))"
+    got = subprocess.run([sys.executable, "-c", count], cwd=b,
                          capture_output=True, text=True, check=True, env=bt.subprocess_env()).stdout.split()[-1]
     res["runs_in_b"] = int(got)
     bt.say(f"    push {res['push_s']:.1f} s, pull {res['pull_s']:.1f} s, first search {res['first_search_s']:.2f} s; "

@@ -19,6 +19,7 @@ from gitml.store import gitremote, livelog, names
 from gitml.store.content import Progress
 from gitml.store import ledger as store_ledger
 from gitml.store.repo import GitRepo
+from gitml.sync import manifests
 from gitml.tracking import experiments, process, recovery, schema
 from gitml.tracking.commit import live_dir
 from gitml.tracking.ledger import fold as fold_ledger
@@ -271,15 +272,19 @@ def _artifact_oids(repo: GitRepo, run_oids: list[str],
                    read: dict[str, RunState] | None = None) -> dict[str, list[tuple[str, str]]]:
     """md5 -> [(run id, artifact path)] referenced by these run commits (malformed ones skipped;
     ``read``: states already read, by commit)."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for oid in run_oids:
+    def entries(oid: str) -> manifests.Entries | None:
         try:
             state = read[oid] if read is not None and oid in read else read_state(repo, oid)[0]
         except CorruptRun as e:
             schema.warn_skipped(e, oid)
-            continue
-        for path, entry in state.artifacts.items():
-            out.setdefault(entry["md5"], []).append((state.run_id, path))
+            return None
+        return [(state.run_id, path, entry["md5"]) for path, entry in state.artifacts.items()]
+
+    found = manifests.artifacts_of(repo, run_oids, entries)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for oid in dict.fromkeys(run_oids):
+        for run_id, path, md5 in found.get(oid, ()):
+            out.setdefault(md5, []).append((run_id, path))
     return out
 
 
