@@ -106,17 +106,27 @@ def _merge_ref(repo: GitRepo, ref: str, ours: str | None, theirs: str) -> tuple[
     return ("kept" if merged == ours else "received" if merged == theirs else "merged"), merged
 
 
+# The artifacts of the incoming run commits this sync checked: commit -> entries. The check reads
+# every file of the run, so _artifact_oids takes them from here instead of reading the run again.
+_checked: dict[str, manifests.Entries] = {}
+
+
 def _check_incoming_run(repo: GitRepo, commit: str, run_id: str) -> None:
     """Every file of a run commit from elsewhere, metric chunks included.
 
     Raises:
         CorruptRun.
     """
-    _, tree = read_state(repo, commit, run_id)
+    state, tree = read_state(repo, commit, run_id)
     try:
         check_metric_files(repo, tree)
     except schema.Problem as e:
         raise schema.corrupt(run_id, commit, e) from None
+    _checked[commit] = _entries(state)
+
+
+def _entries(state: RunState) -> manifests.Entries:
+    return [(state.run_id, path, entry["md5"]) for path, entry in state.artifacts.items()]
 
 
 def _runs_in_updates(repo: GitRepo, updates: list[tuple[str, str, str | None]]) -> dict[str, dict[str, str]]:
@@ -273,12 +283,13 @@ def _artifact_oids(repo: GitRepo, run_oids: list[str],
     """md5 -> [(run id, artifact path)] referenced by these run commits (malformed ones skipped;
     ``read``: states already read, by commit)."""
     def entries(oid: str) -> manifests.Entries | None:
+        if oid in _checked:
+            return _checked[oid]
         try:
-            state = read[oid] if read is not None and oid in read else read_state(repo, oid)[0]
+            return _entries(read[oid] if read is not None and oid in read else read_state(repo, oid)[0])
         except CorruptRun as e:
             schema.warn_skipped(e, oid)
             return None
-        return [(state.run_id, path, entry["md5"]) for path, entry in state.artifacts.items()]
 
     found = manifests.artifacts_of(repo, run_oids, entries)
     out: dict[str, list[tuple[str, str]]] = {}
@@ -390,6 +401,7 @@ def _push_round(repo: GitRepo, remote: str, artifact_remote: str | None, progres
             elif ref.startswith("refs/tags/"):
                 report.tags_sent.append(ref[len("refs/tags/") :])
     finally:
+        _checked.clear()
         gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
 
 
@@ -440,6 +452,7 @@ def pull(repo: GitRepo, remote: str = "origin", artifact_remote: str | None = No
                     for run_id, path in wanted[md5]:
                         report.artifacts_missing.setdefault(run_id, []).append(path)
     finally:
+        _checked.clear()
         gitremote.delete_refs(repo, [r for r, _ in repo.iter_refs(_incoming(remote))])
     return report
 
