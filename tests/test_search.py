@@ -24,22 +24,8 @@ from gitml.tracking.filters import (
     parse_order_by,
     sort_runs,
 )
+from gitml.tracking.index import SCHEMA
 from gitml.tracking.search import compile_search
-
-SCHEMA = """
-CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL, run_name TEXT,
-  status TEXT, start_time INTEGER, end_time INTEGER, lifecycle_stage TEXT, user_id TEXT,
-  artifact_uri TEXT, source_commit TEXT, commit_oid TEXT);
-CREATE TABLE params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
-  timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
-CREATE TABLE datasets (run_id TEXT, name TEXT, digest TEXT, source_type TEXT, source TEXT,
-  schema TEXT, profile TEXT, context TEXT, tags TEXT, PRIMARY KEY (run_id, name, digest));
-CREATE INDEX params_key_value ON params (key, value);
-CREATE INDEX tags_key_value ON tags (key, value);
-CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value);
-"""
 
 NAN = float("nan")
 
@@ -167,12 +153,13 @@ def make_index(runs: list[dict[str, Any]]) -> sqlite3.Connection:
     """An in-memory index holding ``runs``, with the run index's schema."""
     conn = sqlite3.connect(":memory:")
     conn.executescript(SCHEMA)
-    for run in runs:
+    for rid, run in enumerate(runs, 1):
         info = run["info"]
         conn.execute(
-            "INSERT INTO runs (run_id, experiment_id, run_name, status, start_time, end_time,"
-            " lifecycle_stage, user_id, artifact_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (rid, run_id, experiment_id, run_name, status, start_time, end_time,"
+            " lifecycle_stage, user_id, artifact_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
+                rid,
                 info["run_id"],
                 info["experiment_id"],
                 info["run_name"],
@@ -186,18 +173,18 @@ def make_index(runs: list[dict[str, Any]]) -> sqlite3.Connection:
         )
         for table in ("params", "tags"):
             conn.executemany(
-                f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)",
-                [(info["run_id"], k, v) for k, v in run[table].items()],
+                f"INSERT INTO {table} (rid, key, value) VALUES (?, ?, ?)",
+                [(rid, k, v) for k, v in run[table].items()],
             )
         conn.executemany(
-            "INSERT INTO datasets (run_id, name, digest, context) VALUES (?, ?, ?, ?)",
-            [(info["run_id"], d["name"], d["digest"], d["context"]) for d in run["datasets"]],
+            "INSERT INTO datasets (rid, name, digest, context) VALUES (?, ?, ?, ?)",
+            [(rid, d["name"], d["digest"], d["context"]) for d in run["datasets"]],
         )
         conn.executemany(
-            "INSERT INTO latest_metrics (run_id, key, value, step, timestamp, is_nan)"
+            "INSERT INTO latest_metrics (rid, key, value, step, timestamp, is_nan)"
             " VALUES (?, ?, ?, 0, 0, ?)",
             [
-                (info["run_id"], k, None if v != v else v, int(v != v))
+                (rid, k, None if v != v else v, int(v != v))
                 for k, v in run["metrics"].items()
             ],
         )

@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,30 +44,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("gitml")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
+# Runs are numbered (``rid``) and their params, tags, metrics and datasets are keyed by that
+# number in WITHOUT ROWID tables: a filter's (key, value) index then holds the run's number
+# itself (no second lookup), and joins compare integers rather than 32-character ids. runs_exp
+# holds what a search of an experiment orders by by default, so listing one reads no run rows.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL, run_name TEXT, status TEXT,
+  rid INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, experiment_id TEXT NOT NULL, run_name TEXT, status TEXT,
   start_time INTEGER, end_time INTEGER, lifecycle_stage TEXT, user_id TEXT, artifact_uri TEXT,
   source_commit TEXT, commit_oid TEXT, parent_run_id TEXT, source TEXT);
-CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS latest_metrics (run_id TEXT, key TEXT, value REAL, step INTEGER,
-  timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS datasets (run_id TEXT, name TEXT, digest TEXT, source_type TEXT, source TEXT,
-  schema TEXT, profile TEXT, context TEXT, tags TEXT, PRIMARY KEY (run_id, name, digest));
+CREATE TABLE IF NOT EXISTS params (rid INTEGER, key TEXT, value TEXT, PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (rid INTEGER, key TEXT, value TEXT, PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest_metrics (rid INTEGER, key TEXT, value REAL, step INTEGER,
+  timestamp INTEGER, is_nan INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS datasets (rid INTEGER, name TEXT, digest TEXT, source_type TEXT, source TEXT,
+  schema TEXT, profile TEXT, context TEXT, tags TEXT, PRIMARY KEY (rid, name, digest)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bad_runs (run_id TEXT PRIMARY KEY, commit_oid TEXT, reason TEXT);
 CREATE INDEX IF NOT EXISTS params_kv ON params (key, value);
 CREATE INDEX IF NOT EXISTS tags_kv ON tags (key, value);
 CREATE INDEX IF NOT EXISTS metrics_kv ON latest_metrics (key, value);
-CREATE INDEX IF NOT EXISTS runs_exp ON runs (experiment_id, lifecycle_stage, start_time);
+CREATE INDEX IF NOT EXISTS runs_exp ON runs (experiment_id, lifecycle_stage, start_time, run_id);
 CREATE INDEX IF NOT EXISTS runs_source ON runs (source_commit);
 CREATE INDEX IF NOT EXISTS datasets_name ON datasets (name, digest);
 """
 
+#: The tables keyed by ``rid``: a run's rows besides its ``runs`` row.
+RUN_TABLES = ("params", "tags", "latest_metrics", "datasets")
+
 RACY_SECONDS = 1.0
+
+#: A search for at least 1/LARGE_SEARCH of the runs reads (and keeps) the table of every run.
+LARGE_SEARCH = 4
 
 
 class RunIndex:
@@ -80,6 +92,7 @@ class RunIndex:
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._keeper: sqlite3.Connection | None = None  # holds the in-memory database open
         self._keys_cache: dict[Any, Any] = {}  # see keys()
+        self._table: RunTable | None = None  # see columns()
         self._open()
 
     @property
@@ -190,6 +203,7 @@ class RunIndex:
                         for t in ("meta", "runs", "params", "tags", "latest_metrics", "datasets", "bad_runs"))
         self.db.executescript(drops + SCHEMA)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -286,6 +300,9 @@ class RunIndex:
             )
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('seen', ?)",
                             (json.dumps({"heads": heads, "own": own}, sort_keys=True),))
+            if gone or changed:
+                # A new name for what the index now holds: caches keyed by it (columns()) start over.
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
         return len(changed)
 
     def bad_runs(self) -> dict[str, str]:
@@ -301,15 +318,25 @@ class RunIndex:
         return self._guard(work)
 
     def _delete(self, run_ids: list[str]) -> None:
-        for table in ("runs", "params", "tags", "latest_metrics", "datasets", "bad_runs"):
-            self.db.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in run_ids])
+        if not run_ids:
+            return
+        ids = json.dumps(run_ids)
+        rids = json.dumps([r for (r,) in self.db.execute(
+            "SELECT rid FROM runs WHERE run_id IN (SELECT value FROM json_each(?))", (ids,))])
+        for table in RUN_TABLES:
+            self.db.execute(f"DELETE FROM {table} WHERE rid IN (SELECT value FROM json_each(?))", (rids,))
+        for table in ("runs", "bad_runs"):
+            self.db.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (ids,))
 
     def _insert_many(self, states: list[tuple[str, str, RunState]]) -> None:
         runs, params, tags, metrics, inputs = [], [], [], [], []
-        for run_id, oid, state in states:
+        db = self.db
+        first = db.execute("SELECT coalesce(max(rid), 0) + 1 FROM runs").fetchone()[0]
+        for rid, (run_id, oid, state) in enumerate(states, first):
             info = state.info
             source = info.get("source") or {}
             runs.append((
+                rid,
                 run_id,
                 info.get("experiment_id", "0"),
                 info.get("run_name"),
@@ -324,19 +351,18 @@ class RunIndex:
                 info.get("parent_run_id"),
                 json.dumps(source),
             ))
-            params += [(run_id, k, v) for k, v in state.params.items()]
-            tags += [(run_id, k, v) for k, v in state.tags.items()]
+            params += [(rid, k, v) for k, v in state.params.items()]
+            tags += [(rid, k, v) for k, v in state.tags.items()]
             metrics += [
-                (run_id, k, None if math.isnan(v) else v, s, t, int(math.isnan(v)))
+                (rid, k, None if math.isnan(v) else v, s, t, int(math.isnan(v)))
                 for k, (v, s, t) in state.summary.items()
             ]
             inputs += [
-                (run_id, d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"],
+                (rid, d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"],
                  e["tags"].get(CONTEXT_TAG), json.dumps(e["tags"], sort_keys=True))
                 for e in state.inputs for d in (e["dataset"],)
             ]
-        db = self.db
-        db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
+        db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
         db.executemany("INSERT INTO params VALUES (?,?,?)", params)
         db.executemany("INSERT INTO tags VALUES (?,?,?)", tags)
         db.executemany("INSERT INTO latest_metrics VALUES (?,?,?,?,?,?)", metrics)
@@ -349,7 +375,7 @@ class RunIndex:
 
     def children(self, parent_ids: list[str], stages: list[str]) -> dict[str, list[str]]:
         """Parent run id -> its child runs (``mlflow.parentRunId``) in ``stages``, newest first."""
-        sql = ("SELECT t.value, t.run_id FROM tags AS t JOIN runs AS r ON r.run_id = t.run_id "
+        sql = ("SELECT t.value, r.run_id FROM tags AS t JOIN runs AS r ON r.rid = t.rid "
                "WHERE t.key = 'mlflow.parentRunId' AND t.value IN (SELECT value FROM json_each(?)) "
                "AND r.lifecycle_stage IN (SELECT value FROM json_each(?)) ORDER BY r.start_time DESC, r.run_id")
 
@@ -410,7 +436,7 @@ class RunIndex:
         where, args = "", []
         if experiment_ids is not None:
             marks = ",".join("?" * len(experiment_ids)) or "NULL"
-            where, args = f"WHERE run_id IN (SELECT run_id FROM runs WHERE experiment_id IN ({marks}))", experiment_ids
+            where, args = f"WHERE rid IN (SELECT rid FROM runs WHERE experiment_id IN ({marks}))", experiment_ids
         return {
             kind: [row[0] for row in self.db.execute(f"SELECT DISTINCT key FROM {table} {where} ORDER BY key", args)]
             for kind, table in (("params", "params"), ("metrics", "latest_metrics"), ("tags", "tags"))
@@ -420,7 +446,7 @@ class RunIndex:
                          value: str | None = None) -> list[tuple[str, str, str]]:
         """(run_id, key, value) of the tags whose key starts with ``prefix`` (exactly ``value``,
         if given), of runs in ``experiment_ids`` (None: every run), by run id and key."""
-        sql = "SELECT t.run_id, t.key, t.value FROM tags AS t JOIN runs AS r ON r.run_id = t.run_id " \
+        sql = "SELECT r.run_id, t.key, t.value FROM tags AS t JOIN runs AS r ON r.rid = t.rid " \
               "WHERE t.key >= ? AND t.key < ?"
         args: list[str] = [prefix, prefix + "\U0010ffff"]
         if value is not None:
@@ -429,12 +455,12 @@ class RunIndex:
         if experiment_ids is not None:
             sql += " AND r.experiment_id IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(experiment_ids))
-        return self._guard(lambda: [tuple(row) for row in self.db.execute(sql + " ORDER BY t.run_id, t.key", args)])
+        return self._guard(lambda: [tuple(row) for row in self.db.execute(sql + " ORDER BY r.run_id, t.key", args)])
 
     def dataset_summaries(self, experiment_ids: list[str], limit: int = 1000) -> list[tuple[str, str, str, str | None]]:
         """Distinct (experiment_id, name, digest, context) of the datasets active runs of these experiments logged."""
         sql = ("SELECT DISTINCT r.experiment_id, d.name, d.digest, d.context FROM datasets AS d "
-               "JOIN runs AS r ON r.run_id = d.run_id WHERE r.lifecycle_stage = 'active' "
+               "JOIN runs AS r ON r.rid = d.rid WHERE r.lifecycle_stage = 'active' "
                "AND r.experiment_id IN (SELECT value FROM json_each(?)) ORDER BY 1, 2, 3, 4 LIMIT ?")
         args = [json.dumps(experiment_ids), limit]
         return self._guard(lambda: [tuple(row) for row in self.db.execute(sql, args)])
@@ -447,35 +473,37 @@ class RunIndex:
 
     def _load(self, run_ids: list[str]) -> list[Run]:
         db = self.db
-        ids = json.dumps(run_ids)
-        wanted = "run_id IN (SELECT value FROM json_each(?))"
         rows = {
             r[0]: r
             for r in db.execute(
-                "SELECT run_id, experiment_id, run_name, status, start_time, end_time, "
-                "lifecycle_stage, user_id, artifact_uri, commit_oid, parent_run_id, source "
-                f"FROM runs WHERE {wanted}",
-                (ids,),
+                "SELECT r.run_id, r.experiment_id, r.run_name, r.status, r.start_time, r.end_time, "
+                "r.lifecycle_stage, r.user_id, r.artifact_uri, r.commit_oid, r.parent_run_id, r.source, r.rid "
+                "FROM json_each(?) AS j JOIN runs AS r ON r.run_id = j.value",
+                (json.dumps(run_ids),),
             )
         }
+        run_of = {r[12]: run_id for run_id, r in rows.items()}
+        rids = json.dumps(list(run_of))
+        wanted = "rid IN (SELECT value FROM json_each(?))"
         data: dict[str, RunData] = {r: RunData() for r in rows}
-        for run_id, key, value in db.execute(f"SELECT run_id, key, value FROM params WHERE {wanted}", (ids,)):
-            data[run_id].params[key] = value
-        for run_id, key, value in db.execute(f"SELECT run_id, key, value FROM tags WHERE {wanted}", (ids,)):
-            data[run_id].tags[key] = value
-        for run_id, key, value, step, ts, is_nan in db.execute(
-            f"SELECT run_id, key, value, step, timestamp, is_nan FROM latest_metrics WHERE {wanted}", (ids,)
+        for rid, key, value in db.execute(f"SELECT rid, key, value FROM params WHERE {wanted}", (rids,)):
+            data[run_of[rid]].params[key] = value
+        for rid, key, value in db.execute(f"SELECT rid, key, value FROM tags WHERE {wanted}", (rids,)):
+            data[run_of[rid]].tags[key] = value
+        for rid, key, value, step, ts, is_nan in db.execute(
+            f"SELECT rid, key, value, step, timestamp, is_nan FROM latest_metrics WHERE {wanted}", (rids,)
         ):
             value = math.nan if is_nan else value
-            data[run_id].metrics[key] = value
-            data[run_id].latest_metrics[key] = Metric(key, value, ts, step)
+            run_data = data[run_of[rid]]
+            run_data.metrics[key] = value
+            run_data.latest_metrics[key] = Metric(key, value, ts, step)
         inputs: dict[str, RunInputs] = {}
-        for run_id, *fields, tags in db.execute(
-            "SELECT run_id, name, digest, source_type, source, schema, profile, tags FROM datasets "
-            f"WHERE {wanted} ORDER BY run_id, name, digest", (ids,)
+        for rid, *fields, tags in db.execute(
+            "SELECT rid, name, digest, source_type, source, schema, profile, tags FROM datasets "
+            f"WHERE {wanted} ORDER BY rid, name, digest", (rids,)
         ):
             tag_map = json.loads(tags)
-            inputs.setdefault(run_id, RunInputs()).dataset_inputs.append(
+            inputs.setdefault(run_of[rid], RunInputs()).dataset_inputs.append(
                 DatasetInput(Dataset(*fields), [InputTag(k, v) for k, v in sorted(tag_map.items())]))
         out = []
         for run_id in run_ids:
@@ -501,40 +529,28 @@ class RunIndex:
 
         The same columns and values as ``runs_to_dataframe(load(run_ids))``
         without making a Run per row: at 10k runs the objects cost more than
-        the query.
+        the query. A search that asks for a large share of the runs reads the
+        table of every run once and keeps it for as long as the index holds
+        the same runs (its generation), so the next searches only pick rows.
         """
         return self._guard(lambda: self._columns(run_ids))
 
     def _columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
         db = self.db
-        ids = json.dumps(run_ids)
-        wanted = "run_id IN (SELECT value FROM json_each(?))"
-        rows = {r[0]: r for r in db.execute(
-            f"SELECT run_id, experiment_id, status, artifact_uri, start_time, end_time FROM runs WHERE {wanted}",
-            (ids,))}
-        order = [r for r in run_ids if r in rows]
-        ordered = json.dumps(order)
-        n = len(order)
-        columns: dict[str, list[Any]] = {
-            name: [rows[r][i] for r in order]
-            for i, name in enumerate(("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"))
-        }
-        # json_each's key is each id's position in the list: rows come with their row number
-        joined = "FROM json_each(?) AS j JOIN {} AS t ON t.run_id = j.value"
-        for prefix, sql in (
-            ("metrics.", "SELECT j.key, t.key, CASE WHEN t.is_nan THEN NULL ELSE t.value END, t.is_nan "
-                         + joined.format("latest_metrics")),
-            ("params.", "SELECT j.key, t.key, t.value, 0 " + joined.format("params")),
-            ("tags.", "SELECT j.key, t.key, t.value, 0 " + joined.format("tags")),
-        ):
-            found: dict[str, list[Any]] = {}
-            for i, key, value, is_nan in db.execute(sql, (ordered,)):
-                column = found.get(key)
-                if column is None:
-                    column = found[key] = [None] * n
-                column[i] = math.nan if is_nan else value
-            columns.update((prefix + key, found[key]) for key in sorted(found))
-        return columns
+        db.execute("BEGIN")  # one snapshot: the generation and the rows it names
+        try:
+            generation = self._meta("generation")
+            table = self._table
+            if table is None or table.generation != generation or generation is None:
+                table = None
+                total = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+                if generation is not None and len(run_ids) * LARGE_SEARCH >= total:
+                    table = self._table = RunTable.read(db, generation)
+                else:
+                    table = RunTable.read(db, generation, run_ids)
+        finally:
+            db.execute("COMMIT")
+        return table.columns(run_ids)
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -542,6 +558,70 @@ class RunIndex:
         if self._keeper is not None:
             self._keeper.close()
             self._keeper = None
+
+
+#: The columns of a search's table before its metrics., params. and tags. ones.
+BASE_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
+
+
+class RunTable:
+    """Runs as MLflow's search table: one column per attribute and per metric, param and tag key.
+
+    Each column holds one value per run (None where a run lacks the key, NaN
+    for a NaN metric), in the order of ``positions``.
+    """
+
+    def __init__(self, generation: str | None, positions: dict[str, int], columns: dict[str, list[Any]]) -> None:
+        self.generation = generation
+        self.positions = positions
+        self._columns = columns
+
+    @classmethod
+    def read(cls, db: sqlite3.Connection, generation: str | None, run_ids: list[str] | None = None) -> RunTable:
+        """The table of ``run_ids`` (None: every run in the index)."""
+        base = "SELECT r.rid, r.run_id, r.experiment_id, r.status, r.artifact_uri, r.start_time, r.end_time "
+        args: tuple[str, ...]
+        if run_ids is None:
+            rows = db.execute(base + "FROM runs AS r ORDER BY r.rid").fetchall()
+            wanted, args = "", ()
+        else:
+            rows = db.execute(base + "FROM json_each(?) AS j JOIN runs AS r ON r.run_id = j.value",
+                              (json.dumps(run_ids),)).fetchall()
+            wanted, args = "WHERE rid IN (SELECT value FROM json_each(?))", (json.dumps([r[0] for r in rows]),)
+        n = len(rows)
+        at = {row[0]: i for i, row in enumerate(rows)}
+        attributes = list(zip(*rows)) if rows else [()] * (len(BASE_COLUMNS) + 1)
+        columns: dict[str, list[Any]] = {name: list(attributes[i + 1]) for i, name in enumerate(BASE_COLUMNS)}
+        for prefix, sql in (
+            ("metrics.", f"SELECT rid, key, value, is_nan FROM latest_metrics {wanted}"),
+            ("params.", f"SELECT rid, key, value, 0 FROM params {wanted}"),
+            ("tags.", f"SELECT rid, key, value, 0 FROM tags {wanted}"),
+        ):
+            found: dict[str, list[Any]] = {}
+            for rid, key, value, is_nan in db.execute(sql, args):
+                column = found.get(key)
+                if column is None:
+                    column = found[key] = [None] * n
+                column[at[rid]] = math.nan if is_nan else value
+            columns.update((prefix + key, found[key]) for key in sorted(found))
+        return cls(generation, {row[1]: i for i, row in enumerate(rows)}, columns)
+
+    def columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        """The rows of ``run_ids`` (those in the table), in that order; only the key columns some of them have."""
+        positions = self.positions
+        picked = [positions[r] for r in run_ids if r in positions]
+        if len(picked) == 1:
+            only = picked[0]
+            return {name: [column[only]] for name, column in self._columns.items()
+                    if name in BASE_COLUMNS or column[only] is not None}
+        take = operator.itemgetter(*picked) if picked else (lambda column: ())
+        n = len(picked)
+        out: dict[str, list[Any]] = {}
+        for name, column in self._columns.items():
+            values = take(column)
+            if name in BASE_COLUMNS or values.count(None) != n:
+                out[name] = list(values)
+        return out
 
 
 def _is_corrupt(error: BaseException) -> bool:

@@ -8,9 +8,9 @@ for runs held in memory; ``tests/test_search.py`` checks the two against each ot
 
 How the SQL keeps the grammar's semantics:
 
-- A comparison on a metric, param, tag or dataset field is ``run_id IN (subquery)``, so a run
-  lacking the key fails it, whatever the operator; a NaN metric is stored as NULL with
-  ``is_nan = 1`` and passes only ``!=``.
+- A comparison on a metric, param, tag or dataset field is ``rid IN (subquery)`` (the index
+  numbers its runs), so a run lacking the key fails it, whatever the operator; a NaN metric is
+  stored as NULL with ``is_nan = 1`` and passes only ``!=``.
 - ``LIKE`` is ``GLOB`` (SQLite's ``LIKE`` ignores ASCII case); ``ILIKE`` is
   ``lower(col) GLOB`` the pattern with ASCII letters lower-cased (SQLite's ``lower()`` folds
   ASCII only, as ``filters.ilike``).
@@ -86,13 +86,13 @@ def _comparison_sql(c: Comparison) -> tuple[str, list[Any]]:
         return _value_condition(f"r.{c.key}", c.op, c.value)
     if c.kind == DATASET:
         cond, params = _value_condition(_DATASET_COLUMNS[c.key], c.op, c.value)
-        return f"r.run_id IN (SELECT run_id FROM datasets WHERE {cond})", params
+        return f"r.rid IN (SELECT rid FROM datasets WHERE {cond})", params
     table = _TABLES[c.kind]
     cond, params = _value_condition("value", c.op, c.value)
     if c.kind == METRIC and c.op == "!=":
         # NaN is stored as NULL; NaN != x holds, as in IEEE 754 and MLflow's matcher.
         cond = f"({cond} OR is_nan = 1)"
-    sql = f"r.run_id IN (SELECT run_id FROM {table} WHERE key = ? AND {cond})"
+    sql = f"r.rid IN (SELECT rid FROM {table} WHERE key = ? AND {cond})"
     return sql, [c.key, *params]
 
 
@@ -129,13 +129,13 @@ def compile_search(
         alias = f"o{i}"
         joins.append(
             f"LEFT JOIN {_TABLES[key.kind]} AS {alias} "
-            f"ON {alias}.run_id = r.run_id AND {alias}.key = ?"
+            f"ON {alias}.rid = r.rid AND {alias}.key = ?"
         )
         join_params.append(key.key)
         if key.kind == METRIC:
             # Real values, then NaN (stored as NULL), then runs without the metric.
             order_terms.append(
-                f"(CASE WHEN {alias}.run_id IS NULL THEN 2 "
+                f"(CASE WHEN {alias}.rid IS NULL THEN 2 "
                 f"WHEN {alias}.value IS NULL THEN 1 ELSE 0 END)"
             )
         else:
@@ -147,12 +147,16 @@ def compile_search(
 
     where: list[str] = []
     where_params: list[Any] = []
+    # With a metric, param, tag or dataset comparison, the runs come from its subquery (built in
+    # full whatever the plan) rather than from a scan of the experiment's runs checked against it:
+    # unary + keeps SQLite from driving the query from the runs_exp index.
+    drive = "+" if any(c.kind != ATTRIBUTE for c in comparisons) else ""
     if experiment_ids is not None:
         ids = [str(e) for e in experiment_ids]
-        where.append(f"r.experiment_id IN ({_placeholders(len(ids))})" if ids else "0")
+        where.append(f"{drive}r.experiment_id IN ({_placeholders(len(ids))})" if ids else "0")
         where_params += ids
     stages = list(lifecycle_stages)
-    where.append(f"r.lifecycle_stage IN ({_placeholders(len(stages))})" if stages else "0")
+    where.append(f"{drive}r.lifecycle_stage IN ({_placeholders(len(stages))})" if stages else "0")
     where_params += stages
     for c in comparisons:
         sql, params = _comparison_sql(c)
