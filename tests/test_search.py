@@ -421,6 +421,11 @@ FILTER_CASES: list[tuple[str, set[str]]] = [
     ("params.model like 'Tree' and attributes.status = 'FINISHED'", {"r5"}),
     ("metrics.rmse > 0 AND metrics.rmse < 0.6", {"r1", "r2"}),
     ("params.nope = 'x'", set()),
+    # one keyed comparison picks the runs, the others are checked per run (NaN passes != there too)
+    ("params.alpha LIKE '0.%' AND metrics.acc != 0.9", {"r2", "r6"}),
+    ("metrics.acc != 0.9 AND params.model = 'logisticregression'", {"r2"}),
+    ("tags.team != 'NLP' AND datasets.name LIKE 'W%'", {"r2"}),
+    ("metrics.rmse < 0.6 AND datasets.context != 'train'", {"r1"}),
 ]
 
 

@@ -8,9 +8,10 @@ for runs held in memory; ``tests/test_search.py`` checks the two against each ot
 
 How the SQL keeps the grammar's semantics:
 
-- A comparison on a metric, param, tag or dataset field is ``rid IN (subquery)`` (the index
-  numbers its runs), so a run lacking the key fails it, whatever the operator; a NaN metric is
-  stored as NULL with ``is_nan = 1`` and passes only ``!=``.
+- A comparison on a metric, param, tag or dataset field asks for a row of that key for the run
+  (``rid``: the index numbers its runs): one such comparison picks the runs (``rid IN
+  (subquery)``), the others are ``EXISTS`` checks. A run lacking the key fails it, whatever the
+  operator; a NaN metric is stored as NULL with ``is_nan = 1`` and passes only ``!=``.
 - ``LIKE`` is ``GLOB`` (SQLite's ``LIKE`` ignores ASCII case); ``ILIKE`` is
   ``lower(col) GLOB`` the pattern with ASCII letters lower-cased (SQLite's ``lower()`` folds
   ASCII only, as ``filters.ilike``).
@@ -80,20 +81,32 @@ def _value_condition(column: str, op: str, value: object) -> tuple[str, list[Any
     return f"{column} {op} ?", [value]
 
 
-def _comparison_sql(c: Comparison) -> tuple[str, list[Any]]:
+def _comparison_sql(c: Comparison, picks: bool = False) -> tuple[str, list[Any]]:
+    """SQL for one comparison. A metric, param, tag or dataset comparison that ``picks`` the
+    runs is ``r.rid IN (subquery)``, answered from its (key, value) index; the others are checked
+    run by run (``EXISTS``, one primary-key lookup each), not built as lists of their own."""
     if c.kind == ATTRIBUTE:
         # Attribute names are whitelisted by filters.RUNS, so the column is safe to inline.
         return _value_condition(f"r.{c.key}", c.op, c.value)
     if c.kind == DATASET:
-        cond, params = _value_condition(_DATASET_COLUMNS[c.key], c.op, c.value)
-        return f"r.rid IN (SELECT rid FROM datasets WHERE {cond})", params
-    table = _TABLES[c.kind]
-    cond, params = _value_condition("value", c.op, c.value)
-    if c.kind == METRIC and c.op == "!=":
-        # NaN is stored as NULL; NaN != x holds, as in IEEE 754 and MLflow's matcher.
-        cond = f"({cond} OR is_nan = 1)"
-    sql = f"r.rid IN (SELECT rid FROM {table} WHERE key = ? AND {cond})"
-    return sql, [c.key, *params]
+        table, params = "datasets", []
+        cond, more = _value_condition(f"k.{_DATASET_COLUMNS[c.key]}", c.op, c.value)
+    else:
+        table, params = _TABLES[c.kind], [c.key]
+        cond, more = _value_condition("k.value", c.op, c.value)
+        if c.kind == METRIC and c.op == "!=":
+            # NaN is stored as NULL; NaN != x holds, as in IEEE 754 and MLflow's matcher.
+            cond = f"({cond} OR k.is_nan = 1)"
+        cond = f"k.key = ? AND {cond}"
+    params += more
+    if picks:
+        return f"r.rid IN (SELECT k.rid FROM {table} AS k WHERE {cond})", params
+    return f"EXISTS (SELECT 1 FROM {table} AS k WHERE k.rid = r.rid AND {cond})", params
+
+
+# How few runs a comparison is likely to keep, by operator (lower: fewer). The first keyed
+# comparison in this order picks the runs; an equality usually keeps fewer than a range.
+_NARROWNESS = {"=": 0, "IN": 0, "LIKE": 1, "ILIKE": 1, "!=": 3, "NOT IN": 3}
 
 
 def compile_search(
@@ -147,9 +160,9 @@ def compile_search(
 
     where: list[str] = []
     where_params: list[Any] = []
-    # With a metric, param, tag or dataset comparison, the runs come from its subquery (built in
-    # full whatever the plan) rather than from a scan of the experiment's runs checked against it:
-    # unary + keeps SQLite from driving the query from the runs_exp index.
+    # With a metric, param, tag or dataset comparison, the runs come from its subquery rather than
+    # from a scan of the experiment's runs checked against it: unary + keeps SQLite from driving
+    # the query from the runs_exp index.
     drive = "+" if any(c.kind != ATTRIBUTE for c in comparisons) else ""
     if experiment_ids is not None:
         ids = [str(e) for e in experiment_ids]
@@ -158,8 +171,9 @@ def compile_search(
     stages = list(lifecycle_stages)
     where.append(f"{drive}r.lifecycle_stage IN ({_placeholders(len(stages))})" if stages else "0")
     where_params += stages
-    for c in comparisons:
-        sql, params = _comparison_sql(c)
+    keyed = sorted((c for c in comparisons if c.kind != ATTRIBUTE), key=lambda c: _NARROWNESS.get(c.op, 2))
+    for c in [c for c in comparisons if c.kind == ATTRIBUTE] + keyed:
+        sql, params = _comparison_sql(c, picks=c is keyed[0] if keyed else False)
         where.append(sql)
         where_params += params
 
