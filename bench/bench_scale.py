@@ -31,6 +31,7 @@ MLflow's search-all ~2 min a rep, and copying and gc'ing the loose repo as much
 again) and needs ~15 GB of temporary disk (~5 GB of loose objects, copied twice).
 
     python bench/bench_scale.py --sizes 1000,3000                # ~3 minutes
+    python bench/bench_scale.py --sizes 10000 --only search      # search + cold index only
     python bench/bench_scale.py --json bench/results/scale.json --plot bench/results/
 """
 
@@ -142,7 +143,9 @@ def git_with_without(ws: bt.Workspace, repo: Path, reps: int) -> dict[str, Any]:
     return out
 
 
-def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: int) -> dict[str, Any]:
+def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: int,
+             only_search: bool = False) -> dict[str, Any]:
+    """Every workload at ``n`` runs; ``only_search``: the search and cold-index ones only."""
     import gitml
     import mlflow
 
@@ -164,6 +167,16 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
         cold.append(bt.search_subprocess("gitml", str(repo), g_exp, 1, warmup=False)["samples"][0])
     g["cold_index"] = {"samples": cold, "search_ms": bt.median([s["search_s"] for s in cold]) * 1e3,
                        "wall_ms": bt.median([s["wall_s"] for s in cold]) * 1e3}
+    if only_search:
+        res["gitml"] = g
+        uri, m_exp, mdir = dbs.fresh(f"n{n}-mlflow")
+        m0: dict[str, Any] = {"populate_s": bt.populate_mlflow_orm(uri, m_exp, mdir / "artifacts", data)}
+        m0["first_process"] = bt.search_subprocess("mlflow", uri, m_exp, 1, warmup=False)
+        m0.update(bt.search_series(
+            lambda f: mlflow.search_runs(experiment_ids=[m_exp], filter_string=f, order_by=bt.ORDER_BY), reps))
+        m0["fresh_process"] = bt.search_subprocess("mlflow", uri, m_exp, proc_reps, warmup=True)
+        res["mlflow"] = m0
+        return agreement(res)
     g["runs_list_ms"] = bt.median(bt.time_cmd([*bt.console_script("gitml"), "runs", "list"],
                                               proc_reps, repo)) * 1e3
     g["git_bytes_loose"] = disk_bytes(repo / ".git")
@@ -195,7 +208,11 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
     m["store_bytes"] = sum(disk_bytes(p) for p in mdir.iterdir())
     m["viewer"] = viewer_mlflow(uri, m_exp, mdir / "artifacts", reps, proc_reps)
     res["mlflow"] = m
+    return agreement(res)
 
+
+def agreement(res: dict[str, Any]) -> dict[str, Any]:
+    g, m = res["gitml"], res["mlflow"]
     for kind in ("filtered", "all"):
         res[f"{kind}_results_agree"] = (g[kind]["rows"] == m[kind]["rows"]
                                         and g[kind]["rmse_head"] == m[kind]["rmse_head"])
@@ -237,6 +254,20 @@ def viewer_mlflow(uri: str, exp: str, art: Path, reps: int, proc_reps: int) -> d
 def rows_for(r: dict[str, Any]) -> list[dict[str, Any]]:
     n, g, m = r["runs"], r["gitml"], r["mlflow"]
     mb = 1 / 2**20
+    if "viewer" not in g:  # --only search
+        spec = [
+            ("search_filtered_warm", "search filtered, warm", "ms", g["filtered"]["warm_ms"], m["filtered"]["warm_ms"]),
+            ("search_filtered_fresh_process", "search filtered, new process", "ms",
+             g["fresh_process"]["search_ms"], m["fresh_process"]["search_ms"]),
+            ("search_all_warm", "search all -> DataFrame, warm", "ms", g["all"]["warm_ms"], m["all"]["warm_ms"]),
+            ("search_all_first", "search all -> DataFrame, 1st in process", "ms", g["all"]["cold_ms"],
+             m["all"]["cold_ms"]),
+            ("cold_first_search", "cold 1st search, new process", "ms",
+             g["cold_index"]["search_ms"], m["first_process"]["search_ms"]),
+        ]
+        return [{"key": k, "workload": f"N={n:<6} {label}", "unit": u, "gitml": gv, "mlflow": mv,
+                 "ratio": bt.ratio(mv, gv), "target": None, "meets_target": None, "runs": n}
+                for k, label, u, gv, mv in spec]
     spec = [
         ("search_filtered_warm", "search filtered, warm", "ms", g["filtered"]["warm_ms"], m["filtered"]["warm_ms"]),
         ("search_filtered_fresh_process", "search filtered, new process", "ms",
@@ -340,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--plot", type=Path, help="write PNG plots into this directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--only", choices=["search"],
+                    help="'search': only the search workloads and the cold index build (no runs list, "
+                         "viewer, sizes or plain git); for quick before/after figures, not for --plot")
     args = ap.parse_args(argv)
+    if args.only and args.plot:
+        ap.error("--plot needs every workload (no --only)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     root, old_cwd = bt.enter_scratch("gitml-bench-scale-")
@@ -352,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        meta = {"sizes": sizes, "repeat": args.repeat, "proc_reps": args.proc_reps,
+        meta = {"sizes": sizes, "repeat": args.repeat, "proc_reps": args.proc_reps, "only": args.only,
                 "versions": bt.versions(), "tmp": str(root),
                 "git_states": "each plain-git figure measured twice: 'loose' (both copies as written: "
                               "loose objects, loose refs; gc.auto=0) and 'gc' (both copies and their remotes git gc'd)"}
@@ -364,9 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         gsum: list[dict[str, Any]] = []
         for n in sizes:
             bt.say(f"\n== N = {n} runs")
-            r = one_size(ws, dbs, n, args.repeat, args.proc_reps)
+            r = one_size(ws, dbs, n, args.repeat, args.proc_reps, only_search=args.only == "search")
             res["sizes"][str(n)] = r
-            rows, grows = rows_for(r), git_rows(r)
+            rows, grows = rows_for(r), (git_rows(r) if "git" in r else [])
             summary += rows
             gsum += grows
             bt.print_summary(rows)

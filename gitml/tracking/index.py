@@ -544,9 +544,10 @@ class RunIndex:
 
         The same columns and values as ``runs_to_dataframe(load(run_ids))``
         without making a Run per row: at 10k runs the objects cost more than
-        the query. A search that asks for a large share of the runs reads the
-        table of every run once and keeps it for as long as the index holds
-        the same runs (its generation), so the next searches only pick rows.
+        the query. The rows read are kept for as long as the index holds the
+        same runs (its generation), so a search reads only the runs no
+        earlier one did; one that asks for a large share of the runs reads
+        the table of every run.
         """
         return self._guard(lambda: self._columns(run_ids))
 
@@ -557,12 +558,16 @@ class RunIndex:
             generation = self._meta("generation")
             table = self._table
             if table is None or table.generation != generation or generation is None:
-                table = None
+                table = RunTable.empty(generation)
+            missing = [r for r in run_ids if r not in table.positions]
+            if missing:
                 total = db.execute("SELECT count(*) FROM runs").fetchone()[0]
-                if generation is not None and len(run_ids) * LARGE_SEARCH >= total:
-                    table = self._table = RunTable.read(db, generation)
+                if len(missing) * LARGE_SEARCH >= total:
+                    table = RunTable.read(db, generation)
                 else:
-                    table = RunTable.read(db, generation, run_ids)
+                    table = table.merged(RunTable.read(db, generation, missing))
+            if generation is not None:
+                self._table = table
         finally:
             db.execute("COMMIT")
         return table.columns(run_ids)
@@ -583,13 +588,19 @@ class RunTable:
     """Runs as MLflow's search table: one column per attribute and per metric, param and tag key.
 
     Each column holds one value per run (None where a run lacks the key, NaN
-    for a NaN metric), in the order of ``positions``.
+    for a NaN metric), in the order of ``positions``. A table is not changed
+    once made (threads may share it): ``merged`` makes a new one.
     """
 
     def __init__(self, generation: str | None, positions: dict[str, int], columns: dict[str, list[Any]]) -> None:
         self.generation = generation
         self.positions = positions
         self._columns = columns
+
+    @classmethod
+    def empty(cls, generation: str | None) -> RunTable:
+        """A table of no runs."""
+        return cls(generation, {}, {name: [] for name in BASE_COLUMNS})
 
     @classmethod
     def read(cls, db: sqlite3.Connection, generation: str | None, run_ids: list[str] | None = None) -> RunTable:
@@ -620,6 +631,18 @@ class RunTable:
                 column[at[rid]] = math.nan if is_nan else value
             columns.update((prefix + key, found[key]) for key in sorted(found))
         return cls(generation, {row[1]: i for i, row in enumerate(rows)}, columns)
+
+    def merged(self, other: RunTable) -> RunTable:
+        """A table of this one's runs and then ``other``'s (runs this one lacks)."""
+        n, m = len(self.positions), len(other.positions)
+        positions = dict(self.positions)
+        positions.update((run_id, n + i) for run_id, i in other.positions.items())
+        # "metrics." < "params." < "tags.": sorting the names orders them as read() does
+        names = list(BASE_COLUMNS) + sorted(
+            {name for table in (self, other) for name in table._columns if name not in BASE_COLUMNS})
+        columns = {name: (self._columns.get(name) or [None] * n) + (other._columns.get(name) or [None] * m)
+                   for name in names}
+        return RunTable(self.generation, positions, columns)
 
     def columns(self, run_ids: list[str]) -> dict[str, list[Any]]:
         """The rows of ``run_ids`` (those in the table), in that order; only the key columns some of them have."""
