@@ -281,8 +281,12 @@ class RunIndex:
         if not force and self._meta("stamp") == stamp:
             return 0
         current, heads, own, complete = self._current(force)
-        known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs"))
-        known.update(self.db.execute("SELECT run_id, commit_oid FROM bad_runs"))
+        # What the index holds: of every run when every run was listed, else of the few that may
+        # have changed (a refresh after one new run, or of a racy stamp, reads no 10k-row map).
+        wanted = "" if complete else " WHERE run_id IN (SELECT value FROM json_each(?))"
+        args = () if complete else (json.dumps(list(current)),)
+        known = dict(self.db.execute("SELECT run_id, commit_oid FROM runs" + wanted, args))
+        known.update(self.db.execute("SELECT run_id, commit_oid FROM bad_runs" + wanted, args))
         changed = [(r, oid) for r, oid in current.items() if oid is not None and known.get(r) != oid]
         if complete:
             gone = [r for r in known if r not in current]
@@ -299,7 +303,7 @@ class RunIndex:
                 schema.warn_skipped(e, oid)
                 bad.append((r, oid, str(e)))
         trusted = time.time() - newest > RACY_SECONDS
-        bulk = not known and len(states) >= BULK_RUNS
+        bulk = complete and not known and len(states) >= BULK_RUNS
         with self._write():
             self._delete(gone + [r for r, _ in changed])
             if bulk:

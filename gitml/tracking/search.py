@@ -172,8 +172,9 @@ def compile_search(
     where.append(f"{drive}r.lifecycle_stage IN ({_placeholders(len(stages))})" if stages else "0")
     where_params += stages
     keyed = sorted((c for c in comparisons if c.kind != ATTRIBUTE), key=lambda c: _NARROWNESS.get(c.op, 2))
+    picker = keyed[0] if keyed else None
     for c in [c for c in comparisons if c.kind == ATTRIBUTE] + keyed:
-        sql, params = _comparison_sql(c, picks=c is keyed[0] if keyed else False)
+        sql, params = _comparison_sql(c, picks=c is picker)
         where.append(sql)
         where_params += params
 
