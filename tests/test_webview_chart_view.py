@@ -200,3 +200,35 @@ def test_run_page_keeps_every_point(client: Any, chart_repo: dict[str, Any]):
     full = client.get(f"/api/runs/{chart_repo['long']}/metrics/loss").get_json()
     assert len(full["values"]) == LONG
 
+
+
+def test_a_run_that_logs_more_is_sampled_afresh(tracking: Any, repo: Any):
+    """Samples are kept per run commit: a run that logs more points has a new commit, never an old sample."""
+    from gitml.webview import create_app
+
+    with tracking.start_run() as run:
+        for step in range(600):
+            tracking.log_metric("loss", 1.0, step=step)
+    tracking.flush()
+    client = create_app(repo).test_client()
+    url = f"/api/metrics/sampled?key=loss&run={run.info.run_id}&max_points=50"
+    first = client.get(url).get_json()["runs"][0]
+    assert first["total"] == 600 and client.get(url).get_json()["runs"][0] == first  # asked again: the same
+
+    tracking.MlflowClient().log_metric(run.info.run_id, "loss", 99.0, step=600)
+    tracking.flush()
+    again = client.get(url).get_json()["runs"][0]
+    assert again["total"] == 601 and again["steps"][-1] == 600 and 99.0 in again["values"]
+
+
+def test_text_cache_keeps_the_recently_used_within_its_size():
+    from gitml.webview.sampling import TextCache
+
+    cache = TextCache(max_chars=10)
+    cache.put(("a",), "1234")
+    cache.put(("b",), "5678")
+    assert cache.get(("a",)) == "1234"  # now the most recently used
+    cache.put(("c",), "90ab")  # 12 chars: the least recently used goes
+    assert cache.get(("b",)) is None and cache.get(("a",)) == "1234" and cache.get(("c",)) == "90ab"
+    cache.put(("big",), "x" * 11)  # larger than the whole cache: not kept, nothing evicted for it
+    assert cache.get(("big",)) is None and len(cache) == 2

@@ -63,7 +63,8 @@ def sampled_metric() -> Response:
     key = args.get("key")
     if not key:
         raise InvalidValue("Name the metric: ?key=<metric>&run=<id>...")
-    return jsonify(data.sampled_histories(repo(), args.getlist("run"), key, max_points))
+    return Response(data.sampled_histories_json(repo(), args.getlist("run"), key, max_points),
+                    mimetype="application/json")
 
 
 @bp.get("/runs/<run_id>/artifacts")

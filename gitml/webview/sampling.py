@@ -64,3 +64,49 @@ def sample_indexes(values: Sequence[float], max_points: int) -> list[int]:
             out.extend((low, high) if low < high else (high, low))
     out.append(n - 1)
     return out
+
+
+class TextCache:
+    """A least-recently-used map of keys to texts, bounded by their total length; safe across threads.
+
+    The viewer keeps each run's sampled history here as JSON text, keyed by the
+    run's commit: a commit names its content, so an entry is never stale (a run
+    that logs more has a new commit, and its old entry ages out). Reading and
+    parsing 10k points from git costs ~10 ms a run; a chart view of 100 runs
+    opened again (another filter, the next page and back) costs none of it.
+    """
+
+    def __init__(self, max_chars: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_chars = max_chars
+        self._items: OrderedDict[tuple[str, ...], str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> str | None:
+        with self._lock:
+            text = self._items.get(key)
+            if text is not None:
+                self._items.move_to_end(key)
+            return text
+
+    def put(self, key: tuple[str, ...], text: str) -> None:
+        if len(text) > self.max_chars:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._chars += len(text) - (len(old) if old is not None else 0)
+            self._items[key] = text
+            while self._chars > self.max_chars:
+                _, dropped = self._items.popitem(last=False)
+                self._chars -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._items)

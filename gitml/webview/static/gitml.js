@@ -13,7 +13,9 @@
   const POLL_MS = 3000;
   const CHART_HEIGHT = 240;
   const MANY_POINTS = 500;
-  const SAMPLED_BATCH = 100;
+  // Runs per sampled-history request: a page of 100 runs is 4 requests a metric, which `gitml ui`'s
+  // worker processes read from git in parallel (one request would keep one core busy).
+  const SAMPLED_BATCH = 25;
   const PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -367,8 +369,8 @@
       if (this.histories.some((history) => history !== null)) this.draw();
     }
 
-    // One request for every run of the panel; a history longer than the panel's samplePoints
-    // comes sampled, and the card says so.
+    // A few requests for every run of the panel (SAMPLED_BATCH runs each), not one a run; a
+    // history longer than the panel's samplePoints comes sampled, and the card says so.
     async loadSampled(runIndexes) {
       const limit = this.panel.samplePoints;
       const batches = [];
