@@ -15,10 +15,15 @@
 
   c  the runs table's chart view: R runs (100) with P points each (10k) of
      one metric, `GET /runs?show=charts` in headless Chromium until every
-     run's line is drawn, then "Group by" a param (mean and min-max band of 5
-     groups) until redrawn; MLflow's server answering what its chart view
-     asks for the same runs (`metrics/get-history-bulk-interval`, a sample
-     of each history) for the server side.
+     run's line is drawn (the view fetches each history sampled to 500
+     points, `/api/metrics/sampled`), then "Group by" a param (mean and
+     min-max band of 5 groups) until redrawn: loads on one server after an
+     untimed first one, and first loads on a freshly started server (no
+     sample cached). The server side alone, in process: the sampled
+     histories uncached and cached, and every point of every run (what the
+     view fetched before it sampled). MLflow's server answering what its
+     chart view asks for the same runs (`metrics/get-history-bulk-interval`,
+     a sample of each history) for the server side.
 
 Prints each side's median, the ratio MLflow / gitml and a summary against
 the targets (runs page <= 300 ms, chart drawn <= 1 s, chart view of 100 runs
@@ -348,67 +353,140 @@ GROUPED = """() => [...document.querySelectorAll('.runs-charts .chart-card .u-le
   .some(el => el.textContent.endsWith('mean)'))"""
 
 
-def c_chart_view(ws: Workspace, dbs: MlflowDbs, runs: int, points: int, reps: int) -> dict[str, Any]:
-    import gitml
+BROWSER_STATS = """() => {
+  const r = performance.getEntriesByType('resource').filter(e => e.name.includes('/api/'));
+  const card = document.querySelector('.runs-charts .chart-card');
+  return {requests: r.length, bytes: r.reduce((a, e) => a + (e.encodedBodySize || 0), 0),
+          fetch_start_ms: r.length ? Math.min(...r.map(e => e.startTime)) : null,
+          fetch_end_ms: r.length ? Math.max(...r.map(e => e.responseEnd)) : null,
+          draw_ms: card ? Number(card.getAttribute('data-draw-ms')) : null,
+          points: card ? Number(card.getAttribute('data-points')) : null,
+          note: card ? card.querySelector('.chart-note').textContent : null};
+}"""
+
+
+def chart_view_loads(url: str, loads: int, warm_up: bool, runs: int, group: bool = True) -> list[dict[str, Any]]:
+    """``loads`` page loads of the chart view in fresh browser contexts (after an untimed one if ``warm_up``):
+    ms from navigation until every line is drawn, then until "Group by" has redrawn; what the page fetched."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import VIEWPORT, chromium_missing, launch_browser, UiServer
+    from tests.browser import VIEWPORT, launch_browser
+
+    samples = []
+    with sync_playwright() as pw:
+        browser = launch_browser(pw)
+        try:
+            for i in range(loads + warm_up):
+                ctx = browser.new_context(viewport=VIEWPORT)
+                page = ctx.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                t0 = now()
+                page.goto(url, wait_until="commit")
+                page.wait_for_function(ALL_DRAWN, timeout=120_000)
+                s = {"drawn_ms": (now() - t0) * 1e3, **page.evaluate(BROWSER_STATS)}
+                s["lines"] = page.evaluate("() => document.querySelectorAll('.runs-charts .chart-card .u-legend "
+                                           ".u-series').length - 1")
+                if group:
+                    t1 = now()
+                    page.locator("select.group-by").select_option("group")
+                    page.wait_for_function(GROUPED, timeout=120_000)
+                    page.wait_for_function(ALL_DRAWN, timeout=120_000)
+                    s["grouped_ms"] = (now() - t1) * 1e3
+                ctx.close()
+                if errors:
+                    raise RuntimeError(f"errors on {url}: {errors}")
+                if s["lines"] != runs:
+                    say(f"    WARNING: the chart view drew {s['lines']} lines, not {runs}")
+                if i or not warm_up:
+                    samples.append(s)
+        finally:
+            browser.close()
+    return samples
+
+
+def c_chart_view(ws: Workspace, dbs: MlflowDbs, runs: int, points: int, reps: int) -> dict[str, Any]:
+    import gitml
+    from gitml.webview import create_app
+    from gitml.webview import data as webdata
+
+    from tests.browser import chromium_missing, UiServer
 
     vals = series(points)
     out: dict[str, Any] = {"runs": runs, "points_per_run": points, "metric": METRIC}
     repo = new_git_repo(ws, "c-gitml")
     gitml.set_tracking_uri(str(repo))
     exp_id = gitml.set_experiment(EXPERIMENT).experiment_id
+    run_ids = []
     t0 = now()
     for r in range(runs):
-        with gitml.start_run(run_name=f"run-{r}"):
+        with gitml.start_run(run_name=f"run-{r}") as run:
             gitml.log_param("group", str(r % 5))
             for i, v in enumerate(vals):
                 gitml.log_metric(METRIC, v * (1 + r / runs), step=i)
+        run_ids.append(run.info.run_id)
     gitml.flush()
     gitml.set_tracking_uri(None)
     say(f"    gitml : logged {runs} runs x {points} points in {now() - t0:.1f} s")
+
+    # The server side alone, in process: the view's sampled histories of all the runs in one request
+    # (the page sends them in batches of 25, to several worker processes), with the per-process
+    # cache of samples empty (a first view) and full (a view opened again); and what the view
+    # fetched before it sampled, every point of every run (one request a run).
+    client = create_app(repo).test_client()
+    sampled_url = f"/api/metrics/sampled?key={METRIC}&" + "&".join(f"run={r}" for r in run_ids)
+    fetch = gitml_get(client, sampled_url)
+
+    def uncached() -> Any:
+        webdata.SAMPLE_CACHE.clear()
+        return fetch()
+
+    server_cold = timed(uncached, reps)
+    answer = server_cold.pop("answer")
+    server_warm = timed(fetch, reps)
+    server_warm.pop("answer")
+    full = timed(lambda: [gitml_get(client, f"/api/runs/{r}/metrics/{METRIC}")() for r in run_ids], reps)
+    full.pop("answer")
+    server = {"sampled_cold": server_cold, "sampled_warm": server_warm, "full_histories": full,
+              "points_sent": sum(len(r["values"]) for r in answer["runs"]), "max_points": answer["max_points"]}
+    say(f"    server: sampled histories of {runs} runs {server_cold['warm_ms']:.0f} ms uncached, "
+        f"{server_warm['warm_ms']:.1f} ms cached ({server['points_sent']} points); every point of every run "
+        f"(before sampling) {full['warm_ms']:.0f} ms")
+
     problem = chromium_missing()
     if problem:
         raise RuntimeError(problem)
-    server = UiServer(repo, log=ws.new_dir("c-ui") / "gitml-ui.log")
-    drawn, grouped = [], []
+    url_path = f"/runs?experiment_id={exp_id}&per_page={runs}&show=charts"
+    # A view opened again: one server, an untimed first load, then `reps` loads (as before sampling).
+    server_proc = UiServer(repo, log=ws.new_dir("c-ui") / "gitml-ui.log")
     try:
-        base = server.wait_ready(60)
-        url = f"{base}/runs?experiment_id={exp_id}&per_page={runs}&show=charts"
-        with sync_playwright() as pw:
-            browser = launch_browser(pw)
-            try:
-                for i in range(reps + 1):  # the first is an untimed warm-up
-                    ctx = browser.new_context(viewport=VIEWPORT)
-                    page = ctx.new_page()
-                    errors: list[str] = []
-                    page.on("pageerror", lambda e: errors.append(str(e)))
-                    t0 = now()
-                    page.goto(url, wait_until="commit")
-                    page.wait_for_function(ALL_DRAWN, timeout=120_000)
-                    t_drawn = (now() - t0) * 1e3
-                    lines = page.evaluate("() => document.querySelectorAll('.runs-charts .chart-card .u-legend "
-                                          ".u-series').length - 1")
-                    t1 = now()
-                    page.locator("select.group-by").select_option("group")
-                    page.wait_for_function(GROUPED, timeout=120_000)
-                    page.wait_for_function(ALL_DRAWN, timeout=120_000)
-                    t_grouped = (now() - t1) * 1e3
-                    ctx.close()
-                    if errors:
-                        raise RuntimeError(f"errors on {url}: {errors}")
-                    if lines != runs:
-                        say(f"    WARNING: the chart view drew {lines} lines, not {runs}")
-                    if i:
-                        drawn.append(t_drawn)
-                        grouped.append(t_grouped)
-            finally:
-                browser.close()
+        warm = chart_view_loads(server_proc.wait_ready(60) + url_path, reps, True, runs)
     finally:
-        server.stop()
-    out["gitml"] = {"drawn_ms": median(drawn), "grouped_ms": median(grouped), "drawn_samples_ms": drawn,
-                    "grouped_samples_ms": grouped}
+        server_proc.stop()
+    # The first view after `gitml ui` starts: a new server for each load, nothing cached in it.
+    first = []
+    for i in range(reps):
+        server_proc = UiServer(repo, log=ws.new_dir(f"c-ui-first-{i}") / "gitml-ui.log")
+        try:
+            first += chart_view_loads(server_proc.wait_ready(60) + url_path, 1, False, runs, group=False)
+        finally:
+            server_proc.stop()
+    for s in warm:
+        say(f"    again: drawn {s['drawn_ms']:.0f} ms (fetch {s['fetch_start_ms'] or 0:.0f}-{s['fetch_end_ms'] or 0:.0f} ms, "
+            f"{s['requests']} requests, {s['bytes'] / 1e6:.1f} MB; draw {s['draw_ms']:.0f} ms), grouped {s['grouped_ms']:.0f} ms")
+    for s in first:
+        say(f"    first: drawn {s['drawn_ms']:.0f} ms (fetch {s['fetch_start_ms'] or 0:.0f}-{s['fetch_end_ms'] or 0:.0f} ms, "
+            f"draw {s['draw_ms']:.0f} ms)")
+    out["gitml"] = {
+        "drawn_ms": median([s["drawn_ms"] for s in warm]), "grouped_ms": median([s["grouped_ms"] for s in warm]),
+        "drawn_first_ms": median([s["drawn_ms"] for s in first]),
+        "browser_fetch_ms": median([(s["fetch_end_ms"] or 0) - (s["fetch_start_ms"] or 0) for s in warm]),
+        "browser_fetch_first_ms": median([(s["fetch_end_ms"] or 0) - (s["fetch_start_ms"] or 0) for s in first]),
+        "js_draw_ms": median([s["draw_ms"] for s in warm]),
+        "drawn_samples_ms": [s["drawn_ms"] for s in warm], "grouped_samples_ms": [s["grouped_ms"] for s in warm],
+        "drawn_first_samples_ms": [s["drawn_ms"] for s in first],
+        "browser_samples": warm, "browser_first_samples": first, "server": server,
+    }
 
     from mlflow import MlflowClient
     from mlflow.entities import Metric
@@ -480,7 +558,17 @@ def summary_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         label = f"(c) chart view, {c['runs']} runs x {c['points_per_run'] // 1000}k pts"
         add("chart_view_drawn", f"{label}: all drawn (Chromium)", c["gitml"]["drawn_ms"],
             c["mlflow"]["bulk_interval"]["warm_ms"], "chart_view")
+        add("chart_view_drawn_first", f"{label}: all drawn, first view after start", c["gitml"]["drawn_first_ms"],
+            c["mlflow"]["bulk_interval"]["cold_ms"], "chart_view")
         add("chart_view_grouped", f"{label}: grouped by a param", c["gitml"]["grouped_ms"], None)
+        srv = c["gitml"]["server"]
+        add("chart_view_server", f"{label}: server, sampled histories (uncached)", srv["sampled_cold"]["warm_ms"],
+            c["mlflow"]["bulk_interval"]["warm_ms"])
+        add("chart_view_server_cached", f"{label}: server, sampled histories (cached)", srv["sampled_warm"]["warm_ms"],
+            None)
+        add("chart_view_server_full", f"{label}: server, every point (before sampling)", srv["full_histories"]["warm_ms"],
+            None)
+        add("chart_view_js_draw", f"{label}: draw in the browser (data-draw-ms)", c["gitml"]["js_draw_ms"], None)
     return rows
 
 
@@ -554,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"\n== (c) chart view: {sizes['view_runs']} runs x {sizes['view_points']} points in headless Chromium")
             c = c_chart_view(ws, dbs, sizes["view_runs"], sizes["view_points"], sizes["chart_reps"])
             w["c"] = c
-            say(f"    gitml: all {c['runs']} lines drawn in {c['gitml']['drawn_ms']:.0f} ms, grouped in "
+            say(f"    gitml: all {c['runs']} lines drawn in {c['gitml']['drawn_ms']:.0f} ms (first view after start "
+                f"{c['gitml']['drawn_first_ms']:.0f} ms), grouped in "
                 f"{c['gitml']['grouped_ms']:.0f} ms | MLflow server, sampled histories of the runs: "
                 f"{c['mlflow']['bulk_interval']['warm_ms']:.0f} ms ({c['mlflow']['bulk_interval']['points']} points)")
 

@@ -509,6 +509,64 @@ print(run.info.run_id)
 """
 
 
+SAMPLED_RUNS = """
+import sys
+import gitml
+gitml.set_tracking_uri(sys.argv[1])
+exp = gitml.set_experiment("sampled").experiment_id
+with gitml.start_run(run_name="long"):
+    gitml.log_param("group", "a")
+    for step in range(2000):
+        gitml.log_metric("loss", 50.0 if step == 1234 else -7.0 if step == 777 else 1 / (1 + step / 100), step=step)
+with gitml.start_run(run_name="short"):
+    gitml.log_param("group", "a")
+    for step in range(10):
+        gitml.log_metric("loss", 2 - step / 10, step=step * 200)
+        gitml.log_metric("acc", step / 10, step=step * 200)
+with gitml.start_run(run_name="no-loss"):
+    gitml.log_param("group", "b")
+    gitml.log_metric("acc", 0.5, step=0)
+    gitml.log_metric("acc", 0.7, step=1)
+print(exp)
+"""
+
+
+def test_chart_view_samples_long_histories_and_says_so(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
+    """Issue 18, item 1: each metric of the page's runs in one request, sampled to 500 points a run
+    by the server (spikes kept), a line per run, and a note saying so. Near the end of the module:
+    it adds runs (in an experiment of their own) to the shared demo repository."""
+    import json
+
+    experiment_id = log_in_demo(demo_repo, ui_env, SAMPLED_RUNS)
+    ui.goto(f"/runs?experiment_id={experiment_id}&show=charts")
+    loss = ui.page.locator('.runs-charts .chart-card[data-chart-key="loss"][data-drawn="1"]')
+    acc = ui.page.locator('.runs-charts .chart-card[data-chart-key="acc"][data-drawn="1"]')
+    loss.wait_for()
+    acc.wait_for()
+    assert sorted(loss.locator(".u-legend .u-series .u-label").all_inner_texts()[1:]) == ["long", "no-loss", "short"]
+
+    assert loss.get_attribute("data-sampled") == "1"  # "long" only
+    points = int(loss.get_attribute("data-points") or 0)
+    assert 10 + 400 < points <= 10 + 500, points  # long's sample and short's 10 points
+    note = loss.locator(".chart-note").inner_text()
+    assert "Sampled to at most 500 points per run" in note and "2,000" in note, note
+    low, high = json.loads(loss.get_attribute("data-y-range") or "[0, 0]")
+    assert high >= 50.0, f"the spike was sampled away: the y axis ends at {high}"
+    assert low <= -7.0, f"the dip was sampled away: the y axis starts at {low}"
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="loss"]') > 0
+    assert acc.get_attribute("data-sampled") == "0" and acc.locator(".chart-note").inner_text() == ""
+
+    fetched = ui.page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+    assert len([u for u in fetched if "/api/metrics/sampled?" in u]) == 2, fetched  # one request per metric
+    assert not [u for u in fetched if "/api/runs/" in u], "no request per run"
+
+    ui.page.locator("select.group-by").select_option("group")
+    ui.page.wait_for_function("() => [...document.querySelectorAll('.runs-charts .chart-card[data-chart-key=\"loss\"] "
+                              ".u-legend .u-label')].some(el => el.textContent === 'group=a (2 runs, mean)')")
+    assert ui.canvas_ink('.runs-charts .chart-card[data-chart-key="loss"]') > 0
+    ui.check()
+
+
 def test_log_scale_axis_labels_read(ui: UiPage, demo_repo: DemoRepo, ui_env: dict):
     """Near the end of the module: it adds a run to the shared demo repository."""
     import json

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from gitml.errors import InvalidValue
 from gitml.store.repo import GitRepo
-from gitml.webview import data
+from gitml.webview import data, sampling
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -53,6 +53,18 @@ def run(run_id: str) -> Response:
 def metric(run_id: str, key: str) -> Response:
     offset = data.int_arg(request.args, "offset", 0, 0, 10**12)
     return Response(data.metric_history_json(repo(), run_id, key, offset), mimetype="application/json")
+
+
+@bp.get("/metrics/sampled")
+def sampled_metric() -> Response:
+    """Metric ``key`` of up to 100 runs (``run``, repeated), at most ``max_points`` points a run: the chart view's data."""
+    args = request.args
+    max_points = data.int_arg(args, "max_points", sampling.DEFAULT_POINTS, sampling.MIN_POINTS, sampling.MAX_POINTS)
+    key = args.get("key")
+    if not key:
+        raise InvalidValue("Name the metric: ?key=<metric>&run=<id>...")
+    return Response(data.sampled_histories_json(repo(), args.getlist("run"), key, max_points),
+                    mimetype="application/json")
 
 
 @bp.get("/runs/<run_id>/artifacts")

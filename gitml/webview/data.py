@@ -20,6 +20,7 @@ from gitml.tracking import history
 from gitml.tracking import runs as _runs
 from gitml.tracking.sysmetrics import PREFIX as SYSTEM_PREFIX
 from gitml.tracking.entities import VIEWS, Run, RunStatus, ViewType
+from gitml.webview import sampling
 
 PER_PAGE = 50
 MAX_PER_PAGE = 1000
@@ -197,6 +198,67 @@ def metric_history_json(repo: GitRepo, run_id: str, key: str, offset: int = 0) -
     finite = array(values).replace("-inf", "null").replace("inf", "null").replace("nan", "null")
     head = json.dumps({"run_id": run_id, "key": key, "offset": offset, "total": len(steps)})
     return f'{head[:-1]}, "steps": {array(steps)}, "timestamps": {array(times)}, "values": {finite}}}'
+
+
+#: Runs one sampled-history request may name (the chart view draws at most this many; MLflow's limit too).
+MAX_SAMPLED_RUNS = 100
+#: Sampled histories kept per process, as JSON text: ~20 KB a run at 500 points, so ~800 runs' worth.
+SAMPLE_CACHE_CHARS = 16 * 1024 * 1024
+SAMPLE_CACHE = sampling.TextCache(SAMPLE_CACHE_CHARS)
+
+
+def sampled_histories_json(repo: GitRepo, run_ids: list[str], key: str,
+                           max_points: int = sampling.DEFAULT_POINTS) -> str:
+    """Metric ``key`` of each run, at most ``max_points`` points a run (``sampling.sample_indexes``), as JSON text.
+
+    One answer for the runs of the chart view, in the order asked:
+    ``{"key", "max_points", "runs": [{"run_id", "total", "steps",
+    "timestamps", "values"}...]}``. A run without the metric has ``total`` 0
+    and empty arrays; ``total`` is how many points the run logged, so
+    ``total > len(values)`` says it was sampled. NaN and infinities are null.
+
+    Raises:
+        InvalidValue: no runs, more than ``MAX_SAMPLED_RUNS``, or max_points out of bounds.
+        InvalidName: a run id is not 32 hex digits, or the key is not a metric key.
+        RunNotFound: no run with that id.
+    """
+    import json
+
+    from gitml.tracking.validation import validate_metric_key, validate_run_id
+
+    if not run_ids:
+        raise InvalidValue("Name the runs: ?run=<id>&run=<id>...")
+    if len(run_ids) > MAX_SAMPLED_RUNS:
+        raise InvalidValue(f"At most {MAX_SAMPLED_RUNS} runs a request, not {len(run_ids)}")
+    if not sampling.MIN_POINTS <= max_points <= sampling.MAX_POINTS:
+        raise InvalidValue(f"max_points must be between {sampling.MIN_POINTS} and {sampling.MAX_POINTS}, "
+                           f"not {max_points}")
+    key = validate_metric_key(key)
+    ids = [validate_run_id(r) for r in run_ids]  # before any lookup: a bad id costs nothing
+    parts = [_sampled_run_json(repo, _runs.get_run(repo, run_id), key, max_points) for run_id in ids]
+    head = json.dumps({"key": key, "max_points": max_points})
+    return f'{head[:-1]}, "runs": [{", ".join(parts)}]}}'
+
+
+def _sampled_run_json(repo: GitRepo, run: Run, key: str, max_points: int) -> str:
+    import json
+
+    from gitml.tracking.runfiles import read_metric_columns
+
+    cache_key = (str(run.commit), key, str(max_points))
+    text = SAMPLE_CACHE.get(cache_key)
+    if text is not None:
+        return text
+    steps: list[int] = []
+    times: list[int] = []
+    values: list[float] = []
+    if key in run.data.metrics:
+        steps, times, values = read_metric_columns(repo, repo.commit_info(run.commit).tree, key)  # type: ignore[arg-type]
+    keep = sampling.sample_indexes(values, max_points)
+    text = json.dumps({"run_id": run.info.run_id, "total": len(values), "steps": [steps[i] for i in keep],
+                       "timestamps": [times[i] for i in keep], "values": [number(values[i]) for i in keep]})
+    SAMPLE_CACHE.put(cache_key, text)
+    return text
 
 
 def stepped_images(repo: GitRepo, run_id: str) -> dict[str, list[dict[str, Any]]]:

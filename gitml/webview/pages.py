@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 from gitml.errors import GitmlError
 from gitml.store.repo import GitRepo
-from gitml.webview import data
+from gitml.webview import data, sampling
 
 bp = Blueprint("pages", __name__)
 
@@ -69,7 +69,8 @@ def runs() -> str:
     columns = [_column(c) for c in chosen if c.partition(".")[0] in ("metrics", "params", "tags")]
     return render_template("runs.html", q=q, page=page, experiments=exps, views=list(data.VIEWS),
                            columns=columns, chosen=set(chosen), attribute_columns=ATTRIBUTE_COLUMNS,
-                           direction=_sort_direction(q.order_by), error=error)
+                           direction=_sort_direction(q.order_by), error=error,
+                           chart_max_runs=data.MAX_SAMPLED_RUNS, sample_points=sampling.DEFAULT_POINTS)
 
 
 def _sort_direction(order_by: list[str]) -> Any:

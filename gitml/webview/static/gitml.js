@@ -13,6 +13,9 @@
   const POLL_MS = 3000;
   const CHART_HEIGHT = 240;
   const MANY_POINTS = 500;
+  // Runs per sampled-history request: a page of 100 runs is 4 requests a metric, which `gitml ui`'s
+  // worker processes read from git in parallel (one request would keep one core busy).
+  const SAMPLED_BATCH = 25;
   const PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -90,6 +93,14 @@
       if (error.status === 404) return EMPTY_HISTORY;
       throw error;
     });
+  }
+
+  // The chart view across runs: metric `key` of many runs in one request, each sampled to at
+  // most maxPoints points (first, last, and each stretch's lowest and highest) by the server.
+  function fetchSampled(runIds, key, maxPoints) {
+    const query = ["key=" + encodeURIComponent(key), "max_points=" + maxPoints]
+      .concat(runIds.map((runId) => "run=" + encodeURIComponent(runId)));
+    return fetchJSON("/api/metrics/sampled?" + query.join("&"));
   }
 
   // Histories only grow: a live refresh asks for the points after those it has.
@@ -264,11 +275,31 @@
     return data;
   }
 
+  // ys on the union grid, read off the run's line: where it has no point of its own, between two
+  // of its points, the value is interpolated; outside its range, or next to a NaN, it is null.
+  // Runs sampled (or logged) at different steps then still average point by point.
+  function interpolateOnGrid(grid, xs, ys) {
+    if (grid === xs || sameValues(grid, xs)) return ys;
+    const out = new Array(grid.length).fill(null);
+    let i = 0;
+    for (let j = 0; j < grid.length && xs.length; j++) {
+      const x = grid[j];
+      if (x < xs[0] || x > xs[xs.length - 1]) continue;
+      while (i < xs.length - 1 && xs[i + 1] <= x) i++;
+      if (xs[i] === x) {
+        out[j] = ys[i];
+      } else if (i + 1 < xs.length && ys[i] != null && ys[i + 1] != null) {
+        out[j] = ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]);
+      }
+    }
+    return out;
+  }
+
   // Runs grouped by a param: per group, the mean of its runs at each x and their min and max
   // (uPlot data: [x, mean per group..., min per group..., max per group...]).
   function groupedData(parts, groups) {
     const grid = unionOf(parts.map((part) => part.xs));
-    const placed = parts.map((part) => placeOnGrid(grid, part.xs, part.ys));
+    const placed = parts.map((part) => interpolateOnGrid(grid, part.xs, part.ys));
     const means = [], mins = [], maxs = [];
     for (const group of groups) {
       const mean = new Array(grid.length), low = new Array(grid.length), high = new Array(grid.length);
@@ -326,6 +357,7 @@
     }
 
     async load(runIndexes) {
+      if (this.panel.samplePoints) return this.loadSampled(runIndexes);
       const failed = [];
       const wanted = runIndexes.filter((i) => this.panel.mayHave(i, this.key));
       for (const i of runIndexes) if (!wanted.includes(i)) this.histories[i] = EMPTY_HISTORY;
@@ -335,6 +367,36 @@
           () => { failed.push(this.panel.labelOf(i)); })));
       this.note.textContent = failed.length ? "Could not load: " + failed.join(", ") : "";
       if (this.histories.some((history) => history !== null)) this.draw();
+    }
+
+    // A few requests for every run of the panel (SAMPLED_BATCH runs each), not one a run; a
+    // history longer than the panel's samplePoints comes sampled, and the card says so.
+    async loadSampled(runIndexes) {
+      const limit = this.panel.samplePoints;
+      const batches = [];
+      for (let b = 0; b < runIndexes.length; b += SAMPLED_BATCH) batches.push(runIndexes.slice(b, b + SAMPLED_BATCH));
+      try {
+        await Promise.all(batches.map(async (batch) => {
+          const answer = await fetchSampled(batch.map((i) => this.panel.runs[i]), this.key, limit);
+          answer.runs.forEach((history, n) => { this.histories[batch[n]] = history; });
+        }));
+      } catch (error) {
+        this.note.textContent = "Could not load " + this.key + ": " + error.message;
+        return;
+      }
+      let sampled = 0, longest = 0;
+      for (const history of this.histories) {
+        if (!history) continue;
+        if (history.total > history.values.length) sampled++;
+        longest = Math.max(longest, history.total || 0);
+      }
+      this.el.setAttribute("data-sampled", String(sampled));
+      this.note.textContent = sampled
+        ? "Sampled to at most " + limit + " points per run (" + sampled + " of " + this.histories.length +
+          " runs, up to " + longest.toLocaleString("en") + " points): the first, the last, and each stretch's " +
+          "lowest and highest. A run's own page charts every point."
+        : "";
+      this.draw();
     }
 
     draw() {
@@ -429,6 +491,8 @@
       // the y axis labels as drawn (they are painted on the canvas), for tests and tools
       const ticks = this.plot && this.plot.axes[1] ? this.plot.axes[1]._values : null;
       if (ticks) this.el.setAttribute("data-y-ticks", JSON.stringify(ticks));
+      const y = this.plot ? this.plot.scales.y : null;  // the drawn range, which holds every point drawn
+      if (y && y.min != null) this.el.setAttribute("data-y-range", JSON.stringify([y.min, y.max]));
       this.el.setAttribute("data-drawn", "1");
     }
 
@@ -450,6 +514,8 @@
       this.labels = readJSONAttr(root, "data-labels", []);
       this.options = { xMode: "step", logScale: false, smoothing: 0, groupBy: "" };
       this.runParams = readJSONAttr(root, "data-params", {}); // run id -> params, for "Group by"
+      // > 0: the chart view across runs, which fetches each metric of all its runs sampled, at once
+      this.samplePoints = Number(root.getAttribute("data-sample-points")) || 0;
       this.cards = new Map();
       this.runKeys = this.runs.map(() => null); // per run: Set of its metric keys, once known
       this.settled = new Set(); // run indexes that finished and got their last refresh
@@ -475,7 +541,8 @@
     }
 
     async start(keys) {
-      this.runKeys = await Promise.all(this.runs.map(fetchRunKeys));
+      // A sampled answer says which runs lack the metric: no need to ask each run for its keys first.
+      if (!this.samplePoints) this.runKeys = await Promise.all(this.runs.map(fetchRunKeys));
       const allRuns = this.runs.map((_, i) => i);
       for (const key of keys) this.addCard(key, allRuns);
       this.empty.hidden = this.cards.size > 0;
