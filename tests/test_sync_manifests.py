@@ -51,12 +51,18 @@ def test_a_pull_remembers_the_runs_it_read_and_still_fetches_what_the_cache_lost
     assert _run_commit(b, rc) in _seen(b) and len(_seen(b)) == 3
 
 
-def test_a_damaged_manifests_file_is_rebuilt_and_the_pull_goes_on(team):
+def _pushed_run_and_cache_path(team) -> tuple[Path, str, Path]:
+    """Clone B, a run pushed from A, and where B's manifests file goes (its directory made)."""
     a, b, _, _ = team
-    ra = log_run(a, "alice")
+    run_id = log_run(a, "alice")
     gitml_invoke(a, "push")
     db = b / ".git" / "gitml" / "manifests.sqlite"
     db.parent.mkdir(parents=True, exist_ok=True)
+    return b, run_id, db
+
+
+def test_a_damaged_manifests_file_is_rebuilt_and_the_pull_goes_on(team):
+    b, ra, db = _pushed_run_and_cache_path(team)
     db.write_bytes(b"this is not a database" * 100)
     report = _pull(b)
     assert report["runs_received"] == [ra] and report["artifacts_copied"] == 1
@@ -64,11 +70,7 @@ def test_a_damaged_manifests_file_is_rebuilt_and_the_pull_goes_on(team):
 
 
 def test_an_unwritable_state_dir_costs_the_cache_not_the_pull(team):
-    a, b, _, _ = team
-    ra = log_run(a, "alice")
-    gitml_invoke(a, "push")
-    db = b / ".git" / "gitml" / "manifests.sqlite"
-    db.parent.mkdir(parents=True, exist_ok=True)
+    b, ra, db = _pushed_run_and_cache_path(team)
     db.mkdir()  # a directory where the file should be: sqlite cannot open it
     report = _pull(b)
     assert report["runs_received"] == [ra] and report["artifacts_copied"] == 1
