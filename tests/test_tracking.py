@@ -336,6 +336,20 @@ def test_experiments(tracking):
         tracking.create_experiment("sweep")
 
 
+def test_experiments_created_in_one_millisecond_list_newest_first(tracking, monkeypatch):
+    # ids derive from names, so creation times must carry the order (MLflow: sequential ids)
+    import gitml.tracking.experiments as experiments
+
+    monkeypatch.setattr(experiments.time, "time", lambda: 1_700_000_000.0)  # a clock that stands still
+    created = [f"exp-{i}" for i in range(6)]
+    for name in created:
+        tracking.create_experiment(name)
+    exps = tracking.search_experiments()
+    assert [e.name for e in exps] == [*reversed(created), "Default"]
+    times = [e.creation_time for e in exps[:-1]]
+    assert times == sorted(set(times), reverse=True)
+
+
 def test_client_api(tracking):
     from gitml import Metric, Param, RunTag
 

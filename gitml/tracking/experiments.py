@@ -209,7 +209,11 @@ def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = No
         _check_tag(key, value)
     if get_experiment_by_name(repo, name) is not None:
         raise ExperimentExists(f"Experiment {name!r} already exists")
-    now = int(time.time() * 1000)
+    # Ids derive from names, so they cannot break a tie between two experiments created in the
+    # same millisecond the way MLflow's sequential ids do: keep creation times strictly increasing
+    # instead, and "newest first" stays creation order.
+    newest = max((e.creation_time for e in list_experiments(repo, ViewType.ALL)), default=0)
+    now = max(int(time.time() * 1000), newest + 1)
     for salt in range(8):
         experiment_id = _derived_id(name, salt)
         exp = Experiment(experiment_id, name, "runs:/", tags=dict(tags or {}), creation_time=now, last_update_time=now)
