@@ -535,10 +535,11 @@ def test_json_columns_that_do_not_cast_are_400_naming_the_column(tmp_path, colum
 
 
 def bridge_request(bridge, chunks: list[bytes], headers: list[tuple[bytes, bytes]], raw_path: bytes = b"/x",
-                   query: bytes = b"", stall: bool = False) -> tuple[int, bytes]:
+                   query: bytes = b"", stall: bool = False, sent_messages: list | None = None) -> tuple[int, bytes]:
     """One HTTP request through an ASGI app, in this process: (status, body).
 
     The body arrives in ``chunks``; with ``stall`` the client then sends nothing more, ever.
+    ``sent_messages`` gets every ASGI message the app sent.
     """
     import asyncio
     from urllib.parse import unquote
@@ -567,6 +568,8 @@ def bridge_request(bridge, chunks: list[bytes], headers: list[tuple[bytes, bytes
     messages = asyncio.run(run())
     assert messages[0]["type"] == "http.response.start"
     assert messages[-1]["type"] == "http.response.body" and not messages[-1].get("more_body")
+    if sent_messages is not None:
+        sent_messages.extend(messages)
     return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
 
 
@@ -592,6 +595,22 @@ def test_bridge_hands_the_app_a_wsgi_environ_and_streams_its_answer():
     assert (got["QUERY_STRING"], got["CONTENT_TYPE"], got["CONTENT_LENGTH"]) == ("q=%20z&r", "text/csv", "4")
     assert (got["HTTP_X_A"], got["HTTP_HOST"], got["REQUEST_METHOD"], got["body"]) == ("1,2", "127.0.0.1:5000",
                                                                                       "POST", "abcd")
+
+
+def test_bridge_sends_a_small_answer_whole_and_streams_a_long_one_in_order():
+    from gitml.serving.asgi import WHOLE_BODY, WsgiBridge
+
+    def app(environ, start_response):
+        size = int(environ["QUERY_STRING"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (bytes([i % 251]) * 4096 for i in range(size // 4096))
+
+    bridge = WsgiBridge(app, max_body=100)
+    for size, whole in ((8 * 4096, True), (WHOLE_BODY + 8 * 4096, False)):
+        messages: list = []
+        status, body = bridge_request(bridge, [b""], [], query=str(size).encode(), sent_messages=messages)
+        assert status == 200 and body == b"".join(bytes([i % 251]) * 4096 for i in range(size // 4096))
+        assert (len(messages) == 2) is whole, len(messages)  # start + the body, or start + block by block
 
 
 def test_bridge_refuses_a_body_over_the_limit_or_one_that_does_not_arrive():

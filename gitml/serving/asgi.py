@@ -42,6 +42,7 @@ WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 DEFAULT_THREADS = 4
 DEFAULT_BODY_SECONDS = 30.0
+WHOLE_BODY = 256 * 1024  # an answer up to this size is handed to the loop in one piece
 
 
 class WsgiBridge:
@@ -78,7 +79,11 @@ class WsgiBridge:
         if body is None:
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.pool(), self._run, self._environ(scope, body), send, loop)
+        whole = await loop.run_in_executor(self.pool(), self._run, self._environ(scope, body), send, loop)
+        if whole is not None:  # a small answer comes back whole: sent from here, no trip per message
+            status, headers, content = whole
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content, "more_body": False})
 
     async def _read_body(self, scope: Message, receive: Receive, send: Send) -> bytes | None:
         """The request body, read in the loop; None once answered (413, 408) or when the client left."""
@@ -144,8 +149,16 @@ class WsgiBridge:
             environ[key] = f"{environ[key]},{text}" if key in environ else text
         return environ
 
-    def _run(self, environ: dict[str, Any], send: Send, loop: asyncio.AbstractEventLoop) -> None:
-        """Run the WSGI app (in a pool thread); each message goes out through the loop, waiting for it."""
+    def _run(self, environ: dict[str, Any], send: Send,
+             loop: asyncio.AbstractEventLoop) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """Run the WSGI app (in a pool thread).
+
+        An answer of at most ``WHOLE_BODY`` bytes is returned whole (status,
+        headers, body) for the loop to send: one hand-over between thread and
+        loop instead of three. A longer one, or one the app starts with
+        ``write``, goes out message by message through the loop as it comes,
+        each waiting for the client (backpressure); then None is returned.
+        """
 
         def emit(message: Message) -> None:
             sending = asyncio.run_coroutine_threadsafe(send(message), loop)
@@ -179,11 +192,27 @@ class WsgiBridge:
                 emit({"type": "http.response.body", "body": bytes(data), "more_body": True})
 
         result = self.app(environ, start_response)
+        held: list[bytes] | None = []
+        size = 0
         try:
             for chunk in result:
-                write(chunk)
+                if held is not None:
+                    held.append(bytes(chunk))
+                    size += len(chunk)
+                    if size <= WHOLE_BODY and not sent:
+                        continue
+                    for part in held:  # too long to hold, or already streaming: out in order
+                        write(part)
+                    held = None
+                else:
+                    write(chunk)
+            if held is not None and not sent and status_headers:
+                return status_headers[0][0], status_headers[0][1], b"".join(held)
+            for part in held or ():
+                write(part)
             write(b"")
             emit({"type": "http.response.body", "body": b"", "more_body": False})
+            return None
         finally:
             close = getattr(result, "close", None)
             if close is not None:

@@ -212,7 +212,7 @@ def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = No
     # Ids derive from names, so they cannot break a tie between two experiments created in the
     # same millisecond the way MLflow's sequential ids do: keep creation times strictly increasing
     # instead, and "newest first" stays creation order.
-    newest = max((e.creation_time for e in list_experiments(repo, ViewType.ALL)), default=0)
+    newest = max((e.creation_time or 0 for e in list_experiments(repo, ViewType.ALL)), default=0)
     now = max(int(time.time() * 1000), newest + 1)
     for salt in range(8):
         experiment_id = _derived_id(name, salt)
