@@ -463,7 +463,7 @@ class GitRepo:
         kind, data = self._repo.odb.read(oid)
         if kind != _BLOB:
             raise KeyError(f"{oid} is not a blob")
-        return cast(bytes, data)
+        return data
 
     def read_blob(self, oid: str) -> bytes:
         with self.lock:
