@@ -60,6 +60,21 @@ def test_sklearn_save_load_predict_equal(tracking, data, model, tmp_path):
     assert (tracking.pyfunc.load_model(str(tmp_path / "m")).predict(X) == model.predict(X)).all()
 
 
+def test_pipeline_that_selects_columns_by_name_gets_its_dataframe(tracking, data, tmp_path):
+    # A plain estimator may be handed the frame's array (same predictions, fewer checks); a
+    # ColumnTransformer that picks columns by name needs the DataFrame (it raised before).
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    X = X[["a", "b"]].assign(c=X.n.astype(float))  # all float64: what took the array shortcut
+    pipe = Pipeline([("cols", ColumnTransformer([("scale", StandardScaler(), ["b", "a"])])),
+                     ("lr", LogisticRegression())]).fit(X, y)
+    tracking.sklearn.save_model(pipe, tmp_path / "m", input_example=X[:3])
+    assert (tracking.pyfunc.load_model(str(tmp_path / "m")).predict(X) == pipe.predict(X)).all()
+
+
 def test_log_model_by_runs_uri_and_in_run_diff(tracking, repo, data, model):
     X, y = data
     with tracking.start_run() as first:
