@@ -460,6 +460,48 @@ def test_split_int_and_float_columns_fit_a_long_double_signature(tmp_path):
         assert split_out["predictions"]["a"][0] == "int64" and split_out["predictions"]["b"][0] == "float64"
 
 
+def test_a_numeric_table_of_the_fitted_columns_skips_the_frame_and_predicts_the_same(tmp_path):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from gitml.serving.protocol import ArrayInput, parse_request
+    from gitml.serving.server import make_app
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.random(80), "b": rng.random(80), "c": rng.random(80)})
+    y = (X.a + 2 * X.b > 1.4).astype(int)
+    plain = LogisticRegression().fit(X, y)
+    piped = Pipeline([("cols", ColumnTransformer([("s", StandardScaler(), ["c", "a", "b"])])),
+                      ("lr", LogisticRegression())]).fit(X, y)
+    rows = X[:6]
+    payloads = {
+        "split with index": {"dataframe_split": rows.to_dict(orient="split")},
+        "split": {"dataframe_split": {"columns": ["a", "b", "c"], "data": rows.to_numpy().tolist()}},
+        "other column order": {"dataframe_split": rows[["c", "a", "b"]].to_dict(orient="split")},
+        "ints": {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 0, 1], [0, 1, 0]]}},
+        "records": {"dataframe_records": rows.to_dict(orient="records")},
+    }
+    for name, model in (("plain", plain), ("piped", piped)):
+        gitml.sklearn.save_model(model, tmp_path / name, input_example=X[:2])
+        app = make_app(str(tmp_path / name))
+        lane = app.holder.current.model.array_lane
+        assert lane == ((["a", "b", "c"], "float64") if name == "plain" else None)
+        for what, payload in payloads.items():
+            status, got = call(app, json.dumps(payload))
+            frame = pd.DataFrame(**{k: v for k, v in next(iter(payload.values())).items()}) \
+                if "dataframe_split" in payload else pd.DataFrame(payload["dataframe_records"])
+            assert status == 200 and got["predictions"] == model.predict(frame[["a", "b", "c"]]).tolist(), what
+        taken = {what for what, payload in payloads.items()
+                 if isinstance(parse_request(json.dumps(payload).encode(), "application/json",
+                                             array_lane=lane)[0], ArrayInput)}
+        assert taken == ({"split with index", "split"} if lane else set())
+        status, got = call(app, json.dumps({"dataframe_split": {"columns": ["a", "b", "c"],
+                                                                "data": [[0.1, float("nan"), 0.3]]}}))
+        assert status == 400 and "NaN" in got["message"]
+
+
 ALL_TYPES = {"i": "integer", "f": "float", "d": "datetime", "bn": "binary", "l": "long", "s": "string",
              "b": "boolean", "x": "double"}
 ROW = {"i": 1, "f": 1, "d": "2024-01-02T03:04:05", "bn": "aGVsbG8=", "l": 2.0, "s": "x", "b": True, "x": 3}

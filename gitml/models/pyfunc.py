@@ -93,6 +93,21 @@ class PythonModelContext:
         self.model_config = model_config or {}
 
 
+_ARRAY_DTYPES = {"double": "float64", "long": "int64"}
+
+
+def _array_lane(impl: Any, signature: ModelSignature | None) -> tuple[list[str], str] | None:
+    columns = getattr(impl, "array_columns", None)
+    if not columns or signature is None or signature.inputs is None or signature.inputs.is_tensor:
+        return None
+    specs = signature.inputs.specs
+    types = {s["type"] for s in specs}
+    if [s["name"] for s in specs] != columns or len(types) != 1:
+        return None
+    dtype = _ARRAY_DTYPES.get(types.pop())
+    return (list(columns), dtype) if dtype else None
+
+
 class PyFuncModel:
     """A loaded model: ``predict(data, params=None)`` with the signature enforced."""
 
@@ -117,6 +132,25 @@ class PyFuncModel:
                 raise InvalidValue(f"Unknown inference params {unknown}; the model accepts {sorted(known)}")
             params = {**{k: p.get("default") for k, p in known.items()}, **params}
         return self._impl.predict(data, params=params) if params else self._impl.predict(data)
+
+    @property
+    def array_lane(self) -> tuple[list[str], str] | None:
+        """(columns, numpy dtype) of a numeric table this model can take as one array.
+
+        Set when the flavor predicts from an array of exactly these columns
+        (``array_columns``/``predict_array``) and the signature asks for
+        those columns, in that order, each of one type: a table of exactly
+        that shape and dtype already fits the signature, so
+        ``predict_array`` gives what ``predict`` gives, without building a
+        DataFrame and checking it (the scoring server's fast path).
+        """
+        if not hasattr(self, "_array_lane"):
+            self._array_lane = _array_lane(self._impl, self.metadata.signature)
+        return self._array_lane
+
+    def predict_array(self, values: Any) -> Any:
+        """``predict`` of the numeric table ``values`` whose shape and dtype ``array_lane`` names."""
+        return self._impl.predict_array(values)
 
     @property
     def model_config(self) -> dict[str, Any]:

@@ -189,10 +189,19 @@ class _SklearnPyfunc:
         # order, is what a plain scikit-learn estimator turns into this same array after
         # checking the names; handing it the array skips ~0.8 ms of checks on a small batch.
         if self._columns is not None and _numeric_in_order(data, self._columns):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="X does not have valid feature names")
-                return self._predict(data.to_numpy())
+            return self.predict_array(data.to_numpy())
         return self._predict(data)
+
+    @property
+    def array_columns(self) -> list[str] | None:
+        """The columns, in order, whose values ``predict_array`` takes as one array (None: it takes none)."""
+        return self._columns
+
+    def predict_array(self, values: Any) -> Any:
+        """Predict from the array of a numeric frame with exactly ``array_columns``."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return self._predict(values)
 
 
 # Estimators that hand X on as it came (a pipeline's steps, a column transformer, a search

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitml.errors import InvalidValue
-from gitml.serving.protocol import ScoringError, error_body, parse_request, predictions_body
+from gitml.serving.protocol import ArrayInput, ScoringError, error_body, parse_request, predictions_body
 
 log = logging.getLogger("gitml.serving")
 
@@ -264,9 +264,13 @@ class ScoringApp:
         body = _read_body(environ, self.max_body)
         loaded = self.holder.current
         model = loaded.model
-        data, params = parse_request(body, environ.get("CONTENT_TYPE"), model.metadata.signature)
+        data, params = parse_request(body, environ.get("CONTENT_TYPE"), model.metadata.signature,
+                                     model.array_lane)
         try:
-            predictions = model.predict(data, params=params) if params else model.predict(data)
+            if isinstance(data, ArrayInput):
+                predictions = model.predict_array(data.values)
+            else:
+                predictions = model.predict(data, params=params) if params else model.predict(data)
         except ScoringError:
             raise
         except Exception as e:  # noqa: BLE001 - the model's own errors are the client's input problem

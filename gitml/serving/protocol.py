@@ -23,7 +23,7 @@ import io
 import itertools
 import json
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitml.errors import GitmlError
 
@@ -50,8 +50,19 @@ class ScoringError(GitmlError):
         return json.dumps({"error_code": self.error_code, "message": self.message}).encode()
 
 
-def parse_request(body: bytes, content_type: str | None, signature: Any = None) -> tuple[Any, dict[str, Any] | None]:
+class ArrayInput(NamedTuple):
+    """A ``dataframe_split`` table that is exactly the model's ``array_lane``: its values as one array."""
+
+    values: Any
+
+
+def parse_request(body: bytes, content_type: str | None, signature: Any = None,
+                  array_lane: tuple[list[str], str] | None = None) -> tuple[Any, dict[str, Any] | None]:
     """(model input, params) from a request body, as MLflow's scoring server parses it.
+
+    With ``array_lane`` (the model's ``(columns, dtype)``, ``PyFuncModel.array_lane``),
+    a ``dataframe_split`` of exactly those columns, every value of that
+    dtype, and no index or params comes back as ``ArrayInput``, no DataFrame built.
 
     Raises:
         ScoringError: 415 for a content type or charset it does not take,
@@ -62,7 +73,7 @@ def parse_request(body: bytes, content_type: str | None, signature: Any = None) 
     inputs = getattr(signature, "inputs", None)
     try:
         if mime == CONTENT_TYPE_JSON:
-            return _parse_json(body, inputs)
+            return _parse_json(body, inputs, array_lane)
         if mime == CONTENT_TYPE_CSV:
             return _parse_csv(body, inputs), None
         if mime == CONTENT_TYPE_PARQUET:
@@ -90,7 +101,8 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     return parts[0].lower(), options
 
 
-def _parse_json(body: bytes, schema: Any) -> tuple[Any, dict[str, Any] | None]:
+def _parse_json(body: bytes, schema: Any,
+                array_lane: tuple[list[str], str] | None = None) -> tuple[Any, dict[str, Any] | None]:
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -106,6 +118,10 @@ def _parse_json(body: bytes, schema: Any) -> tuple[Any, dict[str, Any] | None]:
     key = keys[0]
     value = obj[key]
     if key == "dataframe_split":
+        if array_lane is not None and params is None:
+            values = _lane_values(value, *array_lane)
+            if values is not None:
+                return ArrayInput(values), None
         frame, block_dtype = _split_frame(value)
         dtypes = None if block_dtype is None else [block_dtype] * frame.shape[1]
         return _cast_columns(frame, schema, dtypes=dtypes), params
@@ -138,6 +154,24 @@ def _split_frame(value: Any) -> tuple[Any, Any]:
 
 
 _BLOCK_DTYPES = {float: "float64", int: "int64", bool: "bool"}
+
+
+def _lane_values(value: Any, columns: list[str], dtype: str) -> Any:
+    """The rows of a split table as one array when it has exactly ``columns`` and every value is ``dtype``.
+
+    An index (``to_dict(orient="split")`` sends one) names the rows only: a
+    model in the lane predicts from the values, so it is checked and left out.
+    """
+    if not isinstance(value, dict) or value.get("columns") != columns or not value.keys() <= {"columns", "data",
+                                                                                                 "index"}:
+        return None
+    block = _numeric_block(value.get("data"))
+    if block is None or block.dtype != dtype or block.ndim != 2 or block.shape[1] != len(columns):
+        return None
+    index = value.get("index")
+    if index is not None and (type(index) is not list or len(index) != len(block)):
+        return None  # the frame path says what is wrong with it
+    return block
 
 
 def _numeric_block(rows: Any) -> Any:
