@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2, help="gitml serve --workers")
+    ap.add_argument("--threads", type=int, help="gitml serve --threads (default: its own)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-mlflow", action="store_true")
     args = ap.parse_args()
@@ -101,7 +102,8 @@ def main() -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     sides = {"gitml": lambda p: [sys.executable, "-m", "gitml", "serve", str(model_dir), "--port", str(p),
-                                 "--workers", str(args.workers)]}
+                                 "--workers", str(args.workers)]
+                                + (["--threads", str(args.threads)] if args.threads else [])}
     if not args.no_mlflow:
         sides["mlflow"] = lambda p: [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
                                      "-p", str(p), "--env-manager", "local"]
@@ -119,7 +121,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.connections} connections, {args.seconds} s per run, median of {args.repeat}; "
-          f"gitml --workers {args.workers}")
+          f"gitml --workers {args.workers}" + (f" --threads {args.threads}" if args.threads else ""))
     med = {}
     for name, runs in results.items():
         rps = statistics.median(r for r, _ in runs)

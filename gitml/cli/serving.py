@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gitml.cli.progress import json_option
+from gitml.serving import DEFAULT_SERVE_THREADS
 
 MODEL_HELP = ("MODEL is rf#production, rf@v1.2.0, models:/rf/Production, models:/rf@production, "
               "models:/rf/3, runs:/<run_id>/<path> or a model directory.")
@@ -29,6 +30,8 @@ def _locate(ctx: click.Context) -> None:
 @click.option("-p", "--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to listen on.")
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (gunicorn).")
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULT_SERVE_THREADS, show_default=True,
+              help="Threads predicting in each worker (more helps a model whose predict releases the GIL).")
 @click.option("--poll", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
               help="Seconds between checks of the registry when MODEL names a stage or 'latest'.")
 @click.option("--max-body-mb", type=click.FloatRange(0.001, 4096), default=64, show_default=True,
@@ -38,7 +41,7 @@ def _locate(ctx: click.Context) -> None:
                    "for the next piece of a request body.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.pass_context
-def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, poll: float,
+def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, threads: int, poll: float,
           max_body_mb: float, timeout: int, allow_pickle: bool) -> None:
     """Serve MODEL over HTTP with MLflow's scoring protocol (POST /invocations).
 
@@ -48,7 +51,7 @@ def serve(ctx: click.Context, model: str, host: str, port: int, workers: int, po
     from gitml.serving.server import serve as run
 
     _locate(ctx)
-    run(model, host=host, port=port, workers=workers, poll_seconds=poll,
+    run(model, host=host, port=port, workers=workers, threads=threads, poll_seconds=poll,
         max_body=int(max_body_mb * 1024 * 1024), timeout=timeout, allow_pickle=allow_pickle or None)
 
 

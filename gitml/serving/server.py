@@ -15,6 +15,7 @@ from typing import Any
 
 from gitml.errors import GitmlError
 from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
+from gitml.serving import DEFAULT_SERVE_THREADS
 from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 
 
@@ -48,7 +49,7 @@ def worker_started(holder: ModelHolder, worker: Any = None) -> None:
 
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 2,
-          poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY, timeout: int = 60,
+          threads: int = DEFAULT_SERVE_THREADS, poll_seconds: float = 2.0, max_body: int = DEFAULT_MAX_BODY, timeout: int = 60,
           ready: Any = None, allow_pickle: bool | None = None) -> None:
     """Serve ``model_uri`` until interrupted.
 
@@ -60,7 +61,8 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: in
     """
     log_to_stderr()
     app = make_app(model_uri, poll_seconds, max_body, allow_pickle)
-    run_gunicorn(lambda: app, host, port, workers=workers, timeout=timeout, name=f"gitml-serve {model_uri}",
+    run_gunicorn(lambda: app, host, port, workers=workers, threads=threads, timeout=timeout,
+                 name=f"gitml-serve {model_uri}",
                  max_body=max_body, post_fork=lambda server, worker: worker_started(app.holder, worker), ready=ready)
 
 
