@@ -392,6 +392,9 @@ class RunIndex:
     def query_ids(self, sql: str, params: list[Any]) -> list[str]:
         return self._guard(lambda: [row[0] for row in self.db.execute(sql, params)])
 
+    def query_count(self, sql: str, params: list[Any]) -> int:
+        return int(self._guard(lambda: self.db.execute(sql, params).fetchone()[0]))
+
     def children(self, parent_ids: list[str], stages: list[str]) -> dict[str, list[str]]:
         """Parent run id -> its child runs (``mlflow.parentRunId``) in ``stages``, newest first."""
         sql = ("SELECT t.value, r.run_id FROM tags AS t JOIN runs AS r ON r.rid = t.rid "

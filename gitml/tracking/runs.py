@@ -14,6 +14,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -121,14 +123,37 @@ def has_live_writer(repo: GitRepo, run_id: str) -> bool:
     return any(livelog.is_locked(p) for p in livelog.live_writers(live_dir(repo), run_id))
 
 
+_synced: ContextVar[dict[str, RunIndex] | None] = ContextVar("gitml_synced_once", default=None)
+
+
 def sync_index(repo: GitRepo) -> RunIndex:
-    """Commit this process's pending events, recover dead runs, fold finished ones, refresh the index."""
+    """Commit this process's pending events, recover dead runs, fold finished ones, refresh the index.
+
+    Inside ``synced_once``, only the first call for a repository does that.
+    """
+    held = _synced.get()
+    if held is not None and str(repo.git_dir) in held:
+        return held[str(repo.git_dir)]
     process.flush_all(repo)
     _recover(repo)
     fold_pending(repo)
     idx = index_for(repo)
     idx.refresh()
+    if held is not None:
+        held[str(repo.git_dir)] = idx
     return idx
+
+
+@contextmanager
+def synced_once() -> Iterator[None]:
+    """Sync the index once for several reads that make one answer (a page of the viewer asks the
+    index for its runs, their nested runs and the keys: ~0.5 ms a sync at 10k runs). Reads only:
+    a write inside the block is not seen by the reads after it."""
+    token = _synced.set({})
+    try:
+        yield
+    finally:
+        _synced.reset(token)
 
 
 # -- creating and ending runs -------------------------------------------------------
@@ -487,17 +512,19 @@ _SQLITE_MAX_INT = 2**63 - 1
 
 
 def _search_ids(repo: GitRepo, experiment_ids: list[str] | None, filter_string: str | None, view_type: int,
-                order_by: list[str] | None, limit: int | None = None) -> tuple[RunIndex, list[str]]:
-    """The synced index and the ids of the matching runs, in order."""
+                order_by: list[str] | None, limit: int | None = None,
+                offset: int = 0) -> tuple[RunIndex, list[str]]:
+    """The synced index and the ids of the matching runs, in order (``limit`` of them from ``offset``)."""
     sql, params = search.compile_search(
         filter_string,
         order_by,
         experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
         lifecycle_stages=ViewType.stages(view_type),
     )
-    if limit is not None:
-        sql += " LIMIT ?"
-        params = [*params, min(int(limit), _SQLITE_MAX_INT)]  # more than SQLite can count is no limit
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"  # more than SQLite can count is no limit
+        params = [*params, min(int(limit if limit is not None else _SQLITE_MAX_INT), _SQLITE_MAX_INT),
+                  min(int(offset), _SQLITE_MAX_INT)]
     idx = sync_index(repo)
     return idx, idx.query_ids(sql, params)
 
@@ -514,13 +541,18 @@ def search_runs_page(
     """One page of a search: (how many runs match, the runs at ``offset``..``offset+limit``).
 
     Only the page's runs are loaded, so a page of 10k matching runs costs
-    one id query and 50 loads.
+    a count (no sort), one id query for the page and 50 loads.
 
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
-    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by)
-    return len(ids), idx.load(ids[offset : offset + limit])
+    sql, params = search.compile_count(
+        filter_string,
+        experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
+        lifecycle_stages=ViewType.stages(view_type),
+    )
+    idx, ids = _search_ids(repo, experiment_ids, filter_string, view_type, order_by, limit, offset)
+    return idx.query_count(sql, params), idx.load(ids)
 
 
 def child_runs(repo: GitRepo, parent_ids: list[str], view_type: int = ViewType.ACTIVE_ONLY) -> dict[str, list[Run]]:

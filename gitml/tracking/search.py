@@ -158,6 +158,29 @@ def compile_search(
         order_terms += ["(r.start_time IS NULL)", "r.start_time DESC"]
     order_terms.append("r.run_id")
 
+    where, where_params = _where(comparisons, experiment_ids, lifecycle_stages)
+    parts = ["SELECT r.run_id FROM runs AS r", *joins, "WHERE " + " AND ".join(where)]
+    parts.append("ORDER BY " + ", ".join(order_terms))
+    return "\n".join(parts), join_params + where_params
+
+
+def compile_count(
+    filter_string: str | None,
+    *,
+    experiment_ids: Sequence[str] | None,
+    lifecycle_stages: Sequence[str],
+) -> tuple[str, list[Any]]:
+    """``(sql, params)`` counting the runs ``compile_search`` finds: no order, so no sort.
+
+    Raises:
+        InvalidFilter: the filter does not parse.
+    """
+    where, params = _where(parse_filter(filter_string, RUNS), experiment_ids, lifecycle_stages)
+    return "SELECT COUNT(*) FROM runs AS r WHERE " + " AND ".join(where), params
+
+
+def _where(comparisons: list[Comparison], experiment_ids: Sequence[str] | None,
+           lifecycle_stages: Sequence[str]) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     where_params: list[Any] = []
     # With a metric, param, tag or dataset comparison, the runs come from its subquery rather than
@@ -177,7 +200,4 @@ def compile_search(
         sql, params = _comparison_sql(c, picks=c is picker)
         where.append(sql)
         where_params += params
-
-    parts = ["SELECT r.run_id FROM runs AS r", *joins, "WHERE " + " AND ".join(where)]
-    parts.append("ORDER BY " + ", ".join(order_terms))
-    return "\n".join(parts), join_params + where_params
+    return where, where_params

@@ -101,20 +101,22 @@ class RunsQuery:
 def runs_page(repo: GitRepo, q: RunsQuery, group: bool = False) -> dict[str, Any]:
     """One page of the runs table; ``group`` moves the nested runs of the page's parents under them
     (``children``: parent id -> runs), as MLflow's table groups them."""
-    total, found = _runs.search_runs_page(
-        repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
-        offset=(q.page - 1) * q.per_page, limit=q.per_page,
-    )
-    # MLflow's grouping: a parent's nested runs under it (expandable), not as rows of their own
-    page_ids = [r.info.run_id for r in found]
-    nested = _runs.child_runs(repo, page_ids, VIEWS[q.view]) if group else {}
+    with _runs.synced_once():
+        total, found = _runs.search_runs_page(
+            repo, q.experiment_ids or None, q.filter, VIEWS[q.view], q.order_by,
+            offset=(q.page - 1) * q.per_page, limit=q.per_page,
+        )
+        # MLflow's grouping: a parent's nested runs under it (expandable), not as rows of their own
+        page_ids = [r.info.run_id for r in found]
+        nested = _runs.child_runs(repo, page_ids, VIEWS[q.view]) if group else {}
+        keys = _runs.run_keys(repo, q.experiment_ids or None)
     grouped = {c.info.run_id for cs in nested.values() for c in cs}
     rows = [r for r in found if r.info.run_id not in grouped]
     return {
         "total": total, "page": q.page, "per_page": q.per_page, "pages": max(1, -(-total // q.per_page)),
         "runs": [run_record(r) for r in rows],
         "children": {p: [run_record(c) for c in cs] for p, cs in nested.items()},
-        "keys": _runs.run_keys(repo, q.experiment_ids or None),
+        "keys": keys,
         # registered model versions made from the page's runs (MLflow's "Models" column)
         "versions": versions_of_runs(repo, set(page_ids) | grouped),
     }
