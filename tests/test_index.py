@@ -162,3 +162,24 @@ def test_an_index_of_an_older_schema_is_rebuilt(tracking, repo):
     tracking.set_tracking_uri(repo)
     found = tracking.search_runs(search_all_experiments=True, filter_string="metrics.m = 1")
     assert list(found["run_id"]) == [run.info.run_id]
+
+
+def test_keys_of_experiments_are_the_distinct_keys_of_their_runs(tracking, repo):
+    ids = populate(tracking)
+    handle = runs_module.open_repo(repo)
+    idx = runs_module.sync_index(handle)
+    exps = {tracking.get_run(r).info.experiment_id for r in ids.values()}
+    tables = {"params": "params", "metrics": "latest_metrics", "tags": "tags"}
+
+    def distinct(kind: str, experiment_ids: list[str] | None) -> list[str]:
+        sql = f"SELECT DISTINCT t.key FROM {tables[kind]} AS t JOIN runs AS r ON r.rid = t.rid"
+        if experiment_ids is not None:
+            sql += f" WHERE r.experiment_id IN ({','.join('?' * len(experiment_ids)) or 'NULL'})"
+        return [row[0] for row in idx.db.execute(sql + " ORDER BY t.key", experiment_ids or [])]
+
+    for wanted in [None, [], ["nope"], *([e] for e in sorted(exps)), sorted(exps)]:
+        got = idx._keys(wanted)
+        assert got == {kind: distinct(kind, wanted) for kind in tables}, wanted
+    first = idx._keys([tracking.get_run(ids["plain"]).info.experiment_id])
+    assert "only_here" in first["params"] and "team" in first["tags"]
+    assert idx._keys([tracking.get_run(ids["cross"]).info.experiment_id])["params"] == ["alpha"]
