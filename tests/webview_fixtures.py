@@ -36,9 +36,11 @@ from tests.browser import (
 __all__ = ["browser", "demo_repo", "ui", "ui_env", "ui_server"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (the system one), shared by the session."""
+    """Headless Chromium (the system one), for the module. Not for the session: Playwright's sync
+    API keeps an event loop running in this thread while it is started, and a later module's
+    asyncio.run() or its own sync_playwright() in the same worker would fail on it."""
     yield from running_browser("The web viewer's browser tests")
 
 

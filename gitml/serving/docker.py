@@ -23,7 +23,7 @@ from typing import Any
 from gitml.errors import InvalidValue
 
 #: What ``gitml serve`` imports at run time, besides the model's own requirements.
-SERVING_PACKAGES = ("click", "pyyaml", "pandas", "numpy", "cloudpickle", "gunicorn", "semver", "pygit2")
+SERVING_PACKAGES = ("click", "pyyaml", "pandas", "numpy", "cloudpickle", "gunicorn", "gunicorn_h1c", "semver", "pygit2")
 
 ENTRYPOINT = """#!/bin/sh
 # Serve the model in this directory with gitml's scoring server (MLflow's protocol).
