@@ -502,6 +502,37 @@ def test_a_numeric_table_of_the_fitted_columns_skips_the_frame_and_predicts_the_
         assert status == 400 and "NaN" in got["message"]
 
 
+def test_the_array_lane_gives_the_frame_paths_numbers_to_the_last_bit(tmp_path):
+    # BLAS rounds a row-major and a column-major array differently; the frame's array is column-major
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import FunctionTransformer
+
+    from gitml.serving.server import make_app
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(50, 4)), columns=list("abcd"))
+    model = LinearRegression().fit(X, rng.normal(size=50))
+    gitml.sklearn.save_model(model, tmp_path / "lr", input_example=X[:2])
+    app = make_app(str(tmp_path / "lr"))
+    assert app.holder.current.model.array_lane is not None
+    rows = rng.normal(size=(8, 4)).tolist()
+    status, got = call(app, json.dumps({"dataframe_split": {"columns": list("abcd"), "data": rows}}))
+    assert status == 200 and got["predictions"] == model.predict(pd.DataFrame(rows, columns=list("abcd"))).tolist()
+
+    # a FunctionTransformer's function may pick columns by name: it keeps its DataFrame
+    picks = FunctionTransformer(_double_b).fit(X)
+    gitml.sklearn.save_model(picks, tmp_path / "ft", input_example=X[:2], pyfunc_predict_fn="transform",
+                             serialization_format="cloudpickle")
+    app = make_app(str(tmp_path / "ft"), allow_pickle=True)
+    assert app.holder.current.model.array_lane is None
+    status, got = call(app, json.dumps({"dataframe_split": X[:2].to_dict(orient="split")}))
+    assert status == 200 and got["predictions"] == [{"b": 2 * X.b[0]}, {"b": 2 * X.b[1]}]
+
+
+def _double_b(frame):
+    return frame[["b"]] * 2
+
+
 ALL_TYPES = {"i": "integer", "f": "float", "d": "datetime", "bn": "binary", "l": "long", "s": "string",
              "b": "boolean", "x": "double"}
 ROW = {"i": 1, "f": 1, "d": "2024-01-02T03:04:05", "bn": "aGVsbG8=", "l": 2.0, "s": "x", "b": True, "x": 3}
@@ -653,6 +684,41 @@ def test_bridge_sends_a_small_answer_whole_and_streams_a_long_one_in_order():
         status, body = bridge_request(bridge, [b""], [], query=str(size).encode(), sent_messages=messages)
         assert status == 200 and body == b"".join(bytes([i % 251]) * 4096 for i in range(size // 4096))
         assert (len(messages) == 2) is whole, len(messages)  # start + the body, or start + block by block
+
+    def listed(environ, start_response):  # the whole answer in memory (the scoring app's): back whole
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"x" * (WHOLE_BODY + 1)]
+
+    messages = []
+    assert bridge_request(WsgiBridge(listed, max_body=100), [b""], [], sent_messages=messages)[1] == \
+        b"x" * (WHOLE_BODY + 1)
+    assert len(messages) == 2
+
+
+def test_bridge_keeps_wsgi_order_with_write_and_refuses_new_headers_once_a_chunk_is_out():
+    from gitml.serving.asgi import WsgiBridge
+
+    def writes(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"A"
+        write(b"B")  # PEP 3333: after what the app returned before it
+        yield b"C"
+
+    assert bridge_request(WsgiBridge(writes, max_body=100), [b""], [])[1] == b"ABC"
+
+    def late_error(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"partial"
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            import sys
+
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        yield b"error page"
+
+    with pytest.raises(RuntimeError, match="boom"):
+        bridge_request(WsgiBridge(late_error, max_body=100), [b""], [])
 
 
 def test_bridge_refuses_a_body_over_the_limit_or_one_that_does_not_arrive():

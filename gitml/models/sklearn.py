@@ -181,7 +181,7 @@ class _SklearnPyfunc:
     def __init__(self, model: Any, predict_fn: str) -> None:
         self.sklearn_model = model
         self._predict = getattr(model, predict_fn)
-        names = getattr(model, "feature_names_in_", None) if _takes_arrays(model) else None
+        names = getattr(model, "feature_names_in_", None) if _takes_arrays(model, predict_fn) else None
         self._columns = [str(n) for n in names] if names is not None else None
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
@@ -205,16 +205,19 @@ class _SklearnPyfunc:
 
 
 # Estimators that hand X on as it came (a pipeline's steps, a column transformer, a search
-# over a pipeline...): their parts may select columns by name, so they get the DataFrame.
+# over a pipeline, a FunctionTransformer's function...): they may select columns by name, so
+# they get the DataFrame.
 _PASSES_X_ON = ("steps", "transformers", "transformer_list", "estimator", "estimators", "base_estimator",
-                "best_estimator_")
+                "best_estimator_", "func", "inverse_func")
+_ARRAY_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
 
 
-def _takes_arrays(model: Any) -> bool:
+def _takes_arrays(model: Any, predict_fn: str) -> bool:
     """Whether ``model`` is one of scikit-learn's own estimators that turns a DataFrame into
     its array before anything else (so the array itself gives the same predictions)."""
     module = type(model).__module__
-    if not module.startswith("sklearn.") or module.startswith(("sklearn.pipeline", "sklearn.compose")):
+    if predict_fn not in _ARRAY_METHODS or not module.startswith("sklearn.") \
+            or module.startswith(("sklearn.pipeline", "sklearn.compose")):
         return False
     return not any(hasattr(model, attr) for attr in _PASSES_X_ON)
 

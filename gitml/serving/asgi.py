@@ -153,11 +153,13 @@ class WsgiBridge:
              loop: asyncio.AbstractEventLoop) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
         """Run the WSGI app (in a pool thread).
 
-        An answer of at most ``WHOLE_BODY`` bytes is returned whole (status,
+        An answer the app returns as a list (the scoring app's, whatever its
+        size) or of at most ``WHOLE_BODY`` bytes is returned whole (status,
         headers, body) for the loop to send: one hand-over between thread and
-        loop instead of three. A longer one, or one the app starts with
-        ``write``, goes out message by message through the loop as it comes,
-        each waiting for the client (backpressure); then None is returned.
+        loop instead of three, and no thread waits on a client that reads
+        slowly. A longer generated one, or one the app starts with ``write``,
+        goes out message by message through the loop as it comes, each
+        waiting for the client (backpressure); then None is returned.
         """
 
         def emit(message: Message) -> None:
@@ -172,17 +174,19 @@ class WsgiBridge:
                         raise ConnectionAbortedError("the worker's event loop stopped mid-response") from None
 
         status_headers: list[tuple[int, list[tuple[bytes, bytes]]]] = []
-        sent = False
+        sent = False  # the start message went out
+        held: list[bytes] = []  # body chunks not sent yet, in order
+        streaming = False  # chunks go out as they come
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if exc_info is not None and sent:
+            if exc_info is not None and (sent or any(held)):  # PEP 3333: a non-empty chunk sends the headers
                 raise exc_info[1].with_traceback(exc_info[2])
             status_headers[:] = [(int(status.split(" ", 1)[0]),
                                   [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
                                    if k.lower() != "connection"] + [(b"connection", b"close")])]
             return write
 
-        def write(data: bytes) -> None:
+        def send_body(data: bytes) -> None:
             nonlocal sent
             if not sent:
                 emit({"type": "http.response.start", "status": status_headers[0][0],
@@ -191,26 +195,33 @@ class WsgiBridge:
             if data:
                 emit({"type": "http.response.body", "body": bytes(data), "more_body": True})
 
+        def stream() -> None:
+            nonlocal streaming
+            streaming = True
+            for part in held:
+                send_body(part)
+            held.clear()
+
+        def write(data: bytes) -> None:  # WSGI's write(): after what the app returned before it
+            stream()
+            send_body(data)
+
         result = self.app(environ, start_response)
-        held: list[bytes] | None = []
+        materialized = isinstance(result, (list, tuple))
         size = 0
         try:
             for chunk in result:
-                if held is not None:
-                    held.append(bytes(chunk))
-                    size += len(chunk)
-                    if size <= WHOLE_BODY and not sent:
-                        continue
-                    for part in held:  # too long to hold, or already streaming: out in order
-                        write(part)
-                    held = None
-                else:
-                    write(chunk)
-            if held is not None and not sent and status_headers:
+                if streaming:
+                    send_body(chunk)
+                    continue
+                held.append(bytes(chunk))
+                size += len(chunk)
+                if size > WHOLE_BODY and not materialized:
+                    stream()
+            if not streaming and status_headers:
                 return status_headers[0][0], status_headers[0][1], b"".join(held)
-            for part in held or ():
-                write(part)
-            write(b"")
+            stream()
+            send_body(b"")
             emit({"type": "http.response.body", "body": b"", "more_body": False})
             return None
         finally:

@@ -165,13 +165,18 @@ def _lane_values(value: Any, columns: list[str], dtype: str) -> Any:
     if not isinstance(value, dict) or value.get("columns") != columns or not value.keys() <= {"columns", "data",
                                                                                                  "index"}:
         return None
+    import numpy as np
+
     block = _numeric_block(value.get("data"))
     if block is None or block.dtype != dtype or block.ndim != 2 or block.shape[1] != len(columns):
         return None
     index = value.get("index")
-    if index is not None and (type(index) is not list or len(index) != len(block)):
+    if index is not None and (type(index) is not list or len(index) != len(block)
+                              or not all(type(i) in (int, str) for i in index)):
         return None  # the frame path says what is wrong with it
-    return block
+    # Column-major, as the frame's to_numpy() is: BLAS rounds differently on the two
+    # layouts, and the lane must give the frame path's predictions to the last bit.
+    return np.asfortranarray(block)
 
 
 def _numeric_block(rows: Any) -> Any:

@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 from gitml.errors import GitmlError
-from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
 from gitml.serving import DEFAULT_SERVE_THREADS
+from gitml.serving.app import DEFAULT_MAX_BODY, ModelHolder, ScoringApp, log, log_to_stderr
 from gitml.serving.asgi import DEFAULT_THREADS, WsgiBridge
 
 

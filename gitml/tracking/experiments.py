@@ -211,9 +211,12 @@ def create_experiment(repo: GitRepo, name: str, tags: dict[str, str] | None = No
         raise ExperimentExists(f"Experiment {name!r} already exists")
     # Ids derive from names, so they cannot break a tie between two experiments created in the
     # same millisecond the way MLflow's sequential ids do: keep creation times strictly increasing
-    # instead, and "newest first" stays creation order.
+    # instead, and "newest first" stays creation order. Not past a minute ahead of this clock:
+    # one experiment dated in the future (another machine's clock) must not date every later one.
+    now = int(time.time() * 1000)
     newest = max((e.creation_time or 0 for e in list_experiments(repo, ViewType.ALL)), default=0)
-    now = max(int(time.time() * 1000), newest + 1)
+    if now <= newest < now + 60_000:
+        now = newest + 1
     for salt in range(8):
         experiment_id = _derived_id(name, salt)
         exp = Experiment(experiment_id, name, "runs:/", tags=dict(tags or {}), creation_time=now, last_update_time=now)

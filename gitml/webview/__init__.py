@@ -87,7 +87,8 @@ def _url_prefix(endpoint: str, arg: str) -> str:
     if prefix is None:
         values: dict[str, Any] = {arg: "x"}
         url = url_for(endpoint, **values)
-        assert url.endswith("/x"), url  # the routes end with their one argument
+        if not url.endswith("/x"):
+            raise RuntimeError(f"{endpoint}'s URL does not end with its {arg}: {url}")
         prefix = url[:-1]
         setattr(g, key, prefix)
     return str(prefix)
