@@ -184,3 +184,45 @@ def test_a_forced_fetch_that_replaces_a_shard_loses_no_run(repo, tmp_path):
     assert {r["info"]["run_id"] for r in json.loads(out.stdout)} == set(mine) | set(theirs)
     assert "put back" in out.stderr
     assert set(git_run_ids(repo)) == set(mine) | set(theirs)
+
+
+def test_changed_entries_are_what_differs_between_the_entries_of_two_ledger_commits(repo):
+    """The ledger diff (libgit2's tree diff) against the entries each side lists, on trees that also
+    hold what ``entries`` ignores: a blob named like a run, a nested tree, a bad name, a typechange."""
+    from gitml.store import ledger as store_ledger
+    from gitml.store.repo import GitRepo
+
+    def oid(n: int) -> str:  # a commit to point gitlinks at (mktree --missing takes any id)
+        return f"{n:040x}"
+
+    def tree(listing: list[str]) -> str:
+        return subprocess.run(["git", "mktree", "--missing"], cwd=repo, input="".join(f"{x}\n" for x in listing),
+                              text=True, capture_output=True, check=True).stdout.strip()
+
+    def ledger(subs: dict[str, list[str]], top: list[str] = ()) -> str:  # type: ignore[assignment]
+        listing = [f"040000 tree {tree(entries)}\t{head}" for head, entries in subs.items()] + list(top)
+        return git(repo, "commit-tree", tree(listing), "-m", "ledger").strip()
+
+    rid = [f"{h}{'0' * 29}{n}" for h in ("ab", "ac", "cd") for n in range(3)]
+    (repo / "x.txt").write_text("x")
+    blob = git(repo, "hash-object", "-w", "x.txt").strip()
+    old = ledger({"ab": [f"160000 commit {oid(1)}\t{rid[0][2:]}", f"160000 commit {oid(2)}\t{rid[1][2:]}",
+                         f"100644 blob {blob}\t{rid[2][2:]}"],  # a blob: not an entry
+                  "ac": [f"160000 commit {oid(3)}\t{rid[3][2:]}", f"160000 commit {oid(4)}\t{rid[4][2:]}"],
+                  "zz": [f"160000 commit {oid(5)}\tnot-a-run-id"]},
+                 [f"100644 blob {blob}\tcd"])
+    new = ledger({"ab": [f"160000 commit {oid(9)}\t{rid[0][2:]}",  # changed
+                         f"100644 blob {blob}\t{rid[1][2:]}",  # a gitlink became a blob: gone
+                         f"160000 commit {oid(6)}\t{rid[2][2:]}"],  # a blob became a gitlink: new
+                  "ac": [f"160000 commit {oid(3)}\t{rid[3][2:]}"],  # rid[4] removed
+                  "cd": [f"160000 commit {oid(7)}\t{rid[6][2:]}",  # a blob at the top became a directory
+                         f"040000 tree {tree([f'160000 commit {oid(8)}	x'])}\t{rid[7][2:]}"],  # nested: ignored
+                  "zz": [f"160000 commit {oid(6)}\tnot-a-run-id"]})
+    handle = GitRepo.discover(repo)
+    for a, b in ((old, new), (new, old), (old, old)):
+        before, after = store_ledger.entries(handle, a), store_ledger.entries(handle, b)
+        expected = {r: after.get(r) for r in set(before) | set(after) if before.get(r) != after.get(r)}
+        assert store_ledger.changed_entries(handle, a, b) == expected, (a, b)
+    assert store_ledger.changed_entries(handle, old, new) == {rid[0]: oid(9), rid[1]: None, rid[2]: oid(6),
+                                                             rid[4]: None, rid[6]: oid(7)}
+    assert store_ledger.changed_entries(handle, None, old) == store_ledger.entries(handle, old)
