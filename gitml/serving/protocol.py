@@ -62,7 +62,8 @@ def parse_request(body: bytes, content_type: str | None, signature: Any = None,
 
     With ``array_lane`` (the model's ``(columns, dtype)``, ``PyFuncModel.array_lane``),
     a ``dataframe_split`` of exactly those columns, every value of that
-    dtype, and no index or params comes back as ``ArrayInput``, no DataFrame built.
+    dtype, and no params comes back as ``ArrayInput``, no DataFrame built
+    (an index that names the rows, as ``to_dict(orient="split")`` sends, is checked and left out).
 
     Raises:
         ScoringError: 415 for a content type or charset it does not take,
