@@ -38,6 +38,7 @@ again) and needs ~15 GB of temporary disk (~5 GB of loose objects, copied twice)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -144,13 +145,18 @@ def git_with_without(ws: bt.Workspace, repo: Path, reps: int) -> dict[str, Any]:
 
 
 def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: int,
-             only_search: bool = False) -> dict[str, Any]:
-    """Every workload at ``n`` runs; ``only_search``: the search and cold-index ones only."""
+             only_search: bool = False, mlflow_once: bool = False) -> dict[str, Any]:
+    """Every workload at ``n`` runs; ``only_search``: the search and cold-index ones only.
+
+    ``mlflow_once``: MLflow's searches are timed once each (its search-all of
+    100k runs takes minutes a call); gitml's keep their repetitions.
+    """
     import gitml
     import mlflow
 
     data = bt.dataset(n)
-    res: dict[str, Any] = {"runs": n}
+    res: dict[str, Any] = {"runs": n, "mlflow_timed_once": mlflow_once}
+    m_reps, m_proc_reps = (0, 1) if mlflow_once else (reps, proc_reps)
 
     # gitml
     repo, g_exp = bt.gitml_fresh(ws, f"n{n}-gitml")
@@ -173,8 +179,8 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
         m0: dict[str, Any] = {"populate_s": bt.populate_mlflow_orm(uri, m_exp, mdir / "artifacts", data)}
         m0["first_process"] = bt.search_subprocess("mlflow", uri, m_exp, 1, warmup=False)
         m0.update(bt.search_series(
-            lambda f: mlflow.search_runs(experiment_ids=[m_exp], filter_string=f, order_by=bt.ORDER_BY), reps))
-        m0["fresh_process"] = bt.search_subprocess("mlflow", uri, m_exp, proc_reps, warmup=True)
+            lambda f: mlflow.search_runs(experiment_ids=[m_exp], filter_string=f, order_by=bt.ORDER_BY), m_reps))
+        m0["fresh_process"] = bt.search_subprocess("mlflow", uri, m_exp, m_proc_reps, warmup=not mlflow_once)
         res["mlflow"] = m0
         return agreement(res)
     g["runs_list_ms"] = bt.median(bt.time_cmd([*bt.console_script("gitml"), "runs", "list"],
@@ -193,20 +199,21 @@ def one_size(ws: bt.Workspace, dbs: bt.MlflowDbs, n: int, reps: int, proc_reps: 
     bt.say(f"    mlflow: populated (ORM bulk insert) in {m['populate_s']:.1f} s")
     m["first_process"] = bt.search_subprocess("mlflow", uri, m_exp, 1, warmup=False)
     m.update(bt.search_series(
-        lambda f: mlflow.search_runs(experiment_ids=[m_exp], filter_string=f, order_by=bt.ORDER_BY), reps))
-    m["fresh_process"] = bt.search_subprocess("mlflow", uri, m_exp, proc_reps, warmup=True)
+        lambda f: mlflow.search_runs(experiment_ids=[m_exp], filter_string=f, order_by=bt.ORDER_BY), m_reps))
+    bt.say("    mlflow: searched")
+    m["fresh_process"] = bt.search_subprocess("mlflow", uri, m_exp, m_proc_reps, warmup=not mlflow_once)
     env_uri = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
         m["runs_list_ms"] = bt.median(bt.time_cmd(
-            [*bt.console_script("mlflow"), "runs", "list", "--experiment-id", m_exp], proc_reps, mdir)) * 1e3
+            [*bt.console_script("mlflow"), "runs", "list", "--experiment-id", m_exp], m_proc_reps, mdir)) * 1e3
     finally:
         if env_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = env_uri
     m["store_bytes"] = sum(disk_bytes(p) for p in mdir.iterdir())
-    m["viewer"] = viewer_mlflow(uri, m_exp, mdir / "artifacts", reps, proc_reps)
+    m["viewer"] = viewer_mlflow(uri, m_exp, mdir / "artifacts", max(m_reps, 1), m_proc_reps)
     res["mlflow"] = m
     return agreement(res)
 
@@ -374,10 +381,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["search"],
                     help="'search': only the search workloads and the cold index build (no runs list, "
                          "viewer, sizes or plain git); for quick before/after figures, not for --plot")
+    ap.add_argument("--mlflow-once-above", type=int, default=50_000, metavar="N",
+                    help="above N runs, time each of MLflow's searches once, no repetitions (default 50000: "
+                         "its search-all of 100k runs takes minutes a call)")
+    ap.add_argument("--merge", type=Path, metavar="JSON",
+                    help="an earlier --json file: its sizes that this run does not measure join the summary, "
+                         "the JSON and the plots (to add 100000 to the 1000,10000 figures)")
     args = ap.parse_args(argv)
     if args.only and args.plot:
         ap.error("--plot needs every workload (no --only)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    earlier = json.loads(args.merge.read_text()) if args.merge else None
 
     root, old_cwd = bt.enter_scratch("gitml-bench-scale-")
     ws = bt.Workspace(root)
@@ -398,10 +412,19 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, Any] = {"meta": meta, "sizes": {}}
         summary: list[dict[str, Any]] = []
         gsum: list[dict[str, Any]] = []
+        if earlier:
+            kept = {k: v for k, v in earlier["sizes"].items() if int(k) not in sizes}
+            res["sizes"].update(kept)
+            summary += [x for x in earlier["summary"] if str(x["runs"]) in kept]
+            gsum += [x for x in earlier.get("git_summary", []) if str(x["runs"]) in kept]
+            meta["merged"] = {"from": str(args.merge), "sizes": sorted(int(k) for k in kept),
+                              "meta": earlier["meta"]}
         for n in sizes:
             bt.say(f"\n== N = {n} runs")
-            r = one_size(ws, dbs, n, args.repeat, args.proc_reps, only_search=args.only == "search")
+            r = one_size(ws, dbs, n, args.repeat, args.proc_reps, only_search=args.only == "search",
+                         mlflow_once=n > args.mlflow_once_above)
             res["sizes"][str(n)] = r
+            res["sizes"] = dict(sorted(res["sizes"].items(), key=lambda kv: int(kv[0])))
             rows, grows = rows_for(r), (git_rows(r) if "git" in r else [])
             summary += rows
             gsum += grows
@@ -411,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                 bt.say("    WARNING: gitml and MLflow search results differ")
             res["git_summary"] = gsum
             bt.write_results({**res, "summary": summary}, args.json, old_cwd)  # partial results survive
+        summary.sort(key=lambda x: x["runs"])
+        gsum.sort(key=lambda x: x["runs"])
         res["git_summary"] = gsum
         bt.say("\n== All sizes")
         bt.finish(res, summary, t_start, args.json, old_cwd)

@@ -416,12 +416,17 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def search_series(search: Callable[[str], Any], warm_reps: int) -> dict[str, Any]:
-    """Cold (first) then warm searches, filtered and unfiltered."""
+    """Cold (first) then warm searches, filtered and unfiltered.
+
+    ``warm_reps=0`` times each search once: its one (first) call stands for the
+    warm figure too, and ``warm_is_first`` says so.
+    """
     out: dict[str, Any] = {}
     for name, flt in (("filtered", FILTER), ("all", "")):
         cold, df = _timed(lambda: search(flt))
-        warm = [_timed(lambda: search(flt))[0] for _ in range(warm_reps)]
+        warm = [_timed(lambda: search(flt))[0] for _ in range(warm_reps)] or [cold]
         out[name] = {
+            "warm_is_first": not warm_reps,
             "rows": len(df),
             "cold_s": cold,
             "warm_samples_s": warm,
