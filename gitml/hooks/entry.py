@@ -38,10 +38,9 @@ def post_commit(path: str = ".", rev: str = "HEAD", err: TextIO | None = None, f
     """
     err = err or sys.stderr
     try:
-        from gitml.hooks.postcommit import log_commit
-        from gitml.tracking import runs
+        from gitml.hooks.postcommit import log_commit, open_plain
 
-        result = log_commit(runs.open_repo(path), rev, force)
+        result = log_commit(open_plain(path), rev, force)
     except Exception as e:  # noqa: BLE001 - a hook after a commit must never fail it
         err.write(f"gitml: warning: post-commit hook: no run logged: {_reason(e)}\n")
         return 0

@@ -220,9 +220,27 @@ def log_commit(repo: GitRepo, rev: str = "HEAD", force: bool = False) -> PostCom
     return result
 
 
+def open_plain(path: str) -> GitRepo:
+    """The repository at ``path``, opened to log without libgit2 (see ``gitml.store.plain``).
+
+    Raises:
+        NotARepository: no git repository there.
+    """
+    from gitml import settings
+    from gitml.store.plain import PlainGitRepo
+
+    settings.check_environment()
+    return PlainGitRepo.discover(path)
+
+
 def hook_run_of(repo: GitRepo, commit: str) -> str | None:
     """The id of the newest active run the hook logged for ``commit`` (its source, tagged ``gitml.hook``), if any."""
-    from gitml.tracking import runs
+    from gitml.store import names
+    from gitml.tracking import notes, runs
+
+    note = repo.read_note(names.NOTES_REF, commit)
+    if note is None or not notes.note_runs(note):
+        return None  # the hook writes the note of each run it logs at once: no run of its on this commit
 
     found = [r for r in runs.runs_of_commits(repo, [commit]).get(commit, [])
              if r.data.tags.get(HOOK_TAG) == "post-commit" and r.source.get("commit") == commit]

@@ -88,19 +88,12 @@ def entry_path(run_id: str) -> tuple[str, str]:
 
 def lookup(repo: GitRepo, ledger_commit: str, run_id: str) -> str | None:
     """The run commit the ledger commit records for ``run_id``, or None."""
-    import pygit2
-
-    head, rest = entry_path(run_id)
-    with repo.lock:
-        try:
-            tree = repo.raw[ledger_commit].peel(pygit2.Tree)
-            sub = tree[head]
-            if sub.filemode != TREE_MODE:
-                return None
-            entry = repo.raw[sub.id].peel(pygit2.Tree)[rest]
-        except (KeyError, ValueError, pygit2.GitError):
-            return None
-        return str(entry.id) if entry.filemode == GITLINK_MODE else None
+    tree = repo.tree_of(ledger_commit)
+    sub = repo.tree_entry(tree, entry_path(run_id)[0]) if tree is not None else None
+    if sub is None or sub[0] != TREE_MODE:
+        return None
+    entry = repo.tree_entry(sub[1], entry_path(run_id)[1])
+    return entry[1] if entry is not None and entry[0] == GITLINK_MODE else None
 
 
 def entries(repo: GitRepo, ledger_commit: str) -> dict[str, str]:
@@ -169,15 +162,7 @@ def write(repo: GitRepo, base: str | None, changes: Mapping[str, str | None], me
 
 
 def _tree_of(repo: GitRepo, commit: str | None) -> str | None:
-    if commit is None:
-        return None
-    import pygit2
-
-    with repo.lock:
-        try:
-            return str(repo.raw[commit].peel(pygit2.Tree).id)
-        except (KeyError, ValueError, pygit2.GitError):
-            return None
+    return repo.tree_of(commit) if commit is not None else None
 
 
 def _subtrees(repo: GitRepo, tree: str) -> dict[str, str]:

@@ -176,6 +176,30 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def is_blob_mode(mode: int) -> bool:
+    """A tree entry mode of a blob: a file (executable or not) or a symlink."""
+    return mode & 0o170000 in (0o100000, 0o120000)
+
+
+def parse_tree(data: bytes, oid_bytes: int) -> dict[bytes, tuple[int, str]]:
+    """A tree object's content as name -> (mode, hex oid) (``oid_bytes``: 20 for SHA-1, 32 for SHA-256).
+
+    Raises:
+        ValueError: the content is not a well-formed tree.
+    """
+    entries = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        end = nul + 1 + oid_bytes
+        if end > len(data):
+            raise ValueError("truncated tree entry")
+        entries[data[space + 1 : nul]] = (int(data[pos:space], 8), data[nul + 1 : end].hex())
+        pos = end
+    return entries
+
+
 class RefUpdateFailed(GitmlError):
     """A ref could not be written for a reason other than another writer winning the race."""
 
@@ -444,15 +468,8 @@ class GitRepo:
     def blob_id(self, data: bytes) -> str:
         """The id ``data`` has (or would have) as a blob in this repository; nothing is written
         (and libgit2 is not loaded: registry reads stay light)."""
-        if not hasattr(self, "_blob_digest"):
-            # extensions.objectformat lives in the repository's own config file only
-            try:
-                text = (self.common_dir / "config").read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                text = ""
-            sha256 = re.search(r"^\s*objectformat\s*=\s*sha256\s*$", text, re.MULTILINE | re.IGNORECASE)
-            self._blob_digest = hashlib.sha256 if sha256 else hashlib.sha1
-        return self._blob_digest(b"blob %d\0" % len(data) + data).hexdigest()
+        digest = hashlib.sha1 if self._sha1() else hashlib.sha256
+        return digest(b"blob %d\0" % len(data) + data).hexdigest()
 
     def _tree(self, oid: str | pygit2.Oid) -> pygit2.Tree:
         return cast("pygit2.Tree", self._repo[oid])
@@ -509,14 +526,14 @@ class GitRepo:
 
     def read_path(self, tree: str, path: str) -> bytes | None:
         """The content of the blob at ``path`` inside tree ``tree``, or None."""
+        entry = self.tree_entry(tree, path)
+        if entry is None or not is_blob_mode(entry[0]):
+            return None
         with self.lock:
             try:
-                entry = self._tree(tree)[_name(path)]
+                return self._blob_data(entry[1])
             except KeyError:
-                return None
-            if entry.type != _BLOB:
-                return None
-            return self._blob_data(entry.id)
+                return None  # a hostile tree: a file entry naming a tree
 
     def list_dir(self, tree: str, path: str = "") -> list[tuple[str, str, bool]]:
         """(name, oid, is_tree) of the entries of the subtree at ``path``."""
@@ -615,23 +632,49 @@ class GitRepo:
             return str(self._update(base_tree, changes))
 
     def _sha1(self) -> bool:
+        """True if object ids are SHA-1 (read without libgit2: registry reads and the hook's writes
+        stay light)."""
         if not hasattr(self, "_is_sha1"):
-            self._is_sha1 = (self.config_value("extensions.objectformat") or "sha1").lower() == "sha1"
+            # extensions.objectformat lives in the repository's own config file only
+            try:
+                text = (self.common_dir / "config").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._is_sha1 = not re.search(r"^\s*objectformat\s*=\s*sha256\s*$", text, re.MULTILINE | re.IGNORECASE)
         return self._is_sha1
 
     def _tree_entries(self, oid: str, pending: dict[bytes, tuple[int, bytes]]) -> dict[bytes, tuple[int, str]]:
         """name -> (mode, oid) of a tree, from the batch or the repository."""
         raw = pending.get(bytes.fromhex(oid))
         if raw is None:
-            return {e.raw_name or b"": (e.filemode, str(e.id)) for e in self._tree(oid)}
-        entries = {}
-        data, pos = raw[1], 0
-        while pos < len(data):
-            space = data.index(b" ", pos)
-            nul = data.index(b"\0", space)
-            entries[data[space + 1 : nul]] = (int(data[pos:space], 8), data[nul + 1 : nul + 21].hex())
-            pos = nul + 21
-        return entries
+            return self.tree_entries(oid)
+        return parse_tree(raw[1], 20)
+
+    def tree_entries(self, tree: str) -> dict[bytes, tuple[int, str]]:
+        """name -> (mode, oid) of the entries of tree ``tree``.
+
+        Raises:
+            KeyError: there is no such tree.
+        """
+        with self.lock:
+            return {e.raw_name or b"": (e.filemode, str(e.id)) for e in self._tree(tree)}
+
+    def tree_entry(self, tree: str, path: str) -> tuple[int, str] | None:
+        """(mode, oid) of the entry at slash-separated ``path`` in tree ``tree``, or None."""
+        with self.lock:
+            try:
+                entry = self._repo[tree].peel(pygit2.Tree)[_name(path)]
+            except (KeyError, ValueError, TypeError, pygit2.GitError):
+                return None  # no such tree or entry (or a hostile tree entry naming a blob)
+            return entry.filemode, str(entry.id)
+
+    def tree_of(self, commit: str) -> str | None:
+        """The tree of commit ``commit`` (tags peeled), or None if there is no such commit."""
+        with self.lock:
+            try:
+                return str(self._repo[commit].peel(pygit2.Tree).id)
+            except (KeyError, ValueError, pygit2.GitError):
+                return None
 
     def _build_tree(self, base: str | None, changes: Mapping[str, bytes | Gitlink | None],
                     pending: dict[bytes, tuple[int, bytes]]) -> str:

@@ -13,24 +13,27 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-import pygit2
-from pygit2.enums import FileStatus
-
 from gitml.store.repo import GitRepo
 
-_CHANGED = (
-    FileStatus.WT_NEW
-    | FileStatus.WT_MODIFIED
-    | FileStatus.WT_DELETED
-    | FileStatus.WT_TYPECHANGE
-    | FileStatus.WT_RENAMED
-    | FileStatus.INDEX_NEW
-    | FileStatus.INDEX_MODIFIED
-    | FileStatus.INDEX_DELETED
-    | FileStatus.INDEX_RENAMED
-    | FileStatus.INDEX_TYPECHANGE
-    | FileStatus.CONFLICTED
-)
+
+def _changed_flags() -> int:
+    """The file statuses that make a work tree dirty (pygit2 loads here, not at import: the
+    post-commit hook builds a ``Snapshot`` without libgit2)."""
+    from pygit2.enums import FileStatus
+
+    return (
+        FileStatus.WT_NEW
+        | FileStatus.WT_MODIFIED
+        | FileStatus.WT_DELETED
+        | FileStatus.WT_TYPECHANGE
+        | FileStatus.WT_RENAMED
+        | FileStatus.INDEX_NEW
+        | FileStatus.INDEX_MODIFIED
+        | FileStatus.INDEX_DELETED
+        | FileStatus.INDEX_RENAMED
+        | FileStatus.INDEX_TYPECHANGE
+        | FileStatus.CONFLICTED
+    )
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,16 @@ def take_snapshot(repo: GitRepo, max_file_size: int) -> Snapshot:
     if any, stays) and listed in ``Snapshot.skipped``: large data belongs in
     the artifact store, not in git objects.
     """
+    import pygit2
+
     head, branch = repo.head()
     if repo.workdir is None:
         return Snapshot(commit=head, head=head, branch=branch, dirty=False)
     raw = repo.raw
+    changed_flags = _changed_flags()
     with repo.lock:
         status = raw.status(untracked_files="all", ignored=False)
-        changed = sorted(p for p, flags in status.items() if flags & _CHANGED)
+        changed = sorted(p for p, flags in status.items() if flags & changed_flags)
         if not changed:
             return Snapshot(commit=head, head=head, branch=branch, dirty=False)
         index = pygit2.Index()

@@ -19,7 +19,7 @@ from gitml import settings
 from gitml.errors import ConcurrentUpdate, CorruptRun, ExperimentNotFound, GitmlError, InvalidName, NotFound
 from gitml.store import names
 from gitml.store.repo import CAS_RETRIES, GitRepo
-from gitml.tracking import filters, schema, validation
+from gitml.tracking import schema, validation
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
 
 DEFAULT_ID = "0"
@@ -142,6 +142,8 @@ def search_experiments(
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
+    from gitml.tracking import filters  # searches only: creating runs (the hook) does not load it
+
     comparisons = filters.parse_experiment_filter(filter_string)
     keys = filters.parse_experiment_order_by(order_by)
     found = [(vars(e), e) for e in list_experiments(repo, view_type)]

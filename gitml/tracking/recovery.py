@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitml.errors import GitmlError
 from gitml.store import ledger, livelog, names
-from gitml.store.content import Progress
 from gitml.store.repo import GitRepo
 from gitml.tracking.commit import WriterMark, commit_events, live_dir
 from gitml.tracking.entities import RunStatus
@@ -24,6 +24,9 @@ from gitml.tracking.events import METRIC, Event, decode_event, parse_header
 from gitml.tracking.ledger import fold
 from gitml.tracking.notes import write_notes
 from gitml.tracking.runfiles import RunState, read_state
+
+if TYPE_CHECKING:
+    from gitml.store.content import Progress  # a type only: the hook's path never loads the content store
 
 log = logging.getLogger("gitml")
 

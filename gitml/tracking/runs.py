@@ -23,10 +23,9 @@ from gitml import settings
 from gitml.errors import AmbiguousRunId, CorruptRun, InvalidValue, RunNotActive, RunNotFound
 from gitml.store import ledger, names
 from gitml.store.repo import GitRepo
-from gitml.tracking import experiments, notes, process, recovery, schema, search, writer
+from gitml.tracking import experiments, notes, process, recovery, schema, writer
 from gitml.tracking.commit import commit_events, live_dir
 from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus, ViewType
-from gitml.tracking.index import RunIndex
 from gitml.tracking.ledger import fold_pending
 from gitml.tracking.events import INFO, Event
 from gitml.tracking.runfiles import (
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
 
     from gitml.store.content import Progress
     from gitml.store.snapshot import Snapshot
+    from gitml.tracking.index import RunIndex  # loaded by the first read: logging alone (the hook) needs no SQLite
 
 #: MLflow's tag for a run's description (its UI's "Description" box).
 DESCRIPTION_TAG = "mlflow.note.content"
@@ -90,6 +90,8 @@ def index_for(repo: GitRepo) -> RunIndex:
     idx = _indexes.get(key)
     if idx is None:
         with _lock:
+            from gitml.tracking.index import RunIndex
+
             idx = _indexes.get(key) or RunIndex(repo)
             _indexes[key] = idx
     return idx
@@ -515,6 +517,8 @@ def _search_ids(repo: GitRepo, experiment_ids: list[str] | None, filter_string: 
                 order_by: list[str] | None, limit: int | None = None,
                 offset: int = 0) -> tuple[RunIndex, list[str]]:
     """The synced index and the ids of the matching runs, in order (``limit`` of them from ``offset``)."""
+    from gitml.tracking import search
+
     sql, params = search.compile_search(
         filter_string,
         order_by,
@@ -546,6 +550,8 @@ def search_runs_page(
     Raises:
         InvalidFilter: the filter or order_by does not parse.
     """
+    from gitml.tracking import search
+
     sql, params = search.compile_count(
         filter_string,
         experiment_ids=[str(e) for e in experiment_ids] if experiment_ids is not None else None,
