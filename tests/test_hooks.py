@@ -203,6 +203,8 @@ def test_post_commit_in_a_linked_worktree(hooked, tmp_path):
     [run] = runs(hooked)
     assert run["data"]["params"] == {"lr": "0.3"}
     assert run["source"]["commit"] == head(wt) and run["source"]["branch"] == "exp"
+    # its note too (a linked worktree's git dir has no objects/ of its own: notes were skipped there)
+    assert run["info"]["run_id"] in git(wt, "log", "-1", "--notes=gitml", "--format=%N")
 
 
 def test_run_post_commit_by_hand_for_an_older_commit(repo):

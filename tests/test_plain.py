@@ -177,3 +177,79 @@ def test_cat_file_process_is_restarted_after_it_dies(logged):
     assert plain.is_commit(head)  # read again by a new process
     plain.close()
     assert plain.is_commit(head)
+
+
+def hash_object(repo: Path, kind: str, data: bytes) -> str:
+    """Write ``data`` as an object of ``kind`` as is (no checks: a hostile peer's object)."""
+    return subprocess.run(["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"], cwd=repo,
+                          input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+def test_what_libgit2_ignores_or_reads_is_ignored_or_read_alike(logged):
+    """Found in review: replace refs, non-UTF-8 file names, encodings, short ids, HEAD off refs/heads."""
+    head = git(logged, "rev-parse", "HEAD").strip()
+    tree = git(logged, "rev-parse", "HEAD^{tree}").strip()
+    blob = git(logged, "rev-parse", "HEAD:train.py").strip()
+    other = hash_object(logged, "blob", b"print('replaced')\n")
+    git(logged, "replace", blob, other)  # libgit2 never follows refs/replace/*: a fetch can bring them
+    lib, plain = both(logged)
+    assert plain.read_path(tree, "train.py") == lib.read_path(tree, "train.py") == b"print('train')\n"
+
+    name = b"caf\xe9.yaml"  # Latin-1 bytes: not UTF-8
+    odd = hash_object(logged, "tree", b"100644 " + name + b"\0" + bytes.fromhex(blob))
+    text = name.decode("utf-8", "surrogateescape")
+    assert plain.read_path(odd, text) == lib.read_path(odd, text) == b"print('train')\n"
+
+    latin = hash_object(logged, "commit", f"tree {tree}\nauthor A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n"
+                        "encoding ISO-8859-1\n\n".encode() + "café\n".encode("latin-1"))
+    assert plain.commit_info(latin).message == lib.commit_info(latin).message == "café\n"
+
+    git(logged, "branch", "cafe")  # cat-file would resolve a short hex string as a ref name: only full ids go
+    assert plain.has_object(head.upper()) == lib.has_object(head.upper()) is True
+    assert not plain.has_object("cafe") and not plain.has_object(head[:7])  # gitml passes full ids only
+
+    git(logged, "symbolic-ref", "HEAD", "refs/remotes/origin/main")
+    git(logged, "update-ref", "refs/remotes/origin/main", head)
+    lib, plain = both(logged)
+    assert plain.head() == lib.head() == (head, "refs/remotes/origin/main")
+
+
+def test_hostile_trees_and_commits_are_misses_alike(logged):
+    head = git(logged, "rev-parse", "HEAD").strip()
+    blob = git(logged, "rev-parse", "HEAD:train.py").strip()
+    into_commit = hash_object(logged, "tree", b"40000 a\0" + bytes.fromhex(head))  # a "directory" that is a commit
+    odd_mode = hash_object(logged, "tree", b"4_0000 a\0" + bytes.fromhex(blob))
+    no_name = hash_object(logged, "tree", b"100644 \0" + bytes.fromhex(blob))
+    no_tree = hash_object(logged, "commit", b"author A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n\nx\n")
+    lib, plain = both(logged)
+    for r in (lib, plain):
+        assert r.tree_entry(into_commit, "a/train.py") is None and r.read_path(into_commit, "a/train.py") is None
+    for tree in (odd_mode, no_name):
+        assert plain.list_dir(tree) == [] and plain.read_path(tree, "a") is None
+    assert plain.read_commit_files(no_tree, ("run.json",)) is None
+
+
+def test_a_reader_knocked_out_of_step_finds_its_place_again(logged):
+    _, plain = both(logged)
+    head = plain.ref_target("HEAD")
+    tree = plain.tree_of(head)
+    stdin = plain._cat._running().stdin
+    stdin.write(head.encode() + b"\n")  # an answer nobody reads (as after an interrupt mid-read)
+    stdin.flush()
+    assert plain.is_tree(tree) and plain.has_object(head)
+
+
+def test_notes_are_found_in_every_layout_git_reads(logged):
+    head = git(logged, "rev-parse", "HEAD").strip()
+    note = git(logged, "rev-parse", f"refs/notes/gitml:{head}").strip()
+    lib, plain = both(logged)
+    deep = hash_object(logged, "tree", b"100644 " + head[4:].encode() + b"\0" + bytes.fromhex(note))
+    mid = hash_object(logged, "tree", b"40000 " + head[2:4].encode() + b"\0" + bytes.fromhex(deep))
+    other = "f" * 40
+    flat_beside = b"100644 " + other.encode() + b"\0" + bytes.fromhex(note)
+    root = hash_object(logged, "tree", b"40000 " + head[:2].encode() + b"\0" + bytes.fromhex(mid) + flat_beside)
+    commit = git(logged, "commit-tree", root, "-m", "notes").strip()
+    git(logged, "update-ref", "refs/notes/layouts", commit)
+    for target in (head, other):
+        assert plain.read_note("refs/notes/layouts", target) == lib.read_note("refs/notes/layouts", target)
+        assert "run " in plain.read_note("refs/notes/layouts", target)

@@ -21,7 +21,7 @@ import time
 import weakref
 from typing import IO
 
-from gitml.store import notes, packs
+from gitml.store import packs
 from gitml.store.gitcli import error_line
 from gitml.store.repo import (
     _FALLBACK_SIGNATURE,
@@ -31,6 +31,7 @@ from gitml.store.repo import (
     RefUpdateFailed,
     TREE_MODE,
     _backoff,
+    _file_id,
     _name,
     is_blob_mode,
     parse_tree,
@@ -38,6 +39,9 @@ from gitml.store.repo import (
 
 #: git's object type names as libgit2 numbers them (what GitRepo's pending objects use)
 _KINDS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+_HEX = frozenset("0123456789abcdef")
+#: refs each linked worktree keeps for itself (in its own git dir); the rest live in the common dir
+_PER_WORKTREE = ("refs/worktree/", "refs/bisect/", "refs/rewritten/")
 #: git update-ref failures that mean "another writer got there first": retry
 _RACE_WORDS = ("cannot lock ref", "but expected", "already exists", "File exists")
 
@@ -52,21 +56,28 @@ class CatFile:
         self._lock = threading.Lock()
 
     def read(self, oid: str) -> tuple[int, bytes] | None:
-        """(type number, content) of object ``oid`` (a hex id), or None if it is missing.
+        """(type number, content) of object ``oid`` (a full SHA-1 hex id), or None if it is missing.
+
+        Anything but a full object id is None without asking git: a short
+        hex string would be taken as a ref name.
 
         Raises:
             OSError: git cat-file could not be run, or died twice in a row.
         """
-        if not oid or len(oid) > 64 or not all(c in "0123456789abcdef" for c in oid):
+        oid = oid.lower()
+        if len(oid) != 40 or not _HEX.issuperset(oid):
             return None
         with self._lock:
             for attempt in (1, 2):
                 try:
                     return self._ask(oid)
                 except (OSError, ValueError):
-                    self._proc = None  # it died (killed, or the repository went away): start another
+                    self._discard()  # it died (killed, or the repository went away): start another
                     if attempt == 2:
                         raise OSError(f"git cat-file stopped answering in {self.git_dir}") from None
+                except BaseException:
+                    self._discard()  # interrupted mid-answer: the rest of it must not answer the next question
+                    raise
         return None
 
     def _ask(self, oid: str) -> tuple[int, bytes] | None:
@@ -79,16 +90,25 @@ class CatFile:
         if not header:
             raise OSError("no answer")
         parts = header.split()
+        if parts[:1] != [oid.encode()]:
+            raise ValueError(f"git cat-file answered {header[:80]!r} for {oid}")
         if len(parts) != 3 or parts[1] not in _KINDS:
-            return None  # "<oid> missing" (or "ambiguous")
+            return None  # "<oid> missing"
         size = int(parts[2])
         data = _read_exactly(stdout, size + 1)[:size]  # the content, then a newline
         return _KINDS[parts[1]], data
 
+    def _discard(self) -> None:
+        if self._proc is not None and self._pid == os.getpid():
+            self._proc.kill()
+            _stop(self._proc)
+        self._proc = None
+
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._pid != os.getpid():  # a forked child starts its own
             self._proc = subprocess.Popen(
-                ["git", "--git-dir", self.git_dir, "cat-file", "--batch"],
+                # libgit2 does not follow refs/replace/*, and a fetch can bring some: neither does this
+                ["git", "--no-replace-objects", "--git-dir", self.git_dir, "cat-file", "--batch"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=self.git_dir,
             )
             self._pid = os.getpid()
@@ -125,6 +145,7 @@ class PlainGitRepo(GitRepo):
         super().__init__(git_dir)
         self._cat = CatFile(str(self.git_dir))
         self._config: dict[str, str | None] | None = None
+        self._packed_cache: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
         self._ident: tuple[str, str, str] | None = None
 
     def close(self) -> None:
@@ -184,8 +205,8 @@ class PlainGitRepo(GitRepo):
     def tree_entries(self, tree: str) -> dict[bytes, tuple[int, str]]:
         if not self._sha1():
             return super().tree_entries(tree)
-        found = self._peeled(tree, 2)
-        if found is None:
+        found = self._object(tree)
+        if found is None or found[0] != 2:  # a tree itself: an entry naming a commit is not followed
             raise KeyError(f"{tree} is not a tree")
         try:
             return parse_tree(found[1], 20)
@@ -200,7 +221,7 @@ class PlainGitRepo(GitRepo):
             if entry is None or entry[0] != TREE_MODE:
                 return None
             try:
-                entry = self.tree_entries(entry[1]).get(name.encode())
+                entry = self.tree_entries(entry[1]).get(name.encode("utf-8", "surrogateescape"))
             except KeyError:
                 return None
         return entry
@@ -230,9 +251,10 @@ class PlainGitRepo(GitRepo):
 
     def commit_info(self, oid: str) -> CommitInfo:
         found = self._peeled(oid, 1) if self._sha1() else None
-        if found is None:
-            return super().commit_info(oid)  # not a commit here: libgit2 raises as it always has
-        return _parse_commit(*found)
+        info = _parse_commit(*found) if found is not None else None
+        if info is None:
+            return super().commit_info(oid)  # not a (well-formed) commit: libgit2 raises as it always has
+        return info
 
     def read_commit_files(self, commit: str, files: tuple[str, ...]) -> tuple[str, str, dict[str, bytes]] | None:
         if not self._sha1():
@@ -241,13 +263,15 @@ class PlainGitRepo(GitRepo):
         if found is None or found[0] != 1:
             return None
         info = _parse_commit(commit, found[1])
+        if info is None:
+            return None
         try:
             entries = self.tree_entries(info.tree)
         except KeyError:
             return None
         out = {}
         for name in files:
-            entry = entries.get(name.encode())
+            entry = entries.get(name.encode("utf-8", "surrogateescape"))
             if entry is not None and is_blob_mode(entry[0]):
                 try:
                     out[name] = self._blob_data(entry[1])
@@ -258,10 +282,24 @@ class PlainGitRepo(GitRepo):
     def read_note(self, notes_ref: str, target: str) -> str | None:
         old = self.ref_target(notes_ref)
         tree = self.tree_of(old) if old else None
-        if tree is None:
-            return None
-        raw = self.read_path(tree, notes.note_path(self, tree, target))
-        return raw.decode("utf-8", "replace") if raw is not None else None
+        rest = target.lower()
+        # git's lookup: the note is named by the rest of the id at this level, or lies in
+        # the fan-out directory of its next two digits (any depth, flat notes beside them)
+        while tree is not None and rest:
+            try:
+                entries = self.tree_entries(tree)
+            except KeyError:
+                return None
+            flat = entries.get(rest.encode())
+            if flat is not None and is_blob_mode(flat[0]):
+                try:
+                    return self._blob_data(flat[1]).decode("utf-8", "replace")
+                except KeyError:
+                    return None
+            sub = entries.get(rest[:2].encode())
+            tree = sub[1] if sub is not None and sub[0] == TREE_MODE else None
+            rest = rest[2:]
+        return None
 
     def write_commit(self, tree: str, parents: list[str], message: str) -> str:
         pending = self._pending()
@@ -299,7 +337,7 @@ class PlainGitRepo(GitRepo):
         if (self.common_dir / "reftable").exists():
             return super().ref_target(name)
         for _ in range(5):  # a symbolic ref (HEAD) names another; more than a few levels is a loop
-            where = self.git_dir if name == "HEAD" else self.common_dir
+            where = self.git_dir if name == "HEAD" or name.startswith(_PER_WORKTREE) else self.common_dir
             try:
                 text = (where / name).read_text(encoding="ascii", errors="replace").strip()
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -309,19 +347,25 @@ class PlainGitRepo(GitRepo):
             if text.startswith("ref: "):
                 name = text[5:].strip()
                 continue
-            return text if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) else None
+            return text if len(text) in (40, 64) and _HEX.issuperset(text) else None
         return None
 
     def _packed(self) -> dict[str, str]:
+        """packed-refs as ref -> oid, parsed again only when the file changes."""
+        path = self.common_dir / "packed-refs"
+        stamp = _file_id(path)
+        if self._packed_cache is not None and self._packed_cache[0] == stamp:
+            return self._packed_cache[1]
         try:
-            text = (self.common_dir / "packed-refs").read_text(encoding="utf-8", errors="replace")
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return {}
+            text = ""
         out = {}
         for line in text.splitlines():
             if line and line[0] not in "#^":
                 oid, _, ref = line.partition(" ")
                 out[ref] = oid
+        self._packed_cache = (stamp, out)
         return out
 
     def head(self) -> tuple[str | None, str | None]:
@@ -331,12 +375,12 @@ class PlainGitRepo(GitRepo):
             return super().head()
         if text.startswith("ref: "):
             ref = text[5:].strip()
-            branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
-            return self.ref_target(ref), branch
+            # as GitRepo.head: a branch by its short name, any other symbolic target by its full name
+            return self.ref_target(ref), ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else ref
         return (text or None), None
 
     def cas_ref(self, name: str, new: str | None, old: str | None, also: dict[str, str] | None = None) -> bool:  # type: ignore[override]
-        if (self.common_dir / "reftable").exists():
+        if (self.common_dir / "reftable").exists() or not self._sha1():
             return super().cas_ref(name, new, old, also)
         name = _name(name)
         zero = "0" * 40
@@ -367,6 +411,8 @@ class PlainGitRepo(GitRepo):
         if self._config is None:
             out = subprocess.run(["git", "--git-dir", str(self.git_dir), "config", "-z", "--list"],
                                  capture_output=True, check=False, cwd=self.git_dir)
+            if out.returncode != 0:  # a config file git cannot parse: libgit2 says what it makes of it
+                return super().config_value(key)
             found: dict[str, str | None] = {}
             for entry in out.stdout.decode("utf-8", "replace").split("\0"):
                 k, sep, v = entry.partition("\n")
@@ -377,7 +423,8 @@ class PlainGitRepo(GitRepo):
 
     def config_items(self, prefix: str) -> list[tuple[str, str]]:
         self.config_value(prefix)
-        assert self._config is not None
+        if self._config is None:
+            return super().config_items(prefix)
         return [(k, v or "") for k, v in self._config.items() if k.startswith(prefix)]
 
     def set_config(self, key: str, value: str) -> None:
@@ -395,9 +442,10 @@ def _config_key(key: str) -> str:
     return ".".join(p for p in (section.lower(), middle, last.lower()) if p)
 
 
-def _parse_commit(oid: str, data: bytes) -> CommitInfo:
+def _parse_commit(oid: str, data: bytes) -> CommitInfo | None:
+    """A commit object's fields, or None if it is malformed (no tree id, say)."""
     head, _, message = data.partition(b"\n\n")
-    tree, parents, author, when = "", [], b"", 0
+    tree, parents, author, when, encoding = "", [], b"", 0, "utf-8"
     for line in head.split(b"\n"):
         key, _, value = line.partition(b" ")
         if key == b"tree":
@@ -409,8 +457,16 @@ def _parse_commit(oid: str, data: bytes) -> CommitInfo:
         elif key == b"committer":
             parts = value.rsplit(b" ", 2)
             when = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
+        elif key == b"encoding":
+            encoding = value.decode("ascii", "replace")
+    if len(tree) != 40 or not _HEX.issuperset(tree):
+        return None
     name, _, rest = author.partition(b" <")
     email = rest.partition(b">")[0]
-    return CommitInfo(oid=oid, tree=tree, parents=tuple(parents), message=message.decode("utf-8", "replace"),
+    try:
+        text = message.decode(encoding, "replace")
+    except LookupError:  # an encoding Python does not know
+        text = message.decode("utf-8", "replace")
+    return CommitInfo(oid=oid, tree=tree, parents=tuple(parents), message=text,
                       author_name=name.decode("utf-8", "replace"), author_email=email.decode("utf-8", "replace"),
                       time=when)

@@ -55,6 +55,7 @@ TREE_MODE = 0o040000
 GITLINK_MODE = 0o160000  # a tree entry recording a commit (a submodule's, or a ledger entry's)
 _OBJECT_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
 _HEX = frozenset("0123456789abcdef")
+_OCTAL = frozenset(b"01234567")
 CAS_RETRIES = 200
 #: A tree update with at least this many changed files writes its objects as one pack.
 PACK_THRESHOLD = 256
@@ -193,9 +194,10 @@ def parse_tree(data: bytes, oid_bytes: int) -> dict[bytes, tuple[int, str]]:
         space = data.index(b" ", pos)
         nul = data.index(b"\0", space)
         end = nul + 1 + oid_bytes
-        if end > len(data):
-            raise ValueError("truncated tree entry")
-        entries[data[space + 1 : nul]] = (int(data[pos:space], 8), data[nul + 1 : end].hex())
+        mode, name = data[pos:space], data[space + 1 : nul]
+        if end > len(data) or not name or not 1 <= len(mode) <= 6 or not _OCTAL.issuperset(mode):
+            raise ValueError("malformed tree entry")
+        entries[name] = (int(mode, 8), data[nul + 1 : end].hex())
         pos = end
     return entries
 
@@ -412,9 +414,15 @@ class GitRepo:
                 if age < STALE_LOCK_SECONDS:
                     if not wait:
                         continue
-                    time.sleep(STALE_LOCK_SECONDS - age)
+                    # Watch it until it is old enough to judge. A plain git process (the post-commit
+                    # hook's `git update-ref`, the user's git) does not flock its lock, and lets go of
+                    # it in milliseconds: stop waiting as soon as it does.
+                    deadline, step = st.st_mtime + STALE_LOCK_SECONDS, 0.001
+                    while time.time() < deadline and _file_id(path) == (st.st_mtime_ns, st.st_size, st.st_ino):
+                        time.sleep(min(step, max(deadline - time.time(), 0.0)))
+                        step = min(step * 2, 0.05)
                     if _file_id(path) != (st.st_mtime_ns, st.st_size, st.st_ino):
-                        continue  # released and taken again meanwhile: a live writer
+                        continue  # released (and maybe taken again) meanwhile: a live writer
                 try:
                     if os.stat(path).st_ino != st.st_ino:
                         continue

@@ -174,7 +174,7 @@ def write_notes(repo: GitRepo | None = None) -> None:
             keys = [k for k in _queue if repo is None or k == str(repo.git_dir)]
             batches = [_queue.pop(k) for k in keys]
         for target_repo, states in batches:
-            if not (target_repo.git_dir / "objects").is_dir():
+            if not (target_repo.common_dir / "objects").is_dir():
                 continue  # the repository is gone (a temporary one, removed before exit)
             try:
                 update_run_notes(target_repo, list(states.values()), settings.get("note_metrics", target_repo))
