@@ -169,7 +169,8 @@ def check_summary(summary: object) -> dict[str, tuple[float, int, int]]:
     out: dict[str, tuple[float, int, int]] = {}
     for key, point in _object(summary, "run.json summary").items():
         _key(validation.validate_metric_key, key, "metric")
-        point = _object(point, f"summary of metric {key!r}")
+        if type(point) is not dict:  # the message only when it is needed
+            _object(point, f"summary of metric {key!r}")
         value, step, ts = point.get("value"), point.get("step"), point.get("timestamp")
         if not _is_number(value) or not _is_int(step, -_INT64_MAX - 1) or not _is_int(ts):
             raise Problem(f"summary of metric {key!r} must be {{value, step, timestamp}} numbers")
@@ -188,7 +189,8 @@ def _check_mapping(data: object, name: str, kind: str, check_key: Callable[[str]
     data = _object(data, name)
     for key, value in data.items():
         _key(check_key, key, kind)
-        _text(value, f"{kind} {key!r}", limit)
+        if type(value) is not str or len(value) > limit:  # the message only when it is needed
+            _text(value, f"{kind} {key!r}", limit)
     return data
 
 
