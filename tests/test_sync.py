@@ -86,6 +86,36 @@ def test_push_pull_round_trip_both_ways(team, tmp_path):
     git(a, "fsck", "--strict", "--no-dangling")
 
 
+def test_one_push_of_many_runs_equals_pushing_them_one_by_one(team, tmp_path):
+    """The batched push (every ref in one `git push`) leaves a remote that a clone pulls
+    into the same runs, refs and notes as pushing after each run."""
+    a, b, bare, store = team
+    batch = tmp_path / "batch.git"
+    git(tmp_path, "clone", "-q", "--bare", str(bare), str(batch))
+    git(a, "remote", "add", "batch", str(batch))
+    ids = []
+    for name in ("r1", "r2", "r3", "r4"):
+        ids.append(log_run(a, name))
+        report = json.loads(gitml_invoke(a, "push", "--json").stdout)
+        assert report["runs_sent"] == [ids[-1]]
+    report = json.loads(gitml_invoke(a, "push", "batch", "--json").stdout)
+    assert sorted(report["runs_sent"]) == sorted(ids)
+
+    def gitml_refs(remote: Path) -> str:
+        return git(remote, "for-each-ref", "--format=%(objectname) %(refname)", "refs/gitml", "refs/notes")
+
+    assert gitml_refs(batch) == gitml_refs(bare) and "refs/gitml/ledger/" in gitml_refs(bare)
+    pulled = {}
+    for remote in (bare, batch):
+        clone = tmp_path / f"from-{remote.stem}"
+        git(tmp_path, "clone", "-q", "-b", "main", str(remote), str(clone))
+        gitml_invoke(clone, "remote", "add", "-d", "store", str(store))
+        gitml_invoke(clone, "pull")
+        pulled[remote] = runs(clone)
+        assert sorted(pulled[remote]) == sorted(ids)
+    assert pulled[bare] == pulled[batch]
+
+
 def test_concurrent_notes_on_both_sides_are_merged(team):
     a, b, bare, store = team
     ra = log_run(a, "alice")

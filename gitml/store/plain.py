@@ -145,7 +145,6 @@ class PlainGitRepo(GitRepo):
         super().__init__(git_dir)
         self._cat = CatFile(str(self.git_dir))
         self._config: dict[str, str | None] | None = None
-        self._packed_cache: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
         self._ident: tuple[str, str, str] | None = None
 
     def close(self) -> None:
@@ -350,24 +349,6 @@ class PlainGitRepo(GitRepo):
             return text if len(text) in (40, 64) and _HEX.issuperset(text) else None
         return None
 
-    def _packed(self) -> dict[str, str]:
-        """packed-refs as ref -> oid, parsed again only when the file changes."""
-        path = self.common_dir / "packed-refs"
-        stamp = _file_id(path)
-        if self._packed_cache is not None and self._packed_cache[0] == stamp:
-            return self._packed_cache[1]
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        out = {}
-        for line in text.splitlines():
-            if line and line[0] not in "#^":
-                oid, _, ref = line.partition(" ")
-                out[ref] = oid
-        self._packed_cache = (stamp, out)
-        return out
-
     def head(self) -> tuple[str | None, str | None]:
         try:
             text = (self.git_dir / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
@@ -380,6 +361,10 @@ class PlainGitRepo(GitRepo):
         return (text or None), None
 
     def cas_ref(self, name: str, new: str | None, old: str | None, also: dict[str, str] | None = None) -> bool:  # type: ignore[override]
+        if new is not None:
+            done = self._cas_files(name, new, old, also)
+            if done is not None:
+                return done
         if (self.common_dir / "reftable").exists() or not self._sha1():
             return super().cas_ref(name, new, old, also)
         name = _name(name)

@@ -74,6 +74,7 @@ def create_run(repo: GitRepo, info: dict[str, Any], tags: Mapping[str, object]) 
     for k, v in tags.items():  # all checked before anything is logged: a refused tag makes no run
         events.append(Event(TAG, validation.validate_tag_key(k), validation.validate_tag_value(k, v), 0))
     w = get_writer(repo, info["run_id"])
+    w.minted = True
     for ev in events:
         w.append(ev)
     state = RunState(info=dict(info))

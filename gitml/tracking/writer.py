@@ -73,6 +73,9 @@ class RunWriter:
         self._metric_keys: set[str] = set()
         self._params: dict[str, str] = {}
         self._cache: RunCommit | None = None  # the last commit this writer made
+        # The run was created by this writer (``process.create_run``, a new uuid4 id): until its
+        # first commit, nothing in git can hold a param of it, so the rewrite check asks no one.
+        self.minted = False
         self._wake = wake
         self._wake_at = MAX_PENDING  # the event count at which _backlog acts next
         self.closed = False
@@ -163,7 +166,7 @@ class RunWriter:
     def _known_param(self, key: str) -> str | None:
         if key in self._params:
             return self._params[key]
-        if self._cache is None and ledger.run_commit(self.repo, self.run_id) is not None:
+        if self._cache is None and not self.minted and ledger.run_commit(self.repo, self.run_id) is not None:
             self.flush()
         if self._cache is not None:
             value = self._cache.state.params.get(key)
