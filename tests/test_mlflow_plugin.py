@@ -776,6 +776,23 @@ def test_artifact_repository_pins_refuses_and_verifies(repo, tmp_path):
     fsck(repo)
 
 
+def test_an_artifact_a_server_worker_takes_is_in_git_before_the_answer(repo, tmp_path, monkeypatch):
+    """Inside `mlflow server` the next request may reach the other worker process, which reads git:
+    an uploaded artifact's record is committed before log_artifact returns, as the tracking store's
+    writes are (without it, one time in ~25 the four-clients test listed 3 of 4 notes)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    rid = MlflowClient(f"gitml:{repo}").create_run("0").info.run_id
+    monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", f"gitml:{repo}")
+    (tmp_path / "note.txt").write_text("uploaded")
+    get_artifact_repository(f"gitml://{repo}").log_artifact(str(tmp_path / "note.txt"), f".gitml-runs/{rid}/notes")
+    other_worker = subprocess.run(
+        [sys.executable, "-c", "import sys, gitml; from gitml.tracking import artifacts, runs; "
+         "print(sorted(artifacts.manifest(runs.open_repo(sys.argv[1]), sys.argv[2])))", str(repo), rid],
+        capture_output=True, text=True, check=True)
+    assert other_worker.stdout.strip() == "['notes/note.txt']"
+
+
 def test_unsupported_mlflow_features_are_named_and_searches_answer_empty(repo):
     store = MlflowClient(f"gitml:{repo}")._tracking_client.store
     rid = MlflowClient(f"gitml:{repo}").create_run("0").info.run_id

@@ -61,6 +61,7 @@ class GitmlArtifactRepository(ArtifactRepository):
                 self._run_id, self._commit = loc.run_id, loc.commit
                 self._base = validate_artifact_path(loc.path)
                 self.repo = runs.open_repo(loc.repo)
+        self.write_through = convert.write_through()
 
     # -- where a path points ------------------------------------------------------------------------
 
@@ -89,15 +90,23 @@ class GitmlArtifactRepository(ArtifactRepository):
                                   INVALID_PARAMETER_VALUE)
         return runs.writer_for_existing(self.repo, run_id), inside
 
+    def _committed(self, w: RunWriter) -> None:
+        # In `mlflow server` the next request (a listing, the run's end) may reach the other worker:
+        # the artifact's record is committed before the answer, as the tracking store's writes are.
+        if self.write_through:
+            w.flush()
+
     # -- writing ------------------------------------------------------------------------------------
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         w, inside = self._writer(artifact_path)
         artifacts.log_artifact(self.repo, w, local_file, inside or None)
+        self._committed(w)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         w, inside = self._writer(artifact_path)
         artifacts.log_artifacts(self.repo, w, local_dir, inside or None)
+        self._committed(w)
 
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         raise MlflowException(

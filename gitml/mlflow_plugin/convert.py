@@ -11,6 +11,7 @@ always use. Only this package imports mlflow.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -37,6 +38,15 @@ from gitml.errors import GitmlError, RunNotActive
 from gitml.tracking import entities as g
 
 T = TypeVar("T")
+
+#: mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR, set for the worker processes of `mlflow server`.
+_SERVER_ENV = "_MLFLOW_SERVER_FILE_STORE"
+
+
+def write_through() -> bool:
+    """Inside `mlflow server`, where a client's next request may reach another worker process (which
+    reads git), every write is committed before the answer. A script keeps gitml's buffered path."""
+    return _SERVER_ENV in os.environ
 
 #: gitml errors whose MLflow code differs from their own ``error_code``.
 _CODE_FOR = {

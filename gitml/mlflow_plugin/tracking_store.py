@@ -23,7 +23,6 @@ Logged models are directories of a run's artifacts (``tracking/logged_models.py`
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,7 +70,6 @@ _GITML_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _RESULT_LIMIT = SEARCH_MAX_RESULTS_THRESHOLD
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
 PageToken = str | bytes | None  # MLflow's: base64 JSON {"offset": n}
-_SERVER_ENV = "_MLFLOW_SERVER_FILE_STORE"  # mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR, set for its workers
 
 
 def _max_results(value: Any, allow_null: bool = False) -> int | None:
@@ -101,9 +99,7 @@ class GitmlTrackingStore(AbstractStore):
             self.repo = runs.open_repo(self.repo_path)
         # A server proxying artifacts hands us its root (mlflow-artifacts:/); else the repository.
         self.artifact_root = (artifact_uri or "").rstrip("/") or uri.tracking_uri(self.repo.workdir or self.repo.git_dir)
-        # Inside `mlflow server` a client's next request may reach another worker process, which
-        # reads git: commit every write before answering. A script keeps gitml's buffered path.
-        self.write_through = _SERVER_ENV in os.environ
+        self.write_through = convert.write_through()
 
     # -- helpers ------------------------------------------------------------------------------
 
