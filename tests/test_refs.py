@@ -54,14 +54,19 @@ def test_a_packed_only_ref_is_compared_with_its_packed_value(repo):
     assert git(repo, "for-each-ref", "--format=%(objectname)", "refs/gitml/t/p").strip() == b
 
 
+def locked(repo: Path, name: str) -> tuple[GitRepo, str, str, Path]:
+    """refs/gitml/t/<name> at HEAD, its ``.lock`` file (empty) taken as git takes it: no flock."""
+    a, b = oids(repo)
+    git(repo, "update-ref", f"refs/gitml/t/{name}", a)
+    lock = repo / ".git" / "refs" / "gitml" / "t" / f"{name}.lock"
+    lock.write_text("")
+    return GitRepo.discover(repo), a, b, lock
+
+
 def test_a_lock_held_by_git_is_a_lost_race_until_it_is_stale(repo):
     """A lock nobody flocks is watched until git lets go; one still there after
     STALE_LOCK_SECONDS is a killed writer's: removed, and the retry wins."""
-    r = GitRepo.discover(repo)
-    a, b = oids(repo)
-    git(repo, "update-ref", "refs/gitml/t/l", a)
-    lock = repo / ".git" / "refs" / "gitml" / "t" / "l.lock"
-    lock.write_text(a + "\n")  # as git holds it: no flock; young
+    r, a, b, lock = locked(repo, "l")
     t0 = time.monotonic()
     assert not r.cas_ref("refs/gitml/t/l", b, a)
     assert time.monotonic() - t0 >= STALE_LOCK_SECONDS - 0.5
@@ -74,11 +79,7 @@ def test_a_lock_held_by_git_is_a_lost_race_until_it_is_stale(repo):
 def test_a_lock_another_gitml_writer_holds_is_left_alone(repo):
     import fcntl
 
-    r = GitRepo.discover(repo)
-    a, b = oids(repo)
-    git(repo, "update-ref", "refs/gitml/t/h", a)
-    lock = repo / ".git" / "refs" / "gitml" / "t" / "h.lock"
-    lock.write_text("")
+    r, a, b, lock = locked(repo, "h")
     old = time.time() - 10 * STALE_LOCK_SECONDS
     os.utime(lock, (old, old))
     fd = os.open(lock, os.O_RDONLY)
@@ -92,14 +93,25 @@ def test_a_lock_another_gitml_writer_holds_is_left_alone(repo):
     assert r.cas_ref("refs/gitml/t/h", b, a)
 
 
-def test_a_lock_released_by_git_in_time_lets_the_retry_win(repo):
-    r = GitRepo.discover(repo)
-    a, b = oids(repo)
-    git(repo, "update-ref", "refs/gitml/t/r", a)
-    lock = repo / ".git" / "refs" / "gitml" / "t" / "r.lock"
-    lock.write_text("")
-    os.unlink(lock)  # git let go
+def test_a_lock_git_lets_go_of_is_a_quick_lost_race_and_the_retry_wins(repo):
+    """The writer watches a young unflocked lock only until git lets go (not STALE_LOCK_SECONDS),
+    leaves the ref alone while it is held, and its retry then wins."""
+    import threading
+
+    r, a, b, lock = locked(repo, "r")
+    release = threading.Timer(0.1, lock.unlink)  # git's update takes milliseconds
+    release.start()
+    t0 = time.monotonic()
+    try:
+        assert not r.cas_ref("refs/gitml/t/r", b, a)
+        waited = time.monotonic() - t0
+    finally:
+        release.join()
+    assert 0.05 < waited < STALE_LOCK_SECONDS - 0.5  # not the wait for a stale lock
+    assert git(repo, "rev-parse", "refs/gitml/t/r").strip() == a
     assert r.cas_ref("refs/gitml/t/r", b, a)
+    assert git(repo, "rev-parse", "refs/gitml/t/r").strip() == b
+    assert locks(repo) == []
 
 
 @pytest.mark.parametrize("how", ["existing reflog", "logAllRefUpdates=always"])
