@@ -776,21 +776,29 @@ def test_artifact_repository_pins_refuses_and_verifies(repo, tmp_path):
     fsck(repo)
 
 
-def test_an_artifact_a_server_worker_takes_is_in_git_before_the_answer(repo, tmp_path, monkeypatch):
+def test_a_run_and_an_artifact_a_server_worker_takes_are_in_git_before_the_answer(repo, tmp_path, monkeypatch):
     """Inside `mlflow server` the next request may reach the other worker process, which reads git:
-    an uploaded artifact's record is committed before log_artifact returns, as the tracking store's
-    writes are (without it, one time in ~25 the four-clients test listed 3 of 4 notes)."""
+    a created run and an uploaded artifact's record are committed before the answer, as the tracking
+    store's other writes are (without it, one time in ~25 the four-clients test listed 3 of 4 notes;
+    a run created on one worker was unknown to the other until its flusher ran)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    rid = MlflowClient(f"gitml:{repo}").create_run("0").info.run_id
+    from gitml.mlflow_plugin.tracking_store import GitmlTrackingStore
+
+    def other_worker() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", "import sys, gitml; from gitml.tracking import artifacts, runs; "
+             "print(sorted(artifacts.manifest(runs.open_repo(sys.argv[1]), sys.argv[2])))", str(repo), rid],
+            capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
     monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", f"gitml:{repo}")
+    rid = GitmlTrackingStore(f"gitml:{repo}").create_run("0", "me", None, [], "served").info.run_id
+    assert other_worker() == "[]"
     (tmp_path / "note.txt").write_text("uploaded")
     get_artifact_repository(f"gitml://{repo}").log_artifact(str(tmp_path / "note.txt"), f".gitml-runs/{rid}/notes")
-    other_worker = subprocess.run(
-        [sys.executable, "-c", "import sys, gitml; from gitml.tracking import artifacts, runs; "
-         "print(sorted(artifacts.manifest(runs.open_repo(sys.argv[1]), sys.argv[2])))", str(repo), rid],
-        capture_output=True, text=True, check=True)
-    assert other_worker.stdout.strip() == "['notes/note.txt']"
+    assert other_worker() == "['notes/note.txt']"
 
 
 def test_unsupported_mlflow_features_are_named_and_searches_answer_empty(repo):

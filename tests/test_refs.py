@@ -12,12 +12,15 @@ run through it too.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from gitml.store.repo import STALE_LOCK_SECONDS, GitRepo
+from gitml.store.plain import PlainGitRepo
+from gitml.store.repo import STALE_LOCK_SECONDS, GitRepo, RefUpdateFailed
 from tests.conftest import git
 
 
@@ -29,13 +32,16 @@ def locks(repo: Path) -> list[str]:
     return sorted(str(p.relative_to(repo / ".git")) for p in (repo / ".git" / "refs").rglob("*.lock"))
 
 
-def test_updates_agree_with_git_and_leave_no_locks(repo):
-    r = GitRepo.discover(repo)
+@pytest.mark.parametrize("kind", [GitRepo, PlainGitRepo])
+def test_updates_agree_with_git_and_leave_no_locks(repo, kind):
+    """Through the files path itself (True/False, never None: libgit2 or `git update-ref` would
+    give the same answers), in the library's repository and the hook's."""
+    r = kind.discover(repo) if kind is GitRepo else PlainGitRepo(repo / ".git")
     a, b = oids(repo)
-    assert r.cas_ref("refs/gitml/t/x", a, None, also={"refs/gitml-local/t/x": a})
-    assert not r.cas_ref("refs/gitml/t/x", b, None)  # exists already
-    assert not r.cas_ref("refs/gitml/t/x", b, b)  # moved since "read"
-    assert r.cas_ref("refs/gitml/t/x", b, a, also={"refs/gitml-local/t/x": b})
+    assert r._cas_files("refs/gitml/t/x", a, None, {"refs/gitml-local/t/x": a}) is True
+    assert r._cas_files("refs/gitml/t/x", b, None, None) is False  # exists already
+    assert r._cas_files("refs/gitml/t/x", b, b, None) is False  # moved since "read"
+    assert r._cas_files("refs/gitml/t/x", b, a, {"refs/gitml-local/t/x": b}) is True
     assert git(repo, "rev-parse", "refs/gitml/t/x", "refs/gitml-local/t/x").split() == [b, b]
     assert r.ref_target("refs/gitml/t/x") == b
     assert locks(repo) == []
@@ -148,3 +154,118 @@ def test_refs_outside_gitmls_namespaces_are_left_to_libgit2(repo):
     assert r.cas_ref("refs/heads/x", a, None)
     assert git(repo, "rev-parse", "refs/heads/x").strip() == a
     assert GitRepo._cas_files(r, "refs/gitml/a..b", a, None, None) is None
+
+
+def test_a_ref_in_the_way_of_a_new_refs_path_is_refused_as_git_refuses(repo):
+    """A packed ref above or below the path of a ref to create: `git update-ref` says "'refs/a'
+    exists; cannot create 'refs/a/b'", and so does the files path (nothing written, no lock left)."""
+    r = GitRepo.discover(repo)
+    a, b = oids(repo)
+    git(repo, "update-ref", "refs/gitml/t/above", a)
+    git(repo, "update-ref", "refs/gitml/t/below/x", a)
+    git(repo, "pack-refs", "--all", "--prune")
+    for ref, other in (("refs/gitml/t/above/x", "refs/gitml/t/above"), ("refs/gitml/t/below", "refs/gitml/t/below/x")):
+        said = subprocess.run(["git", "update-ref", ref, b, ""], cwd=repo, capture_output=True, text=True)
+        assert said.returncode != 0 and f"'{other}' exists" in said.stderr
+        with pytest.raises(RefUpdateFailed, match=f"'{other}' exists; cannot create '{ref}'"):
+            r.cas_ref(ref, b, None)
+        assert locks(repo) == []
+        assert subprocess.run(["git", "rev-parse", "-q", "--verify", ref], cwd=repo).returncode != 0
+    (repo / ".git" / "refs" / "gitml" / "t" / "loose").write_text(a + "\n")
+    with pytest.raises(RefUpdateFailed, match="in the way"):
+        r.cas_ref("refs/gitml/t/loose/x", b, None)
+
+
+def test_targets_that_are_not_existing_objects_are_left_to_libgit2(repo):
+    r = GitRepo.discover(repo)
+    a, _ = oids(repo)
+    assert r._cas_files("refs/gitml/t/o", "abc", None, None) is None
+    assert r._cas_files("refs/gitml/t/o", "1" * 40, None, None) is None  # well-formed, no such object
+    assert r._cas_files("refs/gitml/t/o", a, None, {"refs/gitml-local/t/o": "2" * 40}) is None
+    assert locks(repo) == [] and git(repo, "for-each-ref", "refs/gitml") == ""
+
+
+@pytest.mark.parametrize("setting", [("core.sharedRepository", "group"), ("core.fsync", "reference"),
+                                     ("core.fsyncRefFiles", "true")])
+def test_settings_that_ask_more_of_a_ref_write_are_left_to_libgit2(repo, setting):
+    r = GitRepo.discover(repo)
+    a, _ = oids(repo)
+    assert r._cas_files("refs/gitml/t/s", a, None, None) is True
+    git(repo, "config", *setting)
+    assert r._cas_files("refs/gitml/t/s2", a, None, None) is None
+
+
+def test_a_global_config_change_is_seen_by_a_long_running_writer(repo, tmp_path):
+    """`mlflow server` runs for days: a setting made in the global config (the tests' HOME's
+    .gitconfig) later is honoured by the next write. (`git init` writes core.logAllRefUpdates into
+    the repository's own config, which wins over a global one.)"""
+    r = GitRepo.discover(repo)
+    a, b = oids(repo)
+    assert r._cas_files("refs/gitml/t/w", a, None, None) is True
+    git(tmp_path, "config", "--global", "core.sharedRepository", "group")
+    assert r._cas_files("refs/gitml/t/w", b, a, None) is None
+    assert r.cas_ref("refs/gitml/t/w", b, a)
+    assert git(repo, "rev-parse", "refs/gitml/t/w").strip() == b
+
+
+def test_a_writer_waiting_on_a_busy_lock_holds_none_of_its_own(repo):
+    """The second ref's lock is git's (young, unflocked): while the writer watches it, the first
+    ref's lock is not held (libgit2 let go of its locks too), and the lost race changes nothing."""
+    import threading
+
+    r, a, b, busy = locked(repo, "second")
+    git(repo, "update-ref", "refs/gitml/t/first", a)
+    first_lock = repo / ".git" / "refs" / "gitml" / "t" / "first.lock"
+    answer: list[bool] = []
+    writer = threading.Thread(target=lambda: answer.append(
+        r.cas_ref("refs/gitml/t/first", b, a, also={"refs/gitml/t/second": b})))
+    writer.start()
+    deadline = time.monotonic() + 5
+    while busy.stat().st_atime_ns == 0 and time.monotonic() < deadline:
+        pass
+    time.sleep(0.3)  # the writer is watching the busy lock now
+    try:
+        assert writer.is_alive() and not first_lock.exists()
+    finally:
+        busy.unlink()
+        writer.join()
+    assert answer == [False] and locks(repo) == []
+    assert git(repo, "rev-parse", "refs/gitml/t/first").strip() == a
+    assert r.cas_ref("refs/gitml/t/first", b, a, also={"refs/gitml/t/second": b})
+
+
+_RACER = """
+import sys
+from gitml.store.repo import GitRepo
+repo, ref, n = GitRepo(sys.argv[1]), "refs/gitml/t/c", int(sys.argv[2])
+tree = repo.update_tree(None, {"f": sys.argv[3].encode()})
+won = []
+while len(won) < n:
+    old = repo.ref_target(ref)
+    new = repo.write_commit(tree, [old], f"{sys.argv[3]} {len(won)}")
+    if repo.cas_ref(ref, new, old, also={"refs/gitml-local/t/c": new}):
+        won.append(new)
+print("\\n".join(won))
+"""
+
+
+def test_racing_writers_and_git_pack_refs_lose_no_update(repo, tmp_path):
+    """Two processes chain commits on one ref (each win's commit has the ref's old value as
+    parent) while `git pack-refs --all --prune` runs in a loop: every win is in the final history."""
+    a, _ = oids(repo)
+    git(repo, "update-ref", "refs/gitml/t/c", a)
+    script = tmp_path / "racer.py"
+    script.write_text(_RACER)
+    racers = [subprocess.Popen([sys.executable, str(script), str(repo / ".git"), "40", f"w{i}"],
+                               stdout=subprocess.PIPE, text=True) for i in range(2)]
+    packs = 0
+    while any(p.poll() is None for p in racers):
+        git(repo, "pack-refs", "--all", "--prune")
+        packs += 1
+    wins = [line for p in racers for line in p.communicate()[0].split()]
+    assert all(p.returncode == 0 for p in racers) and len(wins) == 80 and packs > 0
+    history = set(git(repo, "rev-list", "refs/gitml/t/c").split())
+    assert set(wins) <= history and len(history) == 80 + len(git(repo, "rev-list", a).split())
+    assert git(repo, "rev-parse", "refs/gitml/t/c") == git(repo, "rev-parse", "refs/gitml-local/t/c")
+    assert locks(repo) == []
+    git(repo, "fsck", "--strict", "--no-dangling")

@@ -188,8 +188,10 @@ class GitmlTrackingStore(AbstractStore):
         parent = tag_map.get("mlflow.parentRunId")
         if parent is not None and not _GITML_RUN_ID.fullmatch(parent):
             parent = None  # MLflow keeps any text in the tag; gitml links only real run ids
-        _, state = runs.start_new_run(self.repo, str(experiment_id), run_name or None, tag_map, parent,
+        w, state = runs.start_new_run(self.repo, str(experiment_id), run_name or None, tag_map, parent,
                                       start_time=start_time, user_id=user_id or None)
+        if self.write_through:  # the client's next request may reach another worker
+            w.flush()
         return convert.run(state.to_run(), self._run_uri(state.run_id), RunOutputs([]))
 
     def get_run(self, run_id: str) -> Run:

@@ -7,6 +7,7 @@ pygit2 types.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 import logging
@@ -238,7 +239,8 @@ class GitRepo:
         self._batch = threading.local()  # objects of this thread's open batch (see ``batch``)
         self._packs_written = 0
         self._packed_cache: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
-        self._file_cas_cache: tuple[tuple[int, int, int] | None, bool] | None = None
+        self._packed_sorted: list[str] | None = None
+        self._file_cas_cache: tuple[tuple[tuple[int, int, int] | None, ...], bool] | None = None
 
     @property
     def _repo(self) -> pygit2.Repository:
@@ -399,24 +401,31 @@ class GitRepo:
         value is checked under the locks (loose file, else packed-refs), the
         new values are written into the locks and renamed over the refs.
         The locks are flocked from creation, so ``_clear_stale_locks`` of
-        another process never takes them for a killed writer's. libgit2's
-        transaction did the same in ~45 system calls and ~0.35 ms for the
-        two refs of a ledger fold; this is ~20 and ~0.1 ms.
+        another process never takes them for a killed writer's; a lock found
+        taken is judged only after this writer has let go of its own.
+        libgit2's transaction did the same in ~45 system calls and ~0.35 ms
+        for the two refs of a ledger fold; this is ~20 and ~0.1 ms.
 
-        Returns None, and touches nothing, where it would not write what
-        libgit2 writes: a ref outside ``refs/gitml*``, a reflog to append to
-        (``logs/<ref>`` exists, or ``core.logAllRefUpdates=always``), a
-        symbolic ref, a file where a directory should be (or the reverse),
-        reftable or SHA-256 repositories. ``cas_ref`` asks libgit2 then.
+        As ``git update-ref``, it refuses (``RefUpdateFailed``) to create a
+        ref where a ref is in the way of its path or one lies below it.
+        Returns None, and touches nothing, where it would not write what git
+        writes: a ref outside ``refs/gitml*``, a target that is not an
+        existing object, a reflog to append to (``logs/<ref>`` exists, or
+        ``core.logAllRefUpdates=always``), ``core.sharedRepository`` or
+        ``core.fsync`` settings, a symbolic ref or a directory at its path,
+        reftable or SHA-256 repositories. ``cas_ref`` asks libgit2 (or git)
+        then.
         """
         refs = {name: new, **(also or {})}
         if not all(_OWN_REF.fullmatch(ref) for ref in refs) or not self._files_cas_ok():
+            return None
+        if not all(len(t) == 40 and _HEX.issuperset(t) and self.has_object(t) for t in set(refs.values())):
             return None
         common = str(self.common_dir)
         if any(os.path.lexists(os.path.join(common, "logs", ref)) for ref in refs):
             return None
         locks: list[tuple[str, str, int]] = []  # (lock path, ref path, fd) of the locks taken so far
-        renamed = 0
+        renamed, busy = 0, None
         try:
             for ref in refs:
                 path = os.path.join(common, ref)
@@ -424,31 +433,35 @@ class GitRepo:
                 try:
                     fd = _create_lock(lock)
                 except FileExistsError:
-                    # another writer holds it now, or a killed one left it: as libgit2's failure below
-                    self._clear_stale_locks(list(refs), wait=True)
-                    _backoff()
-                    return False
+                    busy = ref  # another writer holds it now, or a killed one left it: judged below
+                    break
+                except NotADirectoryError:
+                    raise RefUpdateFailed(f"Could not update {ref} in {self.git_dir}: "
+                                          f"a ref is in the way of its path") from None
                 except OSError:
-                    return None  # a file where a directory should be...: libgit2 says what is wrong
+                    return None  # a directory where the lock goes...: libgit2 says what is wrong
                 locks.append((lock, path, fd))
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     pass  # a stale-lock check holds it this instant: it finds the lock young and leaves it
-            current = {ref: self._loose_or_packed(path) for ref, (_, path, _) in zip(refs, locks)}
-            if any(value is _NOT_PLAIN for value in current.values()):
-                return None
-            if current[name] != old:
-                _backoff()
-                return False
-            for (_, _, fd), target in zip(locks, refs.values()):
-                data = f"{target}\n".encode()
-                if os.write(fd, data) != len(data):
-                    raise OSError(f"short write to a lock of {name}")
-            for lock, path, _ in locks:
-                os.rename(lock, path)
-                renamed += 1
-            return True
+            if busy is None:
+                current = {ref: self._loose_or_packed(path) for ref, (_, path, _) in zip(refs, locks)}
+                if any(value is _NOT_PLAIN for value in current.values()):
+                    return None
+                if current[name] != old:
+                    _backoff()
+                    return False
+                for ref in (r for r, value in current.items() if value is None):
+                    self._refuse_packed_conflict(ref)
+                for (_, _, fd), target in zip(locks, refs.values()):
+                    data = f"{target}\n".encode()
+                    if os.write(fd, data) != len(data):
+                        raise OSError(f"short write to a lock of {name}")
+                for lock, path, _ in locks:
+                    os.rename(lock, path)
+                    renamed += 1
+                return True
         except OSError as e:
             raise RefUpdateFailed(f"Could not update {name} in {self.git_dir}: {e}") from e
         finally:
@@ -459,15 +472,46 @@ class GitRepo:
                         os.unlink(lock)
                     except FileNotFoundError:
                         pass
+        # Lost to a lock held elsewhere; ours are let go of (a wait must not hold them).
+        self._clear_stale_locks([busy], wait=True)
+        _backoff()
+        return False
+
+    def _refuse_packed_conflict(self, ref: str) -> None:
+        """Raise if creating ``ref`` would put it beside a packed ref above or below its path (a loose
+        one in the way fails the lock itself), as git refuses: "'refs/a' exists; cannot create 'refs/a/b'"."""
+        packed, names = self._packed(), self._packed_names()
+        parts = ref.split("/")
+        above = next((a for a in ("/".join(parts[:i]) for i in range(2, len(parts))) if a in packed), None)
+        i = bisect.bisect_left(names, ref + "/")
+        below = names[i] if i < len(names) and names[i].startswith(ref + "/") else None
+        other = above or below
+        if other is not None:
+            raise RefUpdateFailed(f"Could not update {ref} in {self.git_dir}: '{other}' exists; "
+                                  f"cannot create '{ref}'")
 
     def _files_cas_ok(self) -> bool:
-        """Refs are loose files and packed-refs here (no reftable), SHA-1, no reflog for every ref."""
-        stamp = _file_id(self.common_dir / "config")
+        """Refs are loose files and packed-refs here (no reftable), SHA-1, and no setting asks more of a
+        ref write than the lock protocol: no reflog for every ref, no shared-repository modes, no
+        ``core.fsync``. Read again when any config file git reads (worktree, repository, global,
+        system; not their includes) changes."""
+        stamp = tuple(_file_id(path) for path in self._config_files())
         if self._file_cas_cache is None or self._file_cas_cache[0] != stamp:
+            shared = (self.config_value("core.sharedrepository") or "false").lower()
             ok = (self._sha1() and not (self.common_dir / "reftable").exists()
-                  and (self.config_value("core.logallrefupdates") or "").lower() != "always")
+                  and (self.config_value("core.logallrefupdates") or "").lower() != "always"
+                  and shared in ("false", "umask", "0", "no", "off")
+                  and self.config_value("core.fsync") is None
+                  and (self.config_value("core.fsyncreffiles") or "false").lower() in ("false", "0", "no", "off"))
             self._file_cas_cache = (stamp, ok)
         return self._file_cas_cache[1]
+
+    def _config_files(self) -> list[Path]:
+        home = Path(os.environ.get("HOME") or "~").expanduser()
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        return [self.common_dir / "config", self.git_dir / "config.worktree",
+                Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"), xdg / "git" / "config",
+                Path(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")]
 
     def _loose_or_packed(self, path: str) -> str | None | object:
         """The oid of the ref at ``path`` (its loose file, else packed-refs), None if neither has it,
@@ -503,7 +547,15 @@ class GitRepo:
                 oid, _, ref = line.partition(" ")
                 out[ref] = oid
         self._packed_cache = (stamp, out)
+        self._packed_sorted = None
         return out
+
+    def _packed_names(self) -> list[str]:
+        """packed-refs' names, sorted (for prefix searches), with ``_packed``'s cache."""
+        packed = self._packed()
+        if self._packed_sorted is None:
+            self._packed_sorted = sorted(packed)
+        return self._packed_sorted
 
     def _lock_path(self, name: str) -> Path:
         return self.common_dir / f"{name}.lock"
