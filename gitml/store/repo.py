@@ -240,6 +240,7 @@ class GitRepo:
         self._packs_written = 0
         self._packed_cache: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
         self._packed_sorted: list[str] | None = None
+        self._stored: frozenset[bytes] = frozenset()  # the ids of the last pack this process wrote
         self._file_cas_cache: tuple[tuple[tuple[int, int, int] | None, ...], bool] | None = None
 
     @property
@@ -419,7 +420,7 @@ class GitRepo:
         refs = {name: new, **(also or {})}
         if not all(_OWN_REF.fullmatch(ref) for ref in refs) or not self._files_cas_ok():
             return None
-        if not all(len(t) == 40 and _HEX.issuperset(t) and self.has_object(t) for t in set(refs.values())):
+        if not all(self._existing(t) for t in set(refs.values())):
             return None
         common = str(self.common_dir)
         if any(os.path.lexists(os.path.join(common, "logs", ref)) for ref in refs):
@@ -476,6 +477,12 @@ class GitRepo:
         self._clear_stale_locks([busy], wait=True)
         _backoff()
         return False
+
+    def _existing(self, oid: str) -> bool:
+        """``oid`` is a well-formed SHA-1 of an object here (of the pack just written: no lookup)."""
+        if len(oid) != 40 or not _HEX.issuperset(oid):
+            return False
+        return bytes.fromhex(oid) in self._stored or self.has_object(oid)
 
     def _refuse_packed_conflict(self, ref: str) -> None:
         """Raise if creating ``ref`` would put it beside a packed ref above or below its path (a loose
@@ -797,6 +804,7 @@ class GitRepo:
     def _store(self, objects: dict[bytes, tuple[int, bytes]]) -> None:
         with self.lock:
             packs.write_pack(self.common_dir / "objects", objects)
+            self._stored = frozenset(objects)  # the ref written next names one of these: known to exist
             packs.repack_if_many(self.common_dir)
             self._packs_written += 1
             if self._packs_written % RELEASE_AFTER_PACKS == 0 and self._opened is not None:
