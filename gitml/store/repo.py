@@ -450,19 +450,17 @@ class GitRepo:
                 current = {ref: self._loose_or_packed(path) for ref, (_, path, _) in zip(refs, locks)}
                 if any(value is _NOT_PLAIN for value in current.values()):
                     return None
-                if current[name] != old:
-                    _backoff()
-                    return False
-                for ref in (r for r, value in current.items() if value is None):
-                    self._refuse_packed_conflict(ref)
-                for (_, _, fd), target in zip(locks, refs.values()):
-                    data = f"{target}\n".encode()
-                    if os.write(fd, data) != len(data):
-                        raise OSError(f"short write to a lock of {name}")
-                for lock, path, _ in locks:
-                    os.rename(lock, path)
-                    renamed += 1
-                return True
+                if current[name] == old:  # else another writer moved it: lost, below
+                    for ref in (r for r, value in current.items() if value is None):
+                        self._refuse_packed_conflict(ref)
+                    for (_, _, fd), target in zip(locks, refs.values()):
+                        data = f"{target}\n".encode()
+                        if os.write(fd, data) != len(data):
+                            raise OSError(f"short write to a lock of {name}")
+                    for lock, path, _ in locks:
+                        os.rename(lock, path)
+                        renamed += 1
+                    return True
         except OSError as e:
             raise RefUpdateFailed(f"Could not update {name} in {self.git_dir}: {e}") from e
         finally:
@@ -473,8 +471,10 @@ class GitRepo:
                         os.unlink(lock)
                     except FileNotFoundError:
                         pass
-        # Lost to a lock held elsewhere; ours are let go of (a wait must not hold them).
-        self._clear_stale_locks([busy], wait=True)
+        # Lost: another writer moved the ref, or holds a lock (or a killed one left it), judged
+        # only now that this writer's locks are let go of: a wait must not hold them.
+        if busy is not None:
+            self._clear_stale_locks([busy], wait=True)
         _backoff()
         return False
 
