@@ -1,12 +1,13 @@
-"""GitRepo without libgit2: objects through ``git cat-file --batch``, refs as files and ``git update-ref``.
+"""GitRepo without libgit2: objects through ``git cat-file --batch``, refs as files.
 
 Loading pygit2 costs ~60-90 ms, more than everything else the post-commit
 hook does to log a run. The hook opens its repository as a ``PlainGitRepo``:
 the reads on its path (refs, the commit's params file, the ledger and notes
 trees, the default experiment) go to one ``git cat-file --batch`` process,
 the objects it writes are built in memory and stored as one pack (as
-``GitRepo.batch`` does for every writer), and refs move with ``git
-update-ref``, compare-and-swap. Any method not overridden here is
+``GitRepo.batch`` does for every writer), and refs move compare-and-swap:
+gitml's own with ``GitRepo``'s lock-file protocol, the others (and the
+cases it leaves out) with ``git update-ref``. Any method not overridden here is
 ``GitRepo``'s, which opens libgit2 on first use: slower, never wrong.
 Repositories that store refs in a reftable or name objects by SHA-256 use
 libgit2 for refs or objects as before.
