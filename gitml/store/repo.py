@@ -242,6 +242,7 @@ class GitRepo:
         self._packed_sorted: list[str] | None = None
         self._stored: frozenset[bytes] = frozenset()  # the ids of the last pack this process wrote
         self._file_cas_cache: tuple[tuple[tuple[int, int, int] | None, ...], bool] | None = None
+        self._config_paths: list[Path] | None = None
 
     @property
     def _repo(self) -> pygit2.Repository:
@@ -514,11 +515,15 @@ class GitRepo:
         return self._file_cas_cache[1]
 
     def _config_files(self) -> list[Path]:
-        home = Path(os.environ.get("HOME") or "~").expanduser()
-        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        return [self.common_dir / "config", self.git_dir / "config.worktree",
+        """The config files git reads here, found once per repository object (a CAS stats them)."""
+        if self._config_paths is None:
+            home = Path(os.environ.get("HOME") or "~").expanduser()
+            xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+            self._config_paths = [
+                self.common_dir / "config", self.git_dir / "config.worktree",
                 Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"), xdg / "git" / "config",
                 Path(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")]
+        return self._config_paths
 
     def _loose_or_packed(self, path: str) -> str | None | object:
         """The oid of the ref at ``path`` (its loose file, else packed-refs), None if neither has it,
