@@ -269,3 +269,27 @@ def test_racing_writers_and_git_pack_refs_lose_no_update(repo, tmp_path):
     assert git(repo, "rev-parse", "refs/gitml/t/c") == git(repo, "rev-parse", "refs/gitml-local/t/c")
     assert locks(repo) == []
     git(repo, "fsck", "--strict", "--no-dangling")
+
+
+@pytest.mark.parametrize("content", ["ref: refs/heads/main\n", "not an id\n", "../../../../etc/passwd\n", "f" * 300])
+def test_a_fetched_ref_file_that_is_not_a_plain_id_is_left_alone(repo, content):
+    """A ref that arrived by fetch (or a hand edit) holding anything but one object id: the files
+    path writes nothing and leaves no lock; libgit2 decides (its answer is a lost race)."""
+    r = GitRepo.discover(repo)
+    a, _ = oids(repo)
+    bad = repo / ".git" / "refs" / "gitml" / "t" / "bad"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    assert r._cas_files("refs/gitml/t/bad", a, None, None) is None
+    assert bad.read_text() == content and locks(repo) == []
+
+
+def test_junk_lines_in_packed_refs_do_not_break_a_write(repo):
+    r = GitRepo.discover(repo)
+    a, b = oids(repo)
+    git(repo, "update-ref", "refs/gitml/t/p", a)
+    git(repo, "pack-refs", "--all", "--prune")
+    packed = repo / ".git" / "packed-refs"
+    packed.write_text(packed.read_text() + "junk without an id\n^\n\n" + "z" * 5000 + "\n")
+    assert r._cas_files("refs/gitml/t/p", b, a, None) is True
+    assert (repo / ".git" / "refs" / "gitml" / "t" / "p").read_text() == b + "\n"
